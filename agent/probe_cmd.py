@@ -1,0 +1,74 @@
+"""`steer-agent probe`: steer one feature at a few strengths and print what the model says."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from agent.options import add_model_options, build_engine
+
+
+def parse_strengths(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad --strengths {text!r}: use numbers like 0,50,100,200") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"bad --strengths {text!r}: give one or more non-negative numbers")
+    return values
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("probe", help="steer one feature and print the model's words per strength",
+                       description="Steer one SAE feature at several strengths and print the model's answers.")
+    p.add_argument("--feature", type=int, required=True, help="SAE feature id")
+    p.add_argument("--strengths", type=parse_strengths, default=None,
+                   help="comma-separated strengths (default: 0 and a sweep suited to the toy world)")
+    p.add_argument("--samples", type=int, default=1, help="descriptions per strength (>1 samples; default 1, greedy)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--question", help="ask this question about the highlighted element instead of describing it")
+    p.add_argument("--base-image", default="white", help="white (default), black, noise or an image file")
+    p.add_argument("--control", action="store_true", help="steer a norm-matched random direction instead")
+    p.add_argument("--json", action="store_true", help='print [{"strength": s, "texts": [...]}, ...]')
+    add_model_options(p)
+    p.set_defaults(func=run)
+    return p
+
+
+DEFAULT_STRENGTHS = [0.0, 50.0, 100.0, 200.0]
+
+
+def run(args: argparse.Namespace) -> int:
+    from steering.probes import Probe
+
+    if args.samples < 1:
+        print("error: --samples must be >= 1", file=sys.stderr)
+        return 2
+    engine = build_engine(args)
+    engine.sae.check_feature(args.feature)
+    strengths = args.strengths or DEFAULT_STRENGTHS
+    probes = [
+        Probe(feature=args.feature, strength=s, samples=args.samples, seed=args.seed,
+              prompt="ask" if args.question else "describe", question=args.question,
+              base_image=args.base_image, direction="random" if args.control else "feature",
+              greedy=args.samples == 1)
+        for s in strengths
+    ]
+    results = engine.run(probes)
+    if args.json:
+        print(json.dumps([{"strength": r.probe.strength, "texts": list(r.texts), "kl_first": round(r.kl_first, 4)}
+                          for r in results], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    what = f"question {args.question!r}" if args.question else "describe"
+    table = Table(title=f"feature {args.feature} at layer {engine.layer} ({what}, base image {args.base_image})")
+    table.add_column("strength", justify="right")
+    table.add_column("KL@1", justify="right")
+    table.add_column("the model's words")
+    for r in results:
+        table.add_row(f"{r.probe.strength:g}", f"{r.kl_first:.3f}", "\n".join(r.texts))
+    Console().print(table)
+    return 0

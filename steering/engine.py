@@ -1,0 +1,226 @@
+"""The probe engine: turn lists of Probes into ProbeResults with batched, steered generation."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+
+import prompts
+from steering.hooks import steer
+from steering.images import DEFAULT_SIZE, base_image
+from steering.models import LoadedVLM
+from steering.probes import Probe, ProbeResult
+from steering.sae import SAE, check_layer
+from steering.text import strip_answer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationSettings:
+    """How the steered VLM writes its answers; every field is part of the cache key."""
+
+    max_new_tokens: int = 48
+    """Upper bound on answer length (the reference allows 200; one sentence rarely needs 48)."""
+    temperature: float = 0.7
+    """Sampling temperature when a probe samples (Gemma-3's recommended 0.7)."""
+    top_p: float = 0.95
+    """Nucleus sampling mass when sampling."""
+    top_k: int = 64
+    """Top-k cut-off when sampling."""
+    prefill_prefix: bool = True
+    """Write the answer prefix into the model's turn so it continues from it (and the first
+    generated token is the first content word, which is where the KL is measured)."""
+    image_size: int = DEFAULT_SIZE
+    """Side of the generated base image before the processor resizes it."""
+    batch_size: int = 32
+    """Rows per generate call (not part of the answer for greedy decoding)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GenerationSettings:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def random_direction(d: int, feature: int | None, seed: int) -> torch.Tensor:
+    """A unit random direction [d], reproducible from (feature, seed)."""
+    digest = hashlib.sha256(f"random-control:{feature}:{seed}".encode()).digest()
+    gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+    v = torch.randn(d, generator=gen)
+    return v / v.norm()
+
+
+class SteeringEngine:
+    """Runs probes against one (VLM, SAE, layer) on the real transformers generate path."""
+
+    def __init__(self, vlm: LoadedVLM, sae: SAE, layer: int | None = None,
+                 settings: GenerationSettings | None = None) -> None:
+        self.vlm = vlm
+        self.sae = sae
+        self.layer = check_layer(layer if layer is not None else sae.layer, vlm.vision.n_layers)
+        sae.check_fits(vlm.vision.width, vlm.vision.n_layers, self.layer)
+        self.sae.to(device=vlm.device)
+        self.settings = settings or GenerationSettings()
+        self._inputs: dict[tuple[str, str], Any] = {}
+        self._base_logprobs: dict[tuple[str, str], torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ identity
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything about this engine that changes an answer (for cache keys)."""
+        s = self.settings.to_dict()
+        s.pop("batch_size")
+        return {
+            "model": self.vlm.model_id, "revision": self.vlm.revision, "dtype": str(self.vlm.dtype),
+            "sae": self.sae.sae_id, "layer": self.layer,
+            "prompts": [prompts.load("vlm_describe").ref, prompts.load("vlm_ask").ref],
+            "generation": s,
+        }
+
+    # ------------------------------------------------------------------ prompts and inputs
+
+    def prompt_text(self, probe: Probe) -> tuple[str, str]:
+        """(full text fed to the processor, answer prefix) for a probe's prompt."""
+        template = prompts.load("vlm_describe" if probe.prompt == "describe" else "vlm_ask")
+        user = template.render(question=probe.question) if probe.prompt == "ask" else template.render()
+        prefix = template.meta.get("answer_prefix", "")
+        processor = self.vlm.processor
+        if getattr(processor, "chat_template", None):
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user}]}]
+            text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        else:  # e.g. PaliGemma: the processor adds the image tokens itself
+            text = user + "\n"
+        if prefix and self.settings.prefill_prefix:
+            text = text + prefix
+        return text, prefix
+
+    def inputs(self, text: str, image_spec: str, rows: int) -> dict[str, torch.Tensor]:
+        """Processor outputs for ``rows`` identical rows (prepared once, then repeated)."""
+        key = (text, image_spec)
+        if key not in self._inputs:
+            image = base_image(image_spec, self.settings.image_size)
+            enc = self.vlm.processor(text=[text], images=[[image]], return_tensors="pt")
+            self._inputs[key] = {k: v.to(self.vlm.device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
+        one = self._inputs[key]
+        # Concatenating the one-row tensors `rows` times is what batching identical rows gives,
+        # whatever the layout (per-image pixel tensors, flat patch lists, grid descriptors).
+        return {k: torch.cat([v] * rows) if rows > 1 else v for k, v in one.items()}
+
+    def vector(self, probe: Probe) -> torch.Tensor:
+        """The vector a probe adds, [d] (zeros for the baseline)."""
+        d = self.vlm.vision.width
+        if probe.is_baseline:
+            return torch.zeros(d, device=self.vlm.device)
+        direction = self.sae.direction(probe.feature)
+        if probe.direction == "random":
+            direction = random_direction(d, probe.feature, probe.seed).to(direction) * direction.norm()
+        return probe.strength * direction
+
+    # ------------------------------------------------------------------ generation
+
+    @torch.no_grad()
+    def generate(self, text: str, image_spec: str, vectors: torch.Tensor, *, greedy: bool = True,
+                 seed: int = 0, masks: torch.Tensor | None = None) -> tuple[list[str], list[int], torch.Tensor]:
+        """One generate call, row b steered by vectors[b] [rows, d].
+
+        Returns raw continuation texts, their token counts, and first-step log-probs [rows, vocab].
+        """
+        rows = vectors.shape[0]
+        batch = self.inputs(text, image_spec, rows)
+        s = self.settings
+        gen_kwargs: dict[str, Any] = dict(max_new_tokens=s.max_new_tokens, do_sample=not greedy,
+                                          output_logits=True, return_dict_in_generate=True)
+        if not greedy:
+            gen_kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k)
+            torch.manual_seed(seed)
+        else:  # unset sampling knobs a checkpoint's generation_config may carry, to keep logs quiet
+            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        tokenizer = getattr(self.vlm.processor, "tokenizer", self.vlm.processor)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        if pad is not None:
+            gen_kwargs["pad_token_id"] = pad
+        with steer(self.vlm.vision, self.layer, vectors, masks):
+            out = self.vlm.model.generate(**batch, **gen_kwargs)
+        new = out.sequences[:, batch["input_ids"].shape[1]:]  # [rows, new_tokens]
+        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+        eos = self.vlm.model.generation_config.eos_token_id
+        stops = set(eos if isinstance(eos, list) else [eos]) | ({pad} if pad is not None else set())
+        counts = [_count_until(row.tolist(), stops) for row in new]
+        first = torch.log_softmax(out.logits[0].float(), dim=-1)  # [rows, vocab]
+        return texts, counts, first
+
+    def _base_logprobs_for(self, text: str, image_spec: str) -> torch.Tensor:
+        key = (text, image_spec)
+        if key not in self._base_logprobs:
+            with torch.no_grad():
+                logits = self.vlm.model(**self.inputs(text, image_spec, 1)).logits[:, -1]
+            self._base_logprobs[key] = torch.log_softmax(logits.float(), dim=-1)[0]
+        return self._base_logprobs[key]
+
+    def run(self, probes: Sequence[Probe],
+            on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
+        """Execute probes in batches; results come back in the order of ``probes``."""
+        for p in probes:
+            if p.feature is not None:
+                self.sae.check_feature(p.feature)
+        results: dict[int, ProbeResult] = {}
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i, p in enumerate(probes):
+            if p.greedy:
+                groups[(*self.prompt_text(p), p.base_image)].append(i)
+        for (text, prefix, image_spec), idx in groups.items():
+            for start in range(0, len(idx), self.settings.batch_size):
+                chunk = idx[start:start + self.settings.batch_size]
+                self._run_rows(text, prefix, image_spec, [probes[i] for i in chunk], chunk, results, on_result)
+        for i, p in enumerate(probes):
+            if not p.greedy:
+                text, prefix = self.prompt_text(p)
+                self._run_rows(text, prefix, p.base_image, [p], [i], results, on_result)
+        return [results[i] for i in range(len(probes))]
+
+    def _run_rows(self, text: str, prefix: str, image_spec: str, chunk: list[Probe], idx: list[int],
+                  results: dict[int, ProbeResult], on_result: Callable[[ProbeResult], None] | None) -> None:
+        t0 = time.perf_counter()
+        base = self._base_logprobs_for(text, image_spec)
+        if chunk[0].greedy:
+            vectors = torch.stack([self.vector(p) for p in chunk])
+            texts, counts, first = self.generate(text, image_spec, vectors, greedy=True)
+            per_probe = [([texts[j]], [counts[j]], first[j]) for j in range(len(chunk))]
+        else:
+            (p,) = chunk
+            texts, counts, first = [], [], None
+            for start in range(0, p.samples, self.settings.batch_size):
+                n = min(self.settings.batch_size, p.samples - start)
+                vectors = self.vector(p).expand(n, -1)
+                t, c, f = self.generate(text, image_spec, vectors, greedy=False, seed=p.seed + start)
+                texts += t
+                counts += c
+                first = f[0] if first is None else first
+            per_probe = [(texts, counts, first)]
+        elapsed = (time.perf_counter() - t0) / len(chunk)
+        for i, p, (t, c, logp) in zip(idx, chunk, per_probe):
+            kl = float((logp.exp() * (logp - base)).sum().clamp_min(0.0))
+            result = ProbeResult(
+                probe=p, texts=tuple(strip_answer(x, prefix) for x in t), n_tokens=tuple(c), kl_first=kl,
+                extra={"seconds": round(elapsed, 4)},
+            )
+            results[i] = result
+            if on_result is not None:
+                on_result(result)
+
+
+def _count_until(tokens: list[int], stops: set[int]) -> int:
+    for n, tok in enumerate(tokens):
+        if tok in stops:
+            return n
+    return len(tokens)

@@ -1,0 +1,99 @@
+"""The seam between the agent and the engine: Probe requests and ProbeResult answers (no torch)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Base images every engine understands; anything else is taken as a path to an image file.
+BASE_IMAGES = ("white", "black", "noise")
+# Kinds of direction a probe can steer along.
+DIRECTIONS = ("feature", "random")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One request to the steered VLM."""
+
+    feature: int | None
+    """SAE feature whose decoder direction is added; None means the unsteered baseline."""
+    strength: float = 0.0
+    """L2 norm of the added vector (decoder columns are unit norm)."""
+    samples: int = 1
+    """Number of descriptions to draw; 1 with ``greedy`` gives the deterministic answer."""
+    seed: int = 0
+    """Seed for sampling and for the random control direction."""
+    prompt: str = "describe"
+    """Prompt template id: ``describe`` or ``ask`` (then ``question`` is required)."""
+    question: str | None = None
+    """Free-form question about the highlighted element, for ``prompt == 'ask'``."""
+    base_image: str = "white"
+    """``white``, ``black``, ``noise`` or a path to an image file."""
+    direction: str = "feature"
+    """``feature`` (the SAE decoder column) or ``random`` (a norm-matched random control)."""
+    greedy: bool = True
+    """Greedy decoding; when False the engine samples ``samples`` texts with ``seed``."""
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.strength < 0:
+            raise ValueError(f"strength must be >= 0, got {self.strength}")
+        if self.prompt not in ("describe", "ask"):
+            raise ValueError(f"unknown prompt id {self.prompt!r}: use 'describe' or 'ask'")
+        if self.prompt == "ask" and not self.question:
+            raise ValueError("prompt 'ask' needs a question")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"unknown direction {self.direction!r}: use one of {DIRECTIONS}")
+        if self.greedy and self.samples > 1:
+            # Greedy samples would all be identical; make the request honest.
+            object.__setattr__(self, "greedy", False)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.feature is None or self.strength == 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Probe:
+        return cls(**d)
+
+    def key(self, fingerprint: dict[str, Any]) -> str:
+        """Cache key: this probe plus everything about the engine that changes its answer."""
+        payload = json.dumps({"probe": self.to_dict(), "engine": fingerprint}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What the engine saw for one probe."""
+
+    probe: Probe
+    texts: tuple[str, ...]
+    """The model's answers, prefix stripped, one per sample."""
+    n_tokens: tuple[int, ...] = ()
+    """Generated token count per sample."""
+    kl_first: float = 0.0
+    """KL(steered || unsteered) of the next-token distribution at the first answer token."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Cheap extras the engine may record (timings, raw texts)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["texts"] = list(self.texts)
+        d["n_tokens"] = list(self.n_tokens)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProbeResult:
+        return cls(
+            probe=Probe.from_dict(d["probe"]),
+            texts=tuple(d["texts"]),
+            n_tokens=tuple(d.get("n_tokens", ())),
+            kl_first=float(d.get("kl_first", 0.0)),
+            extra=dict(d.get("extra", {})),
+        )

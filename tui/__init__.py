@@ -1,0 +1,1 @@
+"""The Textual app `steer-tui`: browse, run and review feature explanations."""
