@@ -1,0 +1,101 @@
+"""Rebuild the toy world from a seed: train the VLM, train the SAE, derive the ground truth, save all.
+
+    python -m steering.toy.build --seed 0 [--out DIR] [--scale tiny|full]
+
+Writes ``DIR/model`` (save_pretrained model + processor), ``DIR/sae`` (``ae.pt``, ``config.json``,
+``ground_truth.json``) and ``DIR/build.json`` (the config and training figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from steering.toy import DATA_DIR, MODEL_ID, sae_train, truth
+from steering.toy.config import ToyConfig, scale_config
+from steering.toy.train_vlm import train_vlm
+
+log = logging.getLogger(__name__)
+
+# Steering strengths as multiples of the white image's mean patch norm at the SAE layer:
+# the range where toy models name concepts without their text degenerating.
+STRENGTH_MULTIPLES = (1.0, 2.0, 3.0)
+# Separate seed streams, so that no scene set overlaps another.
+SAE_SCENES, SAE_EVAL_SCENES, GT_SCENES = 1_000, 2_000, 3_000
+
+
+def build(out: Path, seed: int = 0, cfg: ToyConfig | None = None, threads: int | None = 2) -> dict:
+    """Run the whole pipeline into ``out``; returns the figures written to ``build.json``."""
+    cfg = cfg or scale_config("full")
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.time()
+    out = Path(out)
+    model_out, sae_out = out / "model", out / "sae"
+
+    model, processor, train_info = train_vlm(cfg, seed)
+    model_out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(model_out)
+    processor.save_pretrained(model_out)
+
+    sc, vc = cfg.sae, cfg.vlm
+    t1 = time.time()
+    acts = sae_train.collect(model, sae_train.rng_scenes(sc.n_scenes, seed + SAE_SCENES), sc.layer, vc.image_size)
+    state = sae_train.train_sae(sae_train.as_rows(acts), sc, seed)
+    eval_acts = sae_train.collect(
+        model, sae_train.rng_scenes(max(sc.n_scenes // 6, 8), seed + SAE_EVAL_SCENES), sc.layer, vc.image_size
+    )
+    sae_figures = sae_train.sae_metrics(state, sae_train.as_rows(eval_acts))
+    sae_train.save_sae(state, sae_out, sc, d=vc.vision_hidden, lm_name=MODEL_ID)
+    sae_seconds = time.time() - t1
+
+    gt_list = sae_train.rng_scenes(cfg.gt_scenes, seed + GT_SCENES)
+    gt_acts = sae_train.collect(model, gt_list, sc.layer, vc.image_size)  # [S, P, d]
+    codes = sae_train.encode(state, sae_train.as_rows(gt_acts), int(state["k"])).reshape(
+        gt_acts.shape[0], gt_acts.shape[1], -1
+    )  # [S, P, n]
+    gt = truth.derive(codes, gt_list, cfg.top_scenes)
+    norm = sae_train.patch_norm(model, sc.layer, vc.image_size)
+    meta = {
+        "layer": sc.layer,
+        "white_patch_norm": round(norm, 4),
+        "strength_multiples": list(STRENGTH_MULTIPLES),
+        "strengths": [round(m * norm, 3) for m in STRENGTH_MULTIPLES],
+        "top_scenes": cfg.top_scenes,
+        "gt_scenes": cfg.gt_scenes,
+        "seed": seed,
+    }
+    truth.save(gt, sae_out, meta)
+    figures = {
+        "seed": seed,
+        "config": cfg.to_dict(),
+        "vlm": train_info,
+        "vlm_params": sum(p.numel() for p in model.parameters()),
+        "sae": sae_figures | {"train_seconds": sae_seconds},
+        "pure_features": sum(1 for v in gt.values() if v["purity"] >= 0.9),
+        "total_seconds": time.time() - t0,
+    } | {"ground_truth_meta": meta}
+    (out / "build.json").write_text(json.dumps(figures, indent=2) + "\n")
+    log.info("built toy world in %s: %s", out, json.dumps({k: figures[k] for k in ("vlm", "sae", "pure_features")}))
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m steering.toy.build", description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=DATA_DIR, help=f"output folder (default {DATA_DIR})")
+    parser.add_argument("--scale", choices=("tiny", "full"), default="full")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch's default)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    figures = build(args.out, args.seed, scale_config(args.scale), args.threads)
+    print(json.dumps({k: figures[k] for k in ("vlm", "vlm_params", "sae", "pure_features", "total_seconds")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

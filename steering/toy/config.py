@@ -1,0 +1,99 @@
+"""Typed configuration of the toy world: model sizes, training schedules, SAE, at two scales."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class VLMConfig:
+    """Sizes of the toy Gemma-3 VLM."""
+
+    image_size: int = 64
+    """Side of the square input image in pixels."""
+    patch_size: int = 8
+    """Vision patch side; the grid is (image_size / patch_size)^2 patches."""
+    mm_tokens_per_image: int = 16
+    """Image tokens the language model sees (the projector average-pools the patch grid to this)."""
+    vision_hidden: int = 128
+    vision_layers: int = 6
+    vision_heads: int = 4
+    vision_mlp: int = 384
+    text_hidden: int = 128
+    text_layers: int = 4
+    text_heads: int = 4
+    text_kv_heads: int = 2
+    text_mlp: int = 384
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Schedule of the VLM's training run."""
+
+    steps: int = 1400
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup: int = 60
+    weight_decay: float = 0.01
+    ask_share: float = 0.2
+    """Share of examples that are targeted questions (vlm_ask) instead of the describe prompt."""
+    n_scenes: int = 30000
+    """Pool of training scenes, drawn once from the seed."""
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """The TopK SAE on the vision encoder's residual stream."""
+
+    layer: int = 3
+    """Hooked vision encoder layer: the SAE reads the output of ``encoder.layers[layer]``."""
+    dict_size: int = 512
+    k: int = 8
+    n_scenes: int = 6000
+    """Scenes whose patch activations train the SAE."""
+    steps: int = 3000
+    batch_size: int = 2048
+    lr: float = 1e-3
+    aux_k: int = 64
+    """Dead latents used by the auxiliary loss that revives them."""
+    aux_coef: float = 1 / 32
+    dead_after: int = 200
+    """A latent that has not fired for this many steps counts as dead for the auxiliary loss."""
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """Everything ``python -m steering.toy.build`` needs, besides the seed."""
+
+    vlm: VLMConfig = field(default_factory=VLMConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sae: SAEConfig = field(default_factory=SAEConfig)
+    top_scenes: int = 20
+    """Top-activating scenes per feature used to derive its ground truth."""
+    gt_scenes: int = 3000
+    """Scenes scanned for each feature's top-activating ones."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ToyConfig:
+        return cls(vlm=VLMConfig(**d["vlm"]), train=TrainConfig(**d["train"]), sae=SAEConfig(**d["sae"]),
+                   top_scenes=d["top_scenes"], gt_scenes=d["gt_scenes"])
+
+
+def scale_config(scale: str) -> ToyConfig:
+    """``full``: the shipped world; ``tiny``: the same pipeline in seconds, for tests."""
+    if scale == "full":
+        return ToyConfig()
+    if scale == "tiny":
+        return ToyConfig(
+            vlm=replace(VLMConfig(), vision_hidden=32, vision_layers=2, vision_heads=2, vision_mlp=64,
+                        text_hidden=32, text_layers=1, text_heads=2, text_kv_heads=1, text_mlp=64),
+            train=replace(TrainConfig(), steps=3, batch_size=4, warmup=1, n_scenes=64),
+            sae=replace(SAEConfig(), layer=0, dict_size=64, k=4, n_scenes=32, steps=5, batch_size=256),
+            top_scenes=5,
+            gt_scenes=40,
+        )
+    raise ValueError(f"unknown scale {scale!r}: use 'tiny' or 'full'")

@@ -1,0 +1,64 @@
+"""Train the toy VLM from scratch on freshly drawn scenes (describe captions and targeted Q&A)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+from transformers import Gemma3ForConditionalGeneration, Gemma3Processor
+
+from steering.toy import data, scenes
+from steering.toy.config import ToyConfig
+from steering.toy.processor import build_processor
+from steering.toy.vlm import build_model
+
+log = logging.getLogger(__name__)
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 5% of ``base``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def train_vlm(cfg: ToyConfig, seed: int) -> tuple[Gemma3ForConditionalGeneration, Gemma3Processor, dict]:
+    """Build the processor and model, train, and return them with a few training figures."""
+    tc, vc = cfg.train, cfg.vlm
+    grid = vc.image_size // vc.patch_size
+    assert grid * grid % vc.mm_tokens_per_image == 0
+    processor = build_processor(data.vocabulary_texts(), vc.image_size, vc.mm_tokens_per_image)
+    model = build_model(vc, processor, seed)
+    encoder = data.Encoder(processor)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=tc.lr, betas=(0.9, 0.98),
+    )
+    model.train()
+    t0, running = time.time(), []
+    for step in range(tc.steps):
+        batch_scenes = [scenes.sample_scene(rng) for _ in range(tc.batch_size)]
+        batch = encoder.batch([data.example(s, rng, tc.ask_share) for s in batch_scenes])
+        px = data.pixels([scenes.render(s, vc.image_size) for s in batch_scenes])  # [B, 3, H, W]
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, tc.steps, tc.lr, tc.warmup)
+        loss = model(pixel_values=px, **batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        running.append(loss.item())
+        if (step + 1) % 50 == 0 or step + 1 == tc.steps:
+            log.info("vlm step %d/%d loss %.4f (%.0fs)", step + 1, tc.steps, float(np.mean(running)), time.time() - t0)
+            running = []
+    model.eval()
+    return model, processor, {"train_seconds": time.time() - t0, "final_loss": float(loss.item())}

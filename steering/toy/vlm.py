@@ -1,0 +1,71 @@
+"""Build the toy Gemma-3 VLM from a VLMConfig and the toy processor's vocabulary."""
+
+from __future__ import annotations
+
+import torch
+from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor, GenerationConfig
+from transformers import Gemma3TextConfig, SiglipVisionConfig
+
+from steering.toy.config import VLMConfig
+from steering.toy.processor import END_TURN
+
+
+def gemma3_config(cfg: VLMConfig, processor: Gemma3Processor) -> Gemma3Config:
+    """A small Gemma3Config whose token ids match ``processor``'s tokenizer."""
+    tok = processor.tokenizer
+    vision = SiglipVisionConfig(
+        hidden_size=cfg.vision_hidden,
+        intermediate_size=cfg.vision_mlp,
+        num_hidden_layers=cfg.vision_layers,
+        num_attention_heads=cfg.vision_heads,
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        vision_use_head=False,
+    )
+    text = Gemma3TextConfig(
+        vocab_size=len(tok),
+        hidden_size=cfg.text_hidden,
+        intermediate_size=cfg.text_mlp,
+        num_hidden_layers=cfg.text_layers,
+        num_attention_heads=cfg.text_heads,
+        num_key_value_heads=cfg.text_kv_heads,
+        head_dim=cfg.text_hidden // cfg.text_heads,
+        query_pre_attn_scalar=cfg.text_hidden // cfg.text_heads,
+        max_position_embeddings=512,
+        sliding_window=512,
+        layer_types=["full_attention"] * cfg.text_layers,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+    )
+    return Gemma3Config(
+        text_config=text,
+        vision_config=vision,
+        mm_tokens_per_image=cfg.mm_tokens_per_image,
+        boi_token_index=tok.boi_token_id,
+        eoi_token_index=tok.eoi_token_id,
+        image_token_index=tok.image_token_id,
+    )
+
+
+def build_model(cfg: VLMConfig, processor: Gemma3Processor, seed: int) -> Gemma3ForConditionalGeneration:
+    """A freshly initialised toy VLM.
+
+    Gemma-3 initialises the multimodal projector to zeros, which would hide the image from the
+    language model until the projector gets gradient through an all-zero path; give it a small
+    random start instead.
+    """
+    torch.manual_seed(seed)
+    model = Gemma3ForConditionalGeneration(gemma3_config(cfg, processor))
+    proj = model.model.multi_modal_projector.mm_input_projection_weight  # [d_vision, d_text]
+    with torch.no_grad():
+        proj.normal_(0.0, cfg.vision_hidden**-0.5)
+    tok = processor.tokenizer
+    model.generation_config = GenerationConfig(
+        do_sample=False,
+        max_new_tokens=24,
+        bos_token_id=tok.bos_token_id,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=[tok.eos_token_id, tok.convert_tokens_to_ids(END_TURN)],
+    )
+    return model
