@@ -1,0 +1,115 @@
+"""The toy world's build runs end to end at tiny scale and writes files the real loaders accept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from steering.toy import build, config, naming, scenes, truth
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy")
+    figures = build.build(out, seed=0, cfg=config.scale_config("tiny"), threads=1)
+    return out, figures
+
+
+def test_model_loads_through_auto_classes(tiny_world):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    out, _ = tiny_world
+    model = AutoModelForImageTextToText.from_pretrained(out / "model")
+    processor = AutoProcessor.from_pretrained(out / "model")
+    assert type(model).__name__ == "Gemma3ForConditionalGeneration"
+    assert type(processor).__name__ == "Gemma3Processor"
+    tok = processor.tokenizer
+    assert model.config.image_token_id == tok.image_token_id
+    assert model.config.boi_token_index == tok.boi_token_id
+    # The projector is not the all-zero Gemma-3 default: the image reaches the language model.
+    assert model.model.multi_modal_projector.mm_input_projection_weight.abs().sum() > 0
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour is it?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text.endswith("<start_of_turn>model\n")
+
+
+def test_sae_files_have_dictionary_learning_layout(tiny_world):
+    out, _ = tiny_world
+    cfg = config.scale_config("tiny")
+    state = torch.load(out / "sae" / "ae.pt", weights_only=True)
+    n, d = cfg.sae.dict_size, cfg.vlm.vision_hidden
+    assert set(state) == {"encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "k", "threshold"}
+    assert state["encoder.weight"].shape == (n, d)
+    assert state["encoder.bias"].shape == (n,)
+    assert state["decoder.weight"].shape == (d, n)
+    assert state["b_dec"].shape == (d,)
+    assert int(state["k"]) == cfg.sae.k
+    assert torch.allclose(state["decoder.weight"].norm(dim=0), torch.ones(n), atol=1e-5)
+    trainer = json.loads((out / "sae" / "config.json").read_text())["trainer"]
+    assert trainer["dict_class"] == "AutoEncoderTopK"
+    assert (trainer["activation_dim"], trainer["dict_size"], trainer["k"]) == (d, n, cfg.sae.k)
+    assert trainer["submodule_name"] == f"enc_res_out_layer_{cfg.sae.layer}"
+    assert trainer["layer"] == cfg.sae.layer
+
+
+def test_ground_truth_covers_every_feature(tiny_world):
+    out, _ = tiny_world
+    gt = truth.load(out / "sae")
+    assert sorted(gt) == list(range(config.scale_config("tiny").sae.dict_size))
+    for v in gt.values():
+        assert 0.0 <= v["purity"] <= 1.0
+        assert v["family"] is None or v["value"] in scenes.FAMILIES[v["family"]]
+    assert truth.load_meta(out / "sae")["strengths"]
+
+
+def test_build_is_deterministic(tiny_world, tmp_path):
+    out, _ = tiny_world
+    build.build(tmp_path, seed=0, cfg=config.scale_config("tiny"), threads=1)
+    a = torch.load(out / "sae" / "ae.pt", weights_only=True)
+    b = torch.load(tmp_path / "sae" / "ae.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert truth.load(out / "sae") == truth.load(tmp_path / "sae")
+
+
+def test_loads_through_steering_core(tiny_world):
+    from steering.models import load_vlm
+    from steering.sae import load_sae
+
+    out, _ = tiny_world
+    vlm = load_vlm(out / "model")
+    sae = load_sae(out / "sae")
+    cfg = config.scale_config("tiny")
+    assert sae.layer == cfg.sae.layer
+    assert sae.W_dec.shape == (vlm.vision.width, cfg.sae.dict_size)
+    assert vlm.vision.n_layers == cfg.vlm.vision_layers
+
+
+def test_captions_come_from_attributes():
+    obj = scenes.Scene(kind="object", colour="red", shape="circle", pattern="striped", size="large", extent=0.7)
+    assert obj.caption() == "The highlighted element is a large red striped circle."
+    assert scenes.Scene(kind="field", colour="blue", pattern="solid").caption() == (
+        "The highlighted element is the colour blue filling the whole image."
+    )
+    assert "empty" in scenes.Scene(kind="empty").caption()
+    img = scenes.render(obj)
+    assert img.shape == (64, 64, 3) and (img == 255).all(-1).any() and (img != 255).any()
+    assert (scenes.render(scenes.Scene(kind="empty")) == 255).all()
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "family", "expected"),
+    [
+        ("a large red striped circle.", "red", "colour", True),
+        ("a large red striped circle.", "blue", "colour", False),
+        ("red stripes filling the whole image.", "striped", "pattern", True),
+        ("the colour green filling the whole image.", "solid", "pattern", True),
+        ("nothing, the image is empty and white.", "large", "size", False),
+        ("some circles", "circle", "shape", True),
+        ("a checkered pattern", "checkered", None, True),
+        ("the highlighted element is nothing", "dotted", "pattern", False),
+    ],
+)
+def test_names_value(text, value, family, expected):
+    assert naming.names_value(text, value, family) is expected
