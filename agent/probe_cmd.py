@@ -64,11 +64,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     what = f"question {args.question!r}" if args.question else "describe"
-    table = Table(title=f"feature {args.feature} at layer {engine.layer} ({what}, base image {args.base_image})")
+    console = Console()
+    console.print(f"[bold]feature {args.feature}[/] at layer {engine.layer} of {engine.vlm.model_id} "
+                  f"({what}, base image {args.base_image})", highlight=False)
+    table = Table()
     table.add_column("strength", justify="right")
     table.add_column("KL@1", justify="right")
     table.add_column("the model's words")
     for r in results:
         table.add_row(f"{r.probe.strength:g}", f"{r.kl_first:.3f}", "\n".join(r.texts))
-    Console().print(table)
+    console.print(table)
     return 0

@@ -62,7 +62,9 @@ def steer(
         steered = hidden + steering_delta(hidden, vectors, vision, masks)
         return (steered, *output[1:]) if isinstance(output, tuple) else steered
 
-    handle = module.register_forward_hook(hook)
+    # prepend: transformers records hidden states (e.g. LLaVA's vision_feature_layer) with its own
+    # forward hooks; ours must fire first so what they record is the steered state.
+    handle = module.register_forward_hook(hook, prepend=True)
     try:
         yield
     finally:

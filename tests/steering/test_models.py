@@ -1,0 +1,67 @@
+"""Vision-encoder discovery by structure, and loader errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from steering import tiny
+from steering.errors import ModelLoadError, UnsupportedModelError
+from steering.models import inspect_vision, load_vlm
+
+EXPECTED = {  # family: (has a class token, flat token layout)
+    "gemma3": (False, False), "paligemma": (False, False), "internvl": (True, False),
+    "llava": (True, False), "llava_onevision": (False, False), "qwen2_5_vl": (False, True),
+}
+
+
+def test_inspect_vision_finds_layers_width_grid_and_cls(family_model) -> None:
+    family, model, vision = family_model
+    assert vision.n_layers == 3
+    assert vision.width == 32
+    assert (vision.has_cls, vision.flat) == EXPECTED[family]
+    if not vision.flat:
+        assert vision.grid == (4, 4)
+
+
+def test_text_only_model_is_unsupported() -> None:
+    import transformers as T
+
+    model = T.LlamaForCausalLM(T.LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                             num_attention_heads=2, vocab_size=50))
+    with pytest.raises(UnsupportedModelError, match="supported families: Gemma-3"):
+        inspect_vision(model)
+
+
+def test_text_only_folder_is_unsupported(tmp_path) -> None:
+    import transformers as T
+
+    T.LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                  vocab_size=50).save_pretrained(tmp_path)
+    with pytest.raises(UnsupportedModelError, match="not a vision-language model"):
+        load_vlm(tmp_path)
+
+
+def test_missing_folder_names_the_fix(tmp_path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_vlm(str(tmp_path / "nope"))
+
+
+def test_unknown_dtype(tiny_world) -> None:
+    with pytest.raises(ModelLoadError, match="unknown dtype"):
+        load_vlm(tiny_world[0], dtype="int3")
+
+
+def test_loads_tiny_world_through_auto_classes(tiny_world) -> None:
+    vlm = load_vlm(tiny_world[0], dtype="bf16")
+    assert vlm.vision.n_layers == 3 and str(vlm.dtype) == "torch.bfloat16"
+    assert vlm.revision and vlm.revision.startswith("local-")
+
+
+@pytest.mark.parametrize("family", tiny.FAMILIES)
+def test_tiny_models_load_back_from_disk(tmp_path, family) -> None:
+    """Every family round-trips through save_pretrained and AutoModelForImageTextToText."""
+    from transformers import AutoModelForImageTextToText
+
+    tiny.tiny_model(family).save_pretrained(tmp_path)
+    vision = inspect_vision(AutoModelForImageTextToText.from_pretrained(tmp_path))
+    assert vision.width == 32
