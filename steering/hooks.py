@@ -24,7 +24,8 @@ def steering_delta(
     """The tensor to add to ``hidden`` (the layer's output) so row b moves along ``vectors[b]``.
 
     hidden: [tiles, seq, d] (or [tokens, d] for flat encoders); vectors: [rows, d];
-    masks: [rows, patches] in 0..1, patch order as the encoder lays them out (no class token).
+    masks: [rows, patches] or [tiles, patches] (one per image when rows hold several images),
+    values in 0..1, patches in the encoder's order, no class token.
     """
     rows = vectors.shape[0]
     vectors = vectors.to(device=hidden.device, dtype=hidden.dtype)
@@ -36,7 +37,9 @@ def steering_delta(
     delta = vectors[index][:, None, :].expand(hidden.shape)  # [tiles, seq, d]
     if masks is None:
         return delta
-    masks = masks.to(device=hidden.device, dtype=hidden.dtype)[index]  # [tiles, patches]
+    masks = masks.to(device=hidden.device, dtype=hidden.dtype)
+    if masks.shape[0] != hidden.shape[0]:
+        masks = masks[index]  # one mask per row, shared by its tiles -> [tiles, patches]
     if vision.has_cls:  # the class token is not a patch: a masked (hybrid) probe leaves it alone
         masks = torch.cat([masks.new_zeros(masks.shape[0], 1), masks], dim=1)
     if masks.shape[1] != hidden.shape[1]:
