@@ -14,6 +14,7 @@ import torch
 
 import prompts
 from steering.hooks import steer
+from steering.prefix import capture_layer, replay_prefix
 from steering.images import DEFAULT_SIZE, base_image
 from steering.models import LoadedVLM
 from steering.probes import Probe, ProbeResult
@@ -42,6 +43,9 @@ class GenerationSettings:
     """Side of the generated base image before the processor resizes it."""
     batch_size: int = 32
     """Rows per generate call (not part of the answer for greedy decoding)."""
+    prefix_cache: bool = True
+    """Run vision layers 0..L once per base image and replay them for every batch (same answers,
+    checked against the plain path when the engine first uses it; turned off where they differ)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +77,8 @@ class SteeringEngine:
         self.settings = settings or GenerationSettings()
         self._inputs: dict[tuple[str, str], Any] = {}
         self._base_logprobs: dict[tuple[str, str], torch.Tensor] = {}
+        self._prefix: dict[str, torch.Tensor] = {}  # base image -> layer-L state of one row
+        self._prefix_ok: bool | None = None  # self-check result, once per engine
 
     # ------------------------------------------------------------------ identity
 
@@ -80,6 +86,7 @@ class SteeringEngine:
         """Everything about this engine that changes an answer (for cache keys)."""
         s = self.settings.to_dict()
         s.pop("batch_size")
+        s.pop("prefix_cache")
         return {
             "model": self.vlm.model_id, "revision": self.vlm.revision, "dtype": str(self.vlm.dtype),
             "sae": self.sae.sae_id, "layer": self.layer,
@@ -149,7 +156,7 @@ class SteeringEngine:
         pad = getattr(tokenizer, "pad_token_id", None)
         if pad is not None:
             gen_kwargs["pad_token_id"] = pad
-        with steer(self.vlm.vision, self.layer, vectors, masks):
+        with self._prefix_context(text, image_spec), steer(self.vlm.vision, self.layer, vectors, masks):
             out = self.vlm.model.generate(**batch, **gen_kwargs)
         new = out.sequences[:, batch["input_ids"].shape[1]:]  # [rows, new_tokens]
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
@@ -159,13 +166,40 @@ class SteeringEngine:
         first = torch.log_softmax(out.logits[0].float(), dim=-1)  # [rows, vocab]
         return texts, counts, first
 
+    @torch.no_grad()
     def _base_logprobs_for(self, text: str, image_spec: str) -> torch.Tensor:
+        """Unsteered next-token log-probs [vocab]; also fills the prefix cache for this image."""
         key = (text, image_spec)
         if key not in self._base_logprobs:
-            with torch.no_grad():
+            with capture_layer(self.vlm.vision, self.layer) as seen:
                 logits = self.vlm.model(**self.inputs(text, image_spec, 1)).logits[:, -1]
+            self._prefix.setdefault(image_spec, seen[0])
             self._base_logprobs[key] = torch.log_softmax(logits.float(), dim=-1)[0]
         return self._base_logprobs[key]
+
+    @torch.no_grad()
+    def _prefix_usable(self, text: str, image_spec: str) -> bool:
+        """Once per engine: does replaying the cache give exactly the plain path's logits?"""
+        if self._prefix_ok is None:
+            base = self._base_logprobs_for(text, image_spec)
+            with replay_prefix(self.vlm.vision, self.layer, self._prefix[image_spec]):
+                logits = self.vlm.model(**self.inputs(text, image_spec, 1)).logits[:, -1]
+            replayed = torch.log_softmax(logits.float(), dim=-1)[0]
+            self._prefix_ok = bool(torch.allclose(base, replayed, atol=1e-4, rtol=1e-4))
+            if not self._prefix_ok:
+                log.warning("vision prefix cache disagrees with the plain path for %s; running without it",
+                            self.vlm.model_id)
+        return self._prefix_ok
+
+    def _prefix_context(self, text: str, image_spec: str):  # type: ignore[no-untyped-def]
+        from contextlib import nullcontext
+
+        if not self.settings.prefix_cache:
+            return nullcontext()
+        self._base_logprobs_for(text, image_spec)
+        if not self._prefix_usable(text, image_spec):
+            return nullcontext()
+        return replay_prefix(self.vlm.vision, self.layer, self._prefix[image_spec])
 
     def run(self, probes: Sequence[Probe],
             on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
