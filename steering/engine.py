@@ -19,6 +19,7 @@ from steering.images import DEFAULT_SIZE, base_image
 from steering.models import LoadedVLM
 from steering.probes import Probe, ProbeResult
 from steering.sae import SAE, check_layer
+from steering.sampling import SeededSampler, uniform_stream
 from steering.text import strip_answer
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ class GenerationSettings:
 
     max_new_tokens: int = 48
     """Upper bound on answer length (the reference allows 200; one sentence rarely needs 48)."""
+    min_new_tokens: int = 0
+    """Lower bound on answer length (benchmarks pin min = max to time a fixed length)."""
     temperature: float = 0.7
     """Sampling temperature when a probe samples (Gemma-3's recommended 0.7)."""
     top_p: float = 0.95
@@ -136,29 +139,35 @@ class SteeringEngine:
     # ------------------------------------------------------------------ generation
 
     @torch.no_grad()
-    def generate(self, text: str, image_spec: str, vectors: torch.Tensor, *, greedy: bool = True,
-                 seed: int = 0, masks: torch.Tensor | None = None) -> tuple[list[str], list[int], torch.Tensor]:
+    def generate(self, text: str, image_spec: str, vectors: torch.Tensor, *,
+                 uniforms: torch.Tensor | None = None,
+                 masks: torch.Tensor | None = None) -> tuple[list[str], list[int], torch.Tensor]:
         """One generate call, row b steered by vectors[b] [rows, d].
 
+        uniforms: [rows, max_new_tokens] per-row random streams for sampled rows (NaN = greedy row).
         Returns raw continuation texts, their token counts, and first-step log-probs [rows, vocab].
         """
+        from transformers import LogitsProcessorList
+
         rows = vectors.shape[0]
         batch = self.inputs(text, image_spec, rows)
         s = self.settings
-        gen_kwargs: dict[str, Any] = dict(max_new_tokens=s.max_new_tokens, do_sample=not greedy,
+        prompt_len = batch["input_ids"].shape[1]
+        # Always greedy at the transformers level; sampled rows pick their token in SeededSampler.
+        # The sampling knobs a checkpoint's generation_config may carry are unset to keep logs quiet.
+        gen_kwargs: dict[str, Any] = dict(max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens or None,
+                                          do_sample=False, temperature=None, top_p=None, top_k=None,
                                           output_logits=True, return_dict_in_generate=True)
-        if not greedy:
-            gen_kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k)
-            torch.manual_seed(seed)
-        else:  # unset sampling knobs a checkpoint's generation_config may carry, to keep logs quiet
-            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        if uniforms is not None and not bool(torch.isnan(uniforms[:, 0]).all()):
+            sampler = SeededSampler(uniforms, prompt_len, s.temperature, s.top_k, s.top_p)
+            gen_kwargs["logits_processor"] = LogitsProcessorList([sampler])
         tokenizer = getattr(self.vlm.processor, "tokenizer", self.vlm.processor)
         pad = getattr(tokenizer, "pad_token_id", None)
         if pad is not None:
             gen_kwargs["pad_token_id"] = pad
         with self._prefix_context(text, image_spec), steer(self.vlm.vision, self.layer, vectors, masks):
             out = self.vlm.model.generate(**batch, **gen_kwargs)
-        new = out.sequences[:, batch["input_ids"].shape[1]:]  # [rows, new_tokens]
+        new = out.sequences[:, prompt_len:]  # [rows, new_tokens]
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         eos = self.vlm.model.generation_config.eos_token_id
         stops = set(eos if isinstance(eos, list) else [eos]) | ({pad} if pad is not None else set())
@@ -203,54 +212,55 @@ class SteeringEngine:
 
     def run(self, probes: Sequence[Probe],
             on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
-        """Execute probes in batches; results come back in the order of ``probes``."""
+        """Execute probes; results come back in the order of ``probes``.
+
+        Every (probe, sample) is one row; rows sharing a prompt and base image are packed into
+        generate calls of ``batch_size`` rows, whichever probes they come from.
+        """
         for p in probes:
             if p.feature is not None:
                 self.sae.check_feature(p.feature)
-        results: dict[int, ProbeResult] = {}
-        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        groups: dict[tuple[str, str, str], list[tuple[int, int]]] = defaultdict(list)
         for i, p in enumerate(probes):
-            if p.greedy:
-                groups[(*self.prompt_text(p), p.base_image)].append(i)
-        for (text, prefix, image_spec), idx in groups.items():
-            for start in range(0, len(idx), self.settings.batch_size):
-                chunk = idx[start:start + self.settings.batch_size]
-                self._run_rows(text, prefix, image_spec, [probes[i] for i in chunk], chunk, results, on_result)
-        for i, p in enumerate(probes):
-            if not p.greedy:
-                text, prefix = self.prompt_text(p)
-                self._run_rows(text, prefix, p.base_image, [p], [i], results, on_result)
-        return [results[i] for i in range(len(probes))]
+            text, prefix = self.prompt_text(p)
+            groups[(text, prefix, p.base_image)].extend((i, j) for j in range(p.samples))
+        parts: dict[int, dict[int, tuple[str, int]]] = defaultdict(dict)
+        first: dict[int, torch.Tensor] = {}
+        seconds: dict[int, float] = defaultdict(float)
+        results: list[ProbeResult | None] = [None] * len(probes)
+        for (text, prefix, image_spec), rows in groups.items():
+            base = self._base_logprobs_for(text, image_spec)
+            for start in range(0, len(rows), self.settings.batch_size):
+                chunk = rows[start:start + self.settings.batch_size]
+                t0 = time.perf_counter()
+                vectors = torch.stack([self.vector(probes[i]) for i, _ in chunk])
+                uniforms = torch.stack([self._uniforms(probes[i], j) for i, j in chunk])
+                texts, counts, logp = self.generate(text, image_spec, vectors, uniforms=uniforms)
+                share = (time.perf_counter() - t0) / len(chunk)
+                for r, (i, j) in enumerate(chunk):
+                    parts[i][j] = (strip_answer(texts[r], prefix), counts[r])
+                    first.setdefault(i, logp[r])
+                    seconds[i] += share
+                    if len(parts[i]) == probes[i].samples:
+                        results[i] = self._result(probes[i], parts.pop(i), first.pop(i), base, seconds.pop(i))
+                        if on_result is not None:
+                            on_result(results[i])
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
 
-    def _run_rows(self, text: str, prefix: str, image_spec: str, chunk: list[Probe], idx: list[int],
-                  results: dict[int, ProbeResult], on_result: Callable[[ProbeResult], None] | None) -> None:
-        t0 = time.perf_counter()
-        base = self._base_logprobs_for(text, image_spec)
-        if chunk[0].greedy:
-            vectors = torch.stack([self.vector(p) for p in chunk])
-            texts, counts, first = self.generate(text, image_spec, vectors, greedy=True)
-            per_probe = [([texts[j]], [counts[j]], first[j]) for j in range(len(chunk))]
-        else:
-            (p,) = chunk
-            texts, counts, first = [], [], None
-            for start in range(0, p.samples, self.settings.batch_size):
-                n = min(self.settings.batch_size, p.samples - start)
-                vectors = self.vector(p).expand(n, -1)
-                t, c, f = self.generate(text, image_spec, vectors, greedy=False, seed=p.seed + start)
-                texts += t
-                counts += c
-                first = f[0] if first is None else first
-            per_probe = [(texts, counts, first)]
-        elapsed = (time.perf_counter() - t0) / len(chunk)
-        for i, p, (t, c, logp) in zip(idx, chunk, per_probe):
-            kl = float((logp.exp() * (logp - base)).sum().clamp_min(0.0))
-            result = ProbeResult(
-                probe=p, texts=tuple(strip_answer(x, prefix) for x in t), n_tokens=tuple(c), kl_first=kl,
-                extra={"seconds": round(elapsed, 4)},
-            )
-            results[i] = result
-            if on_result is not None:
-                on_result(result)
+    def _uniforms(self, probe: Probe, sample: int) -> torch.Tensor:
+        n = self.settings.max_new_tokens
+        if probe.greedy:
+            return torch.full((n,), float("nan"), dtype=torch.float64)
+        return uniform_stream(probe.seed, sample, n)
+
+    @staticmethod
+    def _result(probe: Probe, parts: dict[int, tuple[str, int]], logp: torch.Tensor, base: torch.Tensor,
+                seconds: float) -> ProbeResult:
+        kl = float((logp.exp() * (logp - base)).sum().clamp_min(0.0))
+        ordered = [parts[j] for j in range(probe.samples)]
+        return ProbeResult(probe=probe, texts=tuple(t for t, _ in ordered), n_tokens=tuple(c for _, c in ordered),
+                           kl_first=kl, extra={"seconds": round(seconds, 4)})
 
 
 def _count_until(tokens: list[int], stops: set[int]) -> int:

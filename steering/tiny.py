@@ -130,17 +130,17 @@ def _vocabulary() -> list[str]:
     return sorted(words)
 
 
-def tiny_processor(image_size: int = 56, tokens_per_image: int = 4) -> Any:
+def tiny_processor(image_size: int = 56, tokens_per_image: int = 4, image_token_id: int = IMAGE_TOKEN) -> Any:
     """A real Gemma3Processor over a word-level tokenizer (no download)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import Gemma3ImageProcessorPil, Gemma3Processor, PreTrainedTokenizerFast
 
     tokens = GEMMA3_SPECIALS + _vocabulary() + list(".,:;!?\"'()-")
     vocab = {t: i for i, t in enumerate(tokens)}
-    assert len(vocab) < IMAGE_TOKEN, "tiny vocabulary outgrew the tiny model"
-    # Pin the image token to the id the tiny config names.
+    assert len(vocab) < image_token_id, "tiny vocabulary outgrew the tiny model"
+    # Pin the image token to the id the model's config names.
     vocab.pop("<image_soft_token>")
-    vocab["<image_soft_token>"] = IMAGE_TOKEN
+    vocab["<image_soft_token>"] = image_token_id
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in GEMMA3_SPECIALS])

@@ -1,0 +1,52 @@
+"""Per-row seeded sampling inside a greedy generate call, so any batch packing gives the same texts.
+
+Each sampled row owns a stream of uniform numbers drawn from its own seed. At every step the
+processor turns the row's logits into the temperature / top-k / top-p distribution and picks the
+token by inverse-CDF with the row's next uniform number, then leaves only that token finite, so
+the greedy argmax selects it. Greedy rows (NaN streams) are left untouched. Vectorised over rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+
+def uniform_stream(seed: int, sample: int, length: int) -> torch.Tensor:
+    """[length] uniforms in [0, 1) that depend only on (seed, sample)."""
+    digest = hashlib.sha256(f"sample:{seed}:{sample}".encode()).digest()
+    gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+    return torch.rand(length, generator=gen, dtype=torch.float64)
+
+
+class SeededSampler:
+    """A transformers logits processor: row b samples with uniforms[b] (NaN rows stay greedy)."""
+
+    def __init__(self, uniforms: torch.Tensor, prompt_len: int, temperature: float, top_k: int, top_p: float):
+        self.uniforms = uniforms  # [rows, max_new_tokens], float64, NaN for greedy rows
+        self.prompt_len = prompt_len
+        self.temperature = temperature
+        self.top_k = top_k
+        self.top_p = top_p
+        self.sampled = ~torch.isnan(uniforms[:, 0])
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        # scores: [rows, vocab] after transformers' own processors (e.g. min length)
+        if not bool(self.sampled.any()):
+            return scores
+        step = input_ids.shape[1] - self.prompt_len
+        u = self.uniforms[:, min(step, self.uniforms.shape[1] - 1)].to(scores.device)
+        logits = scores.float() / max(self.temperature, 1e-6)
+        k = min(self.top_k, logits.shape[-1]) if self.top_k else logits.shape[-1]
+        top_vals, top_idx = logits.topk(k, dim=-1)  # sorted descending: [rows, k]
+        probs = torch.softmax(top_vals, dim=-1)
+        cum = probs.cumsum(-1)
+        keep = (cum - probs) < self.top_p  # always keeps the first token
+        probs = probs * keep
+        cum = probs.cumsum(-1)
+        target = (u.clamp(0, 1 - 1e-12) * cum[:, -1].double()).to(cum.dtype)[:, None]
+        pick = torch.searchsorted(cum.contiguous(), target).clamp_max(k - 1)  # [rows, 1]
+        chosen = top_idx.gather(-1, pick)  # [rows, 1]
+        forced = torch.full_like(scores, float("-inf")).scatter(-1, chosen, 0.0)
+        return torch.where(self.sampled.to(scores.device)[:, None], forced, scores)
