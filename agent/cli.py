@@ -1,33 +1,57 @@
-"""`steer-agent`: the headless command line (probe, run, export...)."""
+"""`steer-agent`: the headless command line. With no subcommand it runs the agent
+(`steer-agent --features 0-500` is `steer-agent run --features 0-500`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
-from agent import probe_cmd
+from agent import export_cmd, probe_cmd, run_cmd
+
+COMMANDS = ("run", "probe", "export", "review")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="steer-agent", description="Explain SAE features by steering a VLM.")
+    parser = argparse.ArgumentParser(
+        prog="steer-agent", description="Explain SAE features by steering a VLM.",
+        epilog="Without a command, runs the agent: steer-agent --features 0-63 [--judge openai ...]")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", metavar="{run,probe,export,review}")
+    run_cmd.add_parser(sub)
     probe_cmd.add_parser(sub)
+    export_cmd.add_parsers(sub)
     return parser
+
+
+def with_default_command(argv: list[str]) -> list[str]:
+    """Insert ``run`` when the first word after the global flags is not a command."""
+    i = 0
+    while i < len(argv) and argv[i] in ("-v", "--verbose"):
+        i += 1
+    if i < len(argv) and argv[i] not in COMMANDS and argv[i] not in ("-h", "--help"):
+        return argv[:i] + ["run"] + argv[i:]
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = with_default_command(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     if not args.verbose:
-        from transformers.utils import logging as hf_logging
+        # Read by transformers / huggingface_hub when (and only if) a command imports them.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if "transformers" in sys.modules:
+            from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
+            hf_logging.set_verbosity_error()
     from steering.errors import SteeringError
 
     try:

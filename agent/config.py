@@ -1,0 +1,96 @@
+"""Typed configuration of a run: the opening sweep, the per-feature budgets and the scheduler."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+DEFAULT_MULTIPLES = (0.5, 1.0, 2.0, 3.0)
+DEFAULT_KL_TARGETS = (0.1, 1.0, 4.0)
+
+
+@dataclass
+class SweepConfig:
+    """The opening sweep every feature gets before the judge reads anything."""
+
+    strengths: tuple[float, ...] | None = None
+    """Fixed strength schedule; None picks one for the world (see ``multiples``)."""
+    multiples: tuple[float, ...] = DEFAULT_MULTIPLES
+    """With no fixed schedule: strengths as multiples of the median hidden-state norm at the hooked
+    layer (the METHOD notes 0.8-3x the norm as the range where concepts get named)."""
+    calibrate: bool = False
+    """Find per-feature strengths by bisection on ``kl_targets`` instead of a fixed schedule."""
+    kl_targets: tuple[float, ...] = DEFAULT_KL_TARGETS
+    """First-token KL divergences (nats) to reach: from "barely changes" to "dominates"."""
+    calibrate_steps: int = 5
+    """Bisection steps per target (each step is one probe per target, all in one batch)."""
+    samples: int = 1
+    """Descriptions per strength: 1 is the greedy answer; more draws sampled answers."""
+    controls: int = 1
+    """Random-direction control probes per feature, at the top strengths of the schedule."""
+    background: int = 4
+    """Shared random directions probed once per run at every scheduled strength; the offline judge
+    uses their words as the background of what any steering makes the model say."""
+    base_image: str = "white"
+    """Base image of the sweep (white, black, noise or a file)."""
+    seed: int = 0
+    """Seed of sampled descriptions and of the control directions."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("strengths", "multiples", "kl_targets"):
+            d[k] = None if d[k] is None else list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        for k in ("strengths", "multiples", "kl_targets"):
+            if kw.get(k) is not None:
+                kw[k] = tuple(float(x) for x in kw[k])
+        return cls(**kw)
+
+
+@dataclass
+class RunConfig:
+    """Everything about a run besides the engine, the judge and the store."""
+
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    """The opening sweep."""
+    max_rounds: int = 4
+    """Judge rounds per feature; the last one must be a final answer."""
+    max_probes: int = 24
+    """Probes per feature the judge may request on top of the sweep."""
+    max_probe_samples: int = 4
+    """Cap on the samples of one requested probe."""
+    max_feature_tokens: int | None = 40_000
+    """Judge tokens per feature; when spent the next round is a forced final."""
+    budget_tokens: int | None = None
+    """Judge tokens for the whole run; when spent no new feature starts (running ones finish)."""
+    concurrency: int = 4
+    """Judge calls in flight at once."""
+    in_flight: int = 64
+    """Feature loops in flight at once (their probes share engine batches)."""
+    max_batch_probes: int = 256
+    """Most probes handed to the engine in one call (it splits them into generate batches)."""
+    force: bool = False
+    """Recompute everything: ignore finished records, cached probes and cached judge replies."""
+    rejudge: bool = False
+    """Ask the judge again for finished features, reusing cached probe results."""
+    overwrite_reviewed: bool = False
+    """Let an automatic run replace a record that a human has reviewed."""
+    note: str | None = None
+    """A note from a human passed to the judge (e.g. when re-running one feature)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["sweep"] = self.sweep.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["sweep"] = SweepConfig.from_dict(d.get("sweep", {}))
+        return cls(**kw)

@@ -1,0 +1,78 @@
+"""`steer-agent export` and `steer-agent review`: read and annotate a store without loading a model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from agent.options import add_model_options
+
+
+def _open_store(args: argparse.Namespace):  # -> Store
+    from agent.run_cmd import store_path
+    from agent.store import Store, StoreError
+
+    path = store_path(args)
+    if not args.store and not path.exists():
+        raise StoreError(f"no store at {path}: pass --store DIR")
+    if args.store and not Path(args.store).exists():
+        raise StoreError(f"no store at {args.store}: check the path")
+    return Store(path)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("export", help="write the store's records as JSON lines",
+                       description="Write one JSON object per feature (explanation, label, review, ground truth...).")
+    e.add_argument("--store", type=Path, help="store folder (default: the toy world's / the given model's)")
+    e.add_argument("--out", required=True, help="output .jsonl file, or - for stdout")
+    e.add_argument("--features", help="only these features (e.g. 0-63)")
+    add_model_options(e)
+    e.set_defaults(func=export)
+
+    r = sub.add_parser("review", help="accept, edit or reject a feature's explanation",
+                       description="Record a human decision about a stored explanation.")
+    r.add_argument("decision", choices=("accept", "edit", "reject"))
+    r.add_argument("--feature", type=int, required=True)
+    r.add_argument("--store", type=Path, help="store folder")
+    r.add_argument("--explanation", help="new explanation (edit)")
+    r.add_argument("--label", help="new label (edit)")
+    r.add_argument("--note", help="why")
+    r.add_argument("--reviewer", help="who decides (default: $STEER_REVIEWER or the user name)")
+    add_model_options(r)
+    r.set_defaults(func=review)
+
+
+def export(args: argparse.Namespace) -> int:
+    from agent.export import export_records
+    from agent.features import FeatureSpecError, parse_features
+    from agent.store import RecordUnreadable, StoreError
+
+    try:
+        features = parse_features(args.features) if args.features else None
+        store = _open_store(args)
+    except (FeatureSpecError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    errors: list[RecordUnreadable] = []
+    with store:
+        n = export_records(store, args.out, features, errors=errors)
+    for exc in errors:
+        print(f"error: {exc}", file=sys.stderr)
+    if args.out != "-":
+        print(f"exported {n} records to {args.out}" + (f" ({len(errors)} unreadable)" if errors else ""))
+    return 1 if errors else 0
+
+
+def review(args: argparse.Namespace) -> int:
+    from agent.store import StoreError
+
+    try:
+        with _open_store(args) as store:
+            rv = store.set_review(args.feature, args.decision, explanation=args.explanation, label=args.label,
+                                  note=args.note, reviewer=args.reviewer)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"feature {args.feature}: {rv.decision} by {rv.reviewer} at {rv.at}")
+    return 0

@@ -1,0 +1,207 @@
+"""The offline judge: deterministic word statistics over the steered texts, no LLM anywhere.
+
+It reads which words steering brings into the descriptions that are absent from the unsteered
+baseline and rare under random directions of the same norm, asks for a refining sweep when the
+evidence is thin, and names the consensus.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from agent.evidence import Evidence, words
+from agent.judges.base import JudgeContext, JudgeTurn, Usage
+from agent.probes import ProbeResult
+from agent.verdicts import ProbeRequest, Verdict
+
+VERSION = 1
+NOT_AN_LLM = "offline judge (deterministic word statistics, not an LLM)"
+
+# Words that name a kind of thing rather than a thing: "the colour red" is about red, "a striped
+# pattern" about stripes. They can stand beside the concept but never be the concept.
+CATEGORY_WORDS = frozenset(
+    """colour color colours colors coloured colored pattern patterns patterned texture textures textured shape
+    shapes shaped object objects thing things something area region part field background foreground surface
+    filling fills filled fill covering covers covered whole entire full everywhere across centre center middle
+    side sides edge edges top bottom left right""".split()
+)
+
+
+@dataclass(frozen=True)
+class WordScore:
+    word: str
+    share: float
+    """Share of the changed steered probes whose texts contain the word (samples averaged)."""
+    background: float
+    """Share of control and background probes whose texts contain it."""
+    score: float
+    onset: float
+    """Lowest strength at which it appears."""
+    count: float
+    """Steered probes containing it (samples averaged)."""
+
+
+@dataclass
+class OfflineParams:
+    """Thresholds of the offline judge (part of its identity in records)."""
+
+    background_weight: float = 1.0
+    """How strongly a word's share under random directions counts against it."""
+    min_score: float = 0.34
+    """A word below this score is no consensus."""
+    confident_score: float = 0.6
+    """A top word at or above this score, clear of the runner-up, needs no refining sweep."""
+    margin: float = 0.2
+    """Lead over the runner-up a confident answer needs (category words aside)."""
+    companion_gap: float = 0.1
+    """Other words within this score of the top word are named beside it (up to 2)."""
+    refine_samples: int = 3
+    """Samples of the refining probe at the strength where the top word first appears."""
+
+
+def _presence(result: ProbeResult, word: str) -> float:
+    texts = result.texts or ("",)
+    return sum(word in words(t) for t in texts) / len(texts)
+
+
+class OfflineJudge:
+    """Deterministic, LLM-free judge; the default when no judge endpoint is configured."""
+
+    is_llm = False
+    name = "offline"
+
+    def __init__(self, params: OfflineParams | None = None) -> None:
+        self.params = params or OfflineParams()
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "offline", "version": VERSION, "note": NOT_AN_LLM, "params": asdict(self.params)}
+
+    async def decide(self, ctx: JudgeContext) -> JudgeTurn:
+        t0 = time.perf_counter()
+        verdict = self.assess(ctx)
+        return JudgeTurn(verdict=verdict, raw=verdict.model_dump_json(), attempts=1, usage=Usage(),
+                         cached=False, seconds=time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ statistics
+
+    def scores(self, evidence: Evidence, background: list[ProbeResult]) -> tuple[list[WordScore], int, int]:
+        """Word scores, the number of steered probes that changed the text, and of steered probes."""
+        base_words = set()
+        for t in evidence.baseline_texts():
+            base_words.update(words(t))
+        steered = [i.result for i in evidence.by_role("steered") if i.probe.prompt == "describe"]
+        controls = [i.result for i in evidence.by_role("control") if i.probe.prompt == "describe"]
+        controls += [r for r in background if r.probe.prompt == "describe"]
+        changed = [r for r in steered if any(set(words(t)) - base_words for t in r.texts)]
+        support: dict[str, float] = defaultdict(float)
+        onset: dict[str, float] = {}
+        for r in changed:
+            seen: dict[str, float] = defaultdict(float)
+            for t in r.texts:
+                for w in set(words(t)) - base_words:
+                    seen[w] += 1 / len(r.texts)
+            for w, share in seen.items():
+                support[w] += share
+                onset[w] = min(onset.get(w, math.inf), r.probe.strength)
+        out = []
+        for w, count in support.items():
+            share = count / len(changed)
+            bg = sum(_presence(r, w) for r in controls) / len(controls) if controls else 0.0
+            out.append(WordScore(w, round(share, 4), round(bg, 4),
+                                 round(share - self.params.background_weight * bg, 4), onset[w], round(count, 3)))
+        out.sort(key=lambda s: (-s.score, s.word in CATEGORY_WORDS, s.onset, s.word))
+        return out, len(changed), len(steered)
+
+    # ------------------------------------------------------------------ decisions
+
+    def assess(self, ctx: JudgeContext) -> Verdict:
+        p = self.params
+        ranked, n_changed, n_steered = self.scores(ctx.evidence, ctx.background)
+        concepts = [s for s in ranked if s.word not in CATEGORY_WORDS and s.score >= p.min_score]
+        can_probe = not ctx.force_final and ctx.round < ctx.max_rounds and ctx.probes_left > 0
+        top_line = ", ".join(f"{s.word} {s.score:+.2f}" for s in ranked[:6]) or "none"
+        hypothesis_head = f"[{NOT_AN_LLM}] {n_changed}/{n_steered} steered probes change the description"
+        steered_strengths = sorted({i.probe.strength for i in ctx.evidence.by_role("steered")})
+
+        if not concepts:
+            strongest = max(steered_strengths, default=0.0)
+            if can_probe and ctx.round == 1 and strongest > 0:
+                wanted = [strongest * 2, strongest * 4][: ctx.probes_left]
+                return Verdict(
+                    hypothesis=f"{hypothesis_head}; no word stands out (top: {top_line})", confidence=0.1,
+                    action="probe", notes=NOT_AN_LLM,
+                    probes=[ProbeRequest(strength=s, reason="no consistent change yet: try stronger steering")
+                            for s in wanted],
+                )
+            what = "leaves the description unchanged" if n_changed == 0 else "changes the description inconsistently"
+            return Verdict(
+                hypothesis=f"{hypothesis_head}; no consensus (top: {top_line})", confidence=0.05, action="final",
+                explanation=f"No clear concept: steering this feature up to strength {strongest:g} {what}, "
+                            "no more than random directions of the same norm do.",
+                label="no clear concept", evidence=self._cite(ctx.evidence, None), notes=NOT_AN_LLM,
+            )
+
+        top = concepts[0]
+        runner_up = concepts[1].score if len(concepts) > 1 else 0.0
+        confident = top.score >= p.confident_score and top.score - runner_up >= p.margin and top.count >= 2
+        if not confident and can_probe and ctx.round <= 2:
+            probes = self._refine(ctx, top, steered_strengths)
+            if probes:
+                return Verdict(
+                    hypothesis=f"{hypothesis_head}; leading words: {top_line}",
+                    confidence=self._confidence(top, runner_up, n_changed), action="probe", probes=probes,
+                    notes=NOT_AN_LLM,
+                )
+        companions = [s for s in concepts[1:3] if top.score - s.score <= p.companion_gap]
+        named = [top.word] + [s.word for s in companions]
+        phrase = " ".join(named) if len(named) > 1 else named[0]
+        where = f"from strength {top.onset:g}"
+        explanation = (f"Steering this feature makes the model describe {phrase}: "
+                       f"the word appears in {top.count:g} of {n_changed} changed steered descriptions "
+                       f"({where}), never in the unsteered baseline"
+                       + (", and rarely under random directions." if top.background > 0 else
+                          ", and not under random directions."))
+        label = " ".join(named[:3]) if len(named) > 1 else f"mentions of {top.word}"
+        examples = "; ".join(f"s={i.probe.strength:g}: {i.result.texts[0]!r}" for i in ctx.evidence.by_role("steered")
+                             if i.probe.prompt == "describe" and top.word in words(i.result.texts[0]))[:600]
+        return Verdict(
+            hypothesis=f"{hypothesis_head}; consensus: {phrase} (top: {top_line})",
+            confidence=self._confidence(top, runner_up, n_changed), action="final",
+            explanation=explanation, label=label, evidence=self._cite(ctx.evidence, top.word),
+            notes=f"{NOT_AN_LLM}. Examples: {examples}",
+        )
+
+    def _confidence(self, top: WordScore, runner_up: float, n_changed: int) -> float:
+        clarity = max(0.0, min(1.0, top.score)) * (0.5 + 0.5 * min(1.0, (top.score - runner_up) / 0.5))
+        amount = min(1.0, n_changed / 3)
+        return round(max(0.05, min(0.95, clarity * amount)), 2)
+
+    def _refine(self, ctx: JudgeContext, top: WordScore, strengths: list[float]) -> list[ProbeRequest]:
+        """Strengths between those already probed around the top word's onset, plus sampled answers there."""
+        done = {(i.probe.strength, i.probe.samples) for i in ctx.evidence.by_role("steered")}
+        wanted: list[ProbeRequest] = []
+        below = [s for s in strengths if s < top.onset]
+        above = [s for s in strengths if s > top.onset]
+        if below:
+            mid = math.sqrt(max(below[-1], top.onset / 4) * top.onset)
+            wanted.append(ProbeRequest(strength=round(mid, 3), reason=f"where does {top.word!r} start?"))
+        if above:
+            mid = math.sqrt(top.onset * above[0])
+            wanted.append(ProbeRequest(strength=round(mid, 3), reason=f"does {top.word!r} hold between strengths?"))
+        samples = min(self.params.refine_samples, ctx.max_samples)
+        if samples > 1:
+            wanted.append(ProbeRequest(strength=top.onset, samples=samples,
+                                       reason=f"is {top.word!r} stable across sampled answers?"))
+        wanted = [w for w in wanted if (w.strength, w.samples) not in done and w.strength > 0]
+        return wanted[: ctx.probes_left]
+
+    @staticmethod
+    def _cite(evidence: Evidence, word: str | None) -> list[int]:
+        items = evidence.by_role("steered")
+        if word is None:
+            return [i.id for i in items][:8]
+        return [i.id for i in items if any(word in words(t) for t in i.result.texts)][:8]

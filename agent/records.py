@@ -1,0 +1,122 @@
+"""Per-feature records and human reviews: what the store keeps about each explained feature."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+SCHEMA_VERSION = 1
+STATUSES = ("done", "failed")
+DECISIONS = ("accept", "edit", "reject")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def default_reviewer() -> str:
+    try:
+        return os.environ.get("STEER_REVIEWER") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@dataclass
+class Review:
+    """A human decision about a record."""
+
+    decision: str
+    """``accept``, ``edit`` or ``reject``."""
+    reviewer: str
+    at: str
+    """ISO time (UTC) of the decision."""
+    explanation: str | None = None
+    """The reviewer's explanation (for ``edit``)."""
+    label: str | None = None
+    """The reviewer's label (for ``edit``)."""
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Review:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class FeatureRecord:
+    """The outcome of explaining one feature: the answer, how it was reached, and what it cost."""
+
+    feature: int
+    status: str
+    """``done`` (a final verdict) or ``failed`` (no valid verdict; never an explanation)."""
+    explanation: str | None = None
+    label: str | None = None
+    confidence: float | None = None
+    hypothesis: str | None = None
+    """The judge's last hypothesis."""
+    error: str | None = None
+    """Why the feature failed."""
+    raw_reply: str | None = None
+    """The judge's last raw reply, kept when it could not be parsed."""
+    forced: bool = False
+    """The final answer was forced by a spent budget."""
+    judge: dict[str, Any] = field(default_factory=dict)
+    world: dict[str, Any] = field(default_factory=dict)
+    """model, revision, sae, layer."""
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    """engine fingerprint, sweep config and judge identity this record was made with."""
+    prompt_versions: list[str] = field(default_factory=list)
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    """Every probe result the judge saw (EvidenceItem dicts), in order."""
+    usage: dict[str, Any] = field(default_factory=dict)
+    """Judge tokens and estimated cost."""
+    timings: dict[str, float] = field(default_factory=dict)
+    rounds: int = 0
+    n_probes: int = 0
+    created_at: str = field(default_factory=now_iso)
+    run_id: str = ""
+    schema: int = SCHEMA_VERSION
+    review: Review | None = None
+    """The current human decision (kept apart in the store; attached when read)."""
+
+    @property
+    def final_explanation(self) -> str | None:
+        """The explanation after review: the reviewer's edit where there is one."""
+        if self.review and self.review.decision == "edit" and self.review.explanation:
+            return self.review.explanation
+        return self.explanation
+
+    @property
+    def final_label(self) -> str | None:
+        if self.review and self.review.decision == "edit" and self.review.label:
+            return self.review.label
+        return self.label
+
+    def to_dict(self, with_review: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("review")
+        if with_review:
+            d["review"] = self.review.to_dict() if self.review else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureRecord:
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names and k != "review"}
+        if kw.get("status") not in STATUSES:
+            raise ValueError(f"unknown status {kw.get('status')!r}")
+        rec = cls(**kw)
+        rec.feature = int(rec.feature)
+        return rec
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"

@@ -1,0 +1,256 @@
+"""`steer-agent run` (also plain `steer-agent --features ...`): explain many features, store, export."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.config import DEFAULT_KL_TARGETS, RunConfig, SweepConfig
+from agent.options import add_model_options, build_engine, resolve_model_and_sae
+from agent.probe_cmd import parse_strengths
+
+
+def parse_floats(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad number list {text!r}: use e.g. 0.1,1,4") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"bad number list {text!r}: give positive numbers")
+    return values
+
+
+def parse_price(text: str) -> tuple[float, float]:
+    values = parse_floats(text)
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError("--judge-price takes INPUT,OUTPUT in USD per million tokens")
+    return values[0], values[1]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", type=Path, help="store folder (default: one per model/SAE/layer under "
+                                                   "$STEER_INTERP_CACHE or ~/.cache/steer-interp)")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--features", required=True, help="feature ids: ranges and lists like 0-9,42,100-120, or all")
+    add_model_options(p)
+    j = p.add_argument_group("judge (default: offline, a deterministic heuristic that is not an LLM)")
+    j.add_argument("--judge", choices=("offline", "openai"),
+                   help="offline, or openai for any OpenAI-compatible endpoint (default: openai when "
+                        "--judge-model or --judge-base-url is given, else offline)")
+    j.add_argument("--judge-model", help="model name at the endpoint (default gpt-4o-mini)")
+    j.add_argument("--judge-base-url", help="endpoint URL, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL "
+                                            "or OpenAI)")
+    j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
+                   help="environment variable holding the API key (default OPENAI_API_KEY)")
+    j.add_argument("--judge-format", choices=("auto", "schema", "text"), default="auto",
+                   help="JSON-schema structured output (auto falls back to JSON in text when refused)")
+    j.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request (default 60)")
+    j.add_argument("--judge-retries", type=positive_int, default=6, help="attempts per judge call (default 6)")
+    j.add_argument("--judge-backoff", type=float, default=1.0, help="backoff scale in seconds (default 1)")
+    j.add_argument("--judge-temperature", type=float, help="sampling temperature (default: the server's)")
+    j.add_argument("--judge-max-tokens", type=positive_int, help="reply length cap per call")
+    j.add_argument("--judge-price", type=parse_price, metavar="IN,OUT",
+                   help="USD per million input,output tokens for the cost estimate (known models are built in)")
+    s = p.add_argument_group("sweep")
+    sched = s.add_mutually_exclusive_group()
+    sched.add_argument("--strengths", type=parse_strengths,
+                       help="fixed strength schedule (default: the toy world's, else 0.5,1,2,3 x the hidden-state norm)")
+    sched.add_argument("--calibrate", action="store_true", help="per feature, bisect strengths to KL targets")
+    s.add_argument("--kl-targets", type=parse_floats, default=list(DEFAULT_KL_TARGETS),
+                   help=f"first-token KL targets for --calibrate (default {','.join(map(str, DEFAULT_KL_TARGETS))})")
+    s.add_argument("--samples", type=positive_int, default=1, help="descriptions per strength (1 = greedy; default 1)")
+    s.add_argument("--controls", type=int, default=1, help="random-direction controls per feature (default 1)")
+    s.add_argument("--base-image", default="white", help="white (default), black, noise or an image file")
+    s.add_argument("--seed", type=int, default=0, help="seed for sampling and control directions")
+    b = p.add_argument_group("budgets and scheduling")
+    b.add_argument("--max-rounds", type=positive_int, default=4, help="judge rounds per feature (default 4)")
+    b.add_argument("--max-probes", type=int, default=24, help="extra probes per feature (default 24)")
+    b.add_argument("--max-feature-tokens", type=positive_int, default=40_000, help="judge tokens per feature")
+    b.add_argument("--budget-tokens", type=positive_int, help="judge tokens for the whole run")
+    b.add_argument("--concurrency", type=positive_int, default=4, help="judge calls in flight (default 4)")
+    b.add_argument("--in-flight", type=positive_int, default=64, help="feature loops in flight (default 64)")
+    o = p.add_argument_group("store and output")
+    add_store_option(o)
+    o.add_argument("--export", type=Path, metavar="FILE.jsonl", help="export the requested features when done")
+    o.add_argument("--force", action="store_true", help="recompute everything (ignore stored probes and answers)")
+    o.add_argument("--rejudge", action="store_true", help="ask the judge again, reusing stored probe results")
+    o.add_argument("--overwrite-reviewed", action="store_true",
+                   help="let this run replace records a human has reviewed")
+    o.add_argument("--note", help="a note passed to the judge for every feature of this run")
+    o.add_argument("--no-progress", action="store_true", help="no live display")
+    o.add_argument("--table-limit", type=int, default=64, help="rows of the summary table (default 64)")
+    p.set_defaults(func=run)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("run", help="explain features (the default command)",
+                       description="Explain SAE features: sweep, judge, store; resumes by default.")
+    add_run_options(p)
+    return p
+
+
+def judge_kind(args: argparse.Namespace) -> str:
+    if args.judge:
+        return args.judge
+    return "openai" if (args.judge_model or args.judge_base_url) else "offline"
+
+
+def store_path(args: argparse.Namespace) -> Path:
+    if args.store:
+        return args.store
+    from agent.store import default_store_path
+
+    model, sae = resolve_model_and_sae(args)
+    return default_store_path(model, sae, args.layer)
+
+
+def same_world(args: argparse.Namespace, world: dict[str, Any] | None) -> bool:
+    """Whether the options name the world a store was made for (without loading anything)."""
+    if not world:
+        return False
+    model, sae = resolve_model_and_sae(args)
+    if str(model) != str(world.get("model")) or str(sae) != str(world.get("sae")):
+        return False
+    if args.layer is not None and args.layer != world.get("layer"):
+        return False
+    return args.revision is None or args.revision == world.get("revision")
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    sweep = SweepConfig(strengths=tuple(args.strengths) if args.strengths else None, calibrate=args.calibrate,
+                        kl_targets=tuple(args.kl_targets), samples=args.samples, controls=max(0, args.controls),
+                        base_image=args.base_image, seed=args.seed)
+    return RunConfig(sweep=sweep, max_rounds=args.max_rounds, max_probes=max(0, args.max_probes),
+                     max_feature_tokens=args.max_feature_tokens, budget_tokens=args.budget_tokens,
+                     concurrency=args.concurrency, in_flight=args.in_flight, force=args.force, rejudge=args.rejudge,
+                     overwrite_reviewed=args.overwrite_reviewed, note=args.note)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from agent.export import export_records
+    from agent.features import FeatureSpecError, parse_features
+    from agent.groundtruth import PURE, ground_truth_for, score
+    from agent.judges import JudgeFatalError, make_judge
+    from agent.progress import RichProgress, summary_table
+    from agent.runner import RunControl, run_features
+    from agent.store import Store, StoreError
+
+    err = Console(stderr=True, highlight=False)
+    out = Console(highlight=False)
+    try:
+        parse_features(args.features)  # fail on syntax before loading anything
+    except FeatureSpecError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return 2
+    kind = judge_kind(args)
+    try:
+        judge = make_judge(kind, model=args.judge_model, base_url=args.judge_base_url,
+                           api_key_env=args.judge_api_key_env, json_mode=args.judge_format,
+                           timeout=args.judge_timeout, retries=args.judge_retries, backoff=args.judge_backoff,
+                           temperature=args.judge_temperature, max_tokens=args.judge_max_tokens,
+                           price=args.judge_price)
+    except JudgeFatalError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return 2
+    config = build_config(args)
+    t_load = time.perf_counter()
+    try:
+        store = Store(store_path(args))
+        engine: Any = None
+        n_features = store.get_meta("n_features")
+        if n_features is None or not same_world(args, store.world()):
+            engine = build_engine(args)  # SteeringError -> exit 2 in cli.main
+            n_features = engine.sae.d_sae
+        features = parse_features(args.features, n_features)
+    except (FeatureSpecError, StoreError) as exc:
+        err.print(f"error: {exc}", markup=False)
+        return 2
+    if engine is None:  # loaded only if some feature needs work: a finished run never touches torch
+        def engine_factory() -> Any:
+            return build_engine(args)
+        engine = engine_factory
+    load_s = time.perf_counter() - t_load
+
+    control = RunControl()
+    interrupted = {"n": 0}
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted["n"] += 1
+        if interrupted["n"] == 1:
+            control.cancel("interrupted")
+            err.print("stopping: finishing the engine batch in progress; Ctrl-C again to quit at once", markup=False)
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with store, RichProgress(err, enabled=not args.no_progress, verbose=args.verbose) as progress:
+            try:
+                summary = run_features(engine, judge, store, features, config, on_event=progress, control=control)
+            except StoreError as exc:
+                err.print(f"error: {exc}", markup=False)
+                return 2
+            finally:
+                close = getattr(getattr(judge, "backend", None), "aclose", None)
+                if close is not None:
+                    import asyncio
+
+                    try:
+                        asyncio.run(close())
+                    except Exception:  # noqa: BLE001 - closing an HTTP pool at exit
+                        pass
+            progress.__exit__()
+            records = store.list_records(features)
+            truth = ground_truth_for(store.world() or {})
+            exported = export_records(store, args.export, features) if args.export else None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    s = summary.stats
+    if records:
+        out.print(summary_table(records, truth, args.table_limit))
+    counts = {k: sum(v == k for v in summary.statuses.values())
+              for k in ("done", "failed", "skipped-done", "skipped-reviewed", "unreadable", "not-started")}
+    cost = f", ~${s.cost_usd:.4f}" if s.cost_usd is not None else ""
+    out.print(f"{len(features)} features: {counts['done']} done, {counts['failed']} failed, "
+              f"{counts['skipped-done'] + counts['skipped-reviewed']} already finished"
+              + (f" ({counts['skipped-reviewed']} reviewed)" if counts["skipped-reviewed"] else "")
+              + (f", {counts['unreadable']} unreadable" if counts["unreadable"] else "")
+              + (f", {counts['not-started']} not started" if counts["not-started"] else "")
+              + f" in {s.elapsed:.1f} s (+{load_s:.1f} s loading)", markup=False)
+    out.print(f"probes: {s.probes_run} run ({s.probes_per_s:.1f}/s, {s.probe_rows} rows), {s.probes_cached} from the "
+              f"store | judge {judge.name}: {s.judge_calls} calls ({s.judge_cached} from the store), "
+              f"{s.tokens:,} tokens{cost}", markup=False)
+    if truth:
+        sc = score(records, truth, PURE)
+        out.print(f"ground truth named: {sc['pure_named']}/{sc['pure_known']} pure features (purity >= {PURE}), "
+                  f"{sc['named']}/{sc['known']} of all with a known value", markup=False)
+    if exported is not None:
+        out.print(f"exported {exported} records to {args.export}", markup=False)
+    out.print(f"store: {store.path}", markup=False)
+    if summary.stop_reason in ("quota", "judge", "budget"):
+        err.print(f"stopped: {summary.fatal_error}", markup=False)
+    elif summary.stop_reason == "interrupted":
+        err.print("interrupted: finished features are stored; run the same command again to resume", markup=False)
+        return 130
+    return summary.exit_code
+
+

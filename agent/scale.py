@@ -1,0 +1,78 @@
+"""Pick a default strength schedule for a world: the toy world's recorded one, or multiples of the
+median hidden-state norm at the hooked layer (measured once on the base image)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agent.config import SweepConfig
+
+log = logging.getLogger(__name__)
+
+
+def toy_schedule(fingerprint: dict[str, Any]) -> list[float] | None:
+    """The strength schedule the toy world's build recorded, when the engine runs the toy SAE."""
+    try:
+        from pathlib import Path
+
+        from steering import toy
+
+        if not toy.is_available():
+            return None
+        if Path(str(fingerprint.get("sae", ""))).resolve() != toy.sae_dir().resolve():
+            return None
+        meta = toy.ground_truth_meta()
+    except Exception as exc:  # noqa: BLE001 - the toy world is optional
+        log.debug("no toy schedule: %s", exc)
+        return None
+    strengths = meta.get("strengths") or meta.get("strength_schedule")
+    if isinstance(strengths, (list, tuple)) and strengths:
+        return sorted(float(s) for s in strengths if float(s) > 0)
+    return None
+
+
+def hidden_norm(engine: Any, base_image: str = "white") -> float:
+    """Median L2 norm of the hidden states at the engine's hooked layer, on ``base_image`` [scalar].
+
+    Runs one unsteered forward pass with a temporary hook (removed in ``finally``).
+    """
+    if hasattr(engine, "hidden_norm"):  # engines may know it themselves (test fakes do)
+        return float(engine.hidden_norm(base_image))
+    import torch
+
+    from agent.probes import Probe
+
+    text, _ = engine.prompt_text(Probe(feature=None, base_image=base_image))
+    inputs = engine.inputs(text, base_image, 1)
+    norms: list[torch.Tensor] = []
+
+    def hook(_module: Any, _inputs: Any, output: Any) -> None:
+        hidden = output[0] if isinstance(output, tuple) else output  # [tiles, seq, d] or [tokens, d]
+        norms.append(hidden.detach().float().norm(dim=-1).flatten())
+
+    handle = engine.vlm.vision.layers[engine.layer].register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            engine.vlm.model(**inputs)
+    finally:
+        handle.remove()
+    if not norms:
+        raise RuntimeError("the hooked layer did not run: cannot measure the hidden-state norm")
+    return float(torch.cat(norms).median())
+
+
+def schedule_from_norm(norm: float, sweep: SweepConfig) -> list[float]:
+    return [round(m * norm, 2) for m in sweep.multiples if m > 0]
+
+
+def resolve_strengths(engine: Any, sweep: SweepConfig, measured: float | None = None) -> tuple[list[float], dict[str, Any]]:
+    """(strengths, how they were chosen). ``measured`` is a known hidden-state norm (from the store)."""
+    if sweep.strengths:
+        return sorted(float(s) for s in sweep.strengths if s > 0), {"source": "fixed"}
+    toy = toy_schedule(engine.fingerprint())
+    if toy:
+        return toy, {"source": "toy world"}
+    norm = measured if measured is not None else hidden_norm(engine, sweep.base_image)
+    return schedule_from_norm(norm, sweep), {"source": "hidden-state norm", "norm": round(norm, 4),
+                                             "multiples": list(sweep.multiples)}

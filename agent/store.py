@@ -1,0 +1,334 @@
+"""The on-disk store (diskcache): probe results, judge calls, feature records and human reviews.
+
+Values are JSON text, so nothing is unpickled and a record is written whole in one transaction.
+Several processes may share a store (a CLI run and the TUI): diskcache's SQLite handles locking.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from agent.probes import ProbeResult
+from agent.records import DECISIONS, SCHEMA_VERSION, FeatureRecord, Review, default_reviewer, now_iso
+
+log = logging.getLogger(__name__)
+
+APP = "steer-interp"
+
+
+class StoreError(Exception):
+    """The store cannot be used as asked (wrong world, newer schema, missing record...)."""
+
+
+class RecordUnreadable(StoreError):
+    """One entry could not be read; the message names the store and the key."""
+
+    def __init__(self, store: Path, key: str, why: str) -> None:
+        super().__init__(f"store {store}: entry {key!r} is unreadable ({why}); rerun that feature with --force")
+        self.store = store
+        self.key = key
+
+
+def cache_root() -> Path:
+    """Where default stores live: $STEER_INTERP_CACHE, else the user cache dir (~/.cache/steer-interp)."""
+    env = os.environ.get("STEER_INTERP_CACHE")
+    if env:
+        return Path(env).expanduser()
+    try:
+        from platformdirs import user_cache_dir
+
+        return Path(user_cache_dir(APP))
+    except ImportError:
+        base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+        return Path(base).expanduser() / APP
+
+
+def store_name(model: str, sae: str, layer: int | None) -> str:
+    """A readable folder name for a (model, SAE, layer), e.g. ``toy-gemma3__sae__L3``."""
+
+    def slug(text: str) -> str:
+        text = text.rstrip("/").split("/")[-1] or text
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", text)[:40]
+
+    import hashlib
+
+    digest = hashlib.sha256(f"{model}|{sae}|{layer}".encode()).hexdigest()[:8]
+    return f"{slug(model)}__{slug(sae)}__L{'auto' if layer is None else layer}-{digest}"
+
+
+def default_store_path(model: str, sae: str, layer: int | None) -> Path:
+    return cache_root() / store_name(model, sae, layer)
+
+
+def _record_key(feature: int) -> str:
+    return f"record/{int(feature)}"
+
+
+def _review_key(feature: int) -> str:
+    return f"review/{int(feature)}"
+
+
+class Store:
+    """One store directory. Safe to share between threads and processes."""
+
+    def __init__(self, path: str | Path) -> None:
+        from diskcache import Cache
+
+        self.path = Path(path).expanduser()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create store folder {self.path}: {exc.strerror}; pass another --store") from exc
+        opts: dict[str, Any] = {"eviction_policy": "none", "timeout": 120, "statistics": False}
+        try:
+            self._main = Cache(str(self.path / "main"), **opts)
+            self._probes = Cache(str(self.path / "probes"), **opts)
+            self._judge = Cache(str(self.path / "judge"), **opts)
+        except Exception as exc:  # sqlite errors, permissions
+            raise StoreError(f"cannot open store {self.path}: {exc}; check the folder or pass another --store") from exc
+        with self._main.transact():
+            schema = self._main.get("meta/schema")
+            if schema is None:
+                self._main.set("meta/schema", SCHEMA_VERSION)
+            elif int(schema) > SCHEMA_VERSION:
+                raise StoreError(f"store {self.path} has schema {schema}, newer than this steer-interp "
+                                 f"({SCHEMA_VERSION}): upgrade, or pass another --store")
+
+    # ------------------------------------------------------------------ plumbing
+
+    def close(self) -> None:
+        for c in (self._main, self._probes, self._judge):
+            c.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _load(self, cache: Any, key: str) -> Any:
+        raw = cache.get(key)
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except (TypeError, ValueError) as exc:
+            raise RecordUnreadable(self.path, key, f"not valid JSON: {exc}") from None
+
+    @staticmethod
+    def _dump(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+    # ------------------------------------------------------------------ meta
+
+    @property
+    def schema(self) -> int:
+        return int(self._main.get("meta/schema", SCHEMA_VERSION))
+
+    def get_meta(self, name: str, default: Any = None) -> Any:
+        value = self._load(self._main, f"meta/{name}")
+        return default if value is None else value
+
+    def set_meta(self, name: str, value: Any) -> None:
+        self._main.set(f"meta/{name}", self._dump(value))
+
+    def world(self) -> dict[str, Any] | None:
+        """The (model, revision, SAE, layer) this store's records belong to."""
+        return self.get_meta("world")
+
+    def bind_world(self, world: dict[str, Any]) -> None:
+        """Claim the store for ``world``; a store made for another model or SAE is refused."""
+        with self._main.transact():
+            current = self.get_meta("world")
+            if current is None:
+                self.set_meta("world", world)
+                return
+        keys = ("model", "revision", "sae", "layer")
+        diff = [k for k in keys if current.get(k) != world.get(k)]
+        if diff:
+            have = ", ".join(f"{k}={current.get(k)!r}" for k in diff)
+            want = ", ".join(f"{k}={world.get(k)!r}" for k in diff)
+            raise StoreError(f"store {self.path} holds records for {have}, not {want}: pass another --store")
+
+    # ------------------------------------------------------------------ probe results
+
+    def get_probe(self, key: str) -> ProbeResult | None:
+        try:
+            data = self._load(self._probes, key)
+            return None if data is None else ProbeResult.from_dict(data)
+        except (RecordUnreadable, KeyError, TypeError, ValueError) as exc:
+            log.warning("store %s: cached probe %s unreadable (%s); recomputing it", self.path, key, exc)
+            return None
+
+    def put_probe(self, key: str, result: ProbeResult) -> None:
+        self._probes.set(key, self._dump(result.to_dict()))
+
+    def probe_count(self) -> int:
+        return len(self._probes)
+
+    # ------------------------------------------------------------------ judge calls
+
+    def get_judge_call(self, key: str) -> dict[str, Any] | None:
+        try:
+            data = self._load(self._judge, key)
+        except RecordUnreadable as exc:
+            log.warning("%s; calling the judge again", exc)
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("text"), str) else None
+
+    def put_judge_call(self, key: str, value: dict[str, Any]) -> None:
+        self._judge.set(key, self._dump(value))
+
+    def judge_call_count(self) -> int:
+        return len(self._judge)
+
+    # ------------------------------------------------------------------ records
+
+    def _read_record(self, feature: int) -> FeatureRecord | None:
+        key = _record_key(feature)
+        data = self._load(self._main, key)
+        if data is None:
+            return None
+        if not isinstance(data, dict):
+            raise RecordUnreadable(self.path, key, f"expected an object, found {type(data).__name__}")
+        schema = data.get("schema")
+        if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+            raise RecordUnreadable(self.path, key, f"schema {schema!r} is not one this version reads")
+        try:
+            return FeatureRecord.from_dict(data)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise RecordUnreadable(self.path, key, f"fields do not match the record schema: {exc}") from None
+
+    def _read_review(self, feature: int) -> dict[str, Any]:
+        try:
+            data = self._load(self._main, _review_key(feature))
+        except RecordUnreadable as exc:
+            log.error("%s", exc)
+            data = None
+        if not isinstance(data, dict):
+            return {"current": None, "history": []}
+        data.setdefault("current", None)
+        data.setdefault("history", [])
+        return data
+
+    def get_record(self, feature: int) -> FeatureRecord | None:
+        """The record of ``feature`` with its current review, or None. Raises RecordUnreadable."""
+        rec = self._read_record(feature)
+        if rec is not None:
+            current = self._read_review(feature)["current"]
+            rec.review = Review.from_dict(current) if current else None
+        return rec
+
+    def has_review(self, feature: int) -> bool:
+        return self._read_review(feature)["current"] is not None
+
+    def put_record(self, record: FeatureRecord, *, overwrite_reviewed: bool = False) -> bool:
+        """Write ``record`` whole. Returns False (and writes nothing) when a human has reviewed the
+        feature, unless ``overwrite_reviewed``; then the old review moves to the review history."""
+        feature = record.feature
+        with self._main.transact():
+            review = self._read_review(feature)
+            if review["current"] is not None:
+                if not overwrite_reviewed:
+                    return False
+                review["history"].append({**review["current"], "superseded_at": now_iso(),
+                                          "superseded_by": record.run_id or "a later run"})
+                review["current"] = None
+                self._main.set(_review_key(feature), self._dump(review))
+            self._main.set(_record_key(feature), self._dump(record.to_dict()))
+        return True
+
+    def delete_record(self, feature: int) -> None:
+        self._main.delete(_record_key(feature))
+
+    def features(self) -> list[int]:
+        """Ids of every feature with a record (readable or not)."""
+        out = []
+        for key in self._main.iterkeys():
+            if isinstance(key, str) and key.startswith("record/"):
+                out.append(int(key.split("/", 1)[1]))
+        return sorted(out)
+
+    def list_records(self, features: Iterable[int] | None = None,
+                     errors: list[RecordUnreadable] | None = None) -> list[FeatureRecord]:
+        """Readable records in feature order; unreadable ones go to ``errors`` (or the log)."""
+        wanted = self.features() if features is None else sorted(set(features))
+        out = []
+        for f in wanted:
+            try:
+                rec = self.get_record(f)
+            except RecordUnreadable as exc:
+                if errors is not None:
+                    errors.append(exc)
+                else:
+                    log.error("%s", exc)
+                continue
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    # ------------------------------------------------------------------ reviews
+
+    def set_review(self, feature: int, decision: str, *, explanation: str | None = None, label: str | None = None,
+                   note: str | None = None, reviewer: str | None = None) -> Review:
+        """Record a human decision (accept, edit or reject) about the feature's record."""
+        if decision not in DECISIONS:
+            raise StoreError(f"unknown review decision {decision!r}: use one of {', '.join(DECISIONS)}")
+        if decision == "edit" and not (explanation or label):
+            raise StoreError("an edit needs a new explanation or label")
+        review = Review(decision=decision, reviewer=reviewer or default_reviewer(), at=now_iso(),
+                        explanation=explanation if decision == "edit" else None,
+                        label=label if decision == "edit" else None, note=note)
+        with self._main.transact():
+            if self._read_record(feature) is None:
+                raise StoreError(f"store {self.path} has no record for feature {feature} to review")
+            data = self._read_review(feature)
+            if data["current"] is not None:
+                data["history"].append(data["current"])
+            data["current"] = review.to_dict()
+            self._main.set(_review_key(feature), self._dump(data))
+        return review
+
+    def clear_review(self, feature: int, reviewer: str | None = None) -> None:
+        """Withdraw the current decision (it stays in the history)."""
+        with self._main.transact():
+            data = self._read_review(feature)
+            if data["current"] is None:
+                return
+            data["history"].append({**data["current"], "withdrawn_at": now_iso(),
+                                    "withdrawn_by": reviewer or default_reviewer()})
+            data["current"] = None
+            self._main.set(_review_key(feature), self._dump(data))
+
+    def get_review(self, feature: int) -> Review | None:
+        current = self._read_review(feature)["current"]
+        return Review.from_dict(current) if current else None
+
+    def review_history(self, feature: int) -> list[dict[str, Any]]:
+        return list(self._read_review(feature)["history"])
+
+    def reviewed_features(self) -> set[int]:
+        out = set()
+        for key in self._main.iterkeys():
+            if isinstance(key, str) and key.startswith("review/"):
+                f = int(key.split("/", 1)[1])
+                if self._read_review(f)["current"] is not None:
+                    out.add(f)
+        return out
+
+    # ------------------------------------------------------------------ summary
+
+    def counts(self) -> dict[str, int]:
+        errors: list[RecordUnreadable] = []
+        recs = self.list_records(errors=errors)
+        out = {"records": len(recs), "done": sum(r.status == "done" for r in recs),
+               "failed": sum(r.status == "failed" for r in recs), "unreadable": len(errors),
+               "reviewed": sum(r.review is not None for r in recs),
+               "probes": self.probe_count(), "judge_calls": self.judge_call_count()}
+        return out

@@ -1,0 +1,160 @@
+"""The judge's structured verdicts (pydantic), their wire JSON schema, and parsing of raw replies."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+LABEL_WORDS = (2, 5)
+MAX_EXPLANATION_CHARS = 400
+
+
+class ProbeRequest(BaseModel):
+    """One more steering probe the judge asks for."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    strength: float = Field(ge=0, description="L2 norm of the added direction")
+    samples: int = Field(default=1, ge=1, description="descriptions to draw (1 = greedy)")
+    question: str | None = Field(default=None, description="ask the steered model this instead of describing")
+    base_image: Literal["white", "black", "noise"] = "white"
+    control: bool = Field(default=False, description="steer a norm-matched random direction instead")
+    reason: str = ""
+
+    @field_validator("question")
+    @classmethod
+    def _question(cls, v: str | None) -> str | None:
+        if v is not None:
+            v = v.strip()
+            if not v:
+                return None
+            if len(v) > 200:
+                raise ValueError("a question must be at most 200 characters")
+        return v
+
+    @field_validator("samples")
+    @classmethod
+    def _samples(cls, v: int, info: ValidationInfo) -> int:
+        cap = (info.context or {}).get("max_samples")
+        if cap is not None and v > cap:
+            raise ValueError(f"at most {cap} samples per probe")
+        return v
+
+
+class Verdict(BaseModel):
+    """What the judge says after reading the evidence: a hypothesis, and more probes or a final answer."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    hypothesis: str = Field(min_length=1, description="current best guess of what the feature stands for")
+    confidence: float = Field(ge=0.0, le=1.0)
+    action: Literal["probe", "final"]
+    probes: list[ProbeRequest] = Field(default_factory=list)
+    explanation: str | None = Field(default=None, description="one sentence, required when final")
+    label: str | None = Field(default=None, description="2-5 words, required when final")
+    evidence: list[int] = Field(default_factory=list, description="numbers of the probes the answer rests on")
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Verdict:
+        ctx = info.context or {}
+        if self.action == "probe":
+            if ctx.get("force_final"):
+                raise ValueError("the probe budget is spent: action must be 'final' with an explanation and label")
+            if not self.probes:
+                raise ValueError("action 'probe' needs at least one entry in 'probes'")
+            cap = ctx.get("max_probes")
+            if cap is not None and len(self.probes) > cap:
+                raise ValueError(f"at most {cap} probes may be requested now, got {len(self.probes)}")
+            return self
+        if not self.explanation or not self.explanation.strip():
+            raise ValueError("action 'final' needs a one-sentence 'explanation'")
+        if not self.label or not self.label.strip():
+            raise ValueError("action 'final' needs a 'label' of 2-5 words")
+        self.explanation = " ".join(self.explanation.split())
+        self.label = " ".join(self.label.split())
+        if len(self.explanation) > MAX_EXPLANATION_CHARS:
+            raise ValueError(f"'explanation' must be one sentence of at most {MAX_EXPLANATION_CHARS} characters")
+        n = len(self.label.split())
+        if not LABEL_WORDS[0] <= n <= LABEL_WORDS[1]:
+            raise ValueError(f"'label' must have 2-5 words, got {n}: {self.label!r}")
+        known = ctx.get("evidence_ids")
+        if known is not None:
+            bad = [e for e in self.evidence if e not in known]
+            if bad:
+                raise ValueError(f"'evidence' cites probes {bad} that do not exist; cite numbers from the evidence list")
+        return self
+
+
+# The wire schema for servers with structured output: every field required, optional ones nullable,
+# so it also satisfies strict JSON-schema modes. Ranges are checked by the pydantic models above.
+_PROBE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "strength": {"type": "number"},
+        "samples": {"type": "integer"},
+        "question": {"type": ["string", "null"]},
+        "base_image": {"type": "string", "enum": ["white", "black", "noise"]},
+        "control": {"type": "boolean"},
+        "reason": {"type": "string"},
+    },
+    "required": ["strength", "samples", "question", "base_image", "control", "reason"],
+}
+VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "hypothesis": {"type": "string"},
+        "confidence": {"type": "number"},
+        "action": {"type": "string", "enum": ["probe", "final"]},
+        "probes": {"type": "array", "items": _PROBE_SCHEMA},
+        "explanation": {"type": ["string", "null"]},
+        "label": {"type": ["string", "null"]},
+        "evidence": {"type": "array", "items": {"type": "integer"}},
+    },
+    "required": ["hypothesis", "confidence", "action", "probes", "explanation", "label", "evidence"],
+}
+
+
+class VerdictError(ValueError):
+    """A raw reply is not a valid verdict; the message is written to be sent back to the model."""
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def extract_json(text: str) -> Any:
+    """The JSON object in ``text``: the whole reply, a fenced block, or the outermost braces."""
+    candidates = [text.strip()]
+    candidates += [m.strip() for m in _FENCE.findall(text)]
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start:end + 1])
+    error: json.JSONDecodeError | None = None
+    for c in candidates:
+        try:
+            return json.loads(c)
+        except json.JSONDecodeError as exc:
+            error = error or exc
+    detail = f" ({error.msg} at line {error.lineno} column {error.colno})" if error else ""
+    raise VerdictError(f"the reply is not a JSON object{detail}; reply with exactly one JSON object")
+
+
+def parse_verdict(text: str, context: dict[str, Any] | None = None) -> Verdict:
+    """Validate a raw reply; raises VerdictError with a message meant for the model."""
+    if not text or not text.strip():
+        raise VerdictError("the reply was empty; reply with exactly one JSON object")
+    data = extract_json(text)
+    if not isinstance(data, dict):
+        raise VerdictError(f"the reply is JSON but a {type(data).__name__}, not an object; reply with one JSON object")
+    try:
+        return Verdict.model_validate(data, context=context or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or 'reply'}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise VerdictError(f"the reply does not match the verdict schema: {problems}") from None
