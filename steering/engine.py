@@ -19,7 +19,7 @@ from steering.images import DEFAULT_SIZE, base_image
 from steering.models import LoadedVLM
 from steering.probes import Probe, ProbeResult
 from steering.sae import SAE, check_layer
-from steering.sampling import SeededSampler, uniform_stream
+from steering.sampling import FirstStepLogProbs, SeededSampler, uniform_stream
 from steering.text import strip_answer
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ class GenerationSettings:
     generated token is the first content word, which is where the KL is measured)."""
     image_size: int = DEFAULT_SIZE
     """Side of the generated base image before the processor resizes it."""
-    batch_size: int = 32
-    """Rows per generate call (not part of the answer for greedy decoding)."""
+    batch_size: int = 0
+    """Rows per generate call; 0 sizes it from free GPU memory (32 on CPU). Not part of the answer."""
     prefix_cache: bool = True
     """Run vision layers 0..L once per base image and replay them for every batch (same answers,
     checked against the plain path when the engine first uses it; turned off where they differ)."""
@@ -157,10 +157,13 @@ class SteeringEngine:
         # The sampling knobs a checkpoint's generation_config may carry are unset to keep logs quiet.
         gen_kwargs: dict[str, Any] = dict(max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens or None,
                                           do_sample=False, temperature=None, top_p=None, top_k=None,
-                                          output_logits=True, return_dict_in_generate=True)
+                                          return_dict_in_generate=True)
+        # The recorder runs before the sampler, so it sees the model's own (unsampled) distribution.
+        recorder = FirstStepLogProbs(prompt_len)
+        processors = [recorder]
         if uniforms is not None and not bool(torch.isnan(uniforms[:, 0]).all()):
-            sampler = SeededSampler(uniforms, prompt_len, s.temperature, s.top_k, s.top_p)
-            gen_kwargs["logits_processor"] = LogitsProcessorList([sampler])
+            processors.append(SeededSampler(uniforms, prompt_len, s.temperature, s.top_k, s.top_p))
+        gen_kwargs["logits_processor"] = LogitsProcessorList(processors)
         tokenizer = getattr(self.vlm.processor, "tokenizer", self.vlm.processor)
         pad = getattr(tokenizer, "pad_token_id", None)
         if pad is not None:
@@ -172,8 +175,8 @@ class SteeringEngine:
         eos = self.vlm.model.generation_config.eos_token_id
         stops = set(eos if isinstance(eos, list) else [eos]) | ({pad} if pad is not None else set())
         counts = [_count_until(row.tolist(), stops) for row in new]
-        first = torch.log_softmax(out.logits[0].float(), dim=-1)  # [rows, vocab]
-        return texts, counts, first
+        assert recorder.logprobs is not None
+        return texts, counts, recorder.logprobs  # first-step log-probs [rows, vocab]
 
     @torch.no_grad()
     def _base_logprobs_for(self, text: str, image_spec: str) -> torch.Tensor:
@@ -210,6 +213,22 @@ class SteeringEngine:
             return nullcontext()
         return replay_prefix(self.vlm.vision, self.layer, self._prefix[image_spec])
 
+    def batch_rows(self, prompt_tokens: int = 400) -> int:
+        """Rows per generate call: the setting, or as many as free GPU memory holds (KV cache bound)."""
+        if self.settings.batch_size > 0:
+            return self.settings.batch_size
+        if self.vlm.device.type != "cuda":
+            return 32
+        free, _ = torch.cuda.mem_get_info(self.vlm.device)
+        text = getattr(self.vlm.model.config, "text_config", self.vlm.model.config)
+        heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        tokens = prompt_tokens + self.settings.max_new_tokens
+        kv = 2 * text.num_hidden_layers * heads * head_dim * tokens * self.vlm.dtype.itemsize
+        logits = 2 * text.vocab_size * 4  # float32 first-step logits kept per row, plus the step's own
+        per_row = 1.5 * (kv + logits) + 4 * tokens * text.hidden_size * self.vlm.dtype.itemsize
+        return int(max(8, min(512, 0.6 * free // per_row)))
+
     def run(self, probes: Sequence[Probe],
             on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
         """Execute probes; results come back in the order of ``probes``.
@@ -230,8 +249,9 @@ class SteeringEngine:
         results: list[ProbeResult | None] = [None] * len(probes)
         for (text, prefix, image_spec), rows in groups.items():
             base = self._base_logprobs_for(text, image_spec)
-            for start in range(0, len(rows), self.settings.batch_size):
-                chunk = rows[start:start + self.settings.batch_size]
+            size = self.batch_rows()
+            for start in range(0, len(rows), size):
+                chunk = rows[start:start + size]
                 t0 = time.perf_counter()
                 vectors = torch.stack([self.vector(probes[i]) for i, _ in chunk])
                 uniforms = torch.stack([self._uniforms(probes[i], j) for i, j in chunk])

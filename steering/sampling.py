@@ -50,3 +50,19 @@ class SeededSampler:
         chosen = top_idx.gather(-1, pick)  # [rows, 1]
         forced = torch.full_like(scores, float("-inf")).scatter(-1, chosen, 0.0)
         return torch.where(self.sampled.to(scores.device)[:, None], forced, scores)
+
+
+class FirstStepLogProbs:
+    """A logits processor that keeps only the first step's log-probs [rows, vocab] (float32).
+
+    Cheaper than ``output_logits=True``, which keeps every step's full-vocabulary logits.
+    """
+
+    def __init__(self, prompt_len: int) -> None:
+        self.prompt_len = prompt_len
+        self.logprobs: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[1] == self.prompt_len:
+            self.logprobs = torch.log_softmax(scores.float(), dim=-1)
+        return scores
