@@ -80,6 +80,7 @@ class SteeringEngine:
         self.settings = settings or GenerationSettings()
         self._inputs: dict[tuple[str, str], Any] = {}
         self._base_logprobs: dict[tuple[str, str], torch.Tensor] = {}
+        self._prompts: dict[tuple[str, str | None], tuple[str, str]] = {}
         self._prefix: dict[str, torch.Tensor] = {}  # base image -> layer-L state of one row
         self._prefix_ok: bool | None = None  # self-check result, once per engine
 
@@ -101,6 +102,12 @@ class SteeringEngine:
 
     def prompt_text(self, probe: Probe) -> tuple[str, str]:
         """(full text fed to the processor, answer prefix) for a probe's prompt."""
+        key = (probe.prompt, probe.question)
+        if key not in self._prompts:
+            self._prompts[key] = self._render_prompt(probe)
+        return self._prompts[key]
+
+    def _render_prompt(self, probe: Probe) -> tuple[str, str]:
         template = prompts.load("vlm_describe" if probe.prompt == "describe" else "vlm_ask")
         user = template.render(question=probe.question) if probe.prompt == "ask" else template.render()
         prefix = template.meta.get("answer_prefix", "")

@@ -1,0 +1,133 @@
+"""Steering throughput: the reference pattern, plain batched HF generate, and our engine, in one run.
+
+CPU (default, toy scale, what CI can run):   python bench/throughput.py
+GPU (full-size Gemma-3-4B architecture, random weights, bf16, nothing downloaded):
+                                             python bench/throughput.py --gpu
+
+Prints rows/s (unique greedy rows) and sequences/s (4 sampled descriptions per row) per mode, the
+ratios against the reference pattern, and peak GPU memory. Generation length is pinned
+(min = max new tokens), so every mode does the same work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from steering.engine import GenerationSettings, SteeringEngine
+from steering.models import LoadedVLM, inspect_vision, load_vlm
+from steering.probes import Probe
+from steering.sae import SAE, load_sae
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Mode:
+    name: str
+    batch: int
+    prefix_cache: bool
+
+
+def full_size_world(layer: int) -> tuple[LoadedVLM, SAE]:
+    """Gemma-3-4B architecture from bench/configs, random bf16 weights on the GPU, and a random SAE."""
+    from transformers import AutoModelForImageTextToText, Gemma3Config
+
+    from steering.tiny import tiny_processor
+
+    config = Gemma3Config.from_dict(json.loads((HERE / "configs" / "gemma3_4b.json").read_text()))
+    config.text_config._attn_implementation = "sdpa"
+    config.vision_config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16).eval()
+    with torch.no_grad():  # a fresh Gemma-3 projector is all zeros: give the image path a signal
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0, 0.02)
+    model.generation_config.eos_token_id = [1, 106]
+    processor = tiny_processor(image_size=896, tokens_per_image=256, image_token_id=config.image_token_index)
+    vlm = LoadedVLM(model=model, processor=processor, vision=inspect_vision(model),
+                    model_id="bench/gemma3-4b-random", revision="random-0")
+    d = config.vision_config.hidden_size
+    W = torch.randn(d, 8192, generator=torch.Generator().manual_seed(0))
+    return vlm, SAE(W_dec=W / W.norm(dim=0, keepdim=True), layer=layer, sae_id="bench/random-sae")
+
+
+def toy_world() -> tuple[LoadedVLM, SAE, float]:
+    """The bundled toy world (or the tiny random one when the toy world is absent)."""
+    try:
+        from steering import toy
+
+        if toy.is_available():
+            meta = toy.ground_truth_meta()
+            strength = float(meta.get("strengths", [64.0])[-1]) if isinstance(meta, dict) else 64.0
+            return load_vlm(toy.model_dir()), load_sae(toy.sae_dir()), strength
+    except ImportError:
+        pass
+    import tempfile
+
+    from steering.tiny import write_tiny_world
+
+    model_dir, sae_dir = write_tiny_world(Path(tempfile.mkdtemp()) / "tiny")
+    return load_vlm(model_dir), load_sae(sae_dir), 32.0
+
+
+def timed(engine: SteeringEngine, probes: list[Probe]) -> tuple[float, list]:
+    if engine.vlm.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    results = engine.run(probes)
+    if engine.vlm.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpu", action="store_true", help="full-size Gemma-3-4B architecture on CUDA")
+    parser.add_argument("--rows", type=int, default=None, help="unique greedy rows per mode")
+    parser.add_argument("--new-tokens", type=int, default=None, help="pinned generation length")
+    parser.add_argument("--batch", type=int, default=None, help="rows per call for plain and ours")
+    parser.add_argument("--layer", type=int, default=16)
+    args = parser.parse_args()
+
+    if args.gpu:
+        vlm, sae = full_size_world(args.layer)
+        strength, rows, new_tokens, batch, ref_rows = 200.0, args.rows or 512, args.new_tokens or 100, args.batch or 256, 32
+    else:
+        vlm, sae, strength = toy_world()
+        rows, new_tokens, batch = args.rows or 64, args.new_tokens or 16, args.batch or 64
+        ref_rows = rows
+    modes = [Mode("reference (8/call, full tower)", 8, False), Mode("plain HF generate", batch, False),
+             Mode("ours (prefix cache)", batch, True)]
+    print(f"device: {torch.cuda.get_device_name() if args.gpu else 'cpu'}; model {vlm.model_id}; "
+          f"layer {sae.layer}; {new_tokens} new tokens pinned; strength {strength:g}")
+    table = []
+    for mode in modes:
+        settings = GenerationSettings(max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                      batch_size=mode.batch, prefix_cache=mode.prefix_cache)
+        engine = SteeringEngine(vlm, sae, layer=sae.layer, settings=settings)
+        n = ref_rows if mode.batch == 8 else rows
+        engine.run([Probe(0, strength)] * min(2, n))  # warm-up: caches, kernels, the prefix self-check
+        if args.gpu:
+            torch.cuda.reset_peak_memory_stats()
+        greedy_s, greedy = timed(engine, [Probe(f % sae.d_sae, strength) for f in range(n)])
+        sampled_n = max(1, n // 4)
+        sampled_s, _ = timed(engine, [Probe(f % sae.d_sae, strength, samples=4, seed=f, greedy=False)
+                                      for f in range(sampled_n)])
+        peak = torch.cuda.max_memory_allocated() / 2**30 if args.gpu else float("nan")
+        table.append((mode.name, n / greedy_s, 4 * sampled_n / sampled_s, peak, greedy))
+    ref_rows_s, ref_seq_s = table[0][1], table[0][2]
+    print(f"{'mode':34s} {'rows/s':>9s} {'x ref':>7s} {'seq/s (4 samples)':>18s} {'x ref':>7s} {'peak GiB':>9s}")
+    for name, rows_s, seq_s, peak, _ in table:
+        print(f"{name:34s} {rows_s:9.2f} {rows_s / ref_rows_s:7.2f} {seq_s:18.2f} {seq_s / ref_seq_s:7.2f} {peak:9.2f}")
+    same = [r.texts for r in table[1][4]] == [r.texts for r in table[2][4]]
+    print(f"greedy texts identical, plain vs ours: {same}")
+
+
+if __name__ == "__main__":
+    main()
