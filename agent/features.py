@@ -25,17 +25,15 @@ def parse_features(spec: str, n_features: int | None = None) -> list[int]:
         part = part.strip()
         if not part:
             continue
+        lo_s, sep, hi_s = part.partition("-")
         try:
-            if "-" in part:
-                lo_s, hi_s = part.split("-", 1)
-                lo, hi = int(lo_s), int(hi_s)
-                if hi < lo:
-                    raise FeatureSpecError(f"range {part!r} runs backwards: write {hi}-{lo}")
-                out.update(range(lo, hi + 1))
-            else:
-                out.add(int(part))
+            lo = int(lo_s)
+            hi = int(hi_s) if sep else lo
         except ValueError:
             raise FeatureSpecError(f"bad feature list item {part!r}: use ids and ranges like 0-9,42,100-120") from None
+        if hi < lo:
+            raise FeatureSpecError(f"range {part!r} runs backwards: write {hi}-{lo}")
+        out.update(range(lo, hi + 1))
     if not out:
         raise FeatureSpecError(f"feature list {spec!r} names no features")
     if n_features is not None:

@@ -1,0 +1,176 @@
+"""Test doubles: a torch-free engine whose features name known words, and a Chat Completions server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from agent.probes import Probe, ProbeResult
+
+CONCEPTS = ("red", "circle", "striped", "green", "triangle", "dotted", "blue", "square")
+BASELINE = "nothing, the image is empty and white."
+
+
+@dataclass
+class FakeSAE:
+    d_sae: int = 64
+
+    def check_feature(self, f: int) -> int:
+        if not 0 <= f < self.d_sae:
+            raise ValueError(f"feature {f} out of range")
+        return f
+
+
+class FakeEngine:
+    """Feature f names CONCEPTS[f % 8] once the strength reaches ``onset``; random directions say
+    'a grey blob'. Records every ``run`` call."""
+
+    def __init__(self, d_sae: int = 64, onset: float = 10.0, delay: float = 0.0, model: str = "fake-vlm") -> None:
+        self.sae = FakeSAE(d_sae)
+        self.onset = onset
+        self.delay = delay
+        self.model = model
+        self.calls: list[list[Probe]] = []
+        self.lock = threading.Lock()
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"model": self.model, "revision": "r1", "sae": "fake-sae", "layer": 1,
+                "prompts": ["vlm_describe@v1", "vlm_ask@v1"], "generation": {"max_new_tokens": 8}}
+
+    def hidden_norm(self, base_image: str = "white") -> float:
+        return 10.0
+
+    def concept(self, f: int) -> str:
+        return CONCEPTS[f % len(CONCEPTS)]
+
+    def text(self, p: Probe, i: int) -> str:
+        if p.is_baseline:
+            return BASELINE
+        if p.direction == "random":
+            return "a grey blob" if p.strength >= self.onset else BASELINE
+        if p.strength < self.onset:
+            return BASELINE
+        c = self.concept(p.feature)
+        if p.prompt == "ask":
+            return f"It is {c}."
+        return f"a {c} shape" if p.strength < 4 * self.onset else f"the colour {c} filling the whole image"
+
+    def run(self, probes: Sequence[Probe], on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
+        with self.lock:
+            self.calls.append(list(probes))
+        if self.delay:
+            time.sleep(self.delay)
+        out = []
+        for p in probes:
+            r = ProbeResult(probe=p, texts=tuple(self.text(p, i) for i in range(p.samples)),
+                            n_tokens=tuple(6 for _ in range(p.samples)),
+                            kl_first=0.0 if p.is_baseline else p.strength / 10)
+            if on_result:
+                on_result(r)
+            out.append(r)
+        return out
+
+
+# ----------------------------------------------------------------------------- Chat Completions server
+
+
+@dataclass
+class Reply:
+    """One scripted HTTP answer."""
+
+    content: str | None = None
+    """The assistant message text (a 200 completion)."""
+    status: int = 200
+    body: Any = None
+    """A raw body (dict -> JSON, str/bytes as is) instead of a completion."""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    usage: tuple[int, int] = (120, 30)
+
+
+def completion_body(content: str, model: str, usage: tuple[int, int]) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)},
+    }
+
+
+class ChatServer:
+    """A threaded HTTP server on 127.0.0.1 speaking POST /v1/chat/completions.
+
+    ``script`` is a list of Reply (served in order) or a function of the request JSON returning one.
+    Every request is kept in ``requests`` (path, headers, json).
+    """
+
+    def __init__(self, script: Sequence[Reply] | Callable[[dict[str, Any]], Reply]) -> None:
+        self.script = script
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("content-length", 0))
+                raw = self.rfile.read(length)
+                try:
+                    payload = json.loads(raw)
+                except ValueError:
+                    payload = {}
+                with server._lock:
+                    server.requests.append({"path": self.path, "headers": dict(self.headers), "json": payload})
+                    n = len(server.requests)
+                reply = server.next_reply(payload, n)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.body is not None:
+                    body = reply.body
+                    data = json.dumps(body).encode() if isinstance(body, (dict, list)) else (
+                        body.encode() if isinstance(body, str) else body)
+                else:
+                    data = json.dumps(completion_body(reply.content or "", payload.get("model", "m"),
+                                                      reply.usage)).encode()
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    for k, v in reply.headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def next_reply(self, payload: dict[str, Any], n: int) -> Reply:
+        if callable(self.script):
+            return self.script(payload)
+        if n > len(self.script):
+            return Reply(status=500, body={"error": {"message": "script exhausted"}})
+        return self.script[n - 1]
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> ChatServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,69 @@
+"""The offline judge: deterministic, names the consensus, refines thin evidence, says it is no LLM."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agent.config import RunConfig, SweepConfig
+from agent.evidence import Evidence
+from agent.judges import NOT_AN_LLM, JudgeContext, OfflineJudge
+from agent.probes import Probe, ProbeResult
+from agent.runner import run_features
+from agent.store import Store
+from tests.agent.fakes import BASELINE, CONCEPTS, FakeEngine
+
+
+def ctx(steered: dict[float, str], controls: tuple[str, ...] = ("a grey blob",), **kw) -> JudgeContext:
+    ev = Evidence()
+    results = [ProbeResult(Probe(None), (BASELINE,))]
+    results += [ProbeResult(Probe(7, strength=s), (t,), kl_first=s / 10) for s, t in steered.items()]
+    results += [ProbeResult(Probe(7, strength=80.0, direction="random"), (t,)) for t in controls]
+    ev.add(results, round=1)
+    base = dict(feature=7, round=1, max_rounds=4, evidence=ev, strengths=sorted(steered), probes_left=10)
+    return JudgeContext(**{**base, **kw})
+
+
+def decide(c: JudgeContext):
+    return asyncio.run(OfflineJudge().decide(c)).verdict
+
+
+def test_names_the_consensus_not_category_words() -> None:
+    v = decide(ctx({10: "the colour red filling the whole image", 20: "a red circle",
+                    40: "the colour red filling the whole image", 80: "red red red red"}))
+    assert v.action == "final" and "describe red:" in v.explanation
+    assert v.label == "mentions of red" and v.confidence >= 0.5
+    assert NOT_AN_LLM in v.hypothesis and NOT_AN_LLM in v.notes
+    assert v.evidence == [2, 3, 4, 5]
+
+
+def test_words_that_random_directions_also_produce_are_discounted() -> None:
+    v = decide(ctx({10: "a large black circle", 20: "a large black circle", 40: "a large green circle",
+                    80: "a large blue circle"}, controls=("a large black square", "a large black cross")))
+    assert "describe circle" in v.explanation
+
+
+def test_thin_evidence_asks_for_a_refining_sweep() -> None:
+    v = decide(ctx({10: BASELINE, 20: BASELINE, 40: "a striped thing", 80: "dotted noise"}))
+    assert v.action == "probe" and v.probes
+    assert any(20 < p.strength < 40 for p in v.probes) and any(p.samples > 1 for p in v.probes)
+    assert NOT_AN_LLM in v.hypothesis
+
+
+def test_no_change_asks_for_stronger_steering_then_gives_up() -> None:
+    steered = {10: BASELINE, 20: BASELINE}
+    v = decide(ctx(steered))
+    assert v.action == "probe" and sorted(p.strength for p in v.probes) == [40, 80]
+    v = decide(ctx(steered, force_final=True))
+    assert v.action == "final" and v.label == "no clear concept" and v.confidence < 0.1
+
+
+def test_offline_runs_are_deterministic_and_name_each_concept(tmp_path) -> None:
+    cfg = RunConfig(sweep=SweepConfig(strengths=(5.0, 20.0, 40.0, 80.0), background=2))
+    outs = []
+    for name in ("a", "b"):
+        with Store(tmp_path / name) as store:
+            run_features(FakeEngine(), OfflineJudge(), store, list(range(8)), cfg)
+            outs.append([(r.explanation, r.label, r.confidence) for r in store.list_records()])
+    assert outs[0] == outs[1]
+    for f, (explanation, _label, _conf) in enumerate(outs[0]):
+        assert f"describe {CONCEPTS[f]}" in explanation
