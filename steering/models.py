@@ -142,14 +142,24 @@ def resolve_device(device: str | None) -> str:
 
 
 def _local_revision(path: Path) -> str:
+    """A content fingerprint of a local model folder (stable across copies and clones).
+
+    Hashes the config and, for each weight file, its size and its first and last MiB: cheap on an
+    8 GB checkpoint, and retrained weights change those bytes.
+    """
     import hashlib
 
     h = hashlib.sha256()
-    for name in ("config.json", "model.safetensors", "model.safetensors.index.json"):
-        f = path / name
-        if f.is_file():
-            st = f.stat()
-            h.update(f"{name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    chunk = 1 << 20
+    for f in sorted(path.iterdir()):
+        if f.name == "config.json" or f.suffix in (".safetensors", ".bin"):
+            size = f.stat().st_size
+            h.update(f"{f.name}:{size}".encode())
+            with f.open("rb") as fh:
+                h.update(fh.read(chunk))
+                if size > 2 * chunk:
+                    fh.seek(-chunk, 2)
+                    h.update(fh.read(chunk))
     return "local-" + h.hexdigest()[:12]
 
 
