@@ -159,11 +159,15 @@ def _generate(engine: SteeringEngine, text: str, images: list[list[Image.Image]]
     return tokenizer.batch_decode(new, skip_special_tokens=True), counts
 
 
-def _rows_per_call(engine: SteeringEngine, n_images: int) -> int:
-    """Rows per generate call: the engine's own sizing, scaled down for the longer multi-image prompt."""
+def _rows_per_call(engine: SteeringEngine, text: str, n_images: int) -> int:
+    """Rows per generate call: the engine's own sizing for a prompt of this many tokens."""
     batch_rows = getattr(engine, "batch_rows", None)
-    rows = batch_rows() if callable(batch_rows) else engine.settings.batch_size
-    return max(1, int(rows) // max(1, n_images // 2) if engine.settings.batch_size <= 0 else int(rows))
+    if not callable(batch_rows):
+        return max(1, engine.settings.batch_size)
+    processor = engine.vlm.processor
+    tokenizer = getattr(processor, "tokenizer", processor)
+    tokens = len(tokenizer(text)["input_ids"]) + n_images * int(getattr(processor, "image_seq_length", 256))
+    return max(1, int(batch_rows(prompt_tokens=tokens)))
 
 
 def describe(engine: SteeringEngine, topk: TopKResult, requests: Sequence[EvidenceRequest],
@@ -186,7 +190,7 @@ def describe(engine: SteeringEngine, topk: TopKResult, requests: Sequence[Eviden
     views: dict[tuple[int, int], Image.Image] = {}
     for n, idx in groups.items():
         text, prefix = prompt_text(engine, n)
-        size = _rows_per_call(engine, n)
+        size = _rows_per_call(engine, text, n)
         for start in range(0, len(idx), size):
             chunk = idx[start:start + size]
             t0 = time.perf_counter()
