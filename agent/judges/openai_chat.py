@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -93,7 +94,8 @@ def is_transient(exc: BaseException) -> bool:
     """Worth another try: rate limits (not quota), 5xx, timeouts, dropped connections, garbled bodies."""
     import openai
 
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, openai.APIResponseValidationError)):
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, openai.APIResponseValidationError,
+                        json.JSONDecodeError)):  # the last: a garbled (non-JSON) response body
         return True
     status = _status(exc)
     if status is None:
@@ -209,7 +211,7 @@ class OpenAIChat:
                     response = await self._client.chat.completions.create(**kwargs)
         except openai.APIStatusError as exc:
             raise self._classify(exc, schema is not None) from None
-        except (openai.APIConnectionError, openai.APIResponseValidationError) as exc:
+        except (openai.APIConnectionError, openai.APIResponseValidationError, json.JSONDecodeError) as exc:
             raise JudgeCallError(f"judge call failed after {self.retry.attempts} attempts: {_describe(exc)}") from None
         return self._completion(response, messages)
 

@@ -91,6 +91,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     usage: tuple[int, int] = (120, 30)
+    drop: bool = False
+    """Close the connection without answering."""
 
 
 def completion_body(content: str, model: str, usage: tuple[int, int]) -> dict[str, Any]:
@@ -128,11 +130,15 @@ class ChatServer:
                 except ValueError:
                     payload = {}
                 with server._lock:
-                    server.requests.append({"path": self.path, "headers": dict(self.headers), "json": payload})
+                    server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "json": payload})
                     n = len(server.requests)
                 reply = server.next_reply(payload, n)
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 if reply.body is not None:
                     body = reply.body
                     data = json.dumps(body).encode() if isinstance(body, (dict, list)) else (
