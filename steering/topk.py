@@ -283,13 +283,16 @@ class RunningTopK:
             # whatever the batching, so one pass equals a global sort.
             scores = torch.cat([self.scores[c0:c1], batch_scores], 1)  # [C, k + B]
             order = scores.sort(dim=1, descending=True, stable=True).indices[:, :self.k]  # [C, k]
-            if bool((order < self.k).all()):
-                continue  # nothing in this batch enters this chunk's top-k
-            self.scores[c0:c1] = scores.gather(1, order)
-            ids = torch.cat([self.ids[c0:c1], image_ids[None].expand(c1 - c0, B)], 1)
-            self.ids[c0:c1] = ids.gather(1, order)
-            maps = torch.cat([self.maps[c0:c1], acts.permute(2, 0, 1).to(self.maps.dtype)], 1)  # [C, k+B, P]
-            self.maps[c0:c1] = maps.gather(1, order[..., None].expand(-1, -1, P))
+            rows = (order >= self.k).any(1).nonzero().squeeze(1)  # latents a batch image entered
+            if rows.numel() == 0:
+                continue
+            order, lat = order[rows], rows + c0  # [m, k], [m]
+            self.scores[lat] = scores[rows].gather(1, order)
+            ids = torch.cat([self.ids[lat], image_ids[None].expand(rows.numel(), B)], 1)
+            self.ids[lat] = ids.gather(1, order)
+            new_maps = acts[:, :, rows].permute(2, 0, 1).to(self.maps.dtype)  # [m, B, P]
+            maps = torch.cat([self.maps[lat], new_maps], 1)  # [m, k + B, P]
+            self.maps[lat] = maps.gather(1, order[..., None].expand(-1, -1, P))
         self.n_images += B
 
     def state_dict(self) -> dict[str, torch.Tensor]:
