@@ -69,9 +69,15 @@ async def calibrate(feature: int, run: RunProbes, sweep: SweepConfig, s_max: flo
             for r in await run([steered_probe(feature, s, sweep) for s in todo]):
                 seen[round(r.probe.strength, 4)] = r
 
+    # Widen the bracket while even its top stays below the highest target (a weak feature).
+    await measure([s_max])
+    for _ in range(3):
+        if seen[round(s_max, 4)].kl_first >= targets[-1]:
+            break
+        s_max *= 4
+        await measure([s_max])
     lo = [s_max / 256] * len(targets)
     hi = [s_max] * len(targets)
-    await measure([s_max])
     for _ in range(max(0, sweep.calibrate_steps)):
         mids = [math.sqrt(a * b) for a, b in zip(lo, hi)]
         await measure(mids)
@@ -84,5 +90,11 @@ async def calibrate(feature: int, run: RunProbes, sweep: SweepConfig, s_max: flo
     def closeness(s: float, t: float) -> float:
         return abs(math.log(max(seen[s].kl_first, 1e-6)) - math.log(t))
 
-    chosen = sorted({min(seen, key=lambda s: closeness(s, t)) for t in targets})
-    return chosen, [seen[s] for s in chosen]
+    chosen = {min(seen, key=lambda s: closeness(s, t)) for t in targets}
+    # Unreachable targets collapse onto one strength: keep the schedule as wide as asked for by
+    # adding the measured strengths farthest (in log scale) from those already chosen.
+    while len(chosen) < min(len(targets), len(seen)):
+        chosen.add(max((s for s in seen if s not in chosen),
+                       key=lambda s: min(abs(math.log(s / c)) for c in chosen)))
+    ordered = sorted(chosen)
+    return ordered, [seen[s] for s in ordered]
