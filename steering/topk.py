@@ -628,6 +628,27 @@ def load_topk(root: str | Path) -> TopKResult:
                       t["max_activation"], names, meta, root)
 
 
+def build_toy_topk(out: str | Path, n_scenes: int = 2000, seed: int = 0, k: int = 10,
+                   progress: bool = False) -> TopKResult:
+    """The toy world's own top-k: render ``n_scenes`` scenes into ``out/images`` and collect over them
+    (seconds on a CPU; ``out/images/scenes.json`` keeps each image's attributes for evaluation)."""
+    import steering.toy as toy
+    from steering.models import load_vlm
+    from steering.sae import load_sae
+
+    if not toy.is_available():
+        raise TopKError("the toy world is not built: run python -m steering.toy.build")
+    out = Path(out)
+    folder = out / "images"
+    if not (folder / "scenes.json").is_file():
+        write_toy_scenes(folder, n_scenes, seed)
+    vlm, sae = load_vlm(toy.model_dir()), load_sae(toy.sae_dir())
+    result = collect_topk(EncoderSpec.from_vlm(vlm, sae), sae, FolderSource(folder), out, TopKConfig(k=k),
+                          progress=progress)
+    assert result is not None
+    return result
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

@@ -224,3 +224,22 @@ def test_cli_on_tiny_world(tiny_world, image_dir, tmp_path, capsys) -> None:
     assert load_topk(tmp_path).k == 2
     assert main(["--images", str(tmp_path / "nope"), "--out", str(tmp_path), "--model", str(model_dir),
                  "--sae", str(sae_dir)]) == 2
+
+
+def test_cli_renders_toy_scenes(tiny_world, tmp_path) -> None:
+    from steering.topk import main
+
+    model_dir, sae_dir = tiny_world
+    assert main(["--toy-scenes", "6", "--out", str(tmp_path), "--model", str(model_dir), "--sae", str(sae_dir),
+                 "--device", "cpu", "--quiet", "--k", "2"]) == 0
+    result = load_topk(tmp_path)
+    assert len(result.names) == 6 and (tmp_path / "images" / "scenes.json").is_file()
+    assert result.image_size == (56, 56) and result.image(0).size == (64, 64)
+
+
+@pytest.mark.skipif(not __import__("steering.toy", fromlist=["x"]).is_available(), reason="toy world not built")
+def test_toy_world_topk(tmp_path) -> None:
+    from steering.topk import build_toy_topk
+
+    result = build_toy_topk(tmp_path, n_scenes=64, k=5)
+    assert result.meta["n_images"] == 64 and result.k == 5
