@@ -78,7 +78,7 @@ def test_usage_errors_exit_2() -> None:
 def judge_script(payload: dict) -> Reply:
     users = [m for m in payload["messages"] if m["role"] == "user"]
     reply = probe_reply([6.0]) if len(users) == 1 else final_reply()
-    return Reply(content=json.dumps(reply), delay=0.25)
+    return Reply(content=json.dumps(reply), delay=0.1)
 
 
 def test_sigkill_mid_run_then_resume(tiny_world, tmp_path: Path) -> None:
@@ -130,3 +130,26 @@ def test_sigkill_mid_run_then_resume(tiny_world, tmp_path: Path) -> None:
     # The API key used over HTTP is nowhere in the store or the export.
     blobs = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()]
     assert not any(TEST_KEY.encode() in b for b in blobs)
+
+
+def test_ctrl_c_stops_gracefully_and_a_rerun_resumes(tiny_world, tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    env = {"SIGINT_TEST_KEY": TEST_KEY}
+    with ChatServer(judge_script) as server:
+        args = ["--features", "0-9", *world_args(tiny_world), "--store", str(store_dir), "--judge-base-url",
+                server.url, "--judge-api-key-env", "SIGINT_TEST_KEY", "--concurrency", "1", "--in-flight", "2"]
+        proc = subprocess.Popen([sys.executable, "-m", "agent.cli", *args], env={**os.environ, **env},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        with Store(store_dir) as s:
+            while len(s.features()) < 2 and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "interrupted" in err and "Traceback" not in err
+        with Store(store_dir) as s:
+            kept = s.features()
+            assert 2 <= len(kept) < 10 and all(s.get_record(f).status == "done" for f in kept)
+        rerun = steer_agent(*args, env=env)
+        assert rerun.returncode == 0 and f"{len(kept)} already finished" in rerun.stdout
