@@ -13,12 +13,7 @@ ROLES = ("baseline", "steered", "control")
 
 # Function words and the words every description shares; they never carry a concept.
 STOPWORDS = frozenset(
-    """a an the is are was were be been being it its this that these those of in on at to for with by from
-    and or but as into onto over under than then there here which who whom whose what when where how
-    has have had do does did not no so such very some any all each both more most other same own only
-    just also can could would should may might must will shall i you he she we they them their his her
-    one two three highlighted element elements image picture photo shows showing shown appears appear
-    looks look like seems seem kind sort type""".split()
+    ["a", "an", "the", "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "of", "in", "on", "at", "to", "for", "with", "by", "from", "and", "or", "but", "as", "into", "onto", "over", "under", "than", "then", "there", "here", "which", "who", "whom", "whose", "what", "when", "where", "how", "has", "have", "had", "do", "does", "did", "not", "no", "so", "such", "very", "some", "any", "all", "each", "both", "more", "most", "other", "same", "own", "only", "just", "also", "can", "could", "would", "should", "may", "might", "must", "will", "shall", "i", "you", "he", "she", "we", "they", "them", "their", "his", "her", "one", "two", "three", "highlighted", "element", "elements", "image", "picture", "photo", "shows", "showing", "shown", "appears", "appear", "looks", "look", "like", "seems", "seem", "kind", "sort", "type"]
 )
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 

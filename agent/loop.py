@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import RunConfig
-from agent.evidence import Evidence
 from agent.events import JudgeDecided, RunEvent
+from agent.evidence import Evidence
 from agent.judges.base import Judge, JudgeCache, JudgeCallError, JudgeContext, PastTurn, Usage
 from agent.probe_service import EngineFailed, ProbeService
 from agent.probes import ProbeResult, describe_probe

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from agent.config import RunConfig
 from agent.events import (
@@ -87,7 +87,7 @@ def world_of(engine: Engine) -> dict[str, Any]:
     return {k: fp.get(k) for k in ("model", "revision", "sae", "layer")}
 
 
-EngineSource = Union[Engine, Callable[[], Engine]]
+EngineSource = Engine | Callable[[], Engine]
 
 
 def run_features(engine: EngineSource, judge: Judge, store: Store | None, features: Sequence[int],
@@ -115,7 +115,7 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
             return
         try:
             on_event(factory(stats=stats.snapshot()))
-        except Exception:  # noqa: BLE001 - a broken display must not break the run
+        except Exception:
             log.exception("progress callback failed")
 
     def error(message: str, feature: int | None = None, fatal: bool = False) -> None:
@@ -277,7 +277,7 @@ async def _run_loops(to_run: list[int], cfg: RunConfig, engine: Engine, judge: J
             except asyncio.CancelledError:
                 stats.in_flight.pop(f, None)
                 raise
-            except Exception as exc:  # noqa: BLE001 - one feature's bug must not sink the run
+            except Exception as exc:
                 log.exception("feature %d crashed", f)
                 record = FeatureRecord(feature=f, status="failed", error=f"internal error: {exc!r}",
                                        judge=judge.describe(), world=world, fingerprint=fingerprint, run_id=run_id)
@@ -315,7 +315,7 @@ async def _run_loops(to_run: list[int], cfg: RunConfig, engine: Engine, judge: J
     try:
         pending = set(workers)
         while pending:
-            done, pending = await asyncio.wait(pending | {waiter}, return_when=asyncio.FIRST_COMPLETED)
+            _done, pending = await asyncio.wait(pending | {waiter}, return_when=asyncio.FIRST_COMPLETED)
             pending.discard(waiter)
             if stop.is_set():
                 break

@@ -24,10 +24,7 @@ NOT_AN_LLM = "offline judge (deterministic word statistics, not an LLM)"
 # Words that name a kind of thing rather than a thing: "the colour red" is about red, "a striped
 # pattern" about stripes. They can stand beside the concept but never be the concept.
 CATEGORY_WORDS = frozenset(
-    """colour color colours colors coloured colored pattern patterns patterned texture textures textured shape
-    shapes shaped object objects thing things something area region part field background foreground surface
-    filling fills filled fill covering covers covered whole entire full everywhere across centre center middle
-    side sides edge edges top bottom left right""".split()
+    ["colour", "color", "colours", "colors", "coloured", "colored", "pattern", "patterns", "patterned", "texture", "textures", "textured", "shape", "shapes", "shaped", "object", "objects", "thing", "things", "something", "area", "region", "part", "field", "background", "foreground", "surface", "filling", "fills", "filled", "fill", "covering", "covers", "covered", "whole", "entire", "full", "everywhere", "across", "centre", "center", "middle", "side", "sides", "edge", "edges", "top", "bottom", "left", "right"]
 )
 
 

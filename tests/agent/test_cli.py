@@ -145,7 +145,7 @@ def test_ctrl_c_stops_gracefully_and_a_rerun_resumes(tiny_world, tmp_path: Path)
             while len(s.features()) < 2 and time.monotonic() < deadline and proc.poll() is None:
                 time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         assert "interrupted" in err and "Traceback" not in err
         with Store(store_dir) as s:

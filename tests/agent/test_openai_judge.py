@@ -110,9 +110,8 @@ def test_never_valid_reply_ends_without_a_verdict() -> None:
     (Reply(status=400, body={"error": {"message": "messages too long"}}), JudgeCallError, "refused the request"),
 ], ids=["quota-429", "credit-402", "401", "403", "404", "400"])
 def test_non_retryable_errors_are_not_retried(reply: Reply, error: type, match: str) -> None:
-    with ChatServer([reply, Reply(content=FINAL)]) as server:
-        with pytest.raises(error, match=match):
-            decide(judge(server))
+    with ChatServer([reply, Reply(content=FINAL)]) as server, pytest.raises(error, match=match):
+        decide(judge(server))
     assert len(server.requests) == 1
 
 
