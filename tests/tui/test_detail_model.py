@@ -1,0 +1,48 @@
+"""The detail screen's content, computed from a stored record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+from tests.tui.fakes import BASELINE, STRENGTHS
+from tui import detail_model as dm
+
+
+def render(renderable: Any, width: int = 100) -> str:
+    console = Console(width=width, record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_grid_groups_by_strength_with_baseline_and_control(filled: Any) -> None:
+    rec = filled.get_record(0)
+    (grid,) = dm.grids(rec)
+    assert grid.baseline == [BASELINE]
+    assert [r.strength for r in grid.rows][: len(STRENGTHS)] == list(STRENGTHS)
+    top = next(r for r in grid.rows if r.strength == max(STRENGTHS))
+    assert top.controls == ["a grey blob"] and "red" in top.texts[0]
+    text = render(dm.descriptions(rec))
+    assert "baseline" in text and "random control" in text and "a red shape" in text
+
+
+def test_changed_words_are_highlighted() -> None:
+    out = dm.highlight("the colour red filling", {"colour"})
+    styled = {out.plain[s.start:s.end] for s in out.spans}
+    assert styled == {"red", "filling"}
+
+
+def test_series_counts_label_words_against_strength(filled: Any) -> None:
+    s = dm.series(filled.get_record(0))
+    assert s.strengths[0] == 0 and s.label_words == ["red"]
+    assert s.label_share[0] == 0.0 and s.label_share[-1] == 1.0
+    assert s.kl == sorted(s.kl)
+    assert "label words" in render(dm.series_table(s))
+
+
+def test_transcript_and_summary_name_the_verdict(filled: Any) -> None:
+    rec = filled.get_record(0)
+    text = render(dm.transcript(rec))
+    assert "opening sweep" in text and "FINAL" in text and "mentions of red" in text
+    assert "mentions of red" in render(dm.summary(rec))

@@ -1,0 +1,306 @@
+"""What the detail screen shows, computed from a stored record: the description grid, the response
+series against strength and the judge transcript (rich renderables; no textual)."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from agent.evidence import STOPWORDS, words
+
+CHANGED = "bold #ff9e3d"
+"""Style of a word the baseline does not have."""
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+
+
+@dataclass
+class GridRow:
+    """Everything described at one strength (on one base image)."""
+
+    strength: float
+    texts: list[str] = field(default_factory=list)
+    """Steered answers, one per sample (greedy first)."""
+    controls: list[str] = field(default_factory=list)
+    """Answers under a random direction of the same norm."""
+    kls: list[float] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def kl(self) -> float | None:
+        return sum(self.kls) / len(self.kls) if self.kls else None
+
+
+@dataclass
+class Question:
+    question: str
+    strength: float
+    texts: list[str]
+    control: bool = False
+
+
+@dataclass
+class Grid:
+    """The grid of one base image: its baseline and the rows by strength."""
+
+    base_image: str
+    baseline: list[str] = field(default_factory=list)
+    rows: list[GridRow] = field(default_factory=list)
+
+
+def _items(record: Any) -> list[dict[str, Any]]:
+    return [e for e in (record.evidence or []) if isinstance(e, dict) and "result" in e]
+
+
+def sweep_base_image(record: Any) -> str:
+    sweep = (record.fingerprint or {}).get("sweep") or {}
+    return str(sweep.get("base_image") or "white")
+
+
+def grids(record: Any) -> list[Grid]:
+    """Described evidence grouped by base image (the sweep's first), rows by strength."""
+    by_image: dict[str, Grid] = {}
+    rows: dict[tuple[str, float], GridRow] = {}
+    first = sweep_base_image(record)
+    for item in _items(record):
+        res = item["result"]
+        probe = res["probe"]
+        if probe.get("prompt") != "describe":
+            continue
+        image = str(probe.get("base_image", "white"))
+        grid = by_image.setdefault(image, Grid(image))
+        texts = [str(t) for t in res.get("texts", [])]
+        if item.get("role") == "baseline":
+            grid.baseline.extend(t for t in texts if t not in grid.baseline)
+            continue
+        s = float(probe.get("strength", 0.0))
+        row = rows.get((image, s))
+        if row is None:
+            row = rows[(image, s)] = GridRow(s)
+            grid.rows.append(row)
+        if item.get("role") == "control":
+            row.controls.extend(texts)
+        else:
+            row.texts.extend(texts)
+            row.kls.append(float(res.get("kl_first", 0.0)))
+            if item.get("reason"):
+                row.reasons.append(str(item["reason"]))
+    for grid in by_image.values():
+        grid.rows.sort(key=lambda r: r.strength)
+    order = sorted(by_image, key=lambda k: (k != first, k))
+    return [by_image[k] for k in order]
+
+
+def questions(record: Any) -> list[Question]:
+    out = []
+    for item in _items(record):
+        probe = item["result"]["probe"]
+        if probe.get("prompt") == "ask":
+            out.append(Question(str(probe.get("question") or ""), float(probe.get("strength", 0.0)),
+                                [str(t) for t in item["result"].get("texts", [])],
+                                control=probe.get("direction") == "random"))
+    return out
+
+
+def highlight(text: str, baseline_words: set[str]) -> Text:
+    """``text`` with every content word the baseline lacks styled as changed."""
+    out = Text(text)
+    for m in _WORD.finditer(text):
+        w = m.group().lower()
+        if len(w) > 1 and w not in STOPWORDS and w not in baseline_words:
+            out.stylize(CHANGED, m.start(), m.end())
+    return out
+
+
+def _cell(texts: list[str], base: set[str], numbered: bool) -> Text:
+    if not texts:
+        return Text("—", style="dim")
+    lines = [Text(f"{i}. ", style="dim") + highlight(t, base) if numbered and len(texts) > 1 else highlight(t, base)
+             for i, t in enumerate(texts, 1)]
+    return Text("\n").join(lines)
+
+
+def grid_table(grid: Grid) -> Table:
+    """strength | steered samples | random-direction control, the baseline on top."""
+    base = {w for t in grid.baseline for w in words(t)}
+    table = Table(expand=True, show_lines=True, pad_edge=False, title_justify="left",
+                  title=None if grid.base_image == "white" else f"on a {grid.base_image} image")
+    table.add_column("strength", justify="right", no_wrap=True, width=9)
+    table.add_column("steered (samples)", ratio=3)
+    table.add_column("random control", ratio=2)
+    table.add_row(Text("baseline", style="bold"), _cell(grid.baseline, set(words(" ".join(grid.baseline))), True),
+                  Text("—", style="dim"))
+    for row in grid.rows:
+        head = Text(f"{row.strength:g}")
+        if row.kl is not None:
+            head.append(f"\nKL {row.kl:.2f}", style="dim")
+        table.add_row(head, _cell(row.texts, base, True), _cell(row.controls, base, True))
+    return table
+
+
+def descriptions(record: Any) -> RenderableType:
+    parts: list[RenderableType] = []
+    gs = grids(record)
+    if not gs:
+        return Text("No steered descriptions were stored for this feature.", style="dim")
+    parts.append(Text.assemble(("Words not in the baseline are ", "dim"), ("highlighted", CHANGED), (".", "dim")))
+    parts.extend(grid_table(g) for g in gs)
+    qs = questions(record)
+    if qs:
+        table = Table(expand=True, show_lines=True, title="questions", title_justify="left")
+        table.add_column("strength", justify="right", width=9)
+        table.add_column("question", ratio=2)
+        table.add_column("answers", ratio=3)
+        base_answers: dict[str, set[str]] = defaultdict(set)
+        for q in qs:
+            if q.strength == 0:
+                base_answers[q.question].update(w for t in q.texts for w in words(t))
+        for q in qs:
+            head = Text("baseline" if q.strength == 0 else f"{q.strength:g}" + (" ctrl" if q.control else ""))
+            table.add_row(head, Text(q.question), _cell(q.texts, base_answers[q.question], True))
+        parts.append(table)
+    return Group(*parts)
+
+
+# ----------------------------------------------------------------------------- response vs strength
+
+
+@dataclass
+class Series:
+    """Response of the feature's steered descriptions against strength (the sweep's base image)."""
+
+    strengths: list[float]
+    kl: list[float]
+    label_share: list[float]
+    """Share of the answers at each strength that contain a word of the current label."""
+    label_words: list[str]
+
+
+def label_words(label: str | None) -> list[str]:
+    return [w for w in words(label or "") if w not in ("mentions", "mention", "concept", "clear")]
+
+
+def series(record: Any) -> Series:
+    lw = set(label_words(record.final_label))
+    gs = grids(record)
+    if not gs:
+        return Series([], [], [], sorted(lw))
+    grid = gs[0]
+
+    def share(texts: list[str]) -> float:
+        if not texts or not lw:
+            return 0.0
+        return sum(bool(lw & set(words(t))) for t in texts) / len(texts)
+
+    xs, kl, sh = [0.0], [0.0], [share(grid.baseline)]
+    for row in grid.rows:
+        if not row.texts:
+            continue
+        xs.append(row.strength)
+        kl.append(row.kl or 0.0)
+        sh.append(share(row.texts))
+    return Series(xs, kl, sh, sorted(lw))
+
+
+def series_table(s: Series) -> Table:
+    """The series as numbers with bars (the fallback where no plot library is installed)."""
+    table = Table(expand=True, title_justify="left")
+    table.add_column("strength", justify="right")
+    table.add_column("KL", justify="right")
+    table.add_column("label words", ratio=1)
+    top = max(s.kl, default=0.0) or 1.0
+    for x, k, f in zip(s.strengths, s.kl, s.label_share):
+        table.add_row(f"{x:g}", f"{k:.2f} " + "█" * round(6 * k / top), f"{f:.0%} " + "█" * round(10 * f))
+    return table
+
+
+# ----------------------------------------------------------------------------- the judge transcript
+
+
+def _probe_request(p: dict[str, Any]) -> Text:
+    bits = [f"s={float(p.get('strength', 0)):g}"]
+    if int(p.get("samples", 1)) > 1:
+        bits.append(f"x{p['samples']}")
+    if p.get("control"):
+        bits.append("control")
+    if p.get("base_image", "white") != "white":
+        bits.append(f"on {p['base_image']}")
+    if p.get("question"):
+        bits.append(f"asks {p['question']!r}")
+    out = Text("    → " + " ".join(bits), style="cyan")
+    if p.get("reason"):
+        out.append(f"  {p['reason']}", style="italic")
+    return out
+
+
+def transcript(record: Any) -> RenderableType:
+    lines: list[Text] = []
+    for e in record.transcript or []:
+        rnd, kind = e.get("round"), e.get("kind")
+        if kind == "sweep":
+            strengths = ", ".join(f"{float(s):g}" for s in e.get("strengths", []))
+            how = "calibrated" if e.get("calibrated") else "fixed"
+            lines.append(Text.assemble(("opening sweep", "bold"),
+                                       f" ({how} strengths {strengths}; {len(e.get('probes', []))} probes)"))
+        elif kind == "verdict":
+            final = e.get("action") == "final"
+            head = Text(f"round {rnd} ", style="bold")
+            head.append("FINAL" if final else "asks for probes", style="bold green" if final else "bold yellow")
+            head.append(f"  confidence {float(e.get('confidence', 0)):.2f}")
+            meta = [f"{e['tokens']} tok" if e.get("tokens") else "", "cached" if e.get("cached") else "",
+                    f"{e['attempts']} tries" if int(e.get("attempts", 1)) > 1 else ""]
+            if any(meta):
+                head.append("  (" + ", ".join(m for m in meta if m) + ")", style="dim")
+            lines.append(head)
+            lines.append(Text("  hypothesis: ", style="dim") + Text(str(e.get("hypothesis", ""))))
+            for p in e.get("probes") or []:
+                lines.append(_probe_request(p))
+            if final:
+                lines.append(Text("  label: ", style="dim") + Text(str(e.get("label", "")), style="bold"))
+                lines.append(Text("  explanation: ", style="dim") + Text(str(e.get("explanation", ""))))
+                if e.get("evidence"):
+                    lines.append(Text(f"  evidence: #{', #'.join(str(i) for i in e['evidence'])}", style="dim"))
+        elif kind == "probes":
+            lines.append(Text(f"  ran: {'; '.join(e.get('probes', []))}", style="dim"))
+        elif kind == "invalid":
+            lines.append(Text(f"round {rnd} invalid reply after {e.get('attempts', 1)} tries: {e.get('error')}",
+                              style="bold red"))
+        elif kind == "error":
+            lines.append(Text(f"round {rnd} judge call failed: {e.get('error')}", style="bold red"))
+        else:
+            lines.append(Text(f"round {rnd} {kind}: {e}", style="dim"))
+    if record.error:
+        lines.append(Text(f"failed: {record.error}", style="bold red"))
+    if not lines:
+        return Text("No judge transcript was stored for this feature.", style="dim")
+    return Group(*lines)
+
+
+def summary(record: Any) -> Text:
+    """The final answer in a few lines: label, confidence, explanation, status and review."""
+    out = Text()
+    label = record.final_label or ("(no label)" if record.status == "done" else "(failed)")
+    out.append(f"#{record.feature} ", style="bold")
+    out.append(label, style="bold")
+    if record.confidence is not None:
+        out.append(f"  confidence {record.confidence:.2f}")
+    out.append(f"  {record.status}", style="green" if record.status == "done" else "red")
+    if record.forced:
+        out.append(" (forced)", style="dim")
+    if record.review:
+        rv = record.review
+        word = {"accept": "accepted", "edit": "edited", "reject": "rejected"}.get(rv.decision, rv.decision)
+        out.append(f"  {word} by {rv.reviewer} at {rv.at}", style="bold magenta")
+    out.append("\n")
+    if record.status == "done":
+        out.append(record.final_explanation or "")
+        if record.review and record.review.decision == "edit" and record.explanation != record.final_explanation:
+            out.append(f"\njudge said: {record.explanation}", style="dim")
+    else:
+        out.append(record.error or "no explanation", style="red")
+    return out

@@ -1,0 +1,197 @@
+"""One feature in full: final answer, description grid, response plot, judge transcript, pictures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
+
+from tui import detail_model as dm
+from tui.messages import FeatureChanged
+from tui.screens.actions import REVIEW_BINDINGS, FeatureActions
+from tui.widgets.picture import Picture
+from tui.widgets.plot import ResponsePlot
+
+TABS = ("descriptions", "response", "judge", "images", "probes")
+
+
+class DetailScreen(FeatureActions, Screen):
+    """The feature's record as stored; reloads when a run or a review changes it."""
+
+    BINDINGS = [
+        *REVIEW_BINDINGS,
+        Binding("escape", "back", "back"),
+        Binding("left_square_bracket", "step(-1)", "previous feature", show=False),
+        Binding("right_square_bracket", "step(1)", "next feature", show=False),
+        *[Binding(str(i), f"tab('{t}')", f"{t} tab", show=False) for i, t in enumerate(TABS, 1)],
+    ]
+
+    def __init__(self, feature: int) -> None:
+        super().__init__()
+        self.feature = feature
+        self.record: Any = None
+        self._generation = 0
+        self._pictures_for: int | None = None
+
+    @property
+    def current_feature(self) -> int | None:
+        return self.feature
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(Text(f"#{self.feature} loading…"), id="summary")
+        with TabbedContent(id="tabs"):
+            with TabPane("Descriptions", id="descriptions"):
+                with VerticalScroll():
+                    yield Static(id="grid")
+            with TabPane("Response", id="response"):
+                yield VerticalScroll(id="plot-pane")
+            with TabPane("Judge", id="judge"):
+                with VerticalScroll():
+                    yield Static(id="transcript")
+            with TabPane("Images", id="images"):
+                with VerticalScroll():
+                    yield Horizontal(id="base-picture", classes="pictures")
+                    yield Static("", id="topk-status", classes="dim")
+                    yield Horizontal(id="topk-pictures", classes="pictures")
+            with TabPane("Probes", id="probes"):
+                with VerticalScroll():
+                    yield Static(id="manual")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.load()
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self) -> None:
+        self._generation += 1
+        self._load(self.feature, self._generation)
+
+    @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
+    def _load(self, feature: int, generation: int) -> tuple[int, int, Any]:
+        return feature, generation, self.app.services.record(feature)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        w = event.worker
+        if w.group == "detail" and event.state == WorkerState.SUCCESS:
+            feature, generation, record = w.result
+            if generation == self._generation and feature == self.feature:  # drop late answers
+                self.show(record)
+        elif w.group == "detail" and event.state == WorkerState.ERROR:
+            self.query_one("#summary", Static).update(Text(f"#{self.feature}: {w.error}", style="red"))
+        elif w.group == "pictures" and event.state == WorkerState.SUCCESS:
+            feature, views = w.result
+            if feature == self.feature:
+                self.show_topk(views)
+        elif w.group == "pictures" and event.state == WorkerState.ERROR:
+            self.query_one("#topk-status", Static).update(Text(f"top-k images unavailable: {w.error}", style="red"))
+
+    def on_feature_changed(self, msg: FeatureChanged) -> None:
+        if msg.feature == self.feature:
+            self.load()
+
+    # ------------------------------------------------------------------ showing
+
+    def show(self, record: Any) -> None:
+        self.record = record
+        self.sub_title = f"feature #{self.feature}"
+        summary = self.query_one("#summary", Static)
+        if record is None:
+            row = self.app.rows.get(self.feature)
+            status = row.status_text if row else "unknown"
+            summary.update(Text(f"#{self.feature} {status}: no record yet", style="dim"))
+            for name in ("#grid", "#transcript"):
+                self.query_one(name, Static).update(Text("nothing stored yet", style="dim"))
+        else:
+            summary.update(dm.summary(record))
+            self.query_one("#grid", Static).update(dm.descriptions(record))
+            self.query_one("#transcript", Static).update(dm.transcript(record))
+            pane = self.query_one("#plot-pane", VerticalScroll)
+            pane.remove_children()
+            pane.mount(ResponsePlot(dm.series(record)))
+        self.show_base_image(record)
+        self.show_manual()
+        if self.query_one(TabbedContent).active == "images":
+            self.load_pictures()
+
+    def show_manual(self) -> None:
+        results = self.app.services.manual.get(self.feature, [])
+        if not results:
+            text = Text("No manual probes of this feature in this session: press p.", style="dim")
+        else:
+            lines = []
+            for r in results:
+                p = r.probe
+                q = f" {p.question!r}" if p.question else ""
+                ctrl = " control" if p.direction == "random" else ""
+                lines.append(Text(f"s={p.strength:g}{ctrl} on {p.base_image}{q} (KL {r.kl_first:.2f})", style="bold"))
+                lines.extend(Text(f"  {i}. {t}") for i, t in enumerate(r.texts, 1))
+            text = Text("\n").join(lines)
+        self.query_one("#manual", Static).update(text)
+
+    def show_base_image(self, record: Any) -> None:
+        box = self.query_one("#base-picture", Horizontal)
+        box.remove_children()
+        spec = dm.sweep_base_image(record) if record is not None else "white"
+        try:
+            from steering.images import base_image
+
+            box.mount(Picture(base_image(spec, size=64), f"base image: {spec}", cells=16))
+        except Exception as exc:  # noqa: BLE001 - a missing custom image must not break the screen
+            box.mount(Static(Text(f"base image {spec}: {exc}", style="red")))
+
+    @on(TabbedContent.TabActivated)
+    def _tab(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "images":
+            self.load_pictures()
+
+    def load_pictures(self) -> None:
+        if self._pictures_for == self.feature:
+            return
+        self._pictures_for = self.feature
+        status = self.query_one("#topk-status", Static)
+        self.query_one("#topk-pictures", Horizontal).remove_children()
+        if self.app.services.topk_source() is None:
+            status.update("No top-activating images for this store: collect them with python -m steering.topk "
+                          "and start steer-tui with --topk DIR.")
+            return
+        status.update("loading top-activating images…")
+        self._pictures(self.feature)
+
+    @work(thread=True, exclusive=True, group="pictures", exit_on_error=False)
+    def _pictures(self, feature: int) -> tuple[int, list[tuple[Any, str]]]:
+        return feature, self.app.services.topk_views(feature)
+
+    def show_topk(self, views: list[tuple[Any, str]]) -> None:
+        status = self.query_one("#topk-status", Static)
+        box = self.query_one("#topk-pictures", Horizontal)
+        box.remove_children()
+        if not views:
+            status.update("This feature has no top-activating images (it never fired on the collection).")
+            return
+        status.update("top-activating images (black: patches where the feature is silent)")
+        box.mount_all(Picture(img, caption, cells=16) for img, caption in views)
+
+    # ------------------------------------------------------------------ actions
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_step(self, delta: int) -> None:
+        feature = self.app.neighbour(self.feature, delta)
+        if feature is not None and feature != self.feature:
+            self.feature = feature
+            self._pictures_for = None
+            self.query_one("#summary", Static).update(Text(f"#{feature} loading…"))
+            self.load()

@@ -1,0 +1,53 @@
+"""The help screen: every key of every screen."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Label, Static
+
+EXTRA = [
+    ("feature table", "enter", "open the feature"),
+    ("feature table", "↑ ↓ pgup pgdn", "move"),
+    ("everywhere", "ctrl+p", "command palette"),
+    ("dialogs", "enter / escape", "confirm / cancel"),
+]
+
+
+def key_table(app: object) -> Table:
+    from tui.app import SteerApp
+    from tui.screens.detail import DetailScreen
+    from tui.screens.main import MainScreen
+
+    table = Table(expand=True, box=None, show_header=True, header_style="bold")
+    table.add_column("where", style="dim", no_wrap=True)
+    table.add_column("key", style="bold cyan", no_wrap=True)
+    table.add_column("does")
+    from tui.screens.actions import REVIEW_BINDINGS
+
+    groups = (("table + detail", REVIEW_BINDINGS), ("feature table", MainScreen.BINDINGS),
+              ("feature detail", DetailScreen.BINDINGS), ("everywhere", SteerApp.BINDINGS))
+    review_keys = {b.key for b in REVIEW_BINDINGS}
+    for where, bindings in groups:
+        for b in bindings:
+            if not isinstance(b, Binding) or (where != "table + detail" and b.key in review_keys):
+                continue
+            keys = " ".join(app.get_key_display(Binding(k, b.action)) for k in b.key.split(","))  # type: ignore[attr-defined]
+            table.add_row(where, keys, b.description)
+    for where, key, does in EXTRA:
+        table.add_row(where, key, does)
+    return table
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "close")]
+    DEFAULT_CLASSES = "dialog"
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box wide"):
+            yield Label("Keys  (escape closes)", classes="title")
+            with VerticalScroll():
+                yield Static(key_table(self.app), id="keys")

@@ -1,0 +1,180 @@
+"""Small dialogs: edit an explanation, re-run with a note, jump to an id, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+from textual.worker import Worker, WorkerState
+
+from tui.rows import FeatureRow
+
+
+class Dialog(ModalScreen):
+    """A bordered box in the middle of the screen; escape cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel")]
+    DEFAULT_CLASSES = "dialog"
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def error(self, message: str | None) -> None:
+        box = self.query_one(".error", Static)
+        box.update(message or "")
+        box.display = bool(message)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+
+class EditModal(Dialog):
+    """New explanation and label for a feature; returns (explanation, label) or None."""
+
+    def __init__(self, row: FeatureRow) -> None:
+        super().__init__()
+        self.row = row
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label(f"Edit feature #{self.row.feature}", classes="title")
+            yield Label("explanation")
+            yield Input(self.row.explanation, id="explanation")
+            yield Label("label")
+            yield Input(self.row.label, id="label")
+            yield Static("", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Save", variant="primary", id="save")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.error(None)
+        self.query_one("#explanation", Input).focus()
+
+    @on(Input.Submitted, "#explanation")
+    def _next(self) -> None:
+        self.query_one("#label", Input).focus()
+
+    @on(Input.Submitted, "#label")
+    @on(Button.Pressed, "#save")
+    def _save(self) -> None:
+        explanation = self.query_one("#explanation", Input).value.strip()
+        label = self.query_one("#label", Input).value.strip()
+        if not explanation and not label:
+            self.error("write an explanation or a label (escape cancels)")
+            return
+        self.dismiss((explanation, label))
+
+
+class NoteModal(Dialog):
+    """A note to the judge for a re-run; returns the note ('' for none) or None."""
+
+    def __init__(self, row: FeatureRow) -> None:
+        super().__init__()
+        self.row = row
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label(f"Re-run feature #{self.row.feature}", classes="title")
+            yield Label("note to the judge (optional)")
+            yield Input(placeholder="e.g. look at the colour, not the shape", id="note")
+            if self.row.review:
+                yield Static(f"It was {self.row.review_word} by {self.row.reviewer}: the new answer replaces it and "
+                             "the decision moves to the history.", classes="warning")
+            yield Static("", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Re-run", variant="primary", id="go")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.error(None)
+        self.query_one("#note", Input).focus()
+
+    @on(Input.Submitted, "#note")
+    @on(Button.Pressed, "#go")
+    def _go(self) -> None:
+        self.dismiss(self.query_one("#note", Input).value.strip())
+
+
+class JumpModal(Dialog):
+    """Ask for a feature id that the store has; returns it or None."""
+
+    def __init__(self, known: set[int]) -> None:
+        super().__init__()
+        self.known = known
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label("Jump to feature", classes="title")
+            yield Input(placeholder="feature id", type="integer", id="feature")
+            yield Static("", classes="error")
+
+    def on_mount(self) -> None:
+        self.error(None)
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def _go(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            self.error("type a feature id (escape cancels)")
+            return
+        feature = int(text)
+        if feature not in self.known:
+            lo, hi = (min(self.known), max(self.known)) if self.known else (None, None)
+            where = f"it has {len(self.known)} features, {lo}-{hi}" if self.known else "it has no features yet"
+            self.error(f"feature {feature} is not in this store ({where})")
+            return
+        self.dismiss(feature)
+
+
+class ExportModal(Dialog):
+    """Write the store as JSON lines; returns (path, count) or None."""
+
+    def __init__(self, default: str) -> None:
+        super().__init__()
+        self.default = default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label("Export every record as JSON lines", classes="title")
+            yield Label("file")
+            yield Input(self.default, id="path")
+            yield Static("", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Export", variant="primary", id="go")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.error(None)
+        self.query_one("#path", Input).focus()
+
+    @on(Input.Submitted, "#path")
+    @on(Button.Pressed, "#go")
+    def _go(self) -> None:
+        path = self.query_one("#path", Input).value.strip()
+        if not path:
+            self.error("give a file name")
+            return
+        self.error(None)
+        self._export(path)
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def _export(self, path: str) -> tuple[str, int]:
+        return str(Path(path).expanduser()), self.app.services.export(path)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "export":
+            return
+        if event.state == WorkerState.SUCCESS:
+            self.dismiss(event.worker.result)
+        elif event.state == WorkerState.ERROR:
+            err = event.worker.error
+            why = getattr(err, "strerror", None) or str(err)
+            self.error(f"cannot export: {why}; pick another file")

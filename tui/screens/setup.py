@@ -1,0 +1,168 @@
+"""The setup screen: model, SAE, layer, judge and features; checks everything before a run starts."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static
+from textual.worker import Worker, WorkerState
+
+from tui.backends import INJECTED, JudgeSpec, SetupError
+from tui.services import PreparedRun, RunRequest, display_path
+
+FIELDS = ("store", "features", "model", "sae", "layer", "judge", "judge_model", "judge_url", "samples", "rounds")
+
+
+class SetupScreen(Screen[PreparedRun | None]):
+    """Returns a PreparedRun (every check passed) or None (cancelled)."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel"), Binding("ctrl+r", "start", "start run")]
+
+    def compose(self) -> ComposeResult:
+        s = self.app.services
+        world, judge, cfg = s.current_world(), s.judge_spec, s.run_config
+        kinds = ([(f"given: {getattr(s.injected_judge, 'name', 'judge')}", INJECTED)] if s.injected_judge else [])
+        kinds += [("offline (word statistics, no LLM)", "offline"), ("openai-compatible endpoint", "openai")]
+        yield Header()
+        with VerticalScroll(id="setup"):
+            yield Label("New run: explain features of an SAE by steering the model", classes="title")
+            with Grid(classes="form"):
+                yield Label("store folder")
+                yield Input(display_path(s.store.path) if s.store else "", id="store", compact=True,
+                            placeholder="where records are kept")
+                yield Label("features")
+                yield Input(s.features or "0-15", id="features", compact=True, placeholder="e.g. 0-63,100")
+                yield Label("model")
+                yield Input(world.model or "", id="model", compact=True, placeholder="toy world (hub id or folder)")
+                yield Label("SAE")
+                yield Input(world.sae or "", id="sae", compact=True, placeholder="toy SAE (folder or file)")
+                yield Label("layer")
+                yield Input("" if world.layer is None else str(world.layer), id="layer", type="integer",
+                            compact=True, placeholder="from the SAE config")
+                yield Label("judge")
+                yield Select(kinds, value=judge.kind if judge.kind in {v for _, v in kinds} else kinds[0][1],
+                             allow_blank=False, id="judge", compact=True)
+                yield Label("judge model")
+                yield Input(judge.model or "", id="judge_model", compact=True, placeholder="gpt-4o-mini")
+                yield Label("judge URL")
+                yield Input(judge.base_url or "", id="judge_url", compact=True,
+                            placeholder="OpenAI, or http://localhost:8000/v1")
+                yield Label("samples")
+                yield Input(str(cfg.sweep.samples), id="samples", type="integer", compact=True)
+                yield Label("judge rounds")
+                yield Input(str(cfg.max_rounds), id="rounds", type="integer", compact=True)
+            yield Checkbox("re-judge features that are already done", id="rejudge", compact=True)
+            yield Static("", id="setup-error", classes="error")
+            yield Static("", id="setup-status", classes="dim")
+            with Horizontal(classes="buttons"):
+                yield Button("Start run", variant="primary", id="start")
+                yield Button("Cancel", id="cancel")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.show_error(None)
+        self.query_one("#features", Input).focus()
+
+    # ------------------------------------------------------------------ inline messages
+
+    def show_error(self, message: str | None, field: str | None = None) -> None:
+        box = self.query_one("#setup-error", Static)
+        box.update(f"✗ {message}" if message else "")
+        box.display = bool(message)
+        for name in FIELDS:
+            self.query_one(f"#{name}").set_class(name == field, "-problem")
+        if field in FIELDS:
+            self.query_one(f"#{field}").focus()
+
+    def status(self, text: str) -> None:
+        self.query_one("#setup-status", Static).update(text)
+
+    @on(Input.Changed, "#features")
+    def _check_features(self, event: Input.Changed) -> None:
+        from agent.features import FeatureSpecError, parse_features
+
+        try:
+            parse_features(event.value)
+        except FeatureSpecError as exc:
+            self.show_error(str(exc), None)
+            event.input.add_class("-problem")
+        else:
+            self.show_error(None)
+
+    # ------------------------------------------------------------------ start
+
+    def request(self) -> RunRequest:
+        def text(name: str) -> str:
+            return self.query_one(f"#{name}", Input).value.strip()
+
+        def number(name: str, what: str) -> int:
+            try:
+                value = int(text(name))
+            except ValueError:
+                raise SetupError(f"{what} must be a whole number", field=name) from None
+            if value < 1:
+                raise SetupError(f"{what} must be at least 1", field=name)
+            return value
+
+        layer = text("layer")
+        try:
+            layer_n = int(layer) if layer else None
+        except ValueError:
+            raise SetupError("layer must be a whole number (or empty: from the SAE config)", field="layer") from None
+        s = self.app.services
+        current = s.current_world()
+        world = replace(current, model=text("model") or None, sae=text("sae") or None, layer=layer_n,
+                        revision=current.revision if text("model") == (current.model or "") else None)
+        judge = JudgeSpec(kind=str(self.query_one("#judge", Select).value), model=text("judge_model") or None,
+                          base_url=text("judge_url") or None, api_key_env=s.judge_spec.api_key_env)
+        cfg = s.run_config
+        config = replace(cfg, sweep=replace(cfg.sweep, samples=number("samples", "samples")),
+                         max_rounds=number("rounds", "judge rounds"),
+                         rejudge=self.query_one("#rejudge", Checkbox).value)
+        store = text("store")
+        if not store:
+            raise SetupError("give a store folder: records of this run are kept there", field="store")
+        return RunRequest(features=text("features"), world=world, judge=judge, config=config, store=store)
+
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        if self.app.running:
+            self.show_error("a run is in progress: cancel it first (c on the feature table)")
+            return
+        try:
+            request = self.request()
+        except SetupError as exc:
+            self.show_error(str(exc), exc.field)
+            return
+        self.show_error(None)
+        self.query_one("#start", Button).disabled = True
+        self.status("checking… (loading the model if the feature range needs its size)")
+        self._prepare(request)
+
+    @work(thread=True, exclusive=True, group="prepare", exit_on_error=False)
+    def _prepare(self, request: RunRequest) -> PreparedRun:
+        return self.app.services.prepare(request)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "prepare" or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR):
+            return
+        self.query_one("#start", Button).disabled = False
+        self.status("")
+        if event.state == WorkerState.SUCCESS:
+            self.dismiss(event.worker.result)
+            return
+        err = event.worker.error
+        if isinstance(err, SetupError):
+            self.show_error(str(err), err.field)
+        else:
+            self.show_error(f"{type(err).__name__}: {err}")
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+

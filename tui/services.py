@@ -1,0 +1,286 @@
+"""The app's backends behind one object: the store, engines, judges, runs, probes and export.
+
+Blocking methods are called from worker threads; nothing here imports textual or (at module level) torch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from agent.config import RunConfig
+from agent.probes import Probe, ProbeResult
+from agent.records import FeatureRecord, Review, default_reviewer
+from agent.store import RecordUnreadable, Store, StoreError
+from tui.backends import (
+    INJECTED,
+    Engines,
+    JudgeFactory,
+    JudgeSpec,
+    SetupError,
+    WorldSpec,
+    check_judge_reachable,
+    make_judge_for,
+)
+from tui.rows import FeatureRow
+
+log = logging.getLogger(__name__)
+
+# Which setup field a steering error points at.
+_ERROR_FIELDS = {"SAELoadError": "sae", "ShapeMismatchError": "sae", "LayerOutOfRangeError": "layer",
+                 "FeatureOutOfRangeError": "features", "TopKError": None}
+
+
+@dataclass
+class RunRequest:
+    """What the setup screen asks for."""
+
+    features: str
+    world: WorldSpec = field(default_factory=WorldSpec)
+    judge: JudgeSpec = field(default_factory=JudgeSpec)
+    config: RunConfig = field(default_factory=RunConfig)
+    store: str | None = None
+    """Store folder; None keeps the open one."""
+
+
+@dataclass
+class PreparedRun:
+    """A run that passed every check: ready for ``Services.run`` in a worker."""
+
+    features: list[int]
+    engine: Any
+    """A LockedEngine, or a zero-argument factory that loads one only if some feature needs work."""
+    judge: Any
+    config: RunConfig
+    world: WorldSpec
+    judge_spec: JudgeSpec
+    store: Store
+    title: str = "run"
+    rerun: bool = False
+    """A re-run of one feature (its config is not remembered as the next run's)."""
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` relative to the working folder when inside it, else with ~ for the home folder."""
+    p = Path(path).expanduser().absolute()
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            rel = p.relative_to(base)
+        except ValueError:
+            continue
+        return prefix + str(rel) if str(rel) != "." else (prefix or ".")
+    return str(p)
+
+
+def field_of(exc: Exception) -> str | None:
+    return _ERROR_FIELDS.get(type(exc).__name__, "model")
+
+
+class Services:
+    """Everything the app does to the outside world."""
+
+    def __init__(self, store: Store | None, *, engines: Engines, judge_factory: JudgeFactory | None = None,
+                 judge: Any = None, world: WorldSpec | None = None, judge_spec: JudgeSpec | None = None,
+                 run_config: RunConfig | None = None, reviewer: str | None = None,
+                 topk_dir: str | Path | None = None, features: str | None = None) -> None:
+        self.store = store
+        self.engines = engines
+        self.judge_factory = judge_factory or make_judge_for
+        self.injected_judge = judge
+        self.world = world or WorldSpec()
+        self.judge_spec = judge_spec or JudgeSpec(kind=INJECTED if judge is not None else "offline")
+        self.run_config = run_config or RunConfig()
+        self.reviewer = reviewer or default_reviewer()
+        self.topk_dir = Path(topk_dir) if topk_dir else None
+        self.features = features
+        self.manual: dict[int, list[ProbeResult]] = defaultdict(list)
+        self._topk: Any = None
+
+    # ------------------------------------------------------------------ store
+
+    @property
+    def store_label(self) -> str:
+        return display_path(self.store.path) if self.store is not None else "no store"
+
+    def current_world(self) -> WorldSpec:
+        """The world of the open store (so probes and re-runs use the model it was made with)."""
+        world = self.store.world() if self.store is not None else None
+        if self.world.model or not world:  # a model named on the command line wins
+            return self.world
+        return WorldSpec.from_world(world, self.world)
+
+    def load_rows(self) -> tuple[list[FeatureRow], list[str]]:
+        if self.store is None:
+            return [], []
+        errors: list[RecordUnreadable] = []
+        rows = [FeatureRow.from_record(r) for r in self.store.list_records(errors=errors)]
+        return rows, [str(e) for e in errors]
+
+    def record(self, feature: int) -> FeatureRecord | None:
+        return self.store.get_record(feature) if self.store is not None else None
+
+    def review(self, feature: int, decision: str, *, explanation: str | None = None, label: str | None = None,
+               note: str | None = None) -> Review:
+        if self.store is None:
+            raise StoreError("no store is open: start a run first")
+        return self.store.set_review(feature, decision, explanation=explanation, label=label, note=note,
+                                     reviewer=self.reviewer)
+
+    def undo_review(self, feature: int) -> None:
+        if self.store is not None:
+            self.store.clear_review(feature, reviewer=self.reviewer)
+
+    def export(self, path: str | Path) -> int:
+        from agent.export import export_records
+
+        if self.store is None:
+            raise StoreError("no store is open: nothing to export")
+        return export_records(self.store, path)
+
+    # ------------------------------------------------------------------ runs
+
+    def make_judge(self, spec: JudgeSpec) -> Any:
+        if spec.kind == INJECTED:
+            if self.injected_judge is None:
+                raise SetupError("no judge was given to the app: pick offline or openai", field="judge")
+            return self.injected_judge
+        judge = self.judge_factory(spec)
+        check_judge_reachable(spec)
+        return judge
+
+    def prepare(self, request: RunRequest) -> PreparedRun:
+        """Check a run request from cheapest to dearest; raises SetupError naming the field to fix."""
+        from agent.features import FeatureSpecError, parse_features
+        from steering.errors import SteeringError
+
+        try:
+            parse_features(request.features)
+        except FeatureSpecError as exc:
+            raise SetupError(str(exc), field="features") from None
+        store = self.store
+        if request.store and (store is None or Path(request.store).expanduser().resolve() != store.path.resolve()):
+            try:
+                store = Store(request.store)
+            except StoreError as exc:
+                raise SetupError(str(exc), field="store") from None
+        if store is None:
+            raise SetupError("no store folder: give one", field="store")
+        world = request.world
+        loaded = self.engines.loaded(world)
+        if not loaded:
+            world.check_paths()
+            world.resolved()
+        held = store.world()
+        if held and not self._fits(world, held):
+            raise SetupError(f"store {store.path} holds records for model {held.get('model')} / SAE {held.get('sae')} "
+                             f"/ layer {held.get('layer')}: pick another store folder for this model", field="store")
+        judge = self.make_judge(request.judge)
+        n = store.get_meta("n_features") if held else None
+        if n is None:
+            n = self.engines.n_features(world)
+        if n is None:
+            try:
+                n = int(self.engines.get(world).sae.d_sae)
+            except SteeringError as exc:
+                raise SetupError(str(exc), field=field_of(exc)) from None
+        try:
+            features = parse_features(request.features, int(n))
+        except FeatureSpecError as exc:
+            raise SetupError(str(exc), field="features") from None
+        return PreparedRun(features=features, engine=self._engine_source(world), judge=judge, config=request.config,
+                           world=world, judge_spec=request.judge, store=store, title=f"run {request.features}")
+
+    def _fits(self, world: WorldSpec, held: dict[str, Any]) -> bool:
+        """Whether ``world`` is the world a store holds (asking the engine itself when it is loaded)."""
+        if self.engines.loaded(world):
+            from agent.runner import world_of
+
+            mine = world_of(self.engines.get(world))
+            return all(mine.get(k) == held.get(k) for k in ("model", "revision", "sae", "layer"))
+        return world.same_world(held)
+
+    def prepare_rerun(self, feature: int, note: str | None) -> PreparedRun:
+        """Re-judge one feature with a note (cached probes reused; a human decision moves to the history)."""
+        if self.store is None:
+            raise SetupError("no store is open", field="store")
+        world = self.current_world()
+        spec = self.judge_spec
+        config = replace(self.run_config, rejudge=True, overwrite_reviewed=True, note=note or None)
+        return PreparedRun(features=[feature], engine=self._engine_source(world), judge=self.make_judge(spec),
+                           config=config, world=world, judge_spec=spec, store=self.store,
+                           title=f"re-run #{feature}", rerun=True)
+
+    def _engine_source(self, world: WorldSpec) -> Any:
+        if self.engines.loaded(world):
+            return self.engines.get(world)
+        return lambda: self.engines.get(world)
+
+    def adopt(self, prepared: PreparedRun) -> bool:
+        """Make the run's choices the current ones; True when the store changed."""
+        changed = prepared.store is not self.store
+        if changed and self.store is not None:
+            self.store.close()
+        self.store = prepared.store
+        self.world = prepared.world
+        self.judge_spec = prepared.judge_spec
+        if not prepared.rerun:
+            self.run_config = prepared.config
+        return changed
+
+    def run(self, prepared: PreparedRun, on_event: Callable[[Any], None], control: Any) -> Any:
+        """Run to the end (blocking: call from a worker thread); returns the RunSummary."""
+        from agent.runner import run_features
+
+        try:
+            return run_features(prepared.engine, prepared.judge, prepared.store, prepared.features, prepared.config,
+                                on_event=on_event, control=control)
+        finally:
+            close = getattr(getattr(prepared.judge, "backend", None), "aclose", None)
+            if close is not None and prepared.judge is not self.injected_judge:
+                import asyncio
+
+                try:
+                    asyncio.run(close())
+                except Exception:  # noqa: BLE001 - closing an HTTP pool
+                    pass
+
+    # ------------------------------------------------------------------ manual probes
+
+    def probe(self, probe: Probe, on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
+        """Run ``probe`` and the unsteered baseline under the same settings; results go to the store's cache."""
+        engine = self.engines.get(self.current_world())
+        baseline = replace(probe, feature=None, strength=0.0, direction="feature")
+        fingerprint = engine.fingerprint()
+        results = engine.run([baseline, probe], on_result=on_result)
+        if self.store is not None:
+            for r in results:
+                self.store.put_probe(r.probe.key(fingerprint), r)
+        if probe.feature is not None:
+            self.manual[probe.feature].append(results[-1])
+        return results
+
+    # ------------------------------------------------------------------ pictures
+
+    def topk_source(self) -> Path | None:
+        if self.topk_dir is not None:
+            return self.topk_dir
+        meta = self.store.get_meta("topk") if self.store is not None else None
+        return Path(meta) if isinstance(meta, str) else None
+
+    def topk_views(self, feature: int, n: int = 4) -> list[tuple[Any, str]]:
+        """(image, caption) of the feature's top images, masked to where it fires (imports torch)."""
+        root = self.topk_source()
+        if root is None:
+            return []
+        from steering.topk import load_topk
+        from steering.views import feature_views
+
+        if self._topk is None:
+            self._topk = load_topk(root)
+        items = self._topk.top(feature, n)
+        views = feature_views(self._topk, feature, n=n, kind="masked")
+        return [(img, f"{t.score:.2f} {Path(t.name).name}") for img, t in zip(views, items)]
