@@ -149,15 +149,23 @@ class SteeringEngine:
     def generate(self, text: str, image_spec: str, vectors: torch.Tensor, *,
                  uniforms: torch.Tensor | None = None,
                  masks: torch.Tensor | None = None) -> tuple[list[str], list[int], torch.Tensor]:
-        """One generate call, row b steered by vectors[b] [rows, d].
+        """One generate call on the base image ``image_spec``, row b steered by vectors[b] [rows, d]."""
+        batch = self.inputs(text, image_spec, vectors.shape[0])
+        with self._prefix_context(text, image_spec):
+            return self.generate_inputs(batch, vectors, uniforms=uniforms, masks=masks)
+
+    @torch.no_grad()
+    def generate_inputs(self, batch: dict[str, torch.Tensor], vectors: torch.Tensor, *,
+                        uniforms: torch.Tensor | None = None,
+                        masks: torch.Tensor | None = None) -> tuple[list[str], list[int], torch.Tensor]:
+        """One generate call on ready processor outputs, row b steered by vectors[b] [rows, d].
 
         uniforms: [rows, max_new_tokens] per-row random streams for sampled rows (NaN = greedy row).
+        masks: optional per-row or per-tile position masks for the hook.
         Returns raw continuation texts, their token counts, and first-step log-probs [rows, vocab].
         """
         from transformers import LogitsProcessorList
 
-        rows = vectors.shape[0]
-        batch = self.inputs(text, image_spec, rows)
         s = self.settings
         prompt_len = batch["input_ids"].shape[1]
         # Always greedy at the transformers level; sampled rows pick their token in SeededSampler.
@@ -175,7 +183,7 @@ class SteeringEngine:
         pad = getattr(tokenizer, "pad_token_id", None)
         if pad is not None:
             gen_kwargs["pad_token_id"] = pad
-        with self._prefix_context(text, image_spec), steer(self.vlm.vision, self.layer, vectors, masks):
+        with steer(self.vlm.vision, self.layer, vectors, masks):
             out = self.vlm.model.generate(**batch, **gen_kwargs)
         new = out.sequences[:, prompt_len:]  # [rows, new_tokens]
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)

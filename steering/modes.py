@@ -17,7 +17,6 @@ from PIL import Image
 
 import prompts
 from steering.engine import SteeringEngine
-from steering.hooks import steer
 from steering.text import strip_answer
 from steering.topk import TopKError, TopKResult
 from steering.views import masked_image
@@ -143,20 +142,8 @@ def _generate(engine: SteeringEngine, text: str, images: list[list[Image.Image]]
     if batch["pixel_values"].shape[0] != masks.shape[0]:
         raise TopKError(f"the processor made {batch['pixel_values'].shape[0]} image tiles for "
                         f"{masks.shape[0]} images: turn image tiling (pan and scan) off")
-    tokenizer = getattr(vlm.processor, "tokenizer", vlm.processor)
-    kwargs: dict[str, Any] = dict(max_new_tokens=engine.settings.max_new_tokens,
-                                  min_new_tokens=getattr(engine.settings, "min_new_tokens", 0) or None, do_sample=False,
-                                  temperature=None, top_p=None, top_k=None, return_dict_in_generate=True)
-    pad = getattr(tokenizer, "pad_token_id", None)
-    if pad is not None:
-        kwargs["pad_token_id"] = pad
-    with steer(vlm.vision, engine.layer, vectors, masks):
-        out = vlm.model.generate(**batch, **kwargs)
-    new = out.sequences[:, batch["input_ids"].shape[1]:]  # [rows, new_tokens]
-    eos = vlm.model.generation_config.eos_token_id
-    stops = set(eos if isinstance(eos, list) else [eos]) | ({pad} if pad is not None else set())
-    counts = [next((n for n, t in enumerate(row.tolist()) if t in stops), new.shape[1]) for row in new]
-    return tokenizer.batch_decode(new, skip_special_tokens=True), counts
+    texts, counts, _ = engine.generate_inputs(batch, vectors, masks=masks)
+    return texts, counts
 
 
 def _rows_per_call(engine: SteeringEngine, text: str, n_images: int) -> int:

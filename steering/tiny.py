@@ -34,7 +34,20 @@ _VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_at
 
 
 def tiny_config(family: str) -> Any:
-    """A config of ``family`` small enough to run in milliseconds on a CPU."""
+    """A config of ``family`` small enough to run in milliseconds on a CPU.
+
+    Weights start wider than the default (std 0.1): at std 0.02 a tiny random model's attention is
+    nearly uniform, the few image tokens barely move the next-token distribution, and steering
+    would hardly show in the words.
+    """
+    config = _family_config(family)
+    for c in (config, getattr(config, "text_config", None), getattr(config, "vision_config", None)):
+        if c is not None:
+            c.initializer_range = 0.1
+    return config
+
+
+def _family_config(family: str) -> Any:
     import transformers as T
 
     if family == "gemma3":
@@ -124,6 +137,8 @@ def image_features(model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.T
 def _vocabulary() -> list[str]:
     words: set[str] = set()
     for name in prompts.available():
+        if not name.startswith("vlm_"):  # the VLM only ever reads its own prompts
+            continue
         source = prompts.load(name).source
         words.update(re.findall(r"[A-Za-z]+", source))
     words.update("a an the red green blue yellow circle square striped dotted large small nothing image".split())
@@ -136,8 +151,11 @@ def tiny_processor(image_size: int = 56, tokens_per_image: int = 4, image_token_
     from transformers import Gemma3ImageProcessorPil, Gemma3Processor, PreTrainedTokenizerFast
 
     tokens = GEMMA3_SPECIALS + _vocabulary() + list(".,:;!?\"'()-")
+    # Fill the id space below the image token with filler words, so that whatever id a random
+    # model emits decodes to visible text (steering then shows up in the words).
+    tokens += [f"w{i}" for i in range(max(0, min(image_token_id, IMAGE_TOKEN) - len(tokens)))]
     vocab = {t: i for i, t in enumerate(tokens)}
-    assert len(vocab) < image_token_id, "tiny vocabulary outgrew the tiny model"
+    assert len(vocab) <= image_token_id, "tiny vocabulary outgrew the tiny model"
     # Pin the image token to the id the model's config names.
     vocab.pop("<image_soft_token>")
     vocab["<image_soft_token>"] = image_token_id

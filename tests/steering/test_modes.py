@@ -56,16 +56,26 @@ def test_prompt_has_one_slot_per_image(tiny_engine) -> None:
     assert text.count("<start_of_image>") == 3 and text.endswith(prefix) and prefix
 
 
-def test_hybrid_at_strength_zero_is_topk(tiny_engine, topk) -> None:
+def test_hybrid_at_strength_zero_is_topk(tiny_engine, topk, monkeypatch) -> None:
+    first_steps: list[torch.Tensor] = []
+    real = tiny_engine.generate_inputs
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        first_steps.append(out[2])  # first-step log-probs [rows, vocab]
+        return out
+
+    monkeypatch.setattr(tiny_engine, "generate_inputs", spy)
     features = partial_features(topk)[:3]
     plain = describe_topk(tiny_engine, topk, features, n_images=3)
     zero = describe_hybrid(tiny_engine, topk, features, strength=0.0, n_images=3)
     assert [r.texts for r in plain] == [r.texts for r in zero]
     assert [r.image_ids for r in plain] == [r.image_ids for r in zero]
     assert all(r.mode == "topk" for r in plain) and all(r.mode == "hybrid" for r in zero)
-    assert all(len(r.image_ids) == 3 and r.texts[0] for r in plain)
-    strong = describe_hybrid(tiny_engine, topk, features, strength=80.0, n_images=3)
-    assert [r.texts for r in strong] != [r.texts for r in plain]
+    assert all(len(r.image_ids) == 3 and len(r.texts) == 1 for r in plain)
+    assert torch.equal(first_steps[0], first_steps[1])
+    describe_hybrid(tiny_engine, topk, features, strength=80.0, n_images=3)
+    assert not torch.allclose(first_steps[2], first_steps[0], atol=1e-4), "hybrid steering changed nothing"
 
 
 def capture_layer(engine, topk, request: EvidenceRequest) -> torch.Tensor:
