@@ -1,0 +1,272 @@
+"""The collection pass: config, encoder spec, the streaming loop, atomic checkpoints and results."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from steering.sae import SAE
+from steering.topk.constants import FORMAT, FORMAT_VERSION, MAP_DTYPES
+from steering.topk.encode import ChunkedCodes, layer_output, vision_tower
+from steering.topk.errors import TopKError
+from steering.topk.result import TopKResult, load_topk
+from steering.topk.running import RunningTopK
+from steering.topk.sources import FolderSource, write_toy_scenes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TopKConfig:
+    """How one collection runs; only ``k`` and ``map_dtype`` change what is stored."""
+
+    k: int = 10
+    """Images kept per latent."""
+    batch_size: int = 16
+    """Images per encoder forward pass."""
+    chunk_elements: int = 1 << 24
+    """Memory budget, in tensor elements, for one chunk of latents (codes and candidate maps)."""
+    checkpoint_every: int = 20
+    """Batches between atomic checkpoints (0: only at the end)."""
+    map_dtype: str = "float16"
+    """Storage dtype of the activation maps (scores and statistics stay float32)."""
+
+
+# ----------------------------------------------------------------------------- the collection pass
+
+
+@dataclass
+class EncoderSpec:
+    """What collection needs of a model: the tower, its layers, and how to preprocess images."""
+
+    tower: nn.Module
+    layers: nn.ModuleList
+    layer: int
+    has_cls: bool
+    preprocess: Callable[[list[Image.Image]], torch.Tensor]
+    """PIL images -> pixel_values [B, 3, H, W] at the model's resolution."""
+    identity: dict[str, Any] = field(default_factory=dict)
+    """Model id, revision, SAE id: recorded in the metadata and checked on resume."""
+
+    @classmethod
+    def from_vlm(cls, vlm: Any, sae: SAE, layer: int | None = None) -> EncoderSpec:
+        from steering.sae import check_layer
+
+        layer = check_layer(layer if layer is not None else sae.layer, vlm.vision.n_layers)
+        sae.check_fits(vlm.vision.width, vlm.vision.n_layers, layer)
+        if vlm.vision.flat:
+            raise TopKError("top-k needs a fixed patch grid; flat encoders (Qwen2.5-VL) are not supported")
+        image_processor = getattr(vlm.processor, "image_processor", vlm.processor)
+
+        def preprocess(images: list[Image.Image]) -> torch.Tensor:
+            pv = image_processor(images=images, return_tensors="pt")["pixel_values"]
+            pv = pv[:, 0] if pv.ndim == 5 else pv  # tiled processors: the base (whole-image) tile
+            if pv.shape[0] != len(images):
+                raise TopKError(f"the processor made {pv.shape[0]} tiles of {len(images)} images: "
+                                "turn image tiling off for top-k")
+            return pv
+
+        return cls(vision_tower(vlm.model), vlm.vision.layers, layer, vlm.vision.has_cls, preprocess,
+                   {"model": vlm.model_id, "revision": vlm.revision, "sae": sae.sae_id, "layer": layer,
+                    "d_sae": sae.d_sae})
+
+
+def _names_hash(names: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+
+
+def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+              metadata={"state": json.dumps(metadata)})
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _batches(source: Any, start: int, batch_size: int) -> Iterator[tuple[int, list[Image.Image]]]:
+    """(first id, images) per batch from ``start``; the next batch loads while this one runs."""
+    starts = list(range(start, len(source), batch_size))
+    load = lambda s: [source.load(i) for i in range(s, min(s + batch_size, len(source)))]  # noqa: E731
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load, starts[0]) if starts else None
+        for n, s in enumerate(starts):
+            images = pending.result()
+            pending = pool.submit(load, starts[n + 1]) if n + 1 < len(starts) else None
+            yield s, images
+
+
+def collect_topk(
+    spec: EncoderSpec, sae: SAE, source: Any, out: str | Path, config: TopKConfig | None = None, *,
+    restart: bool = False, progress: bool = True, max_batches: int | None = None,
+) -> TopKResult | None:
+    """One pass over ``source``; writes ``out`` and returns the loaded result.
+
+    Resumes from ``out/checkpoint.safetensors`` when it belongs to the same run. ``max_batches``
+    stops early after a checkpoint (for tests and time-boxed runs) and then returns None.
+    """
+    cfg = config or TopKConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = next(spec.tower.parameters()).device
+    tower_dtype = next(spec.tower.parameters()).dtype
+    sae.to(device=device)
+    run_id = {**spec.identity, "k": cfg.k, "map_dtype": cfg.map_dtype, "source": source.describe(),
+              "names": _names_hash(source.names)}
+    ckpt = out / "checkpoint.safetensors"
+    if restart:
+        for name in ("checkpoint.safetensors", "topk.safetensors", "topk.json", "images.json"):
+            (out / name).unlink(missing_ok=True)
+    if (out / "topk.json").is_file():
+        done = load_topk(out)
+        if done.meta.get("run") == run_id:
+            log.info("top-k in %s is already complete", out)
+            return done
+        raise TopKError(f"{out} holds a top-k of another run: use a new --out or --restart")
+
+    state: RunningTopK | None = None
+    grid: tuple[int, int] | None = None
+    image_size: tuple[int, int] | None = None
+    if ckpt.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(ckpt), "pt") as f:
+            meta = json.loads(f.metadata()["state"])
+            saved = {k: f.get_tensor(k) for k in f.keys()}
+        if meta.get("run") != run_id:
+            raise TopKError(f"{ckpt} belongs to another run (model, SAE, k or images differ): "
+                            "use a new --out or --restart")
+        grid, image_size = tuple(meta["grid"]), tuple(meta["image_size"])
+        state = RunningTopK(sae.d_sae, cfg.k, grid[0] * grid[1], MAP_DTYPES[cfg.map_dtype], device)
+        state.load_state_dict(saved)
+        log.info("resuming %s at image %d of %d", out, state.n_images, len(source))
+
+    def checkpoint() -> None:
+        assert state is not None and grid is not None
+        _atomic_save(state.state_dict(), ckpt, {"run": run_id, "grid": grid, "image_size": image_size})
+
+    t0, start = time.perf_counter(), state.n_images if state else 0
+    bar = _progress(progress, len(source), start)
+    batches = 0
+    try:
+        for first, images in _batches(source, start, cfg.batch_size):
+            pixel_values = spec.preprocess(images).to(device=device, dtype=tower_dtype)
+            hidden = layer_output(spec.tower, spec.layers, spec.layer, pixel_values)  # [B, seq, d]
+            if spec.has_cls:
+                hidden = hidden[:, 1:]
+            B, P = hidden.shape[0], hidden.shape[1]
+            if state is None:
+                side = math.isqrt(P)
+                if side * side != P:
+                    raise TopKError(f"{P} patches do not form a square grid")
+                grid, image_size = (side, side), tuple(pixel_values.shape[-2:])
+                state = RunningTopK(sae.d_sae, cfg.k, P, MAP_DTYPES[cfg.map_dtype], device)
+            rows = hidden.reshape(B * P, -1)
+            codes = ChunkedCodes(sae, rows, state.chunk_size(B * P, B, cfg.chunk_elements))
+            state.update(codes, torch.arange(first, first + B))
+            batches += 1
+            bar.advance(B)
+            if cfg.checkpoint_every and batches % cfg.checkpoint_every == 0:
+                checkpoint()
+            if max_batches is not None and batches >= max_batches and state.n_images < len(source):
+                checkpoint()
+                return None
+    finally:
+        bar.stop()
+    if state is None:
+        raise TopKError("no images to collect (the checkpoint already covers every image?)")
+    seconds = time.perf_counter() - t0
+    done_now = state.n_images - start
+    meta = {"format": FORMAT, "version": FORMAT_VERSION, "run": run_id, "k": cfg.k, "grid": list(grid),
+            "image_size": list(image_size), "n_images": state.n_images, "d_sae": sae.d_sae,
+            "source": source.describe(), "seconds": round(seconds, 3),
+            "images_per_second": round(done_now / seconds, 3) if seconds > 0 else None}
+    _write_result(out, state, grid, meta, source.names)
+    ckpt.unlink(missing_ok=True)
+    return load_topk(out)
+
+
+def _write_result(out: Path, state: RunningTopK, grid: tuple[int, int], meta: dict[str, Any],
+                  names: Sequence[str]) -> None:
+    n = max(state.n_images, 1)
+    empty = state.ids < 0
+    tensors = {
+        "scores": state.scores.masked_fill(empty, 0.0),
+        "ids": state.ids,
+        "maps": state.maps.view(state.d_sae, state.k, *grid),
+        "image_frequency": state.image_active.float() / n,
+        "patch_frequency": state.patch_active.float() / (n * state.n_patches),
+        "max_activation": state.max_activation,
+    }
+    _atomic_write_text(out / "images.json", json.dumps(list(names)))
+    _atomic_save(tensors, out / "topk.safetensors", {"format": FORMAT, "version": FORMAT_VERSION})
+    _atomic_write_text(out / "topk.json", json.dumps(meta, indent=2))  # written last: marks completion
+
+
+class _NoBar:
+    def advance(self, n: int) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class _RichBar:
+    def __init__(self, total: int, done: int) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.p = Progress(TextColumn("top-k images"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), TimeRemainingColumn())
+        self.task = self.p.add_task("collect", total=total, completed=done)
+        self.p.start()
+
+    def advance(self, n: int) -> None:
+        self.p.advance(self.task, n)
+
+    def stop(self) -> None:
+        self.p.stop()
+
+
+def _progress(enabled: bool, total: int, done: int) -> _NoBar | _RichBar:
+    return _RichBar(total, done) if enabled else _NoBar()
+
+
+def build_toy_topk(out: str | Path, n_scenes: int = 2000, seed: int = 0, k: int = 10,
+                   progress: bool = False) -> TopKResult:
+    """The toy world's own top-k: render ``n_scenes`` scenes into ``out/images`` and collect over them
+    (seconds on a CPU; ``out/images/scenes.json`` keeps each image's attributes for evaluation)."""
+    import steering.toy as toy
+    from steering.models import load_vlm
+    from steering.sae import load_sae
+
+    if not toy.is_available():
+        raise TopKError("the toy world is not built: run python -m steering.toy.build")
+    out = Path(out)
+    folder = out / "images"
+    if not (folder / "scenes.json").is_file():
+        write_toy_scenes(folder, n_scenes, seed)
+    vlm, sae = load_vlm(toy.model_dir()), load_sae(toy.sae_dir())
+    result = collect_topk(EncoderSpec.from_vlm(vlm, sae), sae, FolderSource(folder), out, TopKConfig(k=k),
+                          progress=progress)
+    assert result is not None
+    return result
