@@ -31,6 +31,9 @@ class SweepConfig:
     background: int = 4
     """Shared random directions probed once per run at every scheduled strength; the offline judge
     uses their words as the background of what any steering makes the model say."""
+    panel: int = 16
+    """Reference features (evenly spaced over the SAE) probed once per run at every scheduled
+    strength; the offline judge discounts words that steering many features brings up alike."""
     base_image: str = "white"
     """Base image of the sweep (white, black, noise or a file)."""
     seed: int = 0

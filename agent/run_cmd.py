@@ -155,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
     err = Console(stderr=True, highlight=False)
     out = Console(highlight=False)
     try:
-        parse_features(args.features)  # fail on syntax before loading anything
+        if args.features.strip().lower() != "all":
+            parse_features(args.features)  # fail on syntax before loading anything
     except FeatureSpecError as exc:
         err.print(f"error: {exc}", markup=False)
         return 2

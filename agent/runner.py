@@ -224,8 +224,10 @@ async def _run_loops(to_run: list[int], cfg: RunConfig, engine: Engine, judge: J
     loop = asyncio.get_running_loop()
     budget = TokenBudget(cfg.budget_tokens)
     background: asyncio.Future[list[ProbeResult]] | None = None
-    if not getattr(judge, "is_llm", True) and cfg.sweep.background > 0 and not cfg.sweep.calibrate:
-        background = loop.create_task(service.run(background_probes(strengths, cfg.sweep)))
+    d_sae = getattr(getattr(engine, "sae", None), "d_sae", None)
+    shared = background_probes(strengths, cfg.sweep, d_sae)
+    if not getattr(judge, "is_llm", True) and shared:
+        background = loop.create_task(service.run(shared))
 
     def on_round(feature: int, rnd: int) -> None:
         stats.in_flight[feature] = rnd

@@ -35,12 +35,19 @@ def sweep_probes(feature: int, strengths: Sequence[float], sweep: SweepConfig) -
             + control_probes(feature, strengths, sweep))
 
 
-def background_probes(strengths: Sequence[float], sweep: SweepConfig, feature: int = 0) -> list[Probe]:
-    """Random directions shared by every feature of a run (norm-matched to ``feature``'s column;
-    SAE decoder columns are unit norm, so to all of them)."""
-    return [Probe(feature=feature, strength=float(s), seed=10_000 + i, base_image=sweep.base_image,
-                  direction="random")
-            for i in range(max(0, sweep.background)) for s in strengths]
+def panel_features(n: int, d_sae: int) -> list[int]:
+    """``n`` feature ids evenly spaced over ``d_sae`` (the same for every run on this SAE)."""
+    n = min(max(0, n), d_sae)
+    return sorted({(i * d_sae) // n for i in range(n)}) if n else []
+
+
+def background_probes(strengths: Sequence[float], sweep: SweepConfig, d_sae: int | None = None) -> list[Probe]:
+    """Probes shared by every feature of a run: random directions (norm-matched to feature 0's
+    column; SAE decoder columns are unit norm, so to all of them) and a panel of reference features."""
+    random = [Probe(feature=0, strength=float(s), seed=10_000 + i, base_image=sweep.base_image, direction="random")
+              for i in range(max(0, sweep.background)) for s in strengths]
+    panel = [steered_probe(f, s, sweep) for f in panel_features(sweep.panel, d_sae or 0) for s in strengths]
+    return random + panel
 
 
 def requested_probe(feature: int, req: ProbeRequest, sweep: SweepConfig, round: int, max_strength: float) -> Probe:

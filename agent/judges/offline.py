@@ -34,7 +34,9 @@ class WordScore:
     share: float
     """Share of the changed steered probes whose texts contain the word (samples averaged)."""
     background: float
-    """Share of control and background probes whose texts contain it."""
+    """Share of control and random-direction probes whose texts contain it."""
+    panel: float
+    """Share of the reference features whose steered texts contain it (how generic it is)."""
     score: float
     onset: float
     """Lowest strength at which it appears."""
@@ -48,12 +50,16 @@ class OfflineParams:
 
     background_weight: float = 1.0
     """How strongly a word's share under random directions counts against it."""
+    panel_weight: float = 0.5
+    """How strongly a word's share among the reference features counts against it."""
     min_score: float = 0.34
     """A word below this score is no consensus."""
     confident_score: float = 0.6
     """A top word at or above this score, clear of the runner-up, needs no refining sweep."""
     margin: float = 0.2
     """Lead over the runner-up a confident answer needs (category words aside)."""
+    frame_max_panel: float = 0.34
+    """A frame word must be rarer than this among the reference features to count as specific."""
     companion_gap: float = 0.1
     """Other words within this score of the top word are named beside it (up to 2)."""
     refine_samples: int = 3
@@ -85,14 +91,22 @@ class OfflineJudge:
 
     # ------------------------------------------------------------------ statistics
 
-    def scores(self, evidence: Evidence, background: list[ProbeResult]) -> tuple[list[WordScore], int, int]:
+    def scores(self, evidence: Evidence, background: list[ProbeResult],
+               feature: int | None = None) -> tuple[list[WordScore], int, int]:
         """Word scores, the number of steered probes that changed the text, and of steered probes."""
-        base_words = set()
+        p = self.params
+        base_words: set[str] = set()
         for t in evidence.baseline_texts():
             base_words.update(words(t))
         steered = [i.result for i in evidence.by_role("steered") if i.probe.prompt == "describe"]
         controls = [i.result for i in evidence.by_role("control") if i.probe.prompt == "describe"]
-        controls += [r for r in background if r.probe.prompt == "describe"]
+        controls += [r for r in background if r.probe.direction == "random" and r.probe.prompt == "describe"]
+        # The panel: which words steering *other* features brings up (how generic a word is).
+        panel: dict[int, set[str]] = defaultdict(set)
+        for r in background:
+            if r.probe.direction == "feature" and r.probe.prompt == "describe" and r.probe.feature != feature:
+                for t in r.texts:
+                    panel[r.probe.feature or 0].update(set(words(t)) - base_words)
         changed = [r for r in steered if any(set(words(t)) - base_words for t in r.texts)]
         support: dict[str, float] = defaultdict(float)
         onset: dict[str, float] = {}
@@ -108,8 +122,10 @@ class OfflineJudge:
         for w, count in support.items():
             share = count / len(changed)
             bg = sum(_presence(r, w) for r in controls) / len(controls) if controls else 0.0
-            out.append(WordScore(w, round(share, 4), round(bg, 4),
-                                 round(share - self.params.background_weight * bg, 4), onset[w], round(count, 3)))
+            generic = sum(w in ws for ws in panel.values()) / len(panel) if panel else 0.0
+            score = share - p.background_weight * bg - p.panel_weight * generic
+            out.append(WordScore(w, round(share, 4), round(bg, 4), round(generic, 4), round(score, 4), onset[w],
+                                 round(count, 3)))
         out.sort(key=lambda s: (-s.score, s.word in CATEGORY_WORDS, s.onset, s.word))
         return out, len(changed), len(steered)
 
@@ -117,12 +133,15 @@ class OfflineJudge:
 
     def assess(self, ctx: JudgeContext) -> Verdict:
         p = self.params
-        ranked, n_changed, n_steered = self.scores(ctx.evidence, ctx.background)
+        ranked, n_changed, n_steered = self.scores(ctx.evidence, ctx.background, ctx.feature)
         concepts = [s for s in ranked if s.word not in CATEGORY_WORDS and s.score >= p.min_score]
         can_probe = not ctx.force_final and ctx.round < ctx.max_rounds and ctx.probes_left > 0
         top_line = ", ".join(f"{s.word} {s.score:+.2f}" for s in ranked[:6]) or "none"
         hypothesis_head = f"[{NOT_AN_LLM}] {n_changed}/{n_steered} steered probes change the description"
         steered_strengths = sorted({i.probe.strength for i in ctx.evidence.by_role("steered")})
+        frame = self._frame(ctx, ranked, concepts)
+        if frame is not None:
+            return self._frame_verdict(ctx, frame, ranked, n_changed, hypothesis_head, top_line)
 
         if not concepts:
             strongest = max(steered_strengths, default=0.0)
@@ -170,6 +189,37 @@ class OfflineJudge:
             confidence=self._confidence(top, runner_up, n_changed), action="final",
             explanation=explanation, label=label, evidence=self._cite(ctx.evidence, top.word),
             notes=f"{NOT_AN_LLM}. Examples: {examples}",
+        )
+
+    def _frame(self, ctx: JudgeContext, ranked: list[WordScore], concepts: list[WordScore]) -> WordScore | None:
+        """A category word ("colour", "pattern", "filling") that is far more specific to this feature
+        than any concept word: the sentence frame itself is what steering changes."""
+        p = self.params
+        frames = [s for s in ranked if s.word in CATEGORY_WORDS and s.score >= p.confident_score
+                  and s.panel <= p.frame_max_panel]
+        if not frames:
+            return None
+        best_concept = concepts[0].score if concepts else 0.0
+        return frames[0] if frames[0].score - best_concept >= p.margin else None
+
+    def _frame_verdict(self, ctx: JudgeContext, frame: WordScore, ranked: list[WordScore], n_changed: int,
+                       head: str, top_line: str) -> Verdict:
+        from collections import Counter
+
+        texts = Counter(t for i in ctx.evidence.by_role("steered") if i.probe.prompt == "describe"
+                        for t in i.result.texts if frame.word in words(t))
+        quote, n = texts.most_common(1)[0]
+        quote = quote.rstrip(". ")
+        score = {s.word: s.score for s in ranked}
+        kept = [w for w in words(quote) if score.get(w, 0.0) >= 0.0][:4]
+        label = " ".join(kept) if len(kept) >= 2 else f"{frame.word} frame"
+        return Verdict(
+            hypothesis=f"{head}; the sentence frame changes (top: {top_line})", action="final",
+            confidence=self._confidence(frame, 0.0, n_changed),
+            explanation=(f"Steering this feature makes the model describe \"{quote}\": its frame word "
+                         f"\"{frame.word}\" appears in {frame.count:g} of {n_changed} changed steered descriptions, "
+                         "never in the unsteered baseline, and seldom for other features."),
+            label=label, evidence=self._cite(ctx.evidence, frame.word), notes=NOT_AN_LLM,
         )
 
     def _confidence(self, top: WordScore, runner_up: float, n_changed: int) -> float:

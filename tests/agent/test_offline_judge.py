@@ -67,3 +67,25 @@ def test_offline_runs_are_deterministic_and_name_each_concept(tmp_path) -> None:
     assert outs[0] == outs[1]
     for f, (explanation, _label, _conf) in enumerate(outs[0]):
         assert f"describe {CONCEPTS[f]}" in explanation
+
+
+def panel(texts_by_feature: dict[int, list[str]]) -> list[ProbeResult]:
+    return [ProbeResult(Probe(f, strength=20.0 * (i + 1)), (t,)) for f, texts in texts_by_feature.items()
+            for i, t in enumerate(texts)]
+
+
+def test_words_many_features_bring_up_are_discounted() -> None:
+    # Every reference feature says "large": a size word in every caption names nothing.
+    reference = panel({f: [f"a large {c} thing"] for f, c in zip(range(20, 26), CONCEPTS)})
+    steered = {10: "a large cross", 20: "a large cross", 40: "a large striped cross", 80: "a large cross"}
+    v = decide(ctx(steered, background=reference))
+    assert "describe cross" in v.explanation and "large" not in v.label
+
+
+def test_a_specific_sentence_frame_is_quoted() -> None:
+    reference = panel({f: [f"a {c} striped pattern filling the whole image"] for f, c in zip(range(20, 26), CONCEPTS)})
+    steered = {10: BASELINE, 20: "the colour green filling the whole image", 40: "the colour red filling the whole image",
+               80: "the colour blue filling the whole image"}
+    v = decide(ctx(steered, background=reference))
+    assert v.action == "final" and 'describe "the colour green filling the whole image"' in v.explanation
+    assert "frame word" in v.explanation

@@ -13,7 +13,7 @@ from agent.runner import RunControl, run_features
 from agent.store import Store
 from tests.agent.fakes import FakeEngine
 
-CFG = RunConfig(sweep=SweepConfig(strengths=(5.0, 20.0, 80.0), background=2))
+CFG = RunConfig(sweep=SweepConfig(strengths=(5.0, 20.0, 80.0), background=2, panel=0))
 
 
 def test_probes_of_many_features_share_engine_calls(fake_engine: FakeEngine, store: Store) -> None:
@@ -27,6 +27,16 @@ def test_probes_of_many_features_share_engine_calls(fake_engine: FakeEngine, sto
     assert sum(isinstance(e, FeatureFinished) for e in events) == 12
     assert sum(e.n_probes for e in events if isinstance(e, ProbesFinished)) == events[-1].stats.probes_run
     assert events[-1].stats.done == 12 and events[-1].stats.in_flight == {}
+
+
+def test_shared_background_and_panel_run_once(fake_engine: FakeEngine, store: Store) -> None:
+    cfg = RunConfig(sweep=SweepConfig(strengths=(5.0, 20.0), background=3, panel=4))
+    run_features(fake_engine, OfflineJudge(), store, list(range(10)), cfg)
+    probes = [p for call in fake_engine.calls for p in call]
+    randoms = [p for p in probes if p.direction == "random" and p.seed >= 10_000]
+    panel = [p for p in probes if p.direction == "feature" and p.feature in (16, 48) and p.strength in (5.0, 20.0)]
+    assert len(randoms) == 3 * 2 and len(set(randoms)) == 6
+    assert len(panel) == 4 and len(set(panel)) == 4  # features 16 and 48 of 0, 16, 32, 48 are not requested
 
 
 def test_resume_skips_finished_features_without_loading_the_engine(fake_engine: FakeEngine, store: Store) -> None:
