@@ -7,6 +7,7 @@ messages; one ``Worker.StateChanged`` handler reports their failures.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -84,7 +85,7 @@ class SteerApp(App[None]):
             self.notify(error, severity="error", timeout=10)
         first = not self._loaded_once
         self._loaded_once = True
-        if self.startup_error:
+        if first and self.startup_error and self.open_setup is False:
             self.notify(self.startup_error, severity="error", timeout=15)
         wanted = self.open_setup if self.open_setup is not None else not self.rows
         if first and wanted and not self.running:
@@ -127,6 +128,7 @@ class SteerApp(App[None]):
         if self.running:
             self.notify("a run is in progress: cancel it first (c)", severity="warning")
             return
+        self.startup_error = None
         if self.services.adopt(prepared):
             self.sub_title = self.services.store_label
             self.rows = {}
@@ -240,13 +242,13 @@ class SteerApp(App[None]):
             return
         self._save_review(feature, decision, explanation, label)
 
-    @work(thread=True, group="review", exit_on_error=False)
     def _save_review(self, feature: int, decision: str | None, explanation: str | None, label: str | None) -> None:
-        if decision is None:
-            self.services.undo_review(feature)
-        else:
-            self.services.review(feature, decision, explanation=explanation, label=label)
-        record = self.services.record(feature)
+        future = self.services.submit_review(feature, decision, explanation=explanation, label=label)
+        self._await_review(future, feature, decision)
+
+    @work(group="review", exit_on_error=False)
+    async def _await_review(self, future: Any, feature: int, decision: str | None) -> None:
+        record = await asyncio.wrap_future(future)
         self.post_message(ReviewSaved(feature, decision, FeatureRow.from_record(record) if record else None))
 
     def on_review_saved(self, msg: ReviewSaved) -> None:

@@ -281,6 +281,14 @@ def transcript(record: Any) -> RenderableType:
     return Group(*lines)
 
 
+def when(at: str | None) -> str:
+    """An ISO time as ``2026-01-31 14:05 UTC`` (seconds and offset dropped)."""
+    if not at:
+        return "?"
+    text = at.replace("T", " ")[:16]
+    return text + " UTC" if at.endswith(("+00:00", "Z")) else text
+
+
 def summary(record: Any) -> Text:
     """The final answer in a few lines: label, confidence, explanation, status and review."""
     out = Text()
@@ -295,7 +303,7 @@ def summary(record: Any) -> Text:
     if record.review:
         rv = record.review
         word = {"accept": "accepted", "edit": "edited", "reject": "rejected"}.get(rv.decision, rv.decision)
-        out.append(f"  {word} by {rv.reviewer} at {rv.at}", style="bold magenta")
+        out.append(f"  {word} by {rv.reviewer} at {when(rv.at)}", style="bold magenta")
     out.append("\n")
     if record.status == "done":
         out.append(record.final_explanation or "")

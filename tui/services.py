@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,8 @@ class Services:
         self.features = features
         self.manual: dict[int, list[ProbeResult]] = defaultdict(list)
         self._topk: Any = None
+        # Decisions are written by one thread in the order they were made (accept then undo stays so).
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="steer-tui-review")
 
     # ------------------------------------------------------------------ store
 
@@ -130,6 +133,19 @@ class Services:
         return self.store.set_review(feature, decision, explanation=explanation, label=label, note=note,
                                      reviewer=self.reviewer)
 
+    def submit_review(self, feature: int, decision: str | None, *, explanation: str | None = None,
+                      label: str | None = None) -> Future[FeatureRecord | None]:
+        """Queue a decision (None withdraws the current one); the future holds the record as stored after it."""
+
+        def write() -> FeatureRecord | None:
+            if decision is None:
+                self.undo_review(feature)
+            else:
+                self.review(feature, decision, explanation=explanation, label=label)
+            return self.record(feature)
+
+        return self._writer.submit(write)
+
     def undo_review(self, feature: int) -> None:
         if self.store is not None:
             self.store.clear_review(feature, reviewer=self.reviewer)
@@ -155,29 +171,50 @@ class Services:
     def prepare(self, request: RunRequest) -> PreparedRun:
         """Check a run request from cheapest to dearest; raises SetupError naming the field to fix."""
         from agent.features import FeatureSpecError, parse_features
-        from steering.errors import SteeringError
 
         try:
             parse_features(request.features)
         except FeatureSpecError as exc:
             raise SetupError(str(exc), field="features") from None
-        store = self.store
-        if request.store and (store is None or Path(request.store).expanduser().resolve() != store.path.resolve()):
-            try:
-                store = Store(request.store)
-            except StoreError as exc:
-                raise SetupError(str(exc), field="store") from None
-        if store is None:
-            raise SetupError("no store folder: give one", field="store")
         world = request.world
-        loaded = self.engines.loaded(world)
-        if not loaded:
+        if not self.engines.loaded(world):
             world.check_paths()
             world.resolved()
+        store = self._open_store(request.store, world)
+        try:
+            return self._prepare_in(store, request, world)
+        except BaseException:
+            if store is not self.store:
+                store.close()
+            raise
+
+    def _open_store(self, folder: str | None, world: WorldSpec) -> Store:
+        """The open store, or the one at ``folder`` (blank: steer-agent's default for the world)."""
+        from agent.store import default_store_path
+
+        if not folder:
+            if self.store is not None:
+                return self.store
+            model, sae = world.resolved()
+            path = default_store_path(model, sae, world.layer)
+        else:
+            path = Path(folder).expanduser()
+        if self.store is not None and path.resolve() == self.store.path.resolve():
+            return self.store
+        try:
+            return Store(path)
+        except StoreError as exc:
+            raise SetupError(str(exc), field="store") from None
+
+    def _prepare_in(self, store: Store, request: RunRequest, world: WorldSpec) -> PreparedRun:
+        from agent.features import FeatureSpecError, parse_features
+        from steering.errors import SteeringError
+
         held = store.world()
         if held and not self._fits(world, held):
-            raise SetupError(f"store {store.path} holds records for model {held.get('model')} / SAE {held.get('sae')} "
-                             f"/ layer {held.get('layer')}: pick another store folder for this model", field="store")
+            raise SetupError(f"store {display_path(store.path)} holds records for model {held.get('model')} / SAE "
+                             f"{held.get('sae')} / layer {held.get('layer')}: pick another store folder for this "
+                             "model", field="store")
         judge = self.make_judge(request.judge)
         n = store.get_meta("n_features") if held else None
         if n is None:

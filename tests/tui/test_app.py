@@ -296,3 +296,35 @@ async def test_resizes_cleanly(filled: Any, make_app: Any) -> None:
         await pilot.resize_terminal(60, 20)
         await pilot.pause(0.2)
         assert app.screen.feature == 0
+
+
+async def test_images_tab_draws_base_and_top_images(filled: Any, make_app: Any, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from tui.screens.detail import DetailScreen
+    from tui.widgets.picture import Picture
+
+    app = make_app(filled)
+    app.services.topk_dir = tmp_path
+    views = [(Image.new("RGB", (8, 8), (200, 30, 30)), "0.91 scene_1.png")]
+    monkeypatch.setattr(app.services, "topk_views", lambda feature, n=4: views)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(table_ids(app)) == 8)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record is not None)
+        await pilot.press("4")
+        await wait_until(pilot, lambda: len(app.screen.query(Picture)) == 2)
+        assert "top-activating" in str(app.screen.query_one("#topk-status").render())
+
+
+async def test_without_top_k_the_images_tab_says_how_to_get_them(filled: Any, make_app: Any) -> None:
+    from tui.screens.detail import DetailScreen
+
+    app = make_app(filled)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(table_ids(app)) == 8)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record is not None)
+        await pilot.press("4")
+        await wait_until(pilot, lambda: "--topk" in str(app.screen.query_one("#topk-status").render()))

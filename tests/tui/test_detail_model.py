@@ -46,3 +46,18 @@ def test_transcript_and_summary_name_the_verdict(filled: Any) -> None:
     text = render(dm.transcript(rec))
     assert "opening sweep" in text and "FINAL" in text and "mentions of red" in text
     assert "mentions of red" in render(dm.summary(rec))
+
+
+def test_half_blocks_draw_two_pixels_a_cell() -> None:
+    from PIL import Image
+
+    from tui.pixels import HalfBlocks
+
+    img = Image.new("RGB", (4, 4), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 2, 4, 4))  # bottom half blue
+    console = Console(width=20, color_system="truecolor", record=True)
+    segments = list(console.render(HalfBlocks(img, width=4, caption="red over blue")))
+    cells = [s for s in segments if s.text == "▀"]
+    assert len(cells) == 8  # 4 columns x 2 rows
+    assert cells[0].style.color.triplet == (255, 0, 0) and cells[-1].style.bgcolor.triplet == (0, 0, 255)
+    assert "red over blue" in "".join(s.text for s in segments)

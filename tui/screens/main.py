@@ -26,7 +26,7 @@ class MainScreen(FeatureActions, Screen):
         Binding("slash", "focus_search", "search", show=False),
         Binding("g", "jump", "jump to id", show=False),
         Binding("o", "sort", "sort by next column", show=False),
-        Binding("O", "sort_reverse", "reverse the sort", show=False),
+        Binding("O,shift+o", "sort_reverse", "reverse the sort", show=False),
         Binding("escape", "clear_filter", "clear filters", show=False),
     ]
 

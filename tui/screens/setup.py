@@ -34,7 +34,7 @@ class SetupScreen(Screen[PreparedRun | None]):
             with Grid(classes="form"):
                 yield Label("store folder")
                 yield Input(display_path(s.store.path) if s.store else "", id="store", compact=True,
-                            placeholder="where records are kept")
+                            placeholder="blank: steer-agent's default for the model")
                 yield Label("features")
                 yield Input(s.features or "0-15", id="features", compact=True, placeholder="e.g. 0-63,100")
                 yield Label("model")
@@ -65,8 +65,9 @@ class SetupScreen(Screen[PreparedRun | None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.show_error(None)
-        self.query_one("#features", Input).focus()
+        self.show_error(self.app.startup_error, "model" if self.app.startup_error else None)
+        if not self.app.startup_error:
+            self.query_one("#features", Input).focus()
 
     # ------------------------------------------------------------------ inline messages
 
@@ -124,10 +125,8 @@ class SetupScreen(Screen[PreparedRun | None]):
         config = replace(cfg, sweep=replace(cfg.sweep, samples=number("samples", "samples")),
                          max_rounds=number("rounds", "judge rounds"),
                          rejudge=self.query_one("#rejudge", Checkbox).value)
-        store = text("store")
-        if not store:
-            raise SetupError("give a store folder: records of this run are kept there", field="store")
-        return RunRequest(features=text("features"), world=world, judge=judge, config=config, store=store)
+        return RunRequest(features=text("features"), world=world, judge=judge, config=config,
+                          store=text("store") or None)
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
