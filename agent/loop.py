@@ -60,7 +60,7 @@ def _verdict_entry(round: int, turn: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "round": round, "kind": "verdict", "attempts": turn.attempts, "cached": turn.cached,
         "tokens": turn.usage.total_tokens, "cost_usd": turn.usage.cost_usd, "seconds": round_s(turn.seconds),
-        "raw": turn.raw,
+        "raw": turn.raw, "calls": turn.calls,
     }
     if v is None:
         entry.update(kind="invalid", error=turn.error)

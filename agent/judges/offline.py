@@ -50,8 +50,11 @@ class OfflineParams:
 
     background_weight: float = 1.0
     """How strongly a word's share under random directions counts against it."""
-    panel_weight: float = 0.5
-    """How strongly a word's share among the reference features counts against it."""
+    panel_weight: float = 0.4
+    """How strongly a word's share among the reference features discounts it."""
+    max_panel: float = 0.8
+    """A word that at least this share of the reference features brings up names nothing (a size
+    word in every caption); it is never named."""
     min_score: float = 0.34
     """A word below this score is no consensus."""
     confident_score: float = 0.6
@@ -60,8 +63,10 @@ class OfflineParams:
     """Lead over the runner-up a confident answer needs (category words aside)."""
     frame_max_panel: float = 0.34
     """A frame word must be rarer than this among the reference features to count as specific."""
-    companion_gap: float = 0.1
-    """Other words within this score of the top word are named beside it (up to 2)."""
+    tie_share: float = 0.15
+    """Specific words whose share is within this of the leading word's are named with it."""
+    max_named: int = 4
+    """Most words named in an explanation."""
     refine_samples: int = 3
     """Samples of the refining probe at the strength where the top word first appears."""
 
@@ -123,7 +128,7 @@ class OfflineJudge:
             share = count / len(changed)
             bg = sum(_presence(r, w) for r in controls) / len(controls) if controls else 0.0
             generic = sum(w in ws for ws in panel.values()) / len(panel) if panel else 0.0
-            score = share - p.background_weight * bg - p.panel_weight * generic
+            score = share * (1 - p.panel_weight * generic) - p.background_weight * bg
             out.append(WordScore(w, round(share, 4), round(bg, 4), round(generic, 4), round(score, 4), onset[w],
                                  round(count, 3)))
         out.sort(key=lambda s: (-s.score, s.word in CATEGORY_WORDS, s.onset, s.word))
@@ -134,93 +139,99 @@ class OfflineJudge:
     def assess(self, ctx: JudgeContext) -> Verdict:
         p = self.params
         ranked, n_changed, n_steered = self.scores(ctx.evidence, ctx.background, ctx.feature)
-        concepts = [s for s in ranked if s.word not in CATEGORY_WORDS and s.score >= p.min_score]
+        concepts = [s for s in ranked
+                    if s.word not in CATEGORY_WORDS and s.score >= p.min_score and s.panel < p.max_panel]
         can_probe = not ctx.force_final and ctx.round < ctx.max_rounds and ctx.probes_left > 0
         top_line = ", ".join(f"{s.word} {s.score:+.2f}" for s in ranked[:6]) or "none"
-        hypothesis_head = f"[{NOT_AN_LLM}] {n_changed}/{n_steered} steered probes change the description"
+        head = f"[{NOT_AN_LLM}] {n_changed}/{n_steered} steered probes change the description"
         steered_strengths = sorted({i.probe.strength for i in ctx.evidence.by_role("steered")})
-        frame = self._frame(ctx, ranked, concepts)
-        if frame is not None:
-            return self._frame_verdict(ctx, frame, ranked, n_changed, hypothesis_head, top_line)
+        # The lead: the most specific concept word, else a specific frame word ("the colour X filling
+        # the whole image" with X varying is still a consistent change).
+        lead = concepts[0] if concepts else self._frame(ranked, None)
 
-        if not concepts:
+        if lead is None:
             strongest = max(steered_strengths, default=0.0)
             if can_probe and ctx.round == 1 and strongest > 0:
                 wanted = [strongest * 2, strongest * 4][: ctx.probes_left]
                 return Verdict(
-                    hypothesis=f"{hypothesis_head}; no word stands out (top: {top_line})", confidence=0.1,
+                    hypothesis=f"{head}; no word stands out (top: {top_line})", confidence=0.1,
                     action="probe", notes=NOT_AN_LLM,
                     probes=[ProbeRequest(strength=s, reason="no consistent change yet: try stronger steering")
                             for s in wanted],
                 )
             what = "leaves the description unchanged" if n_changed == 0 else "changes the description inconsistently"
             return Verdict(
-                hypothesis=f"{hypothesis_head}; no consensus (top: {top_line})", confidence=0.05, action="final",
+                hypothesis=f"{head}; no consensus (top: {top_line})", confidence=0.05, action="final",
                 explanation=f"No clear concept: steering this feature up to strength {strongest:g} {what}, "
                             "no more than random directions of the same norm do.",
                 label="no clear concept", evidence=self._cite(ctx.evidence, None), notes=NOT_AN_LLM,
             )
 
-        top = concepts[0]
-        runner_up = concepts[1].score if len(concepts) > 1 else 0.0
-        confident = top.score >= p.confident_score and top.score - runner_up >= p.margin and top.count >= 2
+        # Name the consensus: every specific word about as consistent as the lead, in the order the
+        # model says them (a feature that steers to "small blue dotted cross" at every strength gets
+        # exactly that; words that vary across strengths are left out).
+        named_scores = [s for s in concepts if s.share >= lead.share - p.tie_share][: p.max_named]
+        named = [s.word for s in named_scores]
+        quote = self._representative(ctx.evidence, lead.word)
+        order = {w: i for i, w in enumerate(words(quote))}
+        named.sort(key=lambda w: (order.get(w, len(order)), w))
+        runner_up = max((s.score for s in concepts if s.word not in named), default=0.0)
+        confidence = self._confidence(lead, runner_up, n_changed)
+        confident = lead.score >= p.confident_score and lead.score - runner_up >= p.margin and lead.count >= 2
         if not confident and can_probe and ctx.round <= 2:
-            probes = self._refine(ctx, top, steered_strengths)
+            probes = self._refine(ctx, lead, steered_strengths)
             if probes:
-                return Verdict(
-                    hypothesis=f"{hypothesis_head}; leading words: {top_line}",
-                    confidence=self._confidence(top, runner_up, n_changed), action="probe", probes=probes,
-                    notes=NOT_AN_LLM,
-                )
-        companions = [s for s in concepts[1:3] if top.score - s.score <= p.companion_gap]
-        named = [top.word] + [s.word for s in companions]
-        phrase = " ".join(named) if len(named) > 1 else named[0]
-        where = f"from strength {top.onset:g}"
+                return Verdict(hypothesis=f"{head}; leading words: {top_line}", confidence=confidence,
+                               action="probe", probes=probes, notes=NOT_AN_LLM)
+
+        frame = lead if lead.word in CATEGORY_WORDS else self._frame(ranked, lead)
+        if frame is not None:
+            # The sentence frame itself is specific: quote the description that carries it.
+            phrase = f'"{self._representative(ctx.evidence, frame.word).rstrip(". ")}"'
+            label = " ".join(([frame.word] + named)[:4]) if named else f"{frame.word} frame"
+        else:
+            phrase = " ".join(named)
+            label = " ".join(named) if len(named) > 1 else f"mentions of {lead.word}"
+        n_words = max(1, len(named))
         explanation = (f"Steering this feature makes the model describe {phrase}: "
-                       f"the word appears in {top.count:g} of {n_changed} changed steered descriptions "
-                       f"({where}), never in the unsteered baseline"
-                       + (", and rarely under random directions." if top.background > 0 else
-                          ", and not under random directions."))
-        label = " ".join(named[:3]) if len(named) > 1 else f"mentions of {top.word}"
+                       f"{'these words recur' if n_words > 1 else 'the word recurs'} in {lead.count:g} of "
+                       f"{n_changed} changed steered descriptions (from strength {lead.onset:g}), never in the "
+                       "unsteered baseline, and seldom for random directions or other features.")
         examples = "; ".join(f"s={i.probe.strength:g}: {i.result.texts[0]!r}" for i in ctx.evidence.by_role("steered")
-                             if i.probe.prompt == "describe" and top.word in words(i.result.texts[0]))[:600]
+                             if i.probe.prompt == "describe" and lead.word in words(i.result.texts[0]))[:600]
         return Verdict(
-            hypothesis=f"{hypothesis_head}; consensus: {phrase} (top: {top_line})",
-            confidence=self._confidence(top, runner_up, n_changed), action="final",
-            explanation=explanation, label=label, evidence=self._cite(ctx.evidence, top.word),
+            hypothesis=f"{head}; consensus: {phrase} (top: {top_line})", confidence=confidence,
+            action="final", explanation=explanation, label=label, evidence=self._cite(ctx.evidence, lead.word),
             notes=f"{NOT_AN_LLM}. Examples: {examples}",
         )
 
-    def _frame(self, ctx: JudgeContext, ranked: list[WordScore], concepts: list[WordScore]) -> WordScore | None:
-        """A category word ("colour", "pattern", "filling") that is far more specific to this feature
-        than any concept word: the sentence frame itself is what steering changes."""
+    def _frame(self, ranked: list[WordScore], top: WordScore | None) -> WordScore | None:
+        """A category word ("colour", "filling") as consistent as the leading concept word and rare
+        among other features: then the sentence frame itself is part of what steering changes."""
         p = self.params
-        frames = [s for s in ranked if s.word in CATEGORY_WORDS and s.score >= p.confident_score
-                  and s.panel <= p.frame_max_panel]
-        if not frames:
-            return None
-        best_concept = concepts[0].score if concepts else 0.0
-        return frames[0] if frames[0].score - best_concept >= p.margin else None
+        for s in ranked:
+            if (s.word in CATEGORY_WORDS and s.score >= p.confident_score and s.panel <= p.frame_max_panel
+                    and (top is None or s.share >= top.share - p.tie_share)):
+                return s
+        return None
 
-    def _frame_verdict(self, ctx: JudgeContext, frame: WordScore, ranked: list[WordScore], n_changed: int,
-                       head: str, top_line: str) -> Verdict:
+    @staticmethod
+    def _representative(evidence: Evidence, word: str) -> str:
+        """The steered description containing ``word`` that the model gives most often (lowest strength first)."""
         from collections import Counter
 
-        texts = Counter(t for i in ctx.evidence.by_role("steered") if i.probe.prompt == "describe"
-                        for t in i.result.texts if frame.word in words(t))
-        quote, n = texts.most_common(1)[0]
-        quote = quote.rstrip(". ")
-        score = {s.word: s.score for s in ranked}
-        kept = [w for w in words(quote) if score.get(w, 0.0) >= 0.0][:4]
-        label = " ".join(kept) if len(kept) >= 2 else f"{frame.word} frame"
-        return Verdict(
-            hypothesis=f"{head}; the sentence frame changes (top: {top_line})", action="final",
-            confidence=self._confidence(frame, 0.0, n_changed),
-            explanation=(f"Steering this feature makes the model describe \"{quote}\": its frame word "
-                         f"\"{frame.word}\" appears in {frame.count:g} of {n_changed} changed steered descriptions, "
-                         "never in the unsteered baseline, and seldom for other features."),
-            label=label, evidence=self._cite(ctx.evidence, frame.word), notes=NOT_AN_LLM,
-        )
+        counts: Counter[str] = Counter()
+        first: dict[str, float] = {}
+        for i in evidence.by_role("steered"):
+            if i.probe.prompt != "describe":
+                continue
+            for t in i.result.texts:
+                if word in words(t):
+                    counts[t] += 1
+                    first[t] = min(first.get(t, math.inf), i.probe.strength)
+        if not counts:
+            return word
+        return min(counts, key=lambda t: (-counts[t], first[t], t))
 
     def _confidence(self, top: WordScore, runner_up: float, n_changed: int) -> float:
         clarity = max(0.0, min(1.0, top.score)) * (0.5 + 0.5 * min(1.0, (top.score - runner_up) / 0.5))
