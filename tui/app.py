@@ -285,21 +285,9 @@ class SteerApp(App[None]):
     def probe(self, feature: int) -> None:
         from tui.screens.probe import ProbeModal
 
-        record_strengths = self._strengths(feature)
-        strength = max(record_strengths) if record_strengths else 10.0
+        row = self.rows.get(feature)
+        strength = row.strength if row is not None and row.strength else 10.0
         self.push_screen(ProbeModal(feature, strength), lambda _: self.feature_changed(feature))
-
-    def _strengths(self, feature: int) -> list[float]:
-        from tui.screens.detail import DetailScreen
-
-        screen = self.screen
-        record = screen.record if isinstance(screen, DetailScreen) and screen.feature == feature else None
-        if record is None:
-            return []
-        for entry in record.transcript or []:
-            if entry.get("kind") == "sweep":
-                return [float(s) for s in entry.get("strengths", [])]
-        return []
 
     def export(self) -> None:
         from tui.screens.modals import ExportModal

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.color import Color
 from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -28,6 +29,10 @@ class HalfBlocks:
         rows = max(1, round(h * width / w / 2))  # a cell is about twice as tall as wide
         return self.image.resize((width, rows * 2))
 
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        width = min(self.width, options.max_width)
+        return Measurement(width, width)
+
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         width = min(self.width, options.max_width)
         img = self._pixels(width)
@@ -42,4 +47,4 @@ class HalfBlocks:
                 yield Segment("▀", style)
             yield Segment.line()
         if self.caption:
-            yield from console.render(Text(self.caption, style="dim"), options)
+            yield from console.render(Text(self.caption, style="dim"), options.update(width=width))

@@ -30,14 +30,19 @@ class FeatureRow:
     error: str | None = None
     round: int | None = None
     """The judge round while running."""
+    strength: float | None = None
+    """The strongest strength of the opening sweep (where a manual probe starts)."""
 
     @classmethod
     def from_record(cls, rec: Any) -> FeatureRow:
         review = rec.review
+        sweep = next((e for e in rec.transcript or [] if e.get("kind") == "sweep"), {})
+        strengths = [float(s) for s in sweep.get("strengths") or []]
         return cls(feature=rec.feature, status=rec.status, label=rec.final_label or "",
                    explanation=rec.final_explanation or "", confidence=rec.confidence,
                    review=review.decision if review else None, reviewer=review.reviewer if review else None,
-                   reviewed_at=review.at if review else None, error=rec.error)
+                   reviewed_at=review.at if review else None, error=rec.error,
+                   strength=max(strengths) if strengths else None)
 
     def with_review(self, review: Any | None) -> FeatureRow:
         """This row under a new current decision (an edit also changes what is shown)."""

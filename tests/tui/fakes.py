@@ -79,11 +79,29 @@ class FakeEngine:
         return out
 
 
+def scripted_judge() -> Any:
+    """An LLM judge over a scripted chat: feature f is 'the colour CONCEPTS[f % 8]', in one round.
+
+    Tests use it instead of the offline judge so that what they pin does not move with its heuristics.
+    """
+    import re
+
+    from agent.judges import LLMJudge
+    from agent.judges.scripted import ScriptedChat, final_reply
+
+    def reply(messages: list[dict[str, str]]) -> dict[str, Any]:
+        found = re.findall(r"Feature (\d+)\.", " ".join(m["content"] for m in messages))
+        concept = CONCEPTS[int(found[-1]) % len(CONCEPTS)] if found else "nothing"
+        return final_reply(explanation=f"Steering makes the model describe something {concept}.",
+                           label=f"{concept} mentions", confidence=0.8, hypothesis=f"{concept}")
+
+    return LLMJudge(ScriptedChat(reply, model="script"))
+
+
 def fill_store(store: Any, engine: FakeEngine, features: Sequence[int], judge: Any = None) -> Any:
-    """Explain ``features`` into ``store`` with the offline judge (synchronously, no UI)."""
+    """Explain ``features`` into ``store`` (with the scripted judge unless given one; no UI)."""
     from agent.config import RunConfig, SweepConfig
-    from agent.judges import OfflineJudge
     from agent.runner import run_features
 
     config = RunConfig(sweep=SweepConfig(strengths=STRENGTHS, background=2))
-    return run_features(engine, judge or OfflineJudge(), store, list(features), config)
+    return run_features(engine, judge or scripted_judge(), store, list(features), config)

@@ -52,7 +52,9 @@ def setup_error(app: Any) -> str:
 
 
 async def test_run_from_setup_fills_the_store_and_table(store: Any, make_app: Any) -> None:
-    app = make_app(store)
+    from tests.tui.fakes import scripted_judge
+
+    app = make_app(store, judge=scripted_judge())
     async with app.run_test(size=(80, 24)) as pilot:
         await start(app, pilot, features="0-3")
         await wait_until(pilot, lambda: not app.running and len(app.rows) == 4
@@ -60,7 +62,7 @@ async def test_run_from_setup_fills_the_store_and_table(store: Any, make_app: An
         assert table_ids(app) == [0, 1, 2, 3]
         assert app.main_screen.query_one("#run-panel").stats.done == 4
     assert [r.status for r in store.list_records()] == ["done"] * 4
-    assert store.get_record(2).label == "mentions of striped"
+    assert store.get_record(2).label == "striped mentions"
 
 
 async def test_run_progress_is_live_and_can_be_cancelled(filled: Any, make_app: Any, engine: Any) -> None:

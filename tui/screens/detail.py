@@ -144,7 +144,7 @@ class DetailScreen(FeatureActions, Screen):
         try:
             from steering.images import base_image
 
-            box.mount(Picture(base_image(spec, size=64), f"base image: {spec}", cells=16))
+            box.mount(Picture(base_image(spec, size=64), f"base image: {spec}", cells=12))
         except Exception as exc:  # noqa: BLE001 - a missing custom image must not break the screen
             box.mount(Static(Text(f"base image {spec}: {exc}", style="red")))
 

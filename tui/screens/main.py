@@ -115,6 +115,14 @@ class MainScreen(FeatureActions, Screen):
     def _review(self, event: Select.Changed) -> None:
         self.filt = RowFilter(self.filt.text, self.filt.status, str(event.value))
 
+    @on(DataTable.HeaderSelected, "#features")
+    def _sort_by_header(self, event: DataTable.HeaderSelected) -> None:
+        key = str(event.column_key.value)
+        if key == self.sort_key:
+            self.sort_reverse = not self.sort_reverse
+        elif key in SORT_KEYS:
+            self.sort_key = key
+
     @on(DataTable.RowSelected, "#features")
     def _open(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:
