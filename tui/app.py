@@ -11,11 +11,11 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
@@ -33,7 +33,7 @@ from tui.services import PreparedRun, Services
 class SteerApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "steer-tui"
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit"),
         Binding("question_mark,f1", "help", "help"),
         Binding("s", "setup", "new run", show=False),
@@ -182,7 +182,13 @@ class SteerApp(App[None]):
         self.main_screen.query_one("#run-panel").state = "cancelling"  # type: ignore[attr-defined]
 
     def on_run_progress(self, msg: RunProgress) -> None:
-        from agent.events import FeatureFinished, FeatureStarted, JudgeDecided, RunError, RunStarted
+        from agent.events import (
+            FeatureFinished,
+            FeatureStarted,
+            JudgeDecided,
+            RunError,
+            RunStarted,
+        )
 
         ev = msg.event
         panel = self.main_screen.query_one("#run-panel")

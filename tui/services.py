@@ -282,8 +282,8 @@ class Services:
 
                 try:
                     asyncio.run(close())
-                except Exception:  # noqa: BLE001 - closing an HTTP pool
-                    pass
+                except Exception as exc:  # noqa: BLE001 - closing an HTTP pool
+                    log.debug("closing the judge's client: %s", exc)
 
     # ------------------------------------------------------------------ manual probes
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
@@ -25,7 +25,7 @@ TABS = ("descriptions", "response", "judge", "images", "probes")
 class DetailScreen(FeatureActions, Screen):
     """The feature's record as stored; reloads when a run or a review changes it."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         *REVIEW_BINDINGS,
         Binding("escape", "back", "back"),
         Binding("left_square_bracket", "step(-1)", "previous feature", show=False),
@@ -48,22 +48,18 @@ class DetailScreen(FeatureActions, Screen):
         yield Header()
         yield Static(Text(f"#{self.feature} loading…"), id="summary")
         with TabbedContent(id="tabs"):
-            with TabPane("Descriptions", id="descriptions"):
-                with VerticalScroll():
-                    yield Static(id="grid")
+            with TabPane("Descriptions", id="descriptions"), VerticalScroll():
+                yield Static(id="grid")
             with TabPane("Response", id="response"):
                 yield VerticalScroll(id="plot-pane")
-            with TabPane("Judge", id="judge"):
-                with VerticalScroll():
-                    yield Static(id="transcript")
-            with TabPane("Images", id="images"):
-                with VerticalScroll():
-                    yield Horizontal(id="base-picture", classes="pictures")
-                    yield Static("", id="topk-status", classes="dim")
-                    yield Horizontal(id="topk-pictures", classes="pictures")
-            with TabPane("Probes", id="probes"):
-                with VerticalScroll():
-                    yield Static(id="manual")
+            with TabPane("Judge", id="judge"), VerticalScroll():
+                yield Static(id="transcript")
+            with TabPane("Images", id="images"), VerticalScroll():
+                yield Horizontal(id="base-picture", classes="pictures")
+                yield Static("", id="topk-status", classes="dim")
+                yield Horizontal(id="topk-pictures", classes="pictures")
+            with TabPane("Probes", id="probes"), VerticalScroll():
+                yield Static(id="manual")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

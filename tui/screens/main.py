@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -21,7 +22,7 @@ from tui.widgets.run_panel import RunPanel
 class MainScreen(FeatureActions, Screen):
     """Browse features: search, filter by status and review, sort, jump to an id, open one."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         *REVIEW_BINDINGS,
         Binding("slash", "focus_search", "search", show=False),
         Binding("g", "jump", "jump to id", show=False),

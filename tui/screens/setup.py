@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static
+from textual.widgets import (
+    Button,
+    Checkbox,
+    Footer,
+    Header,
+    Input,
+    Label,
+    Select,
+    Static,
+)
 from textual.worker import Worker, WorkerState
 
 from tui.backends import INJECTED, JudgeSpec, SetupError
@@ -21,7 +31,7 @@ FIELDS = ("store", "features", "model", "sae", "layer", "judge", "judge_model", 
 class SetupScreen(Screen[PreparedRun | None]):
     """Returns a PreparedRun (every check passed) or None (cancelled)."""
 
-    BINDINGS = [Binding("escape", "cancel", "cancel"), Binding("ctrl+r", "start", "start run")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel"), Binding("ctrl+r", "start", "start run")]
 
     def compose(self) -> ComposeResult:
         s = self.app.services
