@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-DEFAULT_MULTIPLES = (0.5, 1.0, 2.0, 3.0)
+DEFAULT_MULTIPLES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 DEFAULT_KL_TARGETS = (0.1, 1.0, 4.0)
 
 
@@ -17,7 +17,8 @@ class SweepConfig:
     """Fixed strength schedule; None picks one for the world (see ``multiples``)."""
     multiples: tuple[float, ...] = DEFAULT_MULTIPLES
     """With no fixed schedule: strengths as multiples of the median hidden-state norm at the hooked
-    layer (the METHOD notes 0.8-3x the norm as the range where concepts get named)."""
+    layer (the METHOD notes 0.8-3x the norm as the range where concepts get named; the ladder is
+    dense there because a concept often shows at only some strengths)."""
     calibrate: bool = False
     """Find per-feature strengths by bisection on ``kl_targets`` instead of a fixed schedule."""
     kl_targets: tuple[float, ...] = DEFAULT_KL_TARGETS

@@ -69,7 +69,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     s = p.add_argument_group("sweep")
     sched = s.add_mutually_exclusive_group()
     sched.add_argument("--strengths", type=parse_strengths,
-                       help="fixed strength schedule (default: the toy world's, else 0.5,1,2,3 x the hidden-state norm)")
+                       help="fixed strength schedule (default: 0.5,1,1.5,2,2.5,3,4 x the median hidden-state norm at the layer)")
     sched.add_argument("--calibrate", action="store_true", help="per feature, bisect strengths to KL targets")
     s.add_argument("--kl-targets", type=parse_floats, default=list(DEFAULT_KL_TARGETS),
                    help=f"first-token KL targets for --calibrate (default {','.join(map(str, DEFAULT_KL_TARGETS))})")
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
 
     s = summary.stats
-    if records:
+    if records and args.table_limit > 0:
         out.print(summary_table(records, truth, args.table_limit))
     counts = {k: sum(v == k for v in summary.statuses.values())
               for k in ("done", "failed", "skipped-done", "skipped-reviewed", "unreadable", "not-started")}

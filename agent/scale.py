@@ -1,5 +1,5 @@
-"""Pick a default strength schedule for a world: the toy world's recorded one, or multiples of the
-median hidden-state norm at the hooked layer (measured once on the base image)."""
+"""Pick a default strength schedule for a world: multiples of the median hidden-state norm at the
+hooked layer (measured once on the base image), or the toy world's recorded schedule."""
 
 from __future__ import annotations
 
@@ -67,12 +67,19 @@ def schedule_from_norm(norm: float, sweep: SweepConfig) -> list[float]:
 
 
 def resolve_strengths(engine: Any, sweep: SweepConfig, measured: float | None = None) -> tuple[list[float], dict[str, Any]]:
-    """(strengths, how they were chosen). ``measured`` is a known hidden-state norm (from the store)."""
+    """(strengths, how they were chosen). ``measured`` is a known hidden-state norm (from the store).
+
+    Multiples of the norm make a denser ladder than the toy world's recorded [1, 2, 3] x norm; its
+    schedule is used only where the norm cannot be measured.
+    """
     if sweep.strengths:
         return sorted(float(s) for s in sweep.strengths if s > 0), {"source": "fixed"}
-    toy = toy_schedule(engine.fingerprint())
-    if toy:
-        return toy, {"source": "toy world"}
-    norm = measured if measured is not None else hidden_norm(engine, sweep.base_image)
+    try:
+        norm = measured if measured is not None else hidden_norm(engine, sweep.base_image)
+    except Exception as exc:  # noqa: BLE001 - an engine without the hook path: fall back
+        toy = toy_schedule(engine.fingerprint())
+        if toy:
+            return toy, {"source": "toy world schedule"}
+        raise RuntimeError(f"cannot choose default strengths ({exc}): pass --strengths") from exc
     return schedule_from_norm(norm, sweep), {"source": "hidden-state norm", "norm": round(norm, 4),
                                              "multiples": list(sweep.multiples)}

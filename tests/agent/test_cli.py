@@ -153,3 +153,30 @@ def test_ctrl_c_stops_gracefully_and_a_rerun_resumes(tiny_world, tmp_path: Path)
             assert 2 <= len(kept) < 10 and all(s.get_record(f).status == "done" for f in kept)
         rerun = steer_agent(*args, env=env)
         assert rerun.returncode == 0 and f"{len(kept)} already finished" in rerun.stdout
+
+
+def _toy_available() -> bool:
+    try:
+        from steering import toy
+
+        return toy.is_available()
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(not _toy_available(), reason="the toy world is not built")
+def test_toy_world_end_to_end(tmp_path: Path) -> None:
+    """The default world, as a new user runs it: no --model, offline judge, ground truth in the export."""
+    store, out = tmp_path / "store", tmp_path / "toy.jsonl"
+    args = ["--features", "0-31", "--store", str(store), "--export", str(out)]
+    t0 = time.perf_counter()
+    first = steer_agent(*args)
+    t_first = time.perf_counter() - t0
+    assert first.returncode == 0, first.stderr
+    assert "ground truth named:" in first.stdout
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["feature"] for r in rows] == list(range(32)) and all(FIELDS <= set(r) for r in rows)
+    assert any(r["ground_truth"] and r["ground_truth"]["value"] for r in rows)
+    t0 = time.perf_counter()
+    assert steer_agent(*args).returncode == 0
+    assert time.perf_counter() - t0 < t_first / 3

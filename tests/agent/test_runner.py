@@ -111,7 +111,7 @@ def test_cancel_from_another_thread(store: Store) -> None:
 
 def test_default_strengths_follow_the_hidden_norm(fake_engine: FakeEngine, store: Store) -> None:
     summary = run_features(fake_engine, OfflineJudge(), store, [0], RunConfig())
-    assert summary.strengths == [5.0, 10.0, 20.0, 30.0] and summary.strength_source["norm"] == 10.0
+    assert summary.strengths == [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0] and summary.strength_source["norm"] == 10.0
     keys = [k for k in store._main.iterkeys() if k.startswith("meta/hidden_norm/")]
     assert len(keys) == 1 and store._main.get(keys[0]) == "10.0"  # measured once, remembered
 
