@@ -12,7 +12,9 @@ from textual.widget import Widget
 
 def stats_text(state: str, title: str, s: Any) -> Text:
     if s is None:
-        return Text(f"{title}: {state}" if state != "idle" else "no run yet · s: new run", style="dim")
+        if state == "idle":
+            return Text("no run yet · s: new run", style="dim")
+        return Text(f"{title}: {state} (the model loads first if needed)", style="dim")
     out = Text()
     out.append(f"{title} ", style="bold")
     done = s.done + s.failed
@@ -21,15 +23,15 @@ def stats_text(state: str, title: str, s: Any) -> Text:
         out.append(f"({s.failed} failed) ", style="red")
     if s.skipped:
         out.append(f"+{s.skipped} kept ", style="dim")
-    rounds = Counter(s.in_flight.values())
     if s.in_flight:
-        out.append(f"· in flight {len(s.in_flight)} (" + " ".join(f"r{r}:{n}" for r, n in sorted(rounds.items()))
-                   + ") ")
+        rounds = Counter(s.in_flight.values())
+        spread = " ".join(f"r{r}:{n}" for r, n in sorted(rounds.items()))
+        out.append(f"· {len(s.in_flight)} in flight" + (f" ({spread})" if len(rounds) <= 2 else "") + " ")
     out.append(f"· {s.rounds} rounds · {s.probes_per_s:.1f} probes/s · {s.tokens:,} tok")
     if s.cost_usd is not None:
         out.append(f" · ${s.cost_usd:.4f}")
     out.append(f" · {s.elapsed:.0f}s")
-    if state != "idle":
+    if state not in ("idle", "running"):
         out.append(f" · {state}", style="bold yellow")
     if s.last_error:
         out.append(f"\nlast error: {s.last_error}", style="red")
