@@ -168,6 +168,8 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
     world = world_of(engine)  # type: ignore[arg-type]
     if store is not None:
         store.bind_world(world)
+        store.set_meta("last_run", {"run_id": run_id, "config": cfg.to_dict(), "judge": judge.describe(),
+                                    "features": len(features)})
         d_sae = getattr(getattr(engine, "sae", None), "d_sae", None)
         if d_sae is not None and store.get_meta("n_features") is None:
             store.set_meta("n_features", int(d_sae))

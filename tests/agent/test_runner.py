@@ -123,3 +123,11 @@ def test_calibration_reaches_kl_targets(fake_engine: FakeEngine, store: Store) -
     chosen = r.transcript[0]["strengths"]
     assert r.transcript[0]["calibrated"] and len(chosen) == 2
     assert chosen[0] == pytest.approx(5.0, rel=0.3) and chosen[1] == pytest.approx(30.0, rel=0.3)  # KL = s / 10
+
+
+def test_run_config_round_trips_and_is_remembered(fake_engine: FakeEngine, store: Store) -> None:
+    cfg = RunConfig(sweep=SweepConfig(strengths=(1.0, 2.0), calibrate=True, kl_targets=(0.2,), samples=3),
+                    max_rounds=2, budget_tokens=100, note="look at colour")
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+    run_features(fake_engine, OfflineJudge(), store, [0], CFG)
+    assert RunConfig.from_dict(store.get_meta("last_run")["config"]) == CFG
