@@ -29,8 +29,13 @@ STRENGTH_MULTIPLES = (1.0, 2.0, 3.0)
 SAE_SCENES, SAE_EVAL_SCENES, GT_SCENES = 1_000, 2_000, 3_000
 
 
-def build(out: Path, seed: int = 0, cfg: ToyConfig | None = None, threads: int | None = 2) -> dict:
-    """Run the whole pipeline into ``out``; returns the figures written to ``build.json``."""
+def build(out: Path, seed: int = 0, cfg: ToyConfig | None = None, threads: int | None = 2,
+          reuse_model: bool = False) -> dict:
+    """Run the whole pipeline into ``out``; returns the figures written to ``build.json``.
+
+    ``reuse_model`` skips VLM training and takes the model already in ``out/model`` (to redo
+    only the SAE and the ground truth).
+    """
     cfg = cfg or scale_config("full")
     if threads:
         torch.set_num_threads(threads)
@@ -38,15 +43,25 @@ def build(out: Path, seed: int = 0, cfg: ToyConfig | None = None, threads: int |
     out = Path(out)
     model_out, sae_out = out / "model", out / "sae"
 
-    model, processor, train_info = train_vlm(cfg, seed)
-    model_out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(model_out)
-    processor.save_pretrained(model_out)
+    if reuse_model:
+        from transformers import AutoModelForImageTextToText
+
+        model = AutoModelForImageTextToText.from_pretrained(model_out).eval()
+        previous = out / "build.json"
+        train_info = json.loads(previous.read_text())["vlm"] if previous.is_file() else {"reused": True}
+    else:
+        model, processor, train_info = train_vlm(cfg, seed)
+        model_out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(model_out)
+        processor.save_pretrained(model_out)
 
     sc, vc = cfg.sae, cfg.vlm
     t1 = time.time()
     acts = sae_train.collect(model, sae_train.rng_scenes(sc.n_scenes, seed + SAE_SCENES), sc.layer, vc.image_size)
-    state = sae_train.train_sae(sae_train.as_rows(acts), sc, seed)
+    centre = None
+    if sc.centre == "white":
+        centre = sae_train.white_state(model, sc.layer, vc.image_size).mean(0)  # [d]
+    state = sae_train.train_sae(sae_train.as_rows(acts), sc, seed, centre)
     eval_acts = sae_train.collect(
         model, sae_train.rng_scenes(max(sc.n_scenes // 6, 8), seed + SAE_EVAL_SCENES), sc.layer, vc.image_size
     )
@@ -91,9 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DATA_DIR, help=f"output folder (default {DATA_DIR})")
     parser.add_argument("--scale", choices=("tiny", "full"), default="full")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--reuse-model", action="store_true", help="keep OUT/model, redo only SAE and ground truth")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    figures = build(args.out, args.seed, scale_config(args.scale), args.threads)
+    figures = build(args.out, args.seed, scale_config(args.scale), args.threads, args.reuse_model)
     print(json.dumps({k: figures[k] for k in ("vlm", "vlm_params", "sae", "pure_features", "total_seconds")}, indent=2))
 
 

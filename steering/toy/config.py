@@ -21,7 +21,7 @@ class VLMConfig:
     vision_heads: int = 4
     vision_mlp: int = 384
     text_hidden: int = 128
-    text_layers: int = 4
+    text_layers: int = 2
     text_heads: int = 4
     text_kv_heads: int = 2
     text_mlp: int = 384
@@ -38,8 +38,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     ask_share: float = 0.2
     """Share of examples that are targeted questions (vlm_ask) instead of the describe prompt."""
-    n_scenes: int = 30000
-    """Pool of training scenes, drawn once from the seed."""
+    aux_weight: float = 0.5
+    """Weight of the training-only attribute heads on the vision output (deep supervision)."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,9 @@ class SAEConfig:
     """Dead latents used by the auxiliary loss that revives them."""
     aux_coef: float = 1 / 32
     dead_after: int = 200
-    """A latent that has not fired for this many steps counts as dead for the auxiliary loss."""
+    """A latent that has not fired for this many steps counts as dead (AuxK loss, re-seeding)."""
+    centre: str = "white"
+    """Decoder bias: ``white`` (frozen at the white image's mean patch state) or ``median`` (learned)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def scale_config(scale: str) -> ToyConfig:
         return ToyConfig(
             vlm=replace(VLMConfig(), vision_hidden=32, vision_layers=2, vision_heads=2, vision_mlp=64,
                         text_hidden=32, text_layers=1, text_heads=2, text_kv_heads=1, text_mlp=64),
-            train=replace(TrainConfig(), steps=3, batch_size=4, warmup=1, n_scenes=64),
+            train=replace(TrainConfig(), steps=3, batch_size=4, warmup=1),
             sae=replace(SAEConfig(), layer=0, dict_size=64, k=4, n_scenes=32, steps=5, batch_size=256),
             top_scenes=5,
             gt_scenes=40,

@@ -123,7 +123,7 @@ def measure(root: Path, n_scenes: int = 500, seed: int = 0) -> dict:
     engine = SteeringEngine(vlm, sae, settings=GenerationSettings(max_new_tokens=24))
     out: dict = {"model": str(root / "model"), "sae": str(root / "sae"), "layer": sae.layer,
                  "white_patch_norm": meta.get("white_patch_norm")}
-    out["captions"] = caption_accuracy(vlm, n_scenes, seed)
+    out["captions"] = caption_accuracy(vlm, n_scenes, seed) if n_scenes else {"caption_accuracy": float("nan"), "n": 0, "by_kind": {}}
     out["sae_figures"] = sae_figures(vlm, sae, 1000, seed)
     out["steering"] = steering_figures(engine, gt, meta["strengths"])
     files = [p for p in root.rglob("*") if p.is_file()]

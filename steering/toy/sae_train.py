@@ -39,12 +39,18 @@ def decode(state: dict[str, torch.Tensor], f: torch.Tensor) -> torch.Tensor:
     return f @ state["decoder.weight"].T + state["b_dec"]  # [N, d]
 
 
-def train_sae(acts: torch.Tensor, cfg: SAEConfig, seed: int) -> dict[str, torch.Tensor]:
+def train_sae(acts: torch.Tensor, cfg: SAEConfig, seed: int, centre: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Train on activations [N, d]; returns the ``ae.pt`` state dict acting on raw activations.
+
+    ``centre`` [d], when given, is the frozen decoder bias: the toy centres its SAE on the blank
+    white canvas, so every latent is a departure from the empty image (the very image steering
+    starts from) instead of from the middle of the data cloud, where a latent's direction added to
+    white would point at no real scene. Without it, b_dec starts at the median and is learned.
 
     Training runs on activations divided by their mean norm (so one learning rate fits any model);
     the scale is folded back into the biases at the end, which leaves the codes' top-k choice and
-    the unit-norm decoder unchanged.
+    the unit-norm decoder unchanged. Latents that stay dead are re-seeded on badly reconstructed
+    examples during the first half of training, and an AuxK loss keeps the rest alive.
     """
     g = torch.Generator().manual_seed(seed)
     N, d = acts.shape
@@ -56,8 +62,13 @@ def train_sae(acts: torch.Tensor, cfg: SAEConfig, seed: int) -> dict[str, torch.
     W_dec = W_dec.requires_grad_()
     W_enc = W_dec.detach().T.clone().requires_grad_()  # [n, d]
     b_enc = torch.zeros(n, requires_grad=True)
-    b_dec = x_all.median(dim=0).values.clone().requires_grad_()
-    opt = torch.optim.Adam([W_enc, b_enc, W_dec, b_dec], lr=cfg.lr)
+    if centre is None:
+        b_dec = x_all.median(dim=0).values.clone().requires_grad_()
+        params = [W_enc, b_enc, W_dec, b_dec]
+    else:
+        b_dec = (centre.float() / scale).clone()
+        params = [W_enc, b_enc, W_dec]
+    opt = torch.optim.Adam(params, lr=cfg.lr)
     since_fired = torch.zeros(n, dtype=torch.long)
     t0 = time.time()
     for step in range(cfg.steps):
@@ -87,6 +98,8 @@ def train_sae(acts: torch.Tensor, cfg: SAEConfig, seed: int) -> dict[str, torch.
         opt.step()
         with torch.no_grad():
             W_dec /= W_dec.norm(dim=0, keepdim=True)
+            if dead.any() and step < cfg.steps // 2 and (step + 1) % cfg.dead_after == 0:
+                _reseed(dead, err.detach(), W_enc, b_enc, W_dec, opt, g)
         if (step + 1) % 500 == 0 or step + 1 == cfg.steps:
             fvu = (err.pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
             log.info("sae step %d/%d fvu %.4f dead %d (%.0fs)", step + 1, cfg.steps, fvu, int(dead.sum()), time.time() - t0)
@@ -102,6 +115,23 @@ def train_sae(acts: torch.Tensor, cfg: SAEConfig, seed: int) -> dict[str, torch.
         "k": torch.tensor(k, dtype=torch.int),
         "threshold": torch.tensor(threshold, dtype=torch.float32),
     }
+
+
+def _reseed(dead: torch.Tensor, err: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor,
+            W_dec: torch.Tensor, opt: torch.optim.Optimizer, g: torch.Generator) -> None:
+    """Point dead latents at the worst-reconstructed examples of the batch and reset their Adam state."""
+    idx = dead.nonzero().flatten()
+    worst = err.pow(2).sum(-1).topk(min(len(idx), err.shape[0])).indices
+    idx = idx[torch.randperm(len(idx), generator=g)[: len(worst)]]
+    directions = err[worst] / err[worst].norm(dim=-1, keepdim=True).clamp_min(1e-8)  # [m, d]
+    W_dec[:, idx] = directions.T
+    W_enc[idx] = directions * W_enc.norm(dim=-1).mean()
+    b_enc[idx] = 0.0
+    for p, dim in ((W_enc, 0), (b_enc, 0), (W_dec, 1)):
+        state = opt.state.get(p, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key].index_fill_(dim, idx, 0.0)
 
 
 def sae_metrics(state: dict[str, torch.Tensor], acts: torch.Tensor) -> dict[str, float]:
@@ -136,11 +166,15 @@ def save_sae(state: dict[str, torch.Tensor], out: Path, cfg: SAEConfig, d: int, 
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
+def white_state(model: Gemma3ForConditionalGeneration, layer: int, image_size: int) -> torch.Tensor:
+    """The white image's patch hidden states at ``layer``: [P, d]."""
+    white = scenes.render(scenes.Scene(kind="empty"), image_size)
+    return infer.layer_output(model, data.pixels([white]), layer)[0]
+
+
 def patch_norm(model: Gemma3ForConditionalGeneration, layer: int, image_size: int) -> float:
     """Mean L2 norm of the white image's patch hidden states at ``layer`` (the strength scale)."""
-    white = scenes.render(scenes.Scene(kind="empty"), image_size)
-    h = infer.layer_output(model, data.pixels([white]), layer)  # [1, P, d]
-    return float(h.norm(dim=-1).mean())
+    return float(white_state(model, layer, image_size).norm(dim=-1).mean())
 
 
 def as_rows(acts: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,36 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+class AttributeHeads(torch.nn.Module):
+    """Training-only linear probes on the mean-pooled vision output, one per attribute family.
+
+    They give the vision encoder a direct signal about scene kind, colour, shape, pattern and size
+    (deep supervision), which the caption loss alone delivers slowly through the language model.
+    They are not part of the saved model.
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.heads = torch.nn.ModuleDict(
+            {"kind": torch.nn.Linear(width, len(scenes.KINDS))}
+            | {fam: torch.nn.Linear(width, len(vals)) for fam, vals in scenes.FAMILIES.items()}
+        )
+
+    def loss(self, pooled: torch.Tensor, batch_scenes: list[scenes.Scene]) -> torch.Tensor:
+        """pooled: [B, width]; mean cross-entropy over the families each scene has."""
+        total = pooled.new_zeros(())
+        for fam, head in self.heads.items():
+            if fam == "kind":
+                target = [scenes.KINDS.index(s.kind) for s in batch_scenes]
+            else:
+                values = scenes.FAMILIES[fam]
+                target = [values.index(s.attributes()[fam]) if fam in s.attributes() else -100 for s in batch_scenes]
+            t = torch.tensor(target)
+            if (t >= 0).any():
+                total = total + torch.nn.functional.cross_entropy(head(pooled), t, ignore_index=-100)
+        return total / len(self.heads)
+
+
 def train_vlm(cfg: ToyConfig, seed: int) -> tuple[Gemma3ForConditionalGeneration, Gemma3Processor, dict]:
     """Build the processor and model, train, and return them with a few training figures."""
     tc, vc = cfg.train, cfg.vlm
@@ -37,8 +67,10 @@ def train_vlm(cfg: ToyConfig, seed: int) -> tuple[Gemma3ForConditionalGeneration
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
 
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    heads = AttributeHeads(vc.vision_hidden)
+    named = list(model.named_parameters()) + list(heads.named_parameters())
+    decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=tc.lr, betas=(0.9, 0.98),
@@ -51,8 +83,16 @@ def train_vlm(cfg: ToyConfig, seed: int) -> tuple[Gemma3ForConditionalGeneration
         px = data.pixels([scenes.render(s, vc.image_size) for s in batch_scenes])  # [B, 3, H, W]
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc.steps, tc.lr, tc.warmup)
-        loss = model(pixel_values=px, **batch).loss
-        loss.backward()
+        captured: list[torch.Tensor] = []
+        hook = model.model.vision_tower.register_forward_hook(
+            lambda _m, _i, out: captured.append(out.last_hidden_state)
+        )
+        try:
+            loss = model(pixel_values=px, **batch).loss
+        finally:
+            hook.remove()
+        aux = heads.loss(captured[0].mean(dim=1), batch_scenes)  # [B, P, width] -> [B, width]
+        (loss + tc.aux_weight * aux).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)

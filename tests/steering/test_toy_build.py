@@ -11,16 +11,16 @@ from steering.toy import build, config, naming, scenes, truth
 
 
 @pytest.fixture(scope="module")
-def tiny_world(tmp_path_factory):
+def toy_build(tmp_path_factory):
     out = tmp_path_factory.mktemp("toy")
     figures = build.build(out, seed=0, cfg=config.scale_config("tiny"), threads=1)
     return out, figures
 
 
-def test_model_loads_through_auto_classes(tiny_world):
+def test_model_loads_through_auto_classes(toy_build):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    out, _ = tiny_world
+    out, _ = toy_build
     model = AutoModelForImageTextToText.from_pretrained(out / "model")
     processor = AutoProcessor.from_pretrained(out / "model")
     assert type(model).__name__ == "Gemma3ForConditionalGeneration"
@@ -35,8 +35,8 @@ def test_model_loads_through_auto_classes(tiny_world):
     assert text.endswith("<start_of_turn>model\n")
 
 
-def test_sae_files_have_dictionary_learning_layout(tiny_world):
-    out, _ = tiny_world
+def test_sae_files_have_dictionary_learning_layout(toy_build):
+    out, _ = toy_build
     cfg = config.scale_config("tiny")
     state = torch.load(out / "sae" / "ae.pt", weights_only=True)
     n, d = cfg.sae.dict_size, cfg.vlm.vision_hidden
@@ -54,8 +54,8 @@ def test_sae_files_have_dictionary_learning_layout(tiny_world):
     assert trainer["layer"] == cfg.sae.layer
 
 
-def test_ground_truth_covers_every_feature(tiny_world):
-    out, _ = tiny_world
+def test_ground_truth_covers_every_feature(toy_build):
+    out, _ = toy_build
     gt = truth.load(out / "sae")
     assert sorted(gt) == list(range(config.scale_config("tiny").sae.dict_size))
     for v in gt.values():
@@ -64,8 +64,8 @@ def test_ground_truth_covers_every_feature(tiny_world):
     assert truth.load_meta(out / "sae")["strengths"]
 
 
-def test_build_is_deterministic(tiny_world, tmp_path):
-    out, _ = tiny_world
+def test_build_is_deterministic(toy_build, tmp_path):
+    out, _ = toy_build
     build.build(tmp_path, seed=0, cfg=config.scale_config("tiny"), threads=1)
     a = torch.load(out / "sae" / "ae.pt", weights_only=True)
     b = torch.load(tmp_path / "sae" / "ae.pt", weights_only=True)
@@ -73,11 +73,11 @@ def test_build_is_deterministic(tiny_world, tmp_path):
     assert truth.load(out / "sae") == truth.load(tmp_path / "sae")
 
 
-def test_loads_through_steering_core(tiny_world):
+def test_loads_through_steering_core(toy_build):
     from steering.models import load_vlm
     from steering.sae import load_sae
 
-    out, _ = tiny_world
+    out, _ = toy_build
     vlm = load_vlm(out / "model")
     sae = load_sae(out / "sae")
     cfg = config.scale_config("tiny")
