@@ -208,15 +208,6 @@ def run(args: argparse.Namespace) -> int:
             except StoreError as exc:
                 err.print(f"error: {exc}", markup=False)
                 return 2
-            finally:
-                close = getattr(getattr(judge, "backend", None), "aclose", None)
-                if close is not None:
-                    import asyncio
-
-                    try:
-                        asyncio.run(close())
-                    except Exception:  # noqa: BLE001 - closing an HTTP pool at exit
-                        pass
             progress.__exit__()
             records = store.list_records(features)
             truth = ground_truth_for(store.world() or {})

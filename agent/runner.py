@@ -192,6 +192,12 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
                              summary, control, emit, error)
     finally:
         await service.close()
+        close = getattr(judge, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # noqa: BLE001 - closing an HTTP pool must not mask the run's outcome
+                log.debug("closing the judge failed", exc_info=True)
     stats.probes_cached = service.cached_hits
     stats.finished = time.monotonic()
     if control.cancelled and summary.stop_reason is None:

@@ -161,6 +161,11 @@ class LLMJudge:
         turn.seconds = time.perf_counter() - t0
         return turn
 
+    async def aclose(self) -> None:
+        close = getattr(self.backend, "aclose", None)
+        if close is not None:
+            await close()
+
     async def _call(self, ctx: JudgeContext, messages: list[dict[str, str]],
                     mode: str) -> tuple[Completion, bool, str]:
         schema = VERDICT_SCHEMA if mode == "schema" else None

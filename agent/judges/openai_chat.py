@@ -155,8 +155,27 @@ class OpenAIChat:
         self.max_tokens = max_tokens
         self.price = price or price_for(model)
         self._mode = "schema" if json_mode in ("auto", "schema") else "text"
-        self._client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0,
-                                          timeout=self.retry.timeout)
+        self._key = key
+        # One client per event loop: its connection pool belongs to the loop that opened it, and a UI
+        # may start several runs (each with its own loop) with the same judge.
+        self._clients: dict[int, Any] = {}
+        openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0)  # fail early on bad options
+
+    def _client(self) -> Any:
+        import asyncio
+
+        import openai
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(id(loop))
+        if client is None:
+            client = openai.AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0,
+                                        timeout=self.retry.timeout)
+            self._clients = {id(loop): client}  # clients of finished loops are dropped
+        return client
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAIChat(model={self.model!r}, base_url={safe_url(self.base_url)!r})"
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -208,7 +227,7 @@ class OpenAIChat:
                 stop=stop_after_attempt(self.retry.attempts), reraise=True, before_sleep=before_sleep,
             ):
                 with attempt:
-                    response = await self._client.chat.completions.create(**kwargs)
+                    response = await self._client().chat.completions.create(**kwargs)
         except openai.APIStatusError as exc:
             raise self._classify(exc, schema is not None) from None
         except (openai.APIConnectionError, openai.APIResponseValidationError, json.JSONDecodeError) as exc:
@@ -260,7 +279,12 @@ class OpenAIChat:
                           model=str(getattr(response, "model", "") or self.model))
 
     async def aclose(self) -> None:
-        await self._client.close()
+        """Close the current loop's connection pool (call from inside the loop that used it)."""
+        import asyncio
+
+        client = self._clients.pop(id(asyncio.get_running_loop()), None)
+        if client is not None:
+            await client.close()
 
 
 def _short(message: str, n: int = 160) -> str:

@@ -155,3 +155,14 @@ def test_full_run_keeps_the_key_out_of_store_exports_and_logs(tmp_path: Path, ca
     assert blobs and not any(TEST_KEY.encode() in b for b in blobs)
     assert not any(b"user:pw" in b for b in blobs)
     assert TEST_KEY not in caplog.text
+
+
+def test_one_judge_serves_several_runs(tmp_path: Path) -> None:
+    """A UI starts several runs (each with its own event loop) with the same judge object."""
+    with ChatServer(lambda payload: Reply(content=FINAL)) as server, Store(tmp_path / "s") as store:
+        j = judge(server)
+        cfg = RunConfig(sweep=SweepConfig(strengths=(5.0,)))
+        for features in ([0], [1], [0]):
+            summary = run_features(FakeEngine(), j, store, features, RunConfig(**{**cfg.__dict__, "rejudge": True}))
+            assert summary.exit_code == 0
+        assert len(server.requests) == 3 and TEST_KEY not in repr(j.backend)
