@@ -6,7 +6,7 @@ Entry points for other front ends (the TUI):
     agent.runner.run_features(engine, judge, store, features, config, on_event=..., control=RunControl())
     agent.store.Store(path): get_record / list_records / set_review / clear_review / review_history
     agent.judges.make_judge("offline" | "openai", ...); agent.judges.scripted.ScriptedChat for tests
-    agent.events: RunStarted, FeatureStarted, ProbesFinished, JudgeDecided, FeatureFinished, RunError,
+    agent.events: RunPlanned, RunStarted, FeatureStarted, ProbesFinished, JudgeDecided, FeatureFinished, RunError,
     RunFinished (each with a RunStats snapshot)
     agent.config.RunConfig / SweepConfig; agent.features.parse_features; agent.export.export_records
 """

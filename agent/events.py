@@ -71,6 +71,14 @@ class RunEvent:
 
 
 @dataclass(frozen=True)
+class RunPlanned(RunEvent):
+    """Which features need work; sent before the engine is loaded (which may take a while)."""
+
+    features: list[int]
+    to_run: list[int]
+
+
+@dataclass(frozen=True)
 class RunStarted(RunEvent):
     features: list[int]
     to_run: list[int]

@@ -23,6 +23,7 @@ from agent.events import (
     RunError,
     RunEvent,
     RunFinished,
+    RunPlanned,
     RunStarted,
     RunStats,
 )
@@ -155,6 +156,7 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
         else:
             to_run.append(f)
     stats.to_run = len(to_run)
+    emit(lambda stats: RunPlanned(stats=stats, features=list(features), to_run=list(to_run)))
     if not to_run:
         stats.finished = time.monotonic()
         emit(lambda stats: RunStarted(stats=stats, features=list(features), to_run=[], strengths=[],

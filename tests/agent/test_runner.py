@@ -7,7 +7,15 @@ import threading
 import pytest
 
 from agent.config import RunConfig, SweepConfig
-from agent.events import FeatureFinished, FeatureSkipped, ProbesFinished, RunError, RunFinished, RunStarted
+from agent.events import (
+    FeatureFinished,
+    FeatureSkipped,
+    ProbesFinished,
+    RunError,
+    RunFinished,
+    RunPlanned,
+    RunStarted,
+)
 from agent.judges import OfflineJudge
 from agent.runner import RunControl, run_features
 from agent.store import Store
@@ -23,7 +31,8 @@ def test_probes_of_many_features_share_engine_calls(fake_engine: FakeEngine, sto
     first = fake_engine.calls[0]
     assert {p.feature for p in first if p.direction == "feature" and not p.is_baseline} == set(range(12))
     assert sum(p.is_baseline for call in fake_engine.calls for p in call) == 1  # one baseline for all
-    assert isinstance(events[0], RunStarted) and isinstance(events[-1], RunFinished)
+    assert isinstance(events[0], RunPlanned) and isinstance(events[1], RunStarted)
+    assert isinstance(events[-1], RunFinished)
     assert sum(isinstance(e, FeatureFinished) for e in events) == 12
     assert sum(e.n_probes for e in events if isinstance(e, ProbesFinished)) == events[-1].stats.probes_run
     assert events[-1].stats.done == 12 and events[-1].stats.in_flight == {}
