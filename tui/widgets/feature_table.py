@@ -34,6 +34,7 @@ class FeatureTable(DataTable):
         self._shown: list[FeatureRow] = []
 
     def on_mount(self) -> None:
+        self._fit_label()
         self._add_columns()
 
     def _add_columns(self) -> None:
@@ -53,10 +54,7 @@ class FeatureTable(DataTable):
         return True
 
     def on_resize(self) -> None:
-        if self._fit_label():
-            self.clear(columns=True)
-            self._add_columns()
-            self.show(self._shown)
+        self.show(self._shown)
 
     @property
     def current_feature(self) -> int | None:
@@ -69,8 +67,11 @@ class FeatureTable(DataTable):
         """Replace the rows, keeping the cursor on the same feature where it is still shown."""
         keep = self.current_feature
         self._shown = list(rows)
-        self.clear()
-        self._fit_label()
+        if self._fit_label():  # the label column takes what the window leaves
+            self.clear(columns=True)
+            self._add_columns()
+        else:
+            self.clear()
         for row in self._shown:
             self.add_row(*_cells(row, self._label_width), key=str(row.feature))
         if keep is not None:
