@@ -12,9 +12,17 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
-
 BIN = Path(sys.executable).parent
+
+
+def command(name: str) -> str | None:
+    """A console script of this environment (beside the interpreter, else on PATH)."""
+    return shutil.which(name, path=str(BIN)) or shutil.which(name)
+
+
+pytestmark = [pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
+              pytest.mark.skipif(command("steer-tui") is None or command("steer-agent") is None,
+                                 reason="steer-tui / steer-agent are not installed (pip install -e .)")]
 REVIEWER = "tmux-tester"
 
 
@@ -66,7 +74,7 @@ class Tmux:
 def test_review_in_the_real_app_shows_in_export(tmp_path: Path) -> None:
     store = tmp_path / "store"
     env = {**os.environ, "STEER_REVIEWER": REVIEWER, "STEER_INTERP_CACHE": str(tmp_path / "cache")}
-    made = subprocess.run([str(BIN / "steer-agent"), "--features", "0-7", "--store", str(store), *world_args(tmp_path),
+    made = subprocess.run([command("steer-agent"), "--features", "0-7", "--store", str(store), *world_args(tmp_path),
                            "--max-new-tokens", "6", "--max-rounds", "2", "--no-progress"],
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert made.returncode == 0, made.stderr
@@ -74,7 +82,7 @@ def test_review_in_the_real_app_shows_in_export(tmp_path: Path) -> None:
     tmux = Tmux(tmp_path / "tmux.sock")
     done = tmp_path / "exit-code"
     try:
-        tmux.start(f"sh -c '{BIN / 'steer-tui'} --store {store}; echo $? > {done}'",
+        tmux.start(f"sh -c '{command('steer-tui')} --store {store}; echo $? > {done}'",
                    {"STEER_REVIEWER": REVIEWER, "PATH": os.environ.get("PATH", ""), "TERM": "xterm-256color",
                     "HOME": os.environ.get("HOME", str(tmp_path))})
         startup = tmux.wait_for("8 of 8 features")
@@ -101,7 +109,7 @@ def test_review_in_the_real_app_shows_in_export(tmp_path: Path) -> None:
     finally:
         tmux.stop()
 
-    out = subprocess.run([str(BIN / "steer-agent"), "export", "--store", str(store), "--out", "-"], env=env,
+    out = subprocess.run([command("steer-agent"), "export", "--store", str(store), "--out", "-"], env=env,
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     rows = {r["feature"]: r for r in map(json.loads, out.stdout.splitlines())}
