@@ -8,7 +8,7 @@ messages; one ``Worker.StateChanged`` handler reports their failures.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -134,7 +134,7 @@ class SteerApp(App[None]):
             self.rows = {}
             self.reload_rows()
         self._begin(prepared.title)
-        self._run(prepared)
+        self._run(prepared, self._control)
 
     def rerun(self, feature: int) -> None:
         from tui.screens.modals import NoteModal
@@ -151,7 +151,7 @@ class SteerApp(App[None]):
             if note is None or self.running:
                 return
             self._begin(f"re-run #{feature}")
-            self._run_factory(lambda: self.services.prepare_rerun(feature, note))
+            self._run(lambda: self.services.prepare_rerun(feature, note), self._control)
 
         self.push_screen(NoteModal(row), go)
 
@@ -164,14 +164,10 @@ class SteerApp(App[None]):
         panel.run_title, panel.state, panel.stats = title, "starting", None  # type: ignore[attr-defined]
 
     @work(thread=True, exclusive=True, group="run", exit_on_error=False)
-    def _run(self, prepared: PreparedRun) -> None:
-        summary = self.services.run(prepared, lambda ev: self.post_message(RunProgress(ev)), self._control)
-        self.post_message(RunEnded(summary, prepared.title))
-
-    @work(thread=True, exclusive=True, group="run", exit_on_error=False)
-    def _run_factory(self, make: Any) -> None:
-        prepared = make()
-        summary = self.services.run(prepared, lambda ev: self.post_message(RunProgress(ev)), self._control)
+    def _run(self, source: PreparedRun | Callable[[], PreparedRun], control: Any) -> None:
+        """Run to the end in this thread; ``source`` may be a factory (its checks then run here too)."""
+        prepared = source if isinstance(source, PreparedRun) else source()
+        summary = self.services.run(prepared, lambda ev: self.post_message(RunProgress(ev)), control)
         self.post_message(RunEnded(summary, prepared.title))
 
     def action_cancel_run(self) -> None:
