@@ -183,15 +183,18 @@ class SteerApp(App[None]):
             FeatureStarted,
             JudgeDecided,
             RunError,
+            RunPlanned,
             RunStarted,
         )
 
         ev = msg.event
         panel = self.main_screen.query_one("#run-panel")
         panel.stats = ev.stats  # type: ignore[attr-defined]
-        if panel.state == "starting":  # type: ignore[attr-defined]
+        if isinstance(ev, RunPlanned):
+            panel.state = "loading the model" if ev.to_run else "nothing to do"  # type: ignore[attr-defined]
+        elif panel.state in ("starting", "loading the model"):  # type: ignore[attr-defined]
             panel.state = "running"  # type: ignore[attr-defined]
-        if isinstance(ev, RunStarted):
+        if isinstance(ev, (RunPlanned, RunStarted)):
             self._in_run = set(ev.to_run)
             self.set_rows(replace(self.rows.get(f) or FeatureRow(f), status="pending") for f in ev.to_run)
         elif isinstance(ev, FeatureStarted):

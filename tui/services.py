@@ -77,6 +77,19 @@ def display_path(path: str | Path) -> str:
     return str(p)
 
 
+def last_config(store: Store | None) -> RunConfig | None:
+    """The settings of the store's last run (what steer-agent remembers), minus one-off switches."""
+    last = store.get_meta("last_run") if store is not None else None
+    if not isinstance(last, dict) or not isinstance(last.get("config"), dict):
+        return None
+    try:
+        config = RunConfig.from_dict(last["config"])
+    except (TypeError, ValueError) as exc:
+        log.warning("store %s: last run config unreadable (%s)", store.path if store else "?", exc)
+        return None
+    return replace(config, force=False, rejudge=False, overwrite_reviewed=False, note=None)
+
+
 def field_of(exc: Exception) -> str | None:
     return _ERROR_FIELDS.get(type(exc).__name__, "model")
 
@@ -94,7 +107,7 @@ class Services:
         self.injected_judge = judge
         self.world = world or WorldSpec()
         self.judge_spec = judge_spec or JudgeSpec(kind=INJECTED if judge is not None else "offline")
-        self.run_config = run_config or RunConfig()
+        self.run_config = run_config or last_config(store) or RunConfig()
         self.reviewer = reviewer or default_reviewer()
         self.topk_dir = Path(topk_dir) if topk_dir else None
         self.features = features
@@ -272,18 +285,8 @@ class Services:
         """Run to the end (blocking: call from a worker thread); returns the RunSummary."""
         from agent.runner import run_features
 
-        try:
-            return run_features(prepared.engine, prepared.judge, prepared.store, prepared.features, prepared.config,
-                                on_event=on_event, control=control)
-        finally:
-            close = getattr(getattr(prepared.judge, "backend", None), "aclose", None)
-            if close is not None and prepared.judge is not self.injected_judge:
-                import asyncio
-
-                try:
-                    asyncio.run(close())
-                except Exception as exc:  # noqa: BLE001 - closing an HTTP pool
-                    log.debug("closing the judge's client: %s", exc)
+        return run_features(prepared.engine, prepared.judge, prepared.store, prepared.features, prepared.config,
+                            on_event=on_event, control=control)  # the runner closes the judge's client
 
     # ------------------------------------------------------------------ manual probes
 
