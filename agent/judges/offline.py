@@ -32,7 +32,8 @@ CATEGORY_WORDS = frozenset(
 class WordScore:
     word: str
     share: float
-    """Share of the changed steered probes whose texts contain the word (samples averaged)."""
+    """Share of the changed steered probes whose texts contain the word (samples averaged), or of
+    the strongest of them where that is higher."""
     background: float
     """Share of control and random-direction probes whose texts contain it."""
     panel: float
@@ -55,6 +56,9 @@ class OfflineParams:
     max_panel: float = 0.8
     """A word that at least this share of the reference features brings up names nothing (a size
     word in every caption); it is never named."""
+    dominant_fraction: float = 0.4
+    """Share of the changed steered probes, the strongest, whose consensus counts on its own: a word
+    in every one of them counts as fully consistent."""
     min_score: float = 0.34
     """A word below this score is no consensus."""
     confident_score: float = 0.6
@@ -65,7 +69,7 @@ class OfflineParams:
     """A frame word must be rarer than this among the reference features to count as specific."""
     tie_share: float = 0.15
     """Specific words whose share is within this of the leading word's are named with it."""
-    max_named: int = 4
+    max_named: int = 3
     """Most words named in an explanation."""
     refine_samples: int = 3
     """Samples of the refining probe at the strength where the top word first appears."""
@@ -112,20 +116,30 @@ class OfflineJudge:
             if r.probe.direction == "feature" and r.probe.prompt == "describe" and r.probe.feature != feature:
                 for t in r.texts:
                     panel[r.probe.feature or 0].update(set(words(t)) - base_words)
-        changed = [r for r in steered if any(set(words(t)) - base_words for t in r.texts)]
+        changed = sorted((r for r in steered if any(set(words(t)) - base_words for t in r.texts)),
+                         key=lambda r: r.probe.strength)
+        # The strongest changed probes: where the feature dominates, a concept that weaker steering
+        # only hints at (the model filling in a default texture meanwhile) comes through.
+        k = math.ceil(len(changed) * p.dominant_fraction)
+        dominant = changed[-k:] if k >= 2 else []
         support: dict[str, float] = defaultdict(float)
+        top_support: dict[str, float] = defaultdict(float)
         onset: dict[str, float] = {}
-        for r in changed:
+        for j, r in enumerate(changed):
             seen: dict[str, float] = defaultdict(float)
             for t in r.texts:
                 for w in set(words(t)) - base_words:
                     seen[w] += 1 / len(r.texts)
             for w, share in seen.items():
                 support[w] += share
+                if j >= len(changed) - len(dominant):
+                    top_support[w] += share
                 onset[w] = min(onset.get(w, math.inf), r.probe.strength)
         out = []
         for w, count in support.items():
             share = count / len(changed)
+            if dominant and top_support[w] >= len(dominant) - 1e-9:  # in every one of the strongest
+                share = max(share, 1.0)
             bg = sum(_presence(r, w) for r in controls) / len(controls) if controls else 0.0
             generic = sum(w in ws for ws in panel.values()) / len(panel) if panel else 0.0
             score = share * (1 - p.panel_weight * generic) - p.background_weight * bg

@@ -89,3 +89,11 @@ def test_a_specific_sentence_frame_is_quoted() -> None:
     v = decide(ctx(steered, background=reference))
     assert v.action == "final" and 'describe "the colour green filling the whole image"' in v.explanation
     assert v.label.startswith("colour")
+
+
+def test_the_concept_that_dominates_at_high_strength_is_named() -> None:
+    # Weak steering fills in a default texture; the feature's own one takes over as it grows.
+    steered = {10: "a large blue dotted cross", 20: "a large blue dotted cross", 40: "a large blue dotted cross",
+               80: "a large blue checkered cross", 160: "a large blue checkered cross"}
+    v = decide(ctx(steered))
+    assert v.action == "final" and "checkered" in v.explanation and "dotted" not in v.explanation

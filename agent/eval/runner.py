@@ -1,0 +1,302 @@
+"""Run an evaluation: every requested mode over the features, scored against ground truth where the
+world has it, plus forced choice and CLIP similarity; returns the metrics as one JSON-able dict."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.eval import modes as M
+from agent.eval.cache import EvalCache, digest
+from agent.eval.config import EvalConfig
+from agent.eval.embeddings import Embedder, embedding_hits
+from agent.eval.metrics import Scored, derangement, rate, summarize, word_hit
+from agent.eval.world import families_of, pure_features
+
+log = logging.getLogger(__name__)
+
+METRICS_VERSION = 1
+BAR = {"pipeline_min": 0.80, "margin_over_oneshot": 0.15, "controls_max": 0.15}
+"""The toy-world bar: the offline pipeline names >= 80% of pure features, beats one-shot steering at
+its best single strength by >= 15 points, and the controls stay <= 15%."""
+
+
+@dataclass
+class Inputs:
+    """What an evaluation runs on besides its config (injected, so tests can fake any of them)."""
+
+    engine: Any
+    cache: EvalCache
+    features: list[int]
+    truth: dict[int, dict[str, Any]] | None = None
+    embedder: Embedder | None = None
+    llm_judge: Any | None = None
+    """An LLM judge for the ``llm`` pipeline (agent.judges.LLMJudge)."""
+    chooser: Any | None = None
+    """An LLMChooser for forced choice with a chat model."""
+    topk: Any | None = None
+    """A TopKResult; None builds one over toy scenes when the world has ground truth."""
+    clip: tuple[Any, Any] | None = None
+    """(model, processor) of a CLIP-like model."""
+    on_stage: Callable[[str], None] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _stage(inp: Inputs, name: str) -> Callable[[], None]:
+    if inp.on_stage:
+        inp.on_stage(name)
+    t0 = time.perf_counter()
+
+    def done() -> None:
+        inp.timings[name] = round(inp.timings.get(name, 0.0) + time.perf_counter() - t0, 2)
+
+    return done
+
+
+def score(texts: dict[int, str | None], features: Sequence[int], truth: dict[int, dict[str, Any]],
+          families: dict[str, list[str]], embedder: Embedder | None,
+          truth_of: dict[int, int] | None = None) -> list[Scored]:
+    """Each feature's text against its own truth (or, for the permutation control, another's)."""
+    rows = []
+    for f in features:
+        g = truth_of.get(f, f) if truth_of else f
+        t = truth[g]
+        fam, val = str(t["family"]), str(t["value"])
+        text = texts.get(f)
+        rivals = [v for v in families.get(fam, []) if v != val]
+        rows.append(Scored(f, fam, val, text, word_hit(text, val, fam, rivals), word_hit(text, val, fam),
+                           truth_of=g if truth_of else None))
+    if embedder is not None and rows:
+        hits = embedding_hits(embedder, [r.text for r in rows], [(r.family, r.value) for r in rows], families)
+        for r, h in zip(rows, hits):
+            r.embedding = h
+    return rows
+
+
+def _best(explained: list[M.Explained], scored: dict[int, list[Scored]]) -> int:
+    """Index of the strength with the most word hits (the lowest such strength on a tie)."""
+    return max(range(len(explained)), key=lambda i: (sum(s.word for s in scored[i]), -(explained[i].strength or 0)))
+
+
+def _cost(records: dict[int, Any], features: Sequence[int]) -> dict[str, Any]:
+    rows = []
+    for f in features:
+        r = records.get(f)
+        if r is None:
+            continue
+        rows.append({"feature": f, "status": r.status, "rounds": r.rounds, "probes": r.n_probes,
+                     "tokens": int(r.usage.get("total_tokens", 0)), "cost_usd": r.usage.get("cost_usd"),
+                     "seconds": r.timings.get("total"), "label": r.label, "forced": r.forced})
+
+    def stats(key: str) -> dict[str, float] | None:
+        vals = [float(x[key]) for x in rows if x.get(key) is not None]
+        if not vals:
+            return None
+        return {"mean": round(statistics.fmean(vals), 3), "median": round(statistics.median(vals), 3),
+                "max": round(max(vals), 3), "total": round(sum(vals), 3)}
+
+    return {"n": len(rows), "done": sum(x["status"] == "done" for x in rows),
+            **{k: stats(k) for k in ("rounds", "probes", "tokens", "seconds")}, "per_feature": rows}
+
+
+def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
+    """Run ``cfg``'s modes over ``inp.features`` and return the metrics."""
+    from agent.judges import OfflineJudge
+    from agent.scale import hidden_norm
+
+    engine, cache = inp.engine, inp.cache
+    truth = inp.truth
+    fp = engine.fingerprint()
+    world = {k: fp.get(k) for k in ("model", "revision", "sae", "layer")}
+    features = pure_features(truth, inp.features, cfg.purity) if truth else list(inp.features)
+    if not features:
+        raise ValueError("no features to evaluate" + (f" (none of those asked for is at least {cfg.purity:g} pure)"
+                                                      if truth else ""))
+    families = families_of(truth) if truth else {}
+
+    done = _stage(inp, "strengths")
+    norm = hidden_norm(engine)
+    strengths = sorted(cfg.strengths) if cfg.strengths else [round(m * norm, 2) for m in M.SweepConfig().multiples]
+    hybrid_strengths = [round(m * norm, 2) for m in cfg.hybrid_multiples]
+    done()
+
+    explained: dict[str, M.Explained] = {}
+    by_strength: dict[str, list[M.Explained]] = {}
+    baseline = ""
+    if cfg.wants("oneshot"):
+        done = _stage(inp, "oneshot")
+        by_strength["oneshot"], baseline = M.oneshot(cache, engine, features, strengths, cfg.seed)
+        done()
+    if cfg.wants("random"):
+        done = _stage(inp, "oneshot-random")
+        by_strength["oneshot-random"], baseline = M.oneshot(cache, engine, features, strengths, cfg.seed, "random")
+        done()
+    run_cfg = M.run_config(strengths, cfg.seed, cfg.max_rounds, cfg.max_probes, rejudge=True)
+    if cfg.wants("offline"):
+        done = _stage(inp, "offline")
+        explained["offline"] = M.pipeline(cache, engine, OfflineJudge(), features, run_cfg, "offline")
+        done()
+    if cfg.wants("llm") and inp.llm_judge is not None:
+        done = _stage(inp, "llm")
+        llm_cfg = M.run_config(strengths, cfg.seed, cfg.max_rounds, cfg.max_probes, rejudge=False)
+        explained["llm"] = M.pipeline(cache, engine, inp.llm_judge, features, llm_cfg, "llm")
+        done()
+    if cfg.wants("random"):
+        done = _stage(inp, "random")
+        explained["random-offline"] = M.random_pipeline(cache, engine, OfflineJudge(), features, run_cfg)
+        done()
+    topk = inp.topk
+    if (cfg.wants("topk") or cfg.wants("hybrid") or cfg.wants("clip")) and topk is None and truth:
+        done = _stage(inp, "topk-collect")
+        topk = M.toy_topk(cache, engine, cfg.topk_scenes)
+        done()
+    if topk is not None and (cfg.wants("topk") or cfg.wants("hybrid")):
+        done = _stage(inp, "topk-hybrid")
+        for e in M.describe_modes(cache, engine, topk, features, hybrid_strengths if cfg.wants("hybrid") else [],
+                                  cfg.n_images, with_topk=cfg.wants("topk")):
+            if e.mode == "topk":
+                explained["topk"] = e
+            else:
+                by_strength.setdefault("hybrid", []).append(e)
+        done()
+
+    metrics: dict[str, Any] = {
+        "version": METRICS_VERSION, "world": world, "config": cfg.to_dict(), "baseline": baseline,
+        "features": {"requested": len(inp.features), "evaluated": features, "n": len(features)},
+        "strengths": strengths, "hidden_norm": round(norm, 4), "hybrid_strengths": hybrid_strengths,
+        "embedder": getattr(inp.embedder, "name", None), "modes": {}, "by_strength": {}, "controls": {},
+    }
+
+    # The best single strength of one-shot steering and of the hybrid, chosen on the features themselves
+    # (an optimistic pick for those baselines: the comparison can only flatter them).
+    done = _stage(inp, "scoring")
+    if truth:
+        metrics["features"]["by_family"] = {fam: sum(truth[f]["family"] == fam for f in features)
+                                            for fam in sorted({str(truth[f]["family"]) for f in features})}
+        for name, series in by_strength.items():
+            scored = {i: score(e.texts, features, truth, families, inp.embedder) for i, e in enumerate(series)}
+            metrics["by_strength"][name] = [{"strength": e.strength, **summarize(scored[i])}
+                                            for i, e in enumerate(series)]
+            best = _best(series, scored)
+            if name != "oneshot-random":
+                explained[f"{name}-best"] = series[best]
+        rows = {name: score(e.texts, features, truth, families, inp.embedder) for name, e in explained.items()}
+        for name, e in explained.items():
+            target = metrics["controls"] if name.startswith("random") else metrics["modes"]
+            target[name] = {**summarize(rows[name]), "strength": e.strength}
+        if "oneshot-random" in by_strength:
+            worst = max(metrics["by_strength"]["oneshot-random"], key=lambda d: d["word"]["hits"])
+            metrics["controls"]["oneshot-random-max"] = {**{k: v for k, v in worst.items() if k != "strength"},
+                                                         "strength": worst["strength"]}
+        if cfg.wants("permuted"):
+            perm = derangement(features, cfg.seed)
+            metrics["controls"]["permuted"] = {
+                name: {**summarize(score(e.texts, features, truth, families, inp.embedder, perm)),
+                       "strength": e.strength}
+                for name, e in explained.items() if not name.startswith("random")}
+        metrics["per_feature"] = _per_feature(features, truth, explained, rows)
+        metrics["bar"] = _bar(metrics)
+    else:
+        metrics["per_feature"] = [{"feature": f, "texts": {n: e.texts.get(f) for n, e in explained.items()}}
+                                  for f in features]
+    done()
+
+    for name in ("offline", "llm"):
+        if name in explained:
+            metrics.setdefault("cost", {})[name] = _cost(explained[name].records, features)
+            if explained[name].extra.get("stop_reason"):
+                metrics["cost"][name]["stop_reason"] = explained[name].extra["stop_reason"]
+
+    readers = {name: e for name, e in explained.items() if not name.startswith("random")}
+    if cfg.wants("forced-choice") and (inp.embedder is not None or inp.chooser is not None):
+        done = _stage(inp, "forced-choice")
+        metrics["forced_choice"] = _forced_choice(inp, cfg, features, strengths, readers)
+        done()
+    if cfg.wants("clip") and inp.clip is not None and topk is not None:
+        done = _stage(inp, "clip")
+        metrics["clip"] = _clip(inp, cfg, topk, features, readers)
+        done()
+    metrics["digest"] = digest({k: v for k, v in metrics.items() if k not in ("timings", "digest")}, 16)
+    metrics["timings"] = dict(inp.timings)
+    return metrics
+
+
+def _per_feature(features: Sequence[int], truth: dict[int, dict[str, Any]], explained: dict[str, M.Explained],
+                 rows: dict[str, list[Scored]]) -> list[dict[str, Any]]:
+    out = []
+    for i, f in enumerate(features):
+        t = truth[f]
+        out.append({"feature": f, "family": t["family"], "value": t["value"], "purity": t.get("purity"),
+                    "texts": {n: e.texts.get(f) for n, e in explained.items()},
+                    "word": {n: rows[n][i].word for n in explained},
+                    "embedding": {n: rows[n][i].embedding for n in explained}})
+    return out
+
+
+def _bar(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The toy-world bar, where the modes it names were run."""
+    modes, controls = metrics["modes"], metrics["controls"]
+    out: dict[str, Any] = {"thresholds": BAR}
+    off = modes.get("offline", {}).get("word", {}).get("rate")
+    one = modes.get("oneshot-best", {}).get("word", {}).get("rate")
+    if off is not None:
+        out["pipeline_rate"] = off
+        out["pipeline_ok"] = off >= BAR["pipeline_min"]
+    if off is not None and one is not None:
+        out["margin_over_oneshot"] = round(off - one, 6)
+        out["margin_ok"] = off - one >= BAR["margin_over_oneshot"] - 1e-9
+    ctrl = {}
+    if "random-offline" in controls:
+        ctrl["random-offline"] = controls["random-offline"]["word"]["rate"]
+    if "offline" in controls.get("permuted", {}):
+        ctrl["permuted-offline"] = controls["permuted"]["offline"]["word"]["rate"]
+    if ctrl:
+        out["controls"] = ctrl
+        out["controls_ok"] = all(v is not None and v <= BAR["controls_max"] for v in ctrl.values())
+    checks = [out[k] for k in ("pipeline_ok", "margin_ok", "controls_ok") if k in out]
+    out["met"] = bool(checks) and all(checks) and len(checks) == 3
+    return out
+
+
+def _forced_choice(inp: Inputs, cfg: EvalConfig, features: list[int], strengths: list[float],
+                   readers: dict[str, M.Explained]) -> dict[str, Any]:
+    from agent.eval.forced_choice import forced_choice, make_trials
+
+    texts = M.heldout_texts(inp.cache, inp.engine, features, strengths, cfg.seed, cfg.fc_samples)
+    trials = make_trials(features, features, cfg.fc_distractors, cfg.seed)
+    out: dict[str, Any] = {"n_trials": len(trials), "chance": round(1 / (1 + cfg.fc_distractors), 6),
+                           "descriptions_per_set": len(strengths) * cfg.fc_samples, "embedding": {}, "llm": {}}
+    for name, e in readers.items():
+        if inp.embedder is not None:
+            res = forced_choice(trials, e.texts, texts, inp.embedder)
+            out["embedding"][name] = {k: v for k, v in res.items() if k != "trials"}
+        if inp.chooser is not None:
+            res = forced_choice(trials, e.texts, texts, inp.chooser)
+            out["llm"][name] = {k: v for k, v in res.items() if k != "trials"}
+    if inp.chooser is not None:
+        out["llm_reader"] = inp.chooser.describe()
+        out["llm_tokens"] = inp.chooser.tokens
+    return out
+
+
+def _clip(inp: Inputs, cfg: EvalConfig, topk: Any, features: list[int],
+          readers: dict[str, M.Explained]) -> dict[str, Any]:
+    from agent.eval.clip_score import clip_similarity, masked_top_images
+
+    model, processor = inp.clip  # type: ignore[misc]
+    images = [masked_top_images(topk, f, cfg.n_images) for f in features]
+    perm = derangement(features, cfg.seed)
+    out: dict[str, Any] = {"model": getattr(model.config, "_name_or_path", None) or type(model).__name__}
+    for name, e in readers.items():
+        matched = clip_similarity(model, processor, images, [e.texts.get(f) or "" for f in features])
+        swapped = clip_similarity(model, processor, images, [e.texts.get(perm.get(f, f)) or "" for f in features])
+        pairs = [(a, b) for a, b in zip(matched, swapped) if a is not None and b is not None]
+        out[name] = {"n": len(pairs),
+                     "matched": round(statistics.fmean(a for a, _ in pairs), 6) if pairs else None,
+                     "permuted": round(statistics.fmean(b for _, b in pairs), 6) if pairs else None,
+                     "matched_wins": rate(a > b for a, b in pairs).to_dict()}
+    return out

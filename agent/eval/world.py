@@ -1,0 +1,85 @@
+"""Ground truth for an evaluation: the toy world's, or any SAE folder's ``ground_truth.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+GROUND_TRUTH_FILE = "ground_truth.json"
+
+
+class TruthError(ValueError):
+    """A ground-truth file is missing or malformed."""
+
+
+def load_truth(path: str | Path) -> dict[int, dict[str, Any]]:
+    """feature -> {family, value, purity, ...} from a ground-truth file (or a folder holding one).
+
+    The format is the toy world's: ``{"features": {"12": {"family": "colour", "value": "red",
+    "purity": 0.95}, ...}}`` (a bare ``{"12": {...}}`` mapping works too).
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / GROUND_TRUTH_FILE
+    try:
+        payload = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise TruthError(f"no ground truth at {p}") from None
+    except json.JSONDecodeError as exc:
+        raise TruthError(f"{p} is not valid JSON ({exc})") from None
+    table = payload.get("features", payload) if isinstance(payload, dict) else None
+    if not isinstance(table, dict):
+        raise TruthError(f"{p}: expected an object of feature -> {{family, value, purity}}")
+    out: dict[int, dict[str, Any]] = {}
+    for k, v in table.items():
+        try:
+            f = int(k)
+        except ValueError:
+            raise TruthError(f"{p}: feature id {k!r} is not a whole number") from None
+        if not isinstance(v, dict) or "value" not in v or "family" not in v:
+            raise TruthError(f"{p}: feature {k} needs 'family' and 'value'")
+        out[f] = {**v, "purity": float(v.get("purity", 1.0))}
+    return out
+
+
+def truth_for_sae(sae: str | None) -> dict[int, dict[str, Any]] | None:
+    """The ground truth shipped beside a local SAE folder (the toy world ships one), else None."""
+    if not sae:
+        return None
+    folder = Path(str(sae)).expanduser()
+    if not (folder / GROUND_TRUTH_FILE).is_file():
+        return None
+    try:
+        return load_truth(folder)
+    except TruthError as exc:
+        log.warning("ignoring ground truth beside the SAE: %s", exc)
+        return None
+
+
+def families_of(truth: dict[int, dict[str, Any]]) -> dict[str, list[str]]:
+    """Every value of each attribute family: the toy world's full lists, plus any value the truth names."""
+    out: dict[str, list[str]] = {}
+    try:
+        from steering.toy.scenes import FAMILIES
+
+        out = {fam: list(vals) for fam, vals in FAMILIES.items()}
+    except ImportError:  # pragma: no cover
+        pass
+    for v in truth.values():
+        fam, val = v.get("family"), v.get("value")
+        if fam is None or val is None:
+            continue
+        vals = out.setdefault(str(fam), [])
+        if str(val) not in vals:
+            vals.append(str(val))
+    return out
+
+
+def pure_features(truth: dict[int, dict[str, Any]], features: list[int], purity: float) -> list[int]:
+    """The features of ``features`` whose truth names a value at least ``purity`` pure."""
+    return [f for f in features if f in truth and truth[f].get("value") is not None
+            and truth[f].get("family") is not None and float(truth[f].get("purity", 0.0)) >= purity]
