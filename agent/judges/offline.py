@@ -145,7 +145,9 @@ class OfflineJudge:
             score = share * (1 - p.panel_weight * generic) - p.background_weight * bg
             out.append(WordScore(w, round(share, 4), round(bg, 4), round(generic, 4), round(score, 4), onset[w],
                                  round(count, 3)))
-        out.sort(key=lambda s: (-s.score, s.word in CATEGORY_WORDS, s.onset, s.word))
+        # Ties go to the word that appears later: the feature's own attribute tends to emerge as the
+        # strength grows, while the words present from the first change are the frame it fills.
+        out.sort(key=lambda s: (-s.score, s.word in CATEGORY_WORDS, -s.onset, s.word))
         return out, len(changed), len(steered)
 
     # ------------------------------------------------------------------ decisions

@@ -1,0 +1,336 @@
+"""Write an evaluation's report: ``report.md`` (tables), PNG plots, ``metrics.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from agent.eval.metrics import Rate, rate_from
+
+log = logging.getLogger(__name__)
+
+REPORT = "report.md"
+METRICS = "metrics.json"
+PLOT_STRENGTH = "accuracy_vs_strength.png"
+PLOT_MODES = "accuracy_by_mode_family.png"
+
+MODE_NAMES = {
+    "offline": "multi-strength sweep + offline judge (agent loop)",
+    "llm": "agent loop + LLM judge",
+    "oneshot-best": "one-shot steering, best single strength",
+    "topk": "top-k (masked top images)",
+    "hybrid-best": "hybrid (top-k + steering), best strength",
+    "random-offline": "random directions + offline judge (agent loop)",
+    "oneshot-random-max": "random directions, one-shot, worst strength",
+}
+MODE_ORDER = ("offline", "llm", "oneshot-best", "topk", "hybrid-best")
+
+
+def _fmt(d: dict[str, Any] | None) -> str:
+    if not d or not d.get("n"):
+        return "n/a"
+    return rate_from(d).fmt()
+
+
+def _pct(d: dict[str, Any] | None) -> str:
+    return "n/a" if not d or not d.get("n") else f"{100 * d['hits'] / d['n']:.0f}%"
+
+
+def _strength(s: float | None) -> str:
+    return "" if s is None else f"{s:g}"
+
+
+def _cell(text: str | None, n: int = 90) -> str:
+    if not text:
+        return "—"
+    t = " ".join(str(text).split()).replace("|", "\\|")
+    return t if len(t) <= n else t[: n - 1] + "…"
+
+
+def write_report(metrics: dict[str, Any], out: str | Path, command: str | None = None,
+                 plots: bool = True) -> Path:
+    """Write ``out/report.md``, ``out/metrics.json`` and (with matplotlib) the PNG plots; returns the report."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / METRICS).write_text(json.dumps(metrics, indent=1, sort_keys=False) + "\n")
+    images: list[str] = []
+    if plots:
+        try:
+            images = write_plots(metrics, out)
+        except ImportError:
+            log.warning("matplotlib is not installed: the report has no plots (pip install 'steer-interp[eval]')")
+    path = out / REPORT
+    path.write_text(render_markdown(metrics, images, command))
+    return path
+
+
+def render_markdown(metrics: dict[str, Any], images: list[str] | None = None, command: str | None = None) -> str:
+    images = images or []
+    w = metrics["world"]
+    feats = metrics["features"]
+    L: list[str] = []
+    L.append(f"# Explanation quality: `{Path(str(w.get('model'))).name}` / `{Path(str(w.get('sae'))).name}`, "
+             f"layer {w.get('layer')}")
+    L.append("")
+    fam = feats.get("by_family")
+    fam_txt = f" ({', '.join(f'{k} {v}' for k, v in fam.items())})" if fam else ""
+    what = (f"{feats['n']} features with a ground-truth value at purity >= {metrics['config']['purity']:g}"
+            if "bar" in metrics else f"{feats['n']} features (no ground truth: forced choice and CLIP only)")
+    L.append(f"{what}{fam_txt}, of {feats['requested']} asked for. Strength schedule: "
+             f"{', '.join(_strength(s) for s in metrics['strengths'])} (hidden-state norm {metrics['hidden_norm']:g}). "
+             f"Seed {metrics['config']['seed']}; metrics digest `{metrics['digest']}` (equal digests, equal results).")
+    L.append("")
+    L.append("Rates are shares of features with a 95% Wilson interval and the counts. A hit **by words**: the "
+             "explanation names the true value (or a synonym) and no other value of its family. A hit **by "
+             f"embedding** ({metrics.get('embedder') or 'no model'}): among all values of the family, and a "
+             "no-value phrase, the true value is the most similar to the explanation.")
+    L.append("")
+    if "bar" in metrics:
+        L += _bar_section(metrics)
+        L += _modes_section(metrics)
+        L += _family_section(metrics)
+        L += _strength_section(metrics, images)
+    if "forced_choice" in metrics:
+        L += _forced_choice_section(metrics["forced_choice"])
+    if "clip" in metrics:
+        L += _clip_section(metrics["clip"])
+    if "cost" in metrics:
+        L += _cost_section(metrics["cost"])
+    if "bar" in metrics:
+        L += _examples_section(metrics)
+    L += _method_section(metrics, command)
+    return "\n".join(L).rstrip() + "\n"
+
+
+def _bar_section(m: dict[str, Any]) -> list[str]:
+    bar = m["bar"]
+    t = bar["thresholds"]
+    L = ["## The bar", "", "| criterion | needed | measured | met |", "|---|---|---|---|"]
+
+    def ok(v: bool | None) -> str:
+        return "—" if v is None else ("yes" if v else "**no**")
+
+    if "pipeline_rate" in bar:
+        L.append(f"| agent loop + offline judge names the ground truth | >= {100 * t['pipeline_min']:.0f}% | "
+                 f"{_fmt(m['modes']['offline']['word'])} | {ok(bar.get('pipeline_ok'))} |")
+    if "margin_over_oneshot" in bar:
+        best = m["modes"]["oneshot-best"]
+        L.append(f"| ... beats one-shot steering at its best strength ({_strength(best['strength'])}: "
+                 f"{_pct(best['word'])}) | >= {100 * t['margin_over_oneshot']:.0f} points | "
+                 f"{100 * bar['margin_over_oneshot']:+.0f} points | {ok(bar.get('margin_ok'))} |")
+    for name, v in bar.get("controls", {}).items():
+        d = m["controls"]["random-offline"] if name == "random-offline" else m["controls"]["permuted"]["offline"]
+        label = ("random directions + offline judge" if name == "random-offline"
+                 else "permuted features (offline explanations)")
+        L.append(f"| control: {label} | <= {100 * t['controls_max']:.0f}% | {_fmt(d['word'])} | "
+                 f"{ok(v is not None and v <= t['controls_max'])} |")
+    L += ["", f"Bar met: **{'yes' if bar.get('met') else 'no'}**.", ""]
+    return L
+
+
+def _modes_section(m: dict[str, Any]) -> list[str]:
+    L = ["## Accuracy by mode", "", "| mode | by words | by embedding | strength |", "|---|---|---|---|"]
+    for name in MODE_ORDER:
+        d = m["modes"].get(name)
+        if d:
+            L.append(f"| {MODE_NAMES.get(name, name)} | {_fmt(d['word'])} | {_fmt(d['embedding'])} | "
+                     f"{_strength(d.get('strength'))} |")
+    L += ["", "Controls (lower is better; a control that names the truth shows what chance and priors give):", "",
+          "| control | by words | by embedding | strength |", "|---|---|---|---|"]
+    for name in ("random-offline", "oneshot-random-max"):
+        d = m["controls"].get(name)
+        if d:
+            L.append(f"| {MODE_NAMES[name]} | {_fmt(d['word'])} | {_fmt(d['embedding'])} | {_strength(d.get('strength'))} |")
+    for name, d in m["controls"].get("permuted", {}).items():
+        L.append(f"| permuted features: {MODE_NAMES.get(name, name)} | {_fmt(d['word'])} | {_fmt(d['embedding'])} | "
+                 f"{_strength(d.get('strength'))} |")
+    L.append("")
+    return L
+
+
+def _family_section(m: dict[str, Any]) -> list[str]:
+    fams = list(m["features"].get("by_family", {}))
+    names = [n for n in MODE_ORDER if n in m["modes"]] + (["random-offline"] if "random-offline" in m["controls"] else [])
+    L = ["## By attribute family (by words)", "",
+         "| mode | " + " | ".join(f"{f} (n={m['features']['by_family'][f]})" for f in fams) + " |",
+         "|---|" + "---|" * len(fams)]
+    for name in names:
+        d = m["modes"].get(name) or m["controls"].get(name)
+        L.append(f"| {MODE_NAMES.get(name, name)} | "
+                 + " | ".join(_fmt(d["by_family"].get(f, {}).get("word")) for f in fams) + " |")
+    return L + [""]
+
+
+def _strength_section(m: dict[str, Any], images: list[str]) -> list[str]:
+    bs = m["by_strength"]
+    L = ["## Against strength", ""]
+    if PLOT_STRENGTH in images:
+        L += [f"![accuracy against strength]({PLOT_STRENGTH})", ""]
+    if PLOT_MODES in images:
+        L += [f"![accuracy by mode and family]({PLOT_MODES})", ""]
+    for name, title in (("oneshot", "one-shot steering"), ("oneshot-random", "one-shot, random direction"),
+                        ("hybrid", "hybrid")):
+        if name not in bs:
+            continue
+        L += [f"{title}:", "", "| strength | by words | by embedding |", "|---|---|---|"]
+        L += [f"| {_strength(r['strength'])} | {_fmt(r['word'])} | {_fmt(r['embedding'])} |" for r in bs[name]]
+        L.append("")
+    return L
+
+
+def _forced_choice_section(fc: dict[str, Any]) -> list[str]:
+    L = ["## Forced choice (no ground truth needed)", "",
+         f"{fc['n_trials']} trials: the reader sees a feature's explanation and {round(1 / fc['chance'])} sets of "
+         f"{fc['descriptions_per_set']} held-out sampled descriptions (the feature's and other features'), and "
+         f"picks the feature's set. Chance is {100 * fc['chance']:.0f}%.", "",
+         "| explanation from | embedding reader | LLM reader |", "|---|---|---|"]
+    for name in sorted(set(fc["embedding"]) | set(fc["llm"]), key=lambda n: (n not in MODE_ORDER, MODE_ORDER.index(n) if n in MODE_ORDER else 0, n)):
+        e, q = fc["embedding"].get(name), fc["llm"].get(name)
+        L.append(f"| {MODE_NAMES.get(name, name)} | {_fmt(e['accuracy']) if e else 'n/a'} | "
+                 f"{_fmt(q['accuracy']) if q else 'not run'} |")
+    return L + [""]
+
+
+def _clip_section(clip: dict[str, Any]) -> list[str]:
+    L = ["## CLIP similarity (masked top-k images vs explanation)", "", f"Model: `{clip.get('model')}`.", "",
+         "| explanation from | matched | permuted | matched > permuted |", "|---|---|---|---|"]
+    for name, d in clip.items():
+        if isinstance(d, dict):
+            L.append(f"| {MODE_NAMES.get(name, name)} | {d['matched']} | {d['permuted']} | {_fmt(d['matched_wins'])} |")
+    return L + [""]
+
+
+def _cost_section(cost: dict[str, Any]) -> list[str]:
+    L = ["## What the agent loop cost per feature", "",
+         "| judge | features done | rounds (mean / max) | probes (mean / max) | judge tokens (mean / total) | seconds (mean) |",
+         "|---|---|---|---|---|---|"]
+    for name, c in cost.items():
+        def ms(k: str, a: str = "mean", b: str = "max") -> str:
+            s = c.get(k)
+            return "n/a" if not s else f"{s[a]:g} / {s[b]:g}"
+
+        sec = c.get("seconds")
+        secs = "n/a" if not sec else f"{sec['mean']:.2f}"
+        L.append(f"| {name} | {c['done']}/{c['n']} | {ms('rounds')} | {ms('probes')} | {ms('tokens', 'mean', 'total')} | "
+                 f"{secs} |")
+    return L + ["", "Per-feature figures are in `metrics.json` (`cost.<judge>.per_feature`).", ""]
+
+
+def _examples_section(m: dict[str, Any], n: int = 8) -> list[str]:
+    rows = m.get("per_feature", [])
+    names = [x for x in ("offline", "oneshot-best", "topk", "hybrid-best", "llm") if x in m["modes"]]
+    L = ["<details><summary>Every feature: truth, explanation of the agent loop, hits per mode (W words, E embedding)</summary>",
+         "", "| feature | truth | offline explanation | " + " | ".join(names) + " |",
+         "|---|---|---|" + "---|" * len(names)]
+    for r in rows:
+        marks = []
+        for x in names:
+            w, e = r["word"].get(x), r["embedding"].get(x)
+            marks.append(("W" if w else "·") + ("E" if e else ("·" if e is not None else "")))
+        L.append(f"| {r['feature']} | {r['family']}={r['value']} | {_cell(r['texts'].get('offline'))} | "
+                 + " | ".join(marks) + " |")
+    L += ["", "</details>", ""]
+    return L
+
+
+def _method_section(m: dict[str, Any], command: str | None) -> list[str]:
+    c = m["config"]
+    L = ["## How this was measured", "",
+         "- **one-shot steering**: the paper's method, one greedy description at one global strength; every "
+         "strength of the schedule is scored and the best is reported, picked on these same features (an "
+         "optimistic pick for this baseline).",
+         "- **agent loop + offline judge**: `steer-agent run` with the offline judge (a deterministic word "
+         f"statistic, not an LLM), the same schedule, at most {c['max_rounds']} rounds and {c['max_probes']} extra probes.",
+         f"- **top-k / hybrid**: the explainer sees {c['n_images']} masked top images; the hybrid also steers at "
+         f"the patches where the feature fired, at {', '.join(f'{x:g}' for x in c['hybrid_multiples'])} x the hidden-state norm.",
+         "- **random directions**: the same loop and judge, each feature's direction replaced by a random one "
+         "of the same norm. **permuted features**: each explanation scored against the ground truth of "
+         "another evaluated feature (a seeded derangement).",
+         "- **forced choice**: held-out descriptions sampled with a seed no explainer saw; distractor features "
+         "are drawn from the evaluated ones.",
+         ]
+    t = m.get("timings", {})
+    if t:
+        L.append("- time per stage (s): " + ", ".join(f"{k} {v:g}" for k, v in t.items()) + ".")
+    if command:
+        L += ["", "Reproduce:", "", "```bash", command, "```"]
+    return L + [""]
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def write_plots(metrics: dict[str, Any], out: Path) -> list[str]:
+    """PNG plots beside the report; returns the file names written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    bs = metrics.get("by_strength", {})
+    if bs:
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+        styles = {"oneshot": ("one-shot steering", "tab:blue", "o-"),
+                  "oneshot-random": ("one-shot, random direction", "tab:gray", "s--"),
+                  "hybrid": ("hybrid", "tab:green", "^-")}
+        for name, (label, colour, style) in styles.items():
+            rows = bs.get(name)
+            if not rows:
+                continue
+            xs = [r["strength"] for r in rows]
+            rates = [rate_from(r["word"]) for r in rows]
+            _errorbar(ax, xs, rates, label, colour, style)
+        for name, colour in (("offline", "tab:red"), ("llm", "tab:purple"), ("topk", "tab:orange")):
+            d = metrics["modes"].get(name)
+            if d and d["word"]["n"]:
+                r = rate_from(d["word"])
+                ax.axhline(r.value, color=colour, lw=1.5, label=f"{MODE_NAMES[name]} ({100 * (r.value or 0):.0f}%)")
+                ax.axhspan(r.lo, r.hi, color=colour, alpha=0.08)
+        ax.set_xlabel("steering strength (L2 norm of the added vector)")
+        ax.set_ylabel("names the ground truth (by words)")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        fig.savefig(out / PLOT_STRENGTH)
+        plt.close(fig)
+        written.append(PLOT_STRENGTH)
+
+    names = [n for n in MODE_ORDER if n in metrics.get("modes", {})]
+    controls = [n for n in ("random-offline",) if n in metrics.get("controls", {})]
+    fams = list(metrics["features"].get("by_family", {}))
+    if names and fams:
+        groups = ["all"] + fams
+        series = names + controls
+        fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
+        width = 0.8 / len(series)
+        for j, name in enumerate(series):
+            d = metrics["modes"].get(name) or metrics["controls"][name]
+            rates = [rate_from(d["word"])] + [rate_from(d["by_family"][f]["word"]) if f in d["by_family"]
+                                              else Rate(0, 0, 0.0, 1.0) for f in fams]
+            xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(groups))]
+            vals = [r.value or 0.0 for r in rates]
+            err = [[v - r.lo for v, r in zip(vals, rates)], [r.hi - v for v, r in zip(vals, rates)]]
+            ax.bar(xs, vals, width, yerr=err, capsize=2, label=MODE_NAMES.get(name, name),
+                   hatch="//" if name in controls else None, alpha=0.9)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([f"{g}\n(n={metrics['features']['n'] if g == 'all' else metrics['features']['by_family'][g]})"
+                            for g in groups])
+        ax.set_ylabel("names the ground truth (by words)")
+        ax.set_ylim(0, 1.05)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+        fig.tight_layout()
+        fig.savefig(out / PLOT_MODES)
+        plt.close(fig)
+        written.append(PLOT_MODES)
+    return written
+
+
+def _errorbar(ax: Any, xs: list[float], rates: list[Rate], label: str, colour: str, style: str) -> None:
+    vals = [r.value or 0.0 for r in rates]
+    err = [[v - r.lo for v, r in zip(vals, rates)], [r.hi - v for v, r in zip(vals, rates)]]
+    ax.errorbar(xs, vals, yerr=err, fmt=style, color=colour, capsize=3, ms=4, lw=1.2, label=label)
