@@ -31,7 +31,7 @@ class VLMConfig:
 class TrainConfig:
     """Schedule of the VLM's training run."""
 
-    steps: int = 1400
+    steps: int = 1800
     batch_size: int = 32
     lr: float = 2e-3
     warmup: int = 60
@@ -48,11 +48,11 @@ class SAEConfig:
 
     layer: int = 3
     """Hooked vision encoder layer: the SAE reads the output of ``encoder.layers[layer]``."""
-    dict_size: int = 512
-    k: int = 8
+    dict_size: int = 256
+    k: int = 4
     n_scenes: int = 6000
     """Scenes whose patch activations train the SAE."""
-    steps: int = 3000
+    steps: int = 1500
     batch_size: int = 2048
     lr: float = 1e-3
     aux_k: int = 64

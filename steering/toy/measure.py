@@ -111,7 +111,7 @@ def steering_figures(engine, gt: dict[int, dict], strengths: list[float]) -> dic
     }
 
 
-def measure(root: Path, n_scenes: int = 500, seed: int = 0) -> dict:
+def measure(root: Path, n_scenes: int = 500, seed: int = 0, multiples: list[float] | None = None) -> dict:
     from steering.engine import GenerationSettings, SteeringEngine
     from steering.models import load_vlm
     from steering.sae import load_sae
@@ -125,7 +125,8 @@ def measure(root: Path, n_scenes: int = 500, seed: int = 0) -> dict:
                  "white_patch_norm": meta.get("white_patch_norm")}
     out["captions"] = caption_accuracy(vlm, n_scenes, seed) if n_scenes else {"caption_accuracy": float("nan"), "n": 0, "by_kind": {}}
     out["sae_figures"] = sae_figures(vlm, sae, 1000, seed)
-    out["steering"] = steering_figures(engine, gt, meta["strengths"])
+    strengths = meta["strengths"] if multiples is None else [m * meta["white_patch_norm"] for m in multiples]
+    out["steering"] = steering_figures(engine, gt, strengths)
     files = [p for p in root.rglob("*") if p.is_file()]
     out["artifact_mb"] = round(sum(p.stat().st_size for p in files) / 2**20, 2)
     out["bar"] = {
@@ -147,11 +148,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--multiples", type=float, nargs="+",
+                        help="override the build's strength schedule (multiples of the white patch norm)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = measure(args.dir, args.scenes, args.seed)
+    out = measure(args.dir, args.scenes, args.seed, args.multiples)
     c, s, st = out["captions"], out["sae_figures"], out["steering"]
     print(f"caption exact-match accuracy ({c['n']} held-out scenes): {c['caption_accuracy']:.3f}  by kind {c['by_kind']}")
     print(f"SAE (layer {out['layer']}): FVU {s['fvu']:.4f}  alive {s['alive']:.3f}")

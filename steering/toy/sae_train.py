@@ -57,17 +57,24 @@ def train_sae(acts: torch.Tensor, cfg: SAEConfig, seed: int, centre: torch.Tenso
     n, k = cfg.dict_size, cfg.k
     scale = acts.norm(dim=-1).mean().item()
     x_all = acts / scale
-    W_dec = torch.randn(d, n, generator=g)
+    if centre is None:
+        b_dec = x_all.median(dim=0).values.clone().requires_grad_()
+    else:
+        b_dec = (centre.float() / scale).clone()
+    # Start every latent on a real example (as k-means++ seeding would), so that each one
+    # begins by winning the examples near it instead of dying before it learns anything.
+    offsets = x_all - b_dec.detach()  # [N, d]
+    norms = offsets.norm(dim=-1)
+    candidates = (norms > norms.median()).nonzero().flatten()
+    picks = candidates[torch.randperm(len(candidates), generator=g)[:n]]
+    W_dec = offsets[picks].T.clone()  # [d, n]
+    if W_dec.shape[1] < n:  # fewer distinct examples than latents: fill with random directions
+        W_dec = torch.cat([W_dec, torch.randn(d, n - W_dec.shape[1], generator=g)], dim=1)
     W_dec /= W_dec.norm(dim=0, keepdim=True)
     W_dec = W_dec.requires_grad_()
     W_enc = W_dec.detach().T.clone().requires_grad_()  # [n, d]
     b_enc = torch.zeros(n, requires_grad=True)
-    if centre is None:
-        b_dec = x_all.median(dim=0).values.clone().requires_grad_()
-        params = [W_enc, b_enc, W_dec, b_dec]
-    else:
-        b_dec = (centre.float() / scale).clone()
-        params = [W_enc, b_enc, W_dec]
+    params = [W_enc, b_enc, W_dec] + ([b_dec] if centre is None else [])
     opt = torch.optim.Adam(params, lr=cfg.lr)
     since_fired = torch.zeros(n, dtype=torch.long)
     t0 = time.time()
@@ -98,7 +105,7 @@ def train_sae(acts: torch.Tensor, cfg: SAEConfig, seed: int, centre: torch.Tenso
         opt.step()
         with torch.no_grad():
             W_dec /= W_dec.norm(dim=0, keepdim=True)
-            if dead.any() and step < cfg.steps // 2 and (step + 1) % cfg.dead_after == 0:
+            if dead.any() and step < cfg.steps * 4 // 5 and (step + 1) % cfg.dead_after == 0:
                 _reseed(dead, err.detach(), W_enc, b_enc, W_dec, opt, g)
         if (step + 1) % 500 == 0 or step + 1 == cfg.steps:
             fvu = (err.pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
