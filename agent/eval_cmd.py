@@ -1,0 +1,218 @@
+"""`steer-agent eval`: measure how good explanations are, per mode, and write a report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.eval.config import ALL_MODES, DEFAULT_MODES, EvalConfig
+from agent.options import add_model_options
+
+CPU_BATCH = 128
+"""Rows per generate call on a CPU unless --batch-size says otherwise."""
+
+
+def parse_modes(text: str) -> tuple[str, ...]:
+    modes = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    bad = [m for m in modes if m not in ALL_MODES]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(f"unknown mode(s) {', '.join(bad) or text!r}: choose from {', '.join(ALL_MODES)}")
+    return modes
+
+
+def parse_numbers(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad number list {text!r}: use e.g. 0.25,0.5,1") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"bad number list {text!r}: give positive numbers")
+    return values
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "eval", help="measure explanation quality per mode and write a report",
+        description="Score explanations of each mode (one-shot steering, the agent loop with the offline or an "
+                    "LLM judge, top-k, hybrid) against ground truth where the world has it (the toy world), with "
+                    "random-direction and permuted-feature controls, forced choice and CLIP similarity.")
+    p.add_argument("--report", type=Path, required=True, metavar="DIR",
+                   help="folder for report.md, the PNG plots and metrics.json")
+    p.add_argument("--modes", type=parse_modes,
+                   help=f"comma list of {', '.join(ALL_MODES)} (default: {','.join(DEFAULT_MODES)}, plus llm "
+                        "with a judge endpoint and clip with --clip)")
+    p.add_argument("--features", default="all",
+                   help="feature ids like 0-99,120 or all (default); with ground truth only the pure ones are scored")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON on stdout")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sweep, controls, permutation and forced choice")
+    add_model_options(p)
+    g = p.add_argument_group("what is measured")
+    g.add_argument("--ground-truth", type=Path, metavar="FILE",
+                   help="ground_truth.json (default: the one beside the SAE, as the toy world ships)")
+    g.add_argument("--purity", type=float, default=0.9, help="score features at least this pure (default 0.9)")
+    g.add_argument("--strengths", type=parse_numbers,
+                   help="strength schedule (default: 0.5,1,1.5,2,2.5,3,4 x the hidden-state norm, as steer-agent run)")
+    g.add_argument("--hybrid-multiples", type=parse_numbers, default=(0.25, 0.5, 1.0),
+                   help="hybrid strengths as multiples of the hidden-state norm (default 0.25,0.5,1)")
+    g.add_argument("--topk", type=Path, metavar="DIR",
+                   help="a top-k collection (python -m steering.topk); default on the toy world: collected over "
+                        "freshly rendered scenes")
+    g.add_argument("--topk-scenes", type=int, default=1000, help="toy scenes for that collection (default 1000)")
+    g.add_argument("--n-images", type=int, default=5, help="top images shown in top-k/hybrid mode (default 5)")
+    g.add_argument("--clip", metavar="MODEL", help="a CLIP-like model (local folder or cached hub id) for CLIP similarity")
+    g.add_argument("--max-rounds", type=int, default=4, help="judge rounds per feature in the agent loop (default 4)")
+    g.add_argument("--max-probes", type=int, default=24, help="extra probes per feature in the agent loop (default 24)")
+    j = p.add_argument_group("LLM judge (the llm mode and the LLM forced-choice reader; off without an endpoint)")
+    j.add_argument("--judge-model", help="model name at the endpoint (default gpt-4o-mini)")
+    j.add_argument("--judge-base-url", help="OpenAI-compatible endpoint URL (default: $OPENAI_BASE_URL or OpenAI)")
+    j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
+                   help="environment variable holding the API key")
+    j.add_argument("--judge-format", choices=("auto", "schema", "text"), default="auto")
+    j.add_argument("--judge-timeout", type=float, default=60.0)
+    j.add_argument("--judge-retries", type=int, default=6)
+    j.add_argument("--judge-concurrency", type=int, default=4, help="judge calls in flight (default 4)")
+    o = p.add_argument_group("cache and output")
+    o.add_argument("--eval-store", type=Path, metavar="DIR",
+                   help="cache of probes, records and descriptions (default: one per world under "
+                        "$STEER_INTERP_CACHE/eval); reruns answer from it")
+    o.add_argument("--no-plots", action="store_true", help="no PNG plots")
+    o.add_argument("--require-bar", action="store_true", help="exit 1 when the toy-world bar is not met")
+    p.set_defaults(func=run)
+    return p
+
+
+def _judge_wanted(args: argparse.Namespace) -> bool:
+    return bool(args.judge_model or args.judge_base_url)
+
+
+def eval_store_path(args: argparse.Namespace) -> Path:
+    if args.eval_store:
+        return args.eval_store
+    from agent.options import resolve_model_and_sae
+    from agent.store import cache_root, store_name
+
+    model, sae = resolve_model_and_sae(args)
+    return cache_root() / "eval" / store_name(model, sae, args.layer)
+
+
+def build_config(args: argparse.Namespace) -> EvalConfig:
+    modes = args.modes
+    if modes is None:
+        modes = DEFAULT_MODES + (("llm",) if _judge_wanted(args) else ()) + (("clip",) if args.clip else ())
+    return EvalConfig(modes=modes, purity=args.purity, seed=args.seed, strengths=args.strengths,
+                      hybrid_multiples=args.hybrid_multiples, n_images=args.n_images, topk_scenes=args.topk_scenes,
+                      max_rounds=args.max_rounds, max_probes=args.max_probes)
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.eval.cache import EvalCache
+    from agent.eval.embeddings import EmbeddingUnavailable, load_embedder
+    from agent.eval.report import write_report
+    from agent.eval.runner import Inputs, evaluate
+    from agent.eval.world import TruthError, load_truth, truth_for_sae
+    from agent.features import FeatureSpecError, parse_features
+    from agent.options import build_engine, resolve_model_and_sae
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    try:
+        cfg = build_config(args)
+        if args.features.strip().lower() != "all":
+            parse_features(args.features)
+    except (ValueError, FeatureSpecError) as exc:
+        say(f"error: {exc}")
+        return 2
+    t0 = time.perf_counter()
+    _model, sae = resolve_model_and_sae(args)  # SteeringError -> exit 2 in cli.main
+    try:
+        truth = load_truth(args.ground_truth) if args.ground_truth else truth_for_sae(sae)
+    except TruthError as exc:
+        say(f"error: {exc}")
+        return 2
+    from steering.models import resolve_device
+
+    # Larger batches pay on a CPU (a tiny model's generate is bound by per-step overhead); a GPU
+    # sizes its batches from free memory. The batch size changes no answer.
+    cpu = resolve_device(args.device) == "cpu"
+    engine = build_engine(args, **({"batch_size": CPU_BATCH} if cpu and not args.batch_size else {}))
+    try:
+        features = parse_features(args.features, engine.sae.d_sae)
+    except FeatureSpecError as exc:
+        say(f"error: {exc}")
+        return 2
+    if truth is None:
+        say("no ground truth for this SAE: only forced choice and CLIP similarity are measured")
+    embedder = None
+    try:
+        embedder = load_embedder()
+    except EmbeddingUnavailable as exc:
+        say(f"note: {exc}; embedding hits and the embedding forced choice are skipped")
+    judge = chooser = None
+    cache = EvalCache(eval_store_path(args))
+    if _judge_wanted(args) and (cfg.wants("llm") or cfg.wants("forced-choice")):
+        from agent.eval.forced_choice import LLMChooser
+        from agent.judges import JudgeFatalError, make_judge
+
+        try:
+            judge = make_judge("openai", model=args.judge_model, base_url=args.judge_base_url,
+                               api_key_env=args.judge_api_key_env, json_mode=args.judge_format,
+                               timeout=args.judge_timeout, retries=max(1, args.judge_retries))
+        except JudgeFatalError as exc:
+            say(f"error: {exc}")
+            return 2
+        chooser = LLMChooser(judge.backend, cache=cache.shared, concurrency=args.judge_concurrency)
+    topk = clip = None
+    if args.topk:
+        from steering.topk import load_topk
+
+        topk = load_topk(args.topk)
+    if cfg.wants("clip"):
+        if not args.clip:
+            say("error: mode clip needs --clip MODEL")
+            return 2
+        from agent.eval.clip_score import load_clip
+
+        clip = load_clip(args.clip, device=str(engine.vlm.device))
+    inputs = Inputs(engine=engine, cache=cache, features=features, truth=truth, embedder=embedder,
+                    llm_judge=judge, chooser=chooser, topk=topk, clip=clip,
+                    on_stage=lambda name: say(f"eval: {name} ..."))
+    inputs.timings["load"] = round(time.perf_counter() - t0, 2)
+    try:
+        with cache:
+            metrics = evaluate(inputs, cfg)
+    except ValueError as exc:
+        say(f"error: {exc}")
+        return 2
+    metrics["timings"]["total"] = round(time.perf_counter() - t0, 2)
+    command = "steer-agent eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["eval"] else None
+    report = write_report(metrics, args.report, command=command, plots=not args.no_plots)
+    if args.json:
+        print(json.dumps(metrics, indent=1))
+    say(summary_line(metrics) + f"\nreport: {report}")
+    bar = metrics.get("bar", {})
+    return 1 if args.require_bar and not bar.get("met") else 0
+
+
+def summary_line(m: dict[str, Any]) -> str:
+    parts = []
+    for name in ("offline", "llm", "oneshot-best", "topk", "hybrid-best"):
+        d = m.get("modes", {}).get(name)
+        if d and d["word"]["n"]:
+            parts.append(f"{name} {100 * d['word']['rate']:.0f}%")
+    for name, d in m.get("controls", {}).items():
+        if name == "permuted":
+            if "offline" in d:
+                parts.append(f"permuted {100 * d['offline']['word']['rate']:.0f}%")
+        elif d["word"]["n"]:
+            parts.append(f"{name} {100 * d['word']['rate']:.0f}%")
+    bar = m.get("bar")
+    line = f"{m['features']['n']} features: " + ", ".join(parts) if parts else f"{m['features']['n']} features"
+    if bar is not None:
+        line += f" | bar {'met' if bar.get('met') else 'NOT met'}"
+    return line + f" | {m['timings'].get('total', 0):.0f} s"
