@@ -18,7 +18,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", default="auto", help="bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on CPU)")
     g.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda when available)")
     g.add_argument("--max-new-tokens", type=int, default=None, help="answer length cap (default 48)")
-    g.add_argument("--batch-size", type=int, default=None, help="rows per generate call (default 32)")
+    g.add_argument("--batch-size", type=int, default=None, help="rows per generate call (default: sized from free GPU memory; 32 on CPU)")
 
 
 def toy_defaults() -> tuple[str, str] | None:
