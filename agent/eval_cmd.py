@@ -82,8 +82,28 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "$STEER_INTERP_CACHE/eval); reruns answer from it")
     o.add_argument("--no-plots", action="store_true", help="no PNG plots")
     o.add_argument("--require-bar", action="store_true", help="exit 1 when the toy-world bar is not met")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, eval_parser=p)
     return p
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The options that differ from their defaults, as one ``steer-agent eval`` command."""
+    parser: argparse.ArgumentParser = args.eval_parser
+    words = ["steer-agent", "eval"]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help",):
+            continue
+        value = getattr(args, action.dest, None)
+        if value is None or value == action.default:
+            continue
+        flag = action.option_strings[-1]
+        if isinstance(action, argparse._StoreTrueAction):
+            words.append(flag)
+        elif isinstance(value, (tuple, list)):
+            words += [flag, ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)]
+        else:
+            words += [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _judge_wanted(args: argparse.Namespace) -> bool:
@@ -190,8 +210,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"error: {exc}")
         return 2
     metrics["timings"]["total"] = round(time.perf_counter() - t0, 2)
-    command = "steer-agent eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["eval"] else None
-    report = write_report(metrics, args.report, command=command, plots=not args.no_plots)
+    report = write_report(metrics, args.report, command=command_line(args), plots=not args.no_plots)
     if args.json:
         print(json.dumps(metrics, indent=1))
     say(summary_line(metrics) + f"\nreport: {report}")

@@ -16,10 +16,9 @@ def load_clip(name: str, device: str = "cpu", revision: str | None = None) -> tu
     from transformers import AutoModel, AutoProcessor
 
     model = AutoModel.from_pretrained(name, revision=revision).to(device).eval()
-    processor = AutoProcessor.from_pretrained(name, revision=revision)
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
         raise ValueError(f"{name} is not a CLIP-like model (it lacks get_image_features / get_text_features)")
-    return model, processor
+    return model, AutoProcessor.from_pretrained(name, revision=revision)
 
 
 def _features(out: Any) -> Any:

@@ -272,7 +272,7 @@ def write_plots(metrics: dict[str, Any], out: Path) -> list[str]:
     written = []
     bs = metrics.get("by_strength", {})
     if bs:
-        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+        fig, ax = plt.subplots(figsize=(7, 5.0), dpi=110)
         styles = {"oneshot": ("one-shot steering", "tab:blue", "o-"),
                   "oneshot-random": ("one-shot, random direction", "tab:gray", "s--"),
                   "hybrid": ("hybrid", "tab:green", "^-")}
@@ -293,7 +293,7 @@ def write_plots(metrics: dict[str, Any], out: Path) -> list[str]:
         ax.set_ylabel("names the ground truth (by words)")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
         fig.tight_layout()
         fig.savefig(out / PLOT_STRENGTH)
         plt.close(fig)
@@ -305,7 +305,7 @@ def write_plots(metrics: dict[str, Any], out: Path) -> list[str]:
     if names and fams:
         groups = ["all"] + fams
         series = names + controls
-        fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
+        fig, ax = plt.subplots(figsize=(8, 5.0), dpi=110)
         width = 0.8 / len(series)
         for j, name in enumerate(series):
             d = metrics["modes"].get(name) or metrics["controls"][name]
@@ -322,7 +322,7 @@ def write_plots(metrics: dict[str, Any], out: Path) -> list[str]:
         ax.set_ylabel("names the ground truth (by words)")
         ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
         fig.tight_layout()
         fig.savefig(out / PLOT_MODES)
         plt.close(fig)

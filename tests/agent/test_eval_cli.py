@@ -1,0 +1,68 @@
+"""`steer-agent eval` end to end on the tiny random world with a synthetic ground truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.eval.embeddings import minilm_available
+
+VALUES = [("colour", "red"), ("colour", "blue"), ("shape", "circle"), ("pattern", "striped"), ("colour", "green"),
+          ("size", "large")]
+
+
+@pytest.fixture(scope="module")
+def truth_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("truth") / "ground_truth.json"
+    features = {str(f): {"family": fam, "value": val, "purity": 1.0} for f, (fam, val) in enumerate(VALUES)}
+    features["6"] = {"family": "colour", "value": "red", "purity": 0.4}  # impure: not scored
+    path.write_text(json.dumps({"features": features}))
+    return path
+
+
+def eval_argv(tiny_world: tuple[Path, Path], truth: Path, tmp: Path, report: str, *extra: str) -> list[str]:
+    model, sae = tiny_world
+    return ["eval", "--model", str(model), "--sae", str(sae), "--ground-truth", str(truth), "--features", "0-6",
+            "--strengths", "4,16", "--hybrid-multiples", "0.5", "--max-new-tokens", "4", "--topk-scenes", "12",
+            "--max-rounds", "2", "--max-probes", "2", "--eval-store", str(tmp / "cache"), "--report", str(tmp / report),
+            *extra]
+
+
+def test_eval_on_the_tiny_world_writes_a_report_and_reproduces(tiny_world, truth_file: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(eval_argv(tiny_world, truth_file, tmp_path, "rep", "--json", "--seed", "1")) == 0
+    out, err = capsys.readouterr()
+    m = json.loads(out)
+    assert m["features"]["n"] == 6 and m["strengths"] == [4.0, 16.0]
+    assert set(m["modes"]) >= {"offline", "oneshot-best", "topk", "hybrid-best"}
+    assert {"random-offline", "oneshot-random-max", "permuted"} <= set(m["controls"])
+    assert m["forced_choice"]["n_trials"] == 6 if minilm_available() else "forced_choice" not in m
+    assert [r["strength"] for r in m["by_strength"]["oneshot"]] == [4.0, 16.0]
+    assert "bar" in m and "report:" in err
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "## The bar" in report and "steer-agent eval" in report
+    assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["digest"] == m["digest"]
+    # A rerun answers from the cache and gives the same figures.
+    assert main(eval_argv(tiny_world, truth_file, tmp_path, "rep2", "--json", "--seed", "1", "--no-plots")) == 0
+    again = json.loads(capsys.readouterr()[0])
+    assert again["digest"] == m["digest"]
+    assert not (tmp_path / "rep2" / "accuracy_vs_strength.png").exists()
+
+
+def test_eval_refuses_bad_options(tiny_world, truth_file: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(eval_argv(tiny_world, truth_file, tmp_path, "r", "--features", "40-50")) == 2
+    assert "no features to evaluate" in capsys.readouterr()[1]
+    assert main(eval_argv(tiny_world, truth_file, tmp_path, "r", "--features", "0-999")) == 2
+    assert "out of range" in capsys.readouterr()[1]
+    assert main(eval_argv(tiny_world, truth_file, tmp_path, "r", "--modes", "clip")) == 2
+    assert "needs --clip" in capsys.readouterr()[1]
+    with pytest.raises(SystemExit):
+        main(eval_argv(tiny_world, truth_file, tmp_path, "r", "--modes", "oneshot,nope"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(eval_argv(tiny_world, bad, tmp_path, "r")) == 2
+    assert "not valid JSON" in capsys.readouterr()[1]
