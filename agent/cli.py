@@ -8,9 +8,9 @@ import logging
 import os
 import sys
 
-from agent import eval_cmd, export_cmd, probe_cmd, run_cmd
+from agent import eval_cmd, export_cmd, probe_cmd, run_cmd, topk_cmd
 
-COMMANDS = ("run", "probe", "export", "review", "eval")
+COMMANDS = ("run", "probe", "export", "review", "eval", "topk")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,11 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="steer-agent", description="Explain SAE features by steering a VLM.",
         epilog="Without a command, runs the agent: steer-agent --features 0-63 [--judge openai ...]")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", metavar="{run,probe,export,review,eval}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,probe,export,review,eval,topk}")
     run_cmd.add_parser(sub)
     probe_cmd.add_parser(sub)
     export_cmd.add_parsers(sub)
     eval_cmd.add_parser(sub)
+    topk_cmd.add_parser(sub)
     return parser
 
 

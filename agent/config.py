@@ -7,6 +7,13 @@ from typing import Any
 
 DEFAULT_MULTIPLES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 DEFAULT_KL_TARGETS = (0.1, 1.0, 4.0)
+EVIDENCE_MODES: dict[str, tuple[str, ...]] = {"steering": (), "topk": ("topk",), "hybrid": ("hybrid",),
+                                              "all": ("topk", "hybrid")}
+"""``--evidence`` choice -> the image descriptions the judge gets on top of the steering sweep."""
+HYBRID_MULTIPLE = 0.5
+"""Default hybrid strength as a multiple of the hidden-state norm: the reference analysis used 50 for
+its hybrid against 200 for plain steering, a quarter; a quarter of 2x the norm (the middle of the
+default ladder) is 0.5x the norm."""
 
 
 @dataclass
@@ -56,6 +63,9 @@ class SweepConfig:
         return cls(**kw)
 
 
+_EVIDENCE_FIELDS = ("evidence", "hybrid_strength", "topk_images", "judge_images")
+
+
 @dataclass
 class RunConfig:
     """Everything about a run besides the engine, the judge and the store."""
@@ -86,10 +96,35 @@ class RunConfig:
     """Let an automatic run replace a record that a human has reviewed."""
     note: str | None = None
     """A note from a human passed to the judge (e.g. when re-running one feature)."""
+    evidence: str = "steering"
+    """What the judge reads besides the steering sweep: ``steering`` (nothing more), ``topk`` (the
+    explainer's description of the feature's masked top images), ``hybrid`` (the same, steered at the
+    patches where it fired) or ``all``. Needs a top-k collection in the store (`steer-agent topk`)."""
+    hybrid_strength: float | None = None
+    """Strength of the hybrid description; None: the reference's 50 for its Gemma-3-4B layer-16 SAE,
+    else HYBRID_MULTIPLE x the hidden-state norm at the layer."""
+    topk_images: int = 5
+    """Top images the explainer is shown per top-k or hybrid description."""
+    judge_images: bool = False
+    """Also attach the masked top images to an LLM judge's first message (OpenAI image content parts)."""
+
+    def __post_init__(self) -> None:
+        if self.evidence not in EVIDENCE_MODES:
+            raise ValueError(f"unknown evidence {self.evidence!r}: use one of {', '.join(EVIDENCE_MODES)}")
+
+    @property
+    def image_modes(self) -> tuple[str, ...]:
+        """The image descriptions (``topk``, ``hybrid``) each feature gets."""
+        return EVIDENCE_MODES[self.evidence]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["sweep"] = self.sweep.to_dict()
+        # Evidence settings at their defaults are left out, so configs written before evidence modes
+        # existed (and keys derived from them) stay the same.
+        for f in fields(self):
+            if f.name in _EVIDENCE_FIELDS and d[f.name] == f.default:
+                d.pop(f.name)
         return d
 
     @classmethod

@@ -1,4 +1,5 @@
-"""What a judge reads: numbered probe results grouped by role, and word statistics over their texts."""
+"""What a judge reads: numbered probe results grouped by role, top-k image descriptions, and word
+statistics over their texts."""
 
 from __future__ import annotations
 
@@ -66,21 +67,96 @@ class EvidenceItem:
                    reason=d.get("reason", ""))
 
 
+IMAGE_MODES = ("topk", "hybrid")
+
+
+@dataclass(frozen=True)
+class ImageEvidence:
+    """What the explainer said about a feature's masked top-activating images (top-k or hybrid mode)."""
+
+    feature: int
+    mode: str
+    """``topk``: the masked top images only; ``hybrid``: the same, steered at the patches where it fired."""
+    strength: float
+    """L2 norm of the vector added at active patches (0 for topk)."""
+    n_images: int
+    """Top images asked for (fewer are shown when the feature fired on fewer images)."""
+    texts: tuple[str, ...]
+    """The answers, prefix stripped; empty when the feature never fired on the collection."""
+    image_ids: tuple[int, ...] = ()
+    """Ids of the images shown, best first (indices into the collection's image list)."""
+    image_names: tuple[str, ...] = ()
+    note: str = ""
+    """Why there are no texts, when there are none."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"feature": self.feature, "mode": self.mode, "strength": self.strength, "n_images": self.n_images,
+                "texts": list(self.texts), "image_ids": list(self.image_ids), "image_names": list(self.image_names),
+                "note": self.note}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImageEvidence:
+        return cls(feature=int(d["feature"]), mode=str(d["mode"]), strength=float(d["strength"]),
+                   n_images=int(d["n_images"]), texts=tuple(d.get("texts", ())),
+                   image_ids=tuple(int(i) for i in d.get("image_ids", ())),
+                   image_names=tuple(d.get("image_names", ())), note=str(d.get("note", "")))
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One top-k or hybrid description as the judge sees it, numbered like the probe results."""
+
+    id: int
+    round: int
+    result: ImageEvidence
+
+    @property
+    def role(self) -> str:
+        return self.result.mode
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "round": self.round, "role": self.role, "image": self.result.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImageItem:
+        return cls(id=int(d["id"]), round=int(d["round"]), result=ImageEvidence.from_dict(d["image"]))
+
+
 @dataclass
 class Evidence:
-    """All results gathered for one feature, numbered in arrival order."""
+    """All results gathered for one feature, numbered in arrival order (probes and image descriptions
+    share one numbering, so a verdict can cite either)."""
 
     items: list[EvidenceItem] = field(default_factory=list)
+    images: list[ImageItem] = field(default_factory=list)
+
+    def _next_id(self) -> int:
+        return 1 + max((i.id for i in (*self.items, *self.images)), default=0)
 
     def add(self, results: Iterable[ProbeResult], round: int, reasons: Iterable[str] | None = None) -> list[int]:
         reasons = list(reasons) if reasons is not None else None
         ids = []
         for i, r in enumerate(results):
-            item = EvidenceItem(id=len(self.items) + 1, round=round, result=r,
+            item = EvidenceItem(id=self._next_id(), round=round, result=r,
                                 reason=reasons[i] if reasons is not None else "")
             self.items.append(item)
             ids.append(item.id)
         return ids
+
+    def add_images(self, results: Iterable[ImageEvidence], round: int) -> list[int]:
+        ids = []
+        for r in results:
+            item = ImageItem(id=self._next_id(), round=round, result=r)
+            self.images.append(item)
+            ids.append(item.id)
+        return ids
+
+    def images_in_round(self, round: int) -> list[ImageItem]:
+        return [i for i in self.images if i.round == round]
+
+    def image_texts(self, mode: str | None = None) -> list[str]:
+        """Texts of the top-k / hybrid descriptions (of one mode, or all)."""
+        return [t for i in self.images if mode is None or i.role == mode for t in i.result.texts]
 
     def by_role(self, role: str) -> list[EvidenceItem]:
         return [i for i in self.items if i.role == role]
@@ -90,7 +166,7 @@ class Evidence:
 
     @property
     def ids(self) -> set[int]:
-        return {i.id for i in self.items}
+        return {i.id for i in self.items} | {i.id for i in self.images}
 
     def baseline_texts(self, prompt: str = "describe", question: str | None = None) -> list[str]:
         return [t for i in self.by_role("baseline") if i.probe.prompt == prompt and i.probe.question == question

@@ -11,6 +11,7 @@ from typing import Any
 from agent.config import RunConfig
 from agent.events import JudgeDecided, RunEvent
 from agent.evidence import Evidence
+from agent.image_evidence import ImageEvidenceService, ImageRequest
 from agent.judges.base import Judge, JudgeCache, JudgeCallError, JudgeContext, PastTurn, Usage
 from agent.probe_service import EngineFailed, ProbeService
 from agent.probes import ProbeResult, describe_probe
@@ -53,6 +54,13 @@ class LoopContext:
     notes: dict[int, str] = field(default_factory=dict)
     on_round: Callable[[int, int], None] | None = None
     on_usage: Callable[[Usage, bool], None] | None = None
+    images: ImageEvidenceService | None = None
+    """Top-k / hybrid descriptions (None: the judge reads steering evidence only)."""
+    image_requests: tuple[tuple[str, float], ...] = ()
+    """(mode, strength) of the image descriptions every feature gets."""
+    topk_images: int = 5
+    judge_images: bool = False
+    """Attach the masked top images to the judge's first message."""
 
 
 def _verdict_entry(round: int, turn: Any) -> dict[str, Any]:
@@ -73,6 +81,14 @@ def round_s(x: float) -> float:
     return round(float(x), 4)
 
 
+async def _timed(awaitable: Any, timings: dict[str, float], key: str) -> Any:
+    t = time.perf_counter()
+    try:
+        return await awaitable
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t
+
+
 async def explain_feature(feature: int, lc: LoopContext) -> FeatureRecord:
     """Run the whole loop for ``feature`` and return its record (not yet stored).
 
@@ -82,6 +98,8 @@ async def explain_feature(feature: int, lc: LoopContext) -> FeatureRecord:
     cfg, sweep = lc.config, lc.config.sweep
     t0 = time.perf_counter()
     timings = {"probes": 0.0, "judge": 0.0}
+    if lc.images is not None:
+        timings["images"] = 0.0
     usage = Usage()
     evidence = Evidence()
     transcript: list[dict[str, Any]] = []
@@ -94,6 +112,7 @@ async def explain_feature(feature: int, lc: LoopContext) -> FeatureRecord:
             setattr(record, k, v)
         record.transcript = transcript
         record.evidence = [i.to_dict() for i in evidence.items]
+        record.image_evidence = [i.to_dict() for i in evidence.images]
         record.usage = usage.to_dict()
         record.n_probes = len(evidence.items)
         timings["total"] = time.perf_counter() - t0
@@ -107,19 +126,37 @@ async def explain_feature(feature: int, lc: LoopContext) -> FeatureRecord:
         finally:
             timings["probes"] += time.perf_counter() - t
 
-    # 1. The opening sweep.
+    # 1. The opening sweep, and the top-k / hybrid descriptions (queued first: they share engine calls).
+    image_task = None
+    if lc.images is not None and lc.image_requests:
+        requests = [ImageRequest(feature, mode, strength, lc.topk_images) for mode, strength in lc.image_requests]
+        image_task = asyncio.ensure_future(_timed(lc.images.get(requests), timings, "images"))
+    pictures: list[str] = []
     try:
-        if sweep.calibrate:
-            s_max = max(lc.strengths) * 2
-            strengths, _ = await calibrate(feature, run_probes, sweep, s_max)
-        else:
-            strengths = list(lc.strengths)
-        probes = sweep_probes(feature, strengths, sweep)
-        evidence.add(await run_probes(probes), round=1)
-    except EngineFailed as exc:
-        return finish(status="failed", error=str(exc))
+        try:
+            if sweep.calibrate:
+                s_max = max(lc.strengths) * 2
+                strengths, _ = await calibrate(feature, run_probes, sweep, s_max)
+            else:
+                strengths = list(lc.strengths)
+            probes = sweep_probes(feature, strengths, sweep)
+            evidence.add(await run_probes(probes), round=1)
+            if image_task is not None:
+                images = await image_task
+                evidence.add_images(images, round=1)
+                if lc.judge_images and any(r.texts for r in images):
+                    pictures = await _timed(lc.images.pictures(feature, lc.topk_images), timings,  # type: ignore[union-attr]
+                                            "images")
+        except EngineFailed as exc:
+            return finish(status="failed", error=str(exc))
+    finally:
+        if image_task is not None and not image_task.done():
+            image_task.cancel()
     transcript.append({"round": 0, "kind": "sweep", "strengths": strengths, "calibrated": sweep.calibrate,
                        "probes": [describe_probe(p) for p in probes]})
+    if evidence.images:
+        transcript.append({"round": 0, "kind": "images", "ids": [i.id for i in evidence.images],
+                           "modes": [i.role for i in evidence.images], "pictures": len(pictures)})
     background: list[ProbeResult] = []
     if lc.background is not None:
         try:
@@ -141,7 +178,7 @@ async def explain_feature(feature: int, lc: LoopContext) -> FeatureRecord:
             background=background, strengths=strengths, force_final=force,
             probes_left=max(0, cfg.max_probes - probes_used), max_samples=cfg.max_probe_samples,
             note=lc.notes.get(feature, cfg.note), world={**lc.world, "base_image": sweep.base_image},
-            cache=lc.cache, read_cache=not (cfg.force or cfg.rejudge),
+            cache=lc.cache, read_cache=not (cfg.force or cfg.rejudge), pictures=pictures,
         )
         t = time.perf_counter()
         try:

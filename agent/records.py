@@ -76,6 +76,8 @@ class FeatureRecord:
     transcript: list[dict[str, Any]] = field(default_factory=list)
     evidence: list[dict[str, Any]] = field(default_factory=list)
     """Every probe result the judge saw (EvidenceItem dicts), in order."""
+    image_evidence: list[dict[str, Any]] = field(default_factory=list)
+    """Top-k and hybrid descriptions the judge saw (ImageItem dicts), numbered with the probes."""
     usage: dict[str, Any] = field(default_factory=dict)
     """Judge tokens and estimated cost."""
     timings: dict[str, float] = field(default_factory=dict)
@@ -86,6 +88,8 @@ class FeatureRecord:
     schema: int = SCHEMA_VERSION
     review: Review | None = None
     """The current human decision (kept apart in the store; attached when read)."""
+    manual: list[dict[str, Any]] = field(default_factory=list)
+    """Probes a person ran by hand (kept apart in the store, like reviews; attached when read)."""
 
     @property
     def final_explanation(self) -> str | None:
@@ -103,14 +107,16 @@ class FeatureRecord:
     def to_dict(self, with_review: bool = False) -> dict[str, Any]:
         d = asdict(self)
         d.pop("review")
+        manual = d.pop("manual")
         if with_review:
             d["review"] = self.review.to_dict() if self.review else None
+            d["manual"] = manual
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureRecord:
         names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names and k != "review"}
+        kw = {k: v for k, v in d.items() if k in names and k not in ("review", "manual")}
         if kw.get("status") not in STATUSES:
             raise ValueError(f"unknown status {kw.get('status')!r}")
         rec = cls(**kw)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.config import DEFAULT_KL_TARGETS, RunConfig, SweepConfig
+from agent.config import DEFAULT_KL_TARGETS, EVIDENCE_MODES, HYBRID_MULTIPLE, RunConfig, SweepConfig
 from agent.options import add_model_options, build_engine, resolve_model_and_sae
 from agent.probe_cmd import parse_strengths
 
@@ -28,6 +28,16 @@ def parse_price(text: str) -> tuple[float, float]:
     if len(values) != 2:
         raise argparse.ArgumentTypeError("--judge-price takes INPUT,OUTPUT in USD per million tokens")
     return values[0], values[1]
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -77,6 +87,19 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     s.add_argument("--controls", type=int, default=1, help="random-direction controls per feature (default 1)")
     s.add_argument("--base-image", default="white", help="white (default), black, noise or an image file")
     s.add_argument("--seed", type=int, default=0, help="seed for sampling and control directions")
+    e = p.add_argument_group("top-k evidence (needs a collection in the store: steer-agent topk)")
+    e.add_argument("--evidence", choices=tuple(EVIDENCE_MODES), default="steering",
+                   help="what the judge reads besides the steering sweep: steering (nothing more, the default), "
+                        "topk (the model's description of the feature's masked top-activating images), hybrid "
+                        "(the same, steered at the patches where it fired) or all")
+    e.add_argument("--hybrid-strength", type=positive_float, metavar="S",
+                   help="strength of the hybrid description (default: 50 for the reference Gemma-3-4B layer-16 "
+                        f"SAE, else {HYBRID_MULTIPLE:g} x the hidden-state norm at the layer)")
+    e.add_argument("--topk-images", type=positive_int, default=5, metavar="N",
+                   help="top images shown per description (default 5)")
+    e.add_argument("--judge-images", action="store_true",
+                   help="also attach the masked top images to an LLM judge's first message (image content parts; "
+                        "the judge model must accept images)")
     b = p.add_argument_group("budgets and scheduling")
     b.add_argument("--max-rounds", type=positive_int, default=4, help="judge rounds per feature (default 4)")
     b.add_argument("--max-probes", type=int, default=24, help="extra probes per feature (default 24)")
@@ -119,16 +142,36 @@ def store_path(args: argparse.Namespace) -> Path:
     return default_store_path(model, sae, args.layer)
 
 
-def same_world(args: argparse.Namespace, world: dict[str, Any] | None) -> bool:
-    """Whether the options name the world a store was made for (without loading anything)."""
+WORLD_KEYS = ("model", "sae", "layer", "revision")
+
+
+def same_world(options: Any, world: dict[str, Any] | None, **values: Any) -> bool:
+    """Whether a choice of model, SAE, layer and revision names the world a store was made for (without
+    loading anything).
+
+    ``options`` is anything with ``model``, ``sae``, ``layer`` and ``revision`` attributes (parsed
+    options, the TUI's WorldSpec) or None; keywords give plain values instead or on top, e.g.
+    ``same_world(None, store.world(), model="org/m", sae="org/s", layer=16)``. No model and SAE
+    mean the bundled toy world; no layer or revision matches any. A choice that names no world
+    (a model without an SAE) matches none.
+    """
+    from steering.errors import SteeringError
+
+    unknown = set(values) - set(WORLD_KEYS)
+    if unknown:
+        raise TypeError(f"same_world() got unexpected keywords {sorted(unknown)}: use {', '.join(WORLD_KEYS)}")
+    choice = argparse.Namespace(**{k: values.get(k, getattr(options, k, None)) or None for k in WORLD_KEYS})
     if not world:
         return False
-    model, sae = resolve_model_and_sae(args)
+    try:
+        model, sae = resolve_model_and_sae(choice)
+    except SteeringError:
+        return False
     if str(model) != str(world.get("model")) or str(sae) != str(world.get("sae")):
         return False
-    if args.layer is not None and args.layer != world.get("layer"):
+    if choice.layer is not None and choice.layer != world.get("layer"):
         return False
-    return args.revision is None or args.revision == world.get("revision")
+    return choice.revision is None or choice.revision == world.get("revision")
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -138,7 +181,21 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(sweep=sweep, max_rounds=args.max_rounds, max_probes=max(0, args.max_probes),
                      max_feature_tokens=args.max_feature_tokens, budget_tokens=args.budget_tokens,
                      concurrency=args.concurrency, in_flight=args.in_flight, force=args.force, rejudge=args.rejudge,
-                     overwrite_reviewed=args.overwrite_reviewed, note=args.note)
+                     overwrite_reviewed=args.overwrite_reviewed, note=args.note, evidence=args.evidence,
+                     hybrid_strength=args.hybrid_strength, topk_images=args.topk_images,
+                     judge_images=args.judge_images)
+
+
+def evidence_problem(args: argparse.Namespace, kind: str) -> str | None:
+    """A one-line complaint about the evidence options, or None."""
+    modes = EVIDENCE_MODES[args.evidence]
+    if args.hybrid_strength is not None and "hybrid" not in modes:
+        return "--hybrid-strength goes with --evidence hybrid or all"
+    if args.judge_images and not modes:
+        return "--judge-images needs top-k evidence: add --evidence topk, hybrid or all"
+    if args.judge_images and kind == "offline":
+        return "--judge-images needs an LLM judge that reads images (--judge openai); the offline judge reads the texts"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,10 +204,11 @@ def run(args: argparse.Namespace) -> int:
     from agent.export import export_records
     from agent.features import FeatureSpecError, parse_features
     from agent.groundtruth import PURE, ground_truth_for, score
-    from agent.judges import JudgeFatalError, make_judge
+    from agent.judges import JudgeFatalError, check_judge, make_judge
     from agent.progress import RichProgress, summary_table
     from agent.runner import RunControl, run_features
     from agent.store import Store, StoreError
+    from agent.topk import TopKMissing, require_topk
 
     err = Console(stderr=True, highlight=False)
     out = Console(highlight=False)
@@ -161,12 +219,18 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"error: {exc}", markup=False)
         return 2
     kind = judge_kind(args)
+    problem = evidence_problem(args, kind)
+    if problem:
+        err.print(f"error: {problem}", markup=False)
+        return 2
     try:
         judge = make_judge(kind, model=args.judge_model, base_url=args.judge_base_url,
                            api_key_env=args.judge_api_key_env, json_mode=args.judge_format,
                            timeout=args.judge_timeout, retries=args.judge_retries, backoff=args.judge_backoff,
                            temperature=args.judge_temperature, max_tokens=args.judge_max_tokens,
                            price=args.judge_price)
+        if kind == "openai":
+            check_judge(judge, timeout=min(args.judge_timeout, 5.0))  # an unreachable endpoint fails now, not mid-run
     except JudgeFatalError as exc:
         err.print(f"error: {exc}", markup=False)
         return 2
@@ -174,13 +238,15 @@ def run(args: argparse.Namespace) -> int:
     t_load = time.perf_counter()
     try:
         store = Store(store_path(args))
+        if config.image_modes:
+            require_topk(store)  # TopKMissing names `steer-agent topk`
         engine: Any = None
         n_features = store.get_meta("n_features")
         if n_features is None or not same_world(args, store.world()):
             engine = build_engine(args)  # SteeringError -> exit 2 in cli.main
             n_features = engine.sae.d_sae
         features = parse_features(args.features, n_features)
-    except (FeatureSpecError, StoreError) as exc:
+    except (FeatureSpecError, StoreError, TopKMissing) as exc:
         err.print(f"error: {exc}", markup=False)
         return 2
     if engine is None:  # loaded only if some feature needs work: a finished run never touches torch
@@ -230,6 +296,12 @@ def run(args: argparse.Namespace) -> int:
     out.print(f"probes: {s.probes_run} run ({s.probes_per_s:.1f}/s, {s.probe_rows} rows), {s.probes_cached} from the "
               f"store | judge {judge.name}: {s.judge_calls} calls ({s.judge_cached} from the store), "
               f"{s.tokens:,} tokens{cost}", markup=False)
+    if summary.images:
+        im = summary.images
+        hybrid = (f", hybrid at strength {im['hybrid_strength']:g} ({im.get('hybrid_source')})"
+                  if "hybrid_strength" in im else "")
+        out.print(f"top-k evidence: {', '.join(im['modes'])} of {im['n_images']} images{hybrid}"
+                  + (", images attached for the judge" if im.get("judge_images") else ""), markup=False)
     if truth:
         sc = score(records, truth, PURE)
         out.print(f"ground truth named: {sc['pure_named']}/{sc['pure_known']} pure features (purity >= {PURE}), "

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agent.config import RunConfig
@@ -26,6 +27,13 @@ from agent.events import (
     RunPlanned,
     RunStarted,
     RunStats,
+)
+from agent.image_evidence import (
+    Describer,
+    ImageEvidenceService,
+    TopKDescriber,
+    default_hybrid_strength,
+    reference_hybrid_strength,
 )
 from agent.judges.base import Judge, JudgeFatalError, JudgeQuotaError, Usage
 from agent.loop import LoopContext, TokenBudget, explain_feature
@@ -72,6 +80,8 @@ class RunSummary:
     stop_reason: str | None = None
     """Why the run stopped early: cancelled, interrupted, budget, quota, fatal judge error."""
     fatal_error: str | None = None
+    images: dict[str, Any] = field(default_factory=dict)
+    """Top-k / hybrid evidence of the run: modes, hybrid strength and how it was chosen, collection."""
 
     @property
     def complete(self) -> bool:
@@ -93,18 +103,23 @@ EngineSource = Engine | Callable[[], Engine]
 
 def run_features(engine: EngineSource, judge: Judge, store: Store | None, features: Sequence[int],
                  config: RunConfig | None = None, *, on_event: EventCallback | None = None,
-                 control: RunControl | None = None) -> RunSummary:
+                 control: RunControl | None = None, topk: str | Path | None = None,
+                 describer: Describer | None = None) -> RunSummary:
     """Explain ``features`` (blocking; runs its own event loop, so call it from a worker thread in a UI).
 
     ``engine`` may be a zero-argument factory: it is then called only when some feature needs work,
-    so a run that the store already answers never loads a model.
+    so a run that the store already answers never loads a model. With ``config.evidence`` other than
+    ``steering`` the top-k collection is ``topk`` or the store's (agent.topk.require_topk raises
+    TopKMissing without one); ``describer`` replaces the engine-backed one (tests).
     """
-    return asyncio.run(arun_features(engine, judge, store, features, config, on_event=on_event, control=control))
+    return asyncio.run(arun_features(engine, judge, store, features, config, on_event=on_event, control=control,
+                                     topk=topk, describer=describer))
 
 
 async def arun_features(engine: EngineSource, judge: Judge, store: Store | None, features: Sequence[int],
                         config: RunConfig | None = None, *, on_event: EventCallback | None = None,
-                        control: RunControl | None = None) -> RunSummary:
+                        control: RunControl | None = None, topk: str | Path | None = None,
+                        describer: Describer | None = None) -> RunSummary:
     cfg = config or RunConfig()
     control = control or RunControl()
     stats = RunStats(total=len(features))
@@ -127,6 +142,13 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
     lazy = not hasattr(engine, "run")
     if not lazy and store is not None:
         store.bind_world(world_of(engine))  # refuse a store made for another world before reading it
+    topk_root: Path | None = None
+    if cfg.image_modes and describer is None:
+        from agent.topk import require_topk
+
+        if store is None and topk is None:
+            raise ValueError(f"evidence {cfg.evidence!r} needs a top-k collection: pass topk= or a store")
+        topk_root = Path(topk) if store is None else require_topk(store, topk)  # TopKMissing names the fix
 
     # Which features need work.
     to_run: list[int] = []
@@ -184,15 +206,23 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
 
     service = ProbeService(engine, store, read_cache=not cfg.force, max_batch=cfg.max_batch_probes,
                            on_batch=on_batch)
+    images: ImageEvidenceService | None = None
     try:
         strengths, source = await _strengths(engine, cfg, store, service)
         summary.strengths, summary.strength_source = strengths, source
+        if cfg.image_modes:
+            if describer is None:
+                assert topk_root is not None
+                describer = TopKDescriber(engine, topk_root)
+            images, summary.images = await _image_evidence(engine, cfg, store, service, source, describer)
         emit(lambda stats: RunStarted(stats=stats, features=list(features), to_run=list(to_run),
                                       strengths=list(strengths), judge=judge.name,
                                       store=str(store.path) if store else ""))
         await _run_loops(to_run, cfg, engine, judge, store, service, strengths, world, run_id, stats,
-                             summary, control, emit, error)
+                         summary, control, emit, error, images)
     finally:
+        if images is not None:
+            await images.close()
         await service.close()
         close = getattr(judge, "aclose", None)
         if close is not None:
@@ -226,11 +256,46 @@ async def _strengths(engine: Engine, cfg: RunConfig, store: Store | None,
     return strengths, source
 
 
+async def _norm(engine: Engine, base_image: str, store: Store | None, service: ProbeService) -> float:
+    """The median hidden-state norm at the hooked layer on ``base_image`` (remembered in the store)."""
+    from agent.scale import hidden_norm
+
+    fp_hash = hashlib.sha256(json.dumps(engine.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
+    meta_key = f"hidden_norm/{fp_hash}/{base_image}"
+    known = store.get_meta(meta_key) if store is not None else None
+    if known is not None:
+        return float(known)
+    norm = float(await service.call(hidden_norm, engine, base_image))
+    if store is not None:
+        store.set_meta(meta_key, round(norm, 4))
+    return norm
+
+
+async def _image_evidence(engine: Engine, cfg: RunConfig, store: Store | None, service: ProbeService,
+                          source: dict[str, Any], describer: Describer) -> tuple[ImageEvidenceService, dict[str, Any]]:
+    """Load and check the collection (in the engine's thread) and settle the hybrid strength."""
+    fingerprint = await service.call(describer.prepare)  # TopKError: the collection does not fit
+    info: dict[str, Any] = {"evidence": cfg.evidence, "modes": list(cfg.image_modes), "n_images": cfg.topk_images,
+                            "topk": fingerprint.get("topk"), "judge_images": cfg.judge_images}
+    if "hybrid" in cfg.image_modes:
+        if cfg.hybrid_strength is not None:
+            strength, why = float(cfg.hybrid_strength), "given"
+        else:
+            fp = engine.fingerprint()
+            norm = source.get("norm")
+            if norm is None and reference_hybrid_strength(fp.get("sae"), fp.get("layer")) is None:
+                norm = await _norm(engine, cfg.sweep.base_image, store, service)  # a fixed --strengths ladder
+            strength, why = default_hybrid_strength(fp, norm)
+        info.update(hybrid_strength=strength, hybrid_source=why)
+    service_ = ImageEvidenceService(describer, fingerprint, service.call, store, read_cache=not cfg.force)
+    return service_, info
+
+
 async def _run_loops(to_run: list[int], cfg: RunConfig, engine: Engine, judge: Judge, store: Store | None,
                      service: ProbeService, strengths: list[float], world: dict[str, Any], run_id: str,
                      stats: RunStats, summary: RunSummary, control: RunControl,
                      emit: Callable[[Callable[..., RunEvent]], None],
-                     error: Callable[..., None]) -> None:
+                     error: Callable[..., None], images: ImageEvidenceService | None = None) -> None:
     loop = asyncio.get_running_loop()
     budget = TokenBudget(cfg.budget_tokens)
     background: asyncio.Future[list[ProbeResult]] | None = None
@@ -255,9 +320,18 @@ async def _run_loops(to_run: list[int], cfg: RunConfig, engine: Engine, judge: J
                    "max_rounds": cfg.max_rounds, "max_probes": cfg.max_probes,
                    "prompts": list(engine.fingerprint().get("prompts", []))
                    + [p for p in (judge.describe().get("prompts") or [])]}
+    image_requests: tuple[tuple[str, float], ...] = ()
+    if images is not None:
+        info = summary.images
+        image_requests = tuple((m, 0.0 if m == "topk" else float(info["hybrid_strength"])) for m in cfg.image_modes)
+        fingerprint["evidence"] = {k: info.get(k) for k in ("evidence", "n_images", "topk", "judge_images",
+                                                            "hybrid_strength")}
+        fingerprint["prompts"] += [p for p in images.fingerprint.get("prompts", []) if p not in fingerprint["prompts"]]
     lc = LoopContext(config=cfg, probes=service, judge=judge, judge_slots=asyncio.Semaphore(max(1, cfg.concurrency)),
                      strengths=strengths, world=world, fingerprint=fingerprint, budget=budget, emit=emit,
-                     cache=store, background=background, run_id=run_id, on_round=on_round, on_usage=on_usage)
+                     cache=store, background=background, run_id=run_id, on_round=on_round, on_usage=on_usage,
+                     images=images, image_requests=image_requests, topk_images=cfg.topk_images,
+                     judge_images=cfg.judge_images and getattr(judge, "is_llm", True))
     queue = list(to_run)
     queue.reverse()
     stop = asyncio.Event()

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from agent.evidence import ImageEvidence
 from agent.probes import ProbeResult
 from agent.records import DECISIONS, SCHEMA_VERSION, FeatureRecord, Review, default_reviewer, now_iso
 
@@ -74,6 +75,10 @@ def _review_key(feature: int) -> str:
     return f"review/{int(feature)}"
 
 
+def _manual_key(feature: int) -> str:
+    return f"manual/{int(feature)}"
+
+
 class Store:
     """One store directory. Safe to share between threads and processes."""
 
@@ -90,6 +95,7 @@ class Store:
             self._main = Cache(str(self.path / "main"), **opts)
             self._probes = Cache(str(self.path / "probes"), **opts)
             self._judge = Cache(str(self.path / "judge"), **opts)
+            self._images = Cache(str(self.path / "images"), **opts)
         except Exception as exc:  # sqlite errors, permissions
             raise StoreError(f"cannot open store {self.path}: {exc}; check the folder or pass another --store") from exc
         with self._main.transact():
@@ -103,7 +109,7 @@ class Store:
     # ------------------------------------------------------------------ plumbing
 
     def close(self) -> None:
-        for c in (self._main, self._probes, self._judge):
+        for c in (self._main, self._probes, self._judge, self._images):
             c.close()
 
     def __enter__(self) -> Store:
@@ -172,6 +178,19 @@ class Store:
     def probe_count(self) -> int:
         return len(self._probes)
 
+    # ------------------------------------------------------------------ top-k / hybrid descriptions
+
+    def get_image_evidence(self, key: str) -> ImageEvidence | None:
+        try:
+            data = self._load(self._images, key)
+            return None if data is None else ImageEvidence.from_dict(data)
+        except (RecordUnreadable, KeyError, TypeError, ValueError) as exc:
+            log.warning("store %s: cached top-k description %s unreadable (%s); recomputing it", self.path, key, exc)
+            return None
+
+    def put_image_evidence(self, key: str, result: ImageEvidence) -> None:
+        self._images.set(key, self._dump(result.to_dict()))
+
     # ------------------------------------------------------------------ judge calls
 
     def get_judge_call(self, key: str) -> dict[str, Any] | None:
@@ -218,11 +237,13 @@ class Store:
         return data
 
     def get_record(self, feature: int) -> FeatureRecord | None:
-        """The record of ``feature`` with its current review, or None. Raises RecordUnreadable."""
+        """The record of ``feature`` with its current review and manual probes, or None.
+        Raises RecordUnreadable."""
         rec = self._read_record(feature)
         if rec is not None:
             current = self._read_review(feature)["current"]
             rec.review = Review.from_dict(current) if current else None
+            rec.manual = self.manual_probes(feature)
         return rec
 
     def has_review(self, feature: int) -> bool:
@@ -321,6 +342,30 @@ class Store:
                 if self._read_review(f)["current"] is not None:
                     out.add(f)
         return out
+
+    # ------------------------------------------------------------------ manual probes
+
+    def add_manual_probe(self, feature: int, result: ProbeResult, *, baseline: ProbeResult | None = None,
+                         reviewer: str | None = None) -> dict[str, Any]:
+        """Append a probe a person ran by hand to the feature's record (kept apart from the automatic
+        record, like reviews, so a later run does not drop it). Returns the stored entry."""
+        entry = {"at": now_iso(), "by": reviewer or default_reviewer(), "result": result.to_dict(),
+                 "baseline": list(baseline.texts) if baseline is not None else None}
+        with self._main.transact():
+            entries = self.manual_probes(feature)
+            entries.append(entry)
+            self._main.set(_manual_key(feature), self._dump(entries))
+        return entry
+
+    def manual_probes(self, feature: int) -> list[dict[str, Any]]:
+        """Every manual probe of ``feature``, oldest first (``result`` is a ProbeResult dict)."""
+        try:
+            data = self._load(self._main, _manual_key(feature))
+        except RecordUnreadable as exc:
+            log.error("%s", exc)
+            return []
+        return [e for e in data if isinstance(e, dict) and isinstance(e.get("result"), dict)] \
+            if isinstance(data, list) else []
 
     # ------------------------------------------------------------------ summary
 

@@ -12,16 +12,18 @@ from agent.judges.base import (
     JudgeFatalError,
     JudgeQuotaError,
     JudgeTurn,
+    JudgeUnreachable,
     PastTurn,
     Usage,
+    check_judge,
 )
 from agent.judges.llm import ChatBackend, Completion, LLMJudge, SchemaUnsupportedError
 from agent.judges.offline import NOT_AN_LLM, OfflineJudge, OfflineParams
 
 __all__ = [
     "NOT_AN_LLM", "ChatBackend", "Completion", "Judge", "JudgeCallError", "JudgeContext", "JudgeError",
-    "JudgeFatalError", "JudgeQuotaError", "JudgeTurn", "LLMJudge", "OfflineJudge", "OfflineParams", "PastTurn",
-    "SchemaUnsupportedError", "Usage", "make_judge",
+    "JudgeFatalError", "JudgeQuotaError", "JudgeTurn", "JudgeUnreachable", "LLMJudge", "OfflineJudge", "OfflineParams",
+    "PastTurn", "SchemaUnsupportedError", "Usage", "check_judge", "make_judge",
 ]
 
 

@@ -26,6 +26,10 @@ class JudgeQuotaError(JudgeFatalError):
     """The endpoint says the account's quota or credit is exhausted."""
 
 
+class JudgeUnreachable(JudgeFatalError):
+    """The judge's endpoint cannot be reached, or its URL cannot work (found by ``check`` before a run)."""
+
+
 @dataclass
 class Usage:
     """Tokens spent on judge calls, and their estimated cost where the price is known."""
@@ -99,6 +103,8 @@ class JudgeContext:
     cache: JudgeCache | None = None
     read_cache: bool = True
     """False when the user asked to re-judge: calls are made again (and the cache refreshed)."""
+    pictures: list[str] = field(default_factory=list)
+    """Data URLs (PNG) of the feature's masked top images, for judges that read images; empty: none."""
 
     def validation_context(self) -> dict[str, Any]:
         return {"force_final": self.force_final, "max_probes": self.probes_left,
@@ -133,3 +139,12 @@ class Judge(Protocol):
 
     async def decide(self, ctx: JudgeContext) -> JudgeTurn:
         ...
+
+
+def check_judge(judge: Any, timeout: float = 3.0) -> None:
+    """Fail fast, before a run starts, when a judge cannot work: a URL with no host, an endpoint that
+    does not answer. Judges without a ``check(timeout=)`` method pass. Raises JudgeFatalError
+    (JudgeUnreachable for the endpoint) with a message naming the fix."""
+    check = getattr(judge, "check", None)
+    if callable(check):
+        check(timeout=timeout)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import prompts
-from agent.evidence import EvidenceItem
+from agent.evidence import EvidenceItem, ImageItem
 from agent.judges.base import JudgeContext, JudgeError, JudgeTurn, Usage
 from agent.probes import describe_probe
 from agent.verdicts import VERDICT_SCHEMA, VerdictError, parse_verdict
@@ -50,8 +50,9 @@ class ChatBackend(Protocol):
         """Stop sending the schema (the server does not support structured output)."""
         ...
 
-    async def complete(self, messages: list[dict[str, str]], *, schema: dict[str, Any] | None) -> Completion:
-        """Raises SchemaUnsupportedError, JudgeCallError or JudgeFatalError on failure."""
+    async def complete(self, messages: list[dict[str, Any]], *, schema: dict[str, Any] | None) -> Completion:
+        """Raises SchemaUnsupportedError, JudgeCallError or JudgeFatalError on failure. A message's
+        content is text, or a list of OpenAI content parts (text and image_url) when images are attached."""
         ...
 
 
@@ -77,32 +78,58 @@ def item_view(item: EvidenceItem) -> dict[str, Any]:
             "kl": None if item.role == "baseline" else f"{item.result.kl_first:.3f}", "name": describe_probe(p)}
 
 
-def build_messages(ctx: JudgeContext, json_mode: str) -> list[dict[str, str]]:
-    """The conversation for round ``ctx.round``: system, then per round its evidence and the accepted reply."""
+def image_view(item: ImageItem) -> dict[str, Any]:
+    r = item.result
+    shown = len(r.image_ids)
+    images = f"{shown} masked top image{'s' if shown != 1 else ''}"
+    if r.mode == "hybrid":
+        title = f"hybrid description of {images}, steered at strength {r.strength:g} where the feature fires"
+    else:
+        title = f"top-k description of {images}"
+    if not r.texts:
+        title = f"{r.mode}: no description ({r.note or 'the feature fired on none of the images'})"
+    return {"id": item.id, "title": title, "texts": list(r.texts)}
+
+
+def build_messages(ctx: JudgeContext, json_mode: str) -> list[dict[str, Any]]:
+    """The conversation for round ``ctx.round``: system, then per round its evidence and the accepted reply.
+
+    With ``ctx.pictures`` the first user message is a list of content parts: its text, then one
+    ``image_url`` part (a PNG data URL) per masked top image.
+    """
     world = ctx.world
+    modes = sorted({i.role for i in ctx.evidence.images}, key=["topk", "hybrid"].index)
     system = prompts.load("judge_system").render(
         model=world.get("model", "?"), sae=world.get("sae", "?"), layer=world.get("layer", "?"),
         base_image=world.get("base_image", "white"), max_rounds=ctx.max_rounds, max_samples=ctx.max_samples,
-        json_mode=json_mode,
+        json_mode=json_mode, image_modes=modes,
+        n_images=max((i.result.n_images for i in ctx.evidence.images), default=0), pictures=bool(ctx.pictures),
     )
-    messages = [{"role": "system", "content": system}]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
     replies = {t.round: t.raw for t in ctx.history}
     for r in range(1, ctx.round + 1):
         last = r == ctx.round
         items = [item_view(i) for i in ctx.evidence.in_round(r)]
+        images = [image_view(i) for i in ctx.evidence.images_in_round(r)]
         user = prompts.load("judge_round").render(
-            round=r, max_rounds=ctx.max_rounds, feature=ctx.feature, items=items,
+            round=r, max_rounds=ctx.max_rounds, feature=ctx.feature, items=items, images=images,
+            pictures=bool(ctx.pictures) and r == 1,
             strengths=[f"{s:g}" for s in ctx.strengths], note=ctx.note if r == 1 else None,
             force_final=ctx.force_final if last else False,
             probes_left=ctx.probes_left if last else 0,
         )
-        messages.append({"role": "user", "content": user})
+        if r == 1 and ctx.pictures:
+            parts: list[dict[str, Any]] = [{"type": "text", "text": user}]
+            parts += [{"type": "image_url", "image_url": {"url": url}} for url in ctx.pictures]
+            messages.append({"role": "user", "content": parts})
+        else:
+            messages.append({"role": "user", "content": user})
         if not last:
             messages.append({"role": "assistant", "content": replies.get(r, "")})
     return messages
 
 
-def request_key(backend: dict[str, Any], messages: list[dict[str, str]], schema: dict[str, Any] | None) -> str:
+def request_key(backend: dict[str, Any], messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> str:
     payload = json.dumps({"backend": backend, "messages": messages, "schema": schema}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -161,12 +188,18 @@ class LLMJudge:
         turn.seconds = time.perf_counter() - t0
         return turn
 
+    def check(self, timeout: float = 3.0) -> None:
+        """The backend's own check (an OpenAI endpoint: reachable); backends without one pass."""
+        check = getattr(self.backend, "check", None)
+        if callable(check):
+            check(timeout=timeout)
+
     async def aclose(self) -> None:
         close = getattr(self.backend, "aclose", None)
         if close is not None:
             await close()
 
-    async def _call(self, ctx: JudgeContext, messages: list[dict[str, str]],
+    async def _call(self, ctx: JudgeContext, messages: list[dict[str, Any]],
                     mode: str) -> tuple[Completion, bool, str]:
         schema = VERDICT_SCHEMA if mode == "schema" else None
         key = request_key(self.backend.describe(), messages, schema)

@@ -28,6 +28,32 @@ CATEGORY_WORDS = frozenset(
 )
 
 
+# Words the masked top-k views make the model say whatever the feature: the mask and the framing.
+IMAGE_FRAME_WORDS = frozenset(["visible", "regions", "region", "black", "blacked", "dark", "darkness", "mask",
+                               "masked", "images", "common", "parts", "portions", "areas", "small", "various"])
+
+
+def image_words(texts: list[str]) -> dict[str, float]:
+    """Content word -> share of the image descriptions that contain it (frame and category words dropped)."""
+    if not texts:
+        return {}
+    seen: dict[str, float] = defaultdict(float)
+    for t in texts:
+        for w in set(words(t)) - IMAGE_FRAME_WORDS - CATEGORY_WORDS:
+            seen[w] += 1 / len(texts)
+    return dict(seen)
+
+
+def _image_share(shares: dict[str, float], word: str) -> float:
+    """Share of the image descriptions that use ``word`` or its plural / singular ("circle", "circles")."""
+    forms = {word, word + "s", word + "es"}
+    if word.endswith("s"):
+        forms.add(word[:-1])
+    if word.endswith("es"):
+        forms.add(word[:-2])
+    return max((shares.get(f, 0.0) for f in forms), default=0.0)
+
+
 @dataclass(frozen=True)
 class WordScore:
     word: str
@@ -43,6 +69,8 @@ class WordScore:
     """Lowest strength at which it appears."""
     count: float
     """Steered probes containing it (samples averaged)."""
+    image: float = 0.0
+    """Share of the top-k / hybrid descriptions that contain it (0 without image evidence)."""
 
 
 @dataclass
@@ -73,6 +101,10 @@ class OfflineParams:
     """Most words named in an explanation."""
     refine_samples: int = 3
     """Samples of the refining probe at the strength where the top word first appears."""
+    image_weight: float = 0.25
+    """Bonus for a steering word that the top-k / hybrid descriptions also use (all of them: the full bonus)."""
+    image_confidence: float = 0.35
+    """Confidence of an answer that rests on the top-k / hybrid descriptions alone (steering named nothing)."""
 
 
 def _presence(result: ProbeResult, word: str) -> float:
@@ -135,6 +167,7 @@ class OfflineJudge:
                 if j >= len(changed) - len(dominant):
                     top_support[w] += share
                 onset[w] = min(onset.get(w, math.inf), r.probe.strength)
+        image = image_words(evidence.image_texts())
         out = []
         for w, count in support.items():
             share = count / len(changed)
@@ -143,8 +176,10 @@ class OfflineJudge:
             bg = sum(_presence(r, w) for r in controls) / len(controls) if controls else 0.0
             generic = sum(w in ws for ws in panel.values()) / len(panel) if panel else 0.0
             score = share * (1 - p.panel_weight * generic) - p.background_weight * bg
+            in_images = _image_share(image, w)
+            score += p.image_weight * in_images
             out.append(WordScore(w, round(share, 4), round(bg, 4), round(generic, 4), round(score, 4), onset[w],
-                                 round(count, 3)))
+                                 round(count, 3), round(in_images, 4)))
         # Ties go to the word that appears later: the feature's own attribute tends to emerge as the
         # strength grows, while the words present from the first change are the frame it fills.
         out.sort(key=lambda s: (-s.score, s.word in CATEGORY_WORDS, -s.onset, s.word))
@@ -176,6 +211,9 @@ class OfflineJudge:
                             for s in wanted],
                 )
             what = "leaves the description unchanged" if n_changed == 0 else "changes the description inconsistently"
+            from_images = self._from_images(ctx, head, top_line, strongest, what)
+            if from_images is not None:
+                return from_images
             return Verdict(
                 hypothesis=f"{head}; no consensus (top: {top_line})", confidence=0.05, action="final",
                 explanation=f"No clear concept: steering this feature up to strength {strongest:g} {what}, "
@@ -193,6 +231,9 @@ class OfflineJudge:
         named.sort(key=lambda w: (order.get(w, len(order)), w))
         runner_up = max((s.score for s in concepts if s.word not in named), default=0.0)
         confidence = self._confidence(lead, runner_up, n_changed)
+        agree = [w for w in named if any(s.word == w and s.image > 0 for s in named_scores)]
+        if agree:  # the top-activating images name it too
+            confidence = round(min(0.95, confidence + 0.1), 2)
         confident = lead.score >= p.confident_score and lead.score - runner_up >= p.margin and lead.count >= 2
         if not confident and can_probe and ctx.round <= 2:
             probes = self._refine(ctx, lead, steered_strengths)
@@ -212,13 +253,40 @@ class OfflineJudge:
         explanation = (f"Steering this feature makes the model describe {phrase}: "
                        f"{'these words recur' if n_words > 1 else 'the word recurs'} in {lead.count:g} of "
                        f"{n_changed} changed steered descriptions (from strength {lead.onset:g}), never in the "
-                       "unsteered baseline, and seldom for random directions or other features.")
+                       "unsteered baseline, and seldom for random directions or other features"
+                       + (f"; the descriptions of its top-activating images say {' '.join(agree)} too." if agree
+                          else "."))
         examples = "; ".join(f"s={i.probe.strength:g}: {i.result.texts[0]!r}" for i in ctx.evidence.by_role("steered")
                              if i.probe.prompt == "describe" and lead.word in words(i.result.texts[0]))[:600]
+        cited = self._cite(ctx.evidence, lead.word) + [
+            i.id for i in ctx.evidence.images if any(_image_share(image_words(list(i.result.texts)), w) > 0 for w in agree)]
         return Verdict(
             hypothesis=f"{head}; consensus: {phrase} (top: {top_line})", confidence=confidence,
-            action="final", explanation=explanation, label=label, evidence=self._cite(ctx.evidence, lead.word),
+            action="final", explanation=explanation, label=label, evidence=cited,
             notes=f"{NOT_AN_LLM}. Examples: {examples}",
+        )
+
+    def _from_images(self, ctx: JudgeContext, head: str, top_line: str, strongest: float,
+                     what: str) -> Verdict | None:
+        """Steering named nothing: name what every top-k / hybrid description shares, if anything."""
+        texts = ctx.evidence.image_texts()
+        shares = image_words(texts)
+        shared = [w for w, share in shares.items() if share >= 1 - 1e-9]
+        if not shared:
+            return None
+        first = texts[0]
+        order = {w: i for i, w in enumerate(words(first))}
+        shared.sort(key=lambda w: (order.get(w, len(order)), w))
+        named = shared[: self.params.max_named]
+        phrase = " ".join(named)
+        quote = first.rstrip(". ")
+        quote = quote if len(quote) <= 120 else quote[:117].rstrip() + "..."
+        return Verdict(
+            hypothesis=f"{head}; no steering consensus (top: {top_line}); the top-activating images share: {phrase}",
+            confidence=self.params.image_confidence, action="final",
+            explanation=f"The images that most activate this feature show {phrase} in the regions where it fires "
+                        f"(\"{quote}\"); steering it up to strength {strongest:g} {what}.",
+            label=phrase if len(named) > 1 else f"{phrase} in images", evidence=[i.id for i in ctx.evidence.images if i.result.texts][:8], notes=NOT_AN_LLM,
         )
 
     def _frame(self, ranked: list[WordScore], top: WordScore | None) -> WordScore | None:

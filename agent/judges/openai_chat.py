@@ -11,13 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from agent.judges.base import JudgeCallError, JudgeFatalError, JudgeQuotaError, Usage
+from agent.judges.base import JudgeCallError, JudgeFatalError, JudgeQuotaError, JudgeUnreachable, Usage
 from agent.judges.llm import Completion, SchemaUnsupportedError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_URL = "https://api.openai.com/v1"
+IMAGE_TOKENS = 255
+"""Prompt tokens one attached image is estimated at where the server reports no usage."""
 
 # USD per million tokens (input, output), for the cost estimate; unknown models show no cost.
 PRICES: dict[str, tuple[float, float]] = {
@@ -190,6 +193,30 @@ class OpenAIChat:
     def use_text_mode(self) -> None:
         self._mode = "text"
 
+    # -- checks --------------------------------------------------------------------------------
+
+    def check(self, timeout: float = 3.0) -> None:
+        """Before a run: the URL names a host, and a TCP connection to it opens (no request is sent,
+        so nothing is billed). Raises JudgeUnreachable naming the fix."""
+        import socket
+
+        url = self.base_url or DEFAULT_URL
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise JudgeUnreachable(f"judge URL {safe_url(url)!r} names no http(s) host: use e.g. "
+                                   "http://localhost:8000/v1 (--judge-base-url)")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise JudgeUnreachable(f"judge URL {safe_url(url)!r} has a bad port: fix --judge-base-url") from None
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=timeout):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise JudgeUnreachable(f"cannot reach the judge at {parts.hostname}:{port} ({reason}): start the "
+                                   "server, fix the judge URL (--judge-base-url), or use the offline judge") from None
+
     # -- calls ---------------------------------------------------------------------------------
 
     def _wait(self, state: Any) -> float:
@@ -203,7 +230,7 @@ class OpenAIChat:
         ceiling = min(self.retry.max_wait, self.retry.initial * 2 ** (state.attempt_number - 1))
         return random.uniform(0, ceiling)
 
-    async def complete(self, messages: list[dict[str, str]], *, schema: dict[str, Any] | None) -> Completion:
+    async def complete(self, messages: list[dict[str, Any]], *, schema: dict[str, Any] | None) -> Completion:
         import openai
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
@@ -258,7 +285,7 @@ class OpenAIChat:
                                   f"{_short(message)})")
         return JudgeCallError(f"the judge endpoint refused the request ({status}: {_short(message)})")
 
-    def _completion(self, response: Any, messages: list[dict[str, str]]) -> Completion:
+    def _completion(self, response: Any, messages: list[dict[str, Any]]) -> Completion:
         choices = getattr(response, "choices", None) or []
         text = ""
         if choices:
@@ -268,7 +295,7 @@ class OpenAIChat:
         prompt = getattr(usage, "prompt_tokens", None) if usage else None
         completion = getattr(usage, "completion_tokens", None) if usage else None
         if prompt is None:  # servers that report no usage: estimate ~4 characters a token
-            prompt = sum(len(m["content"]) for m in messages) // 4
+            prompt = sum(_estimate_tokens(m["content"]) for m in messages)
         if completion is None:
             completion = len(text) // 4
         cost = None
@@ -285,6 +312,19 @@ class OpenAIChat:
         client = self._clients.pop(id(asyncio.get_running_loop()), None)
         if client is not None:
             await client.close()
+
+
+def _estimate_tokens(content: str | list[dict[str, Any]]) -> int:
+    """Rough prompt tokens of one message's content (text, or OpenAI content parts)."""
+    if isinstance(content, str):
+        return len(content) // 4
+    n = 0
+    for part in content:
+        if part.get("type") == "text":
+            n += len(str(part.get("text", ""))) // 4
+        else:
+            n += IMAGE_TOKENS
+    return n
 
 
 def _short(message: str, n: int = 160) -> str:

@@ -1,0 +1,269 @@
+"""Top-k and hybrid descriptions for the loop: a describer over steering.modes, and an async service
+that caches them in the store and packs the requests of many feature loops into shared engine calls.
+
+The describer's calls run in the engine's thread (the probe service's executor), so they never race
+a generate call; nothing here imports torch at module level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from agent.config import HYBRID_MULTIPLE
+from agent.evidence import IMAGE_MODES, ImageEvidence
+from agent.probe_service import EngineFailed
+
+log = logging.getLogger(__name__)
+
+JUDGE_PICTURE_SIDE = 448
+"""Longest side of a picture attached to a judge prompt (a 896 px masked image says no more at 448)."""
+# Hybrid strengths the reference analysis chose by a validation sweep: (SAE repository, layer) -> strength.
+REFERENCE_HYBRID = {("google_gemma-3-4b-it-saes", 16): 50.0}
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One top-k or hybrid description of one feature."""
+
+    feature: int
+    mode: str = "topk"
+    strength: float = 0.0
+    """Hybrid only (0 for topk)."""
+    n_images: int = 5
+
+    def __post_init__(self) -> None:
+        if self.mode not in IMAGE_MODES:
+            raise ValueError(f"unknown image mode {self.mode!r}: use one of {IMAGE_MODES}")
+        object.__setattr__(self, "strength", float(self.strength))  # 50 and 50.0 key alike
+
+
+class Describer(Protocol):
+    """Makes top-k / hybrid descriptions (blocking; called in the engine's thread)."""
+
+    def prepare(self) -> dict[str, Any]:
+        """Load what is needed, check it fits the engine, and return the identity that keys the cache."""
+        ...
+
+    def describe(self, requests: Sequence[ImageRequest],
+                 on_result: Callable[[ImageRequest, ImageEvidence], None] | None = None) -> list[ImageEvidence]:
+        ...
+
+    def pictures(self, feature: int, n: int) -> list[bytes]:
+        """PNG bytes of the feature's ``n`` best images, inactive patches black."""
+        ...
+
+
+def request_key(request: ImageRequest, fingerprint: dict[str, Any]) -> str:
+    """Cache key: the request plus everything about the engine, prompt and collection that changes it
+    (the same key steering.modes.EvidenceRequest.key gives)."""
+    payload = json.dumps({"request": asdict(request), "engine": fingerprint}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def png_data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def reference_hybrid_strength(sae: str | None, layer: int | None) -> float | None:
+    """The reference analysis's hybrid strength where the SAE is the one it was chosen for."""
+    parts = str(sae or "").replace("\\", "/").split("/")
+    for (repo, at_layer), strength in REFERENCE_HYBRID.items():
+        if repo in parts and layer == at_layer:
+            return strength
+    return None
+
+
+def default_hybrid_strength(fingerprint: dict[str, Any], norm: float | None) -> tuple[float, str]:
+    """(strength, how it was chosen) when the user gave none."""
+    ref = reference_hybrid_strength(fingerprint.get("sae"), fingerprint.get("layer"))
+    if ref is not None:
+        return ref, "the reference analysis's strength for this SAE and layer"
+    if norm is None or not norm > 0:
+        raise RuntimeError("cannot choose a hybrid strength (no hidden-state norm): pass --hybrid-strength")
+    return round(HYBRID_MULTIPLE * norm, 2), f"{HYBRID_MULTIPLE:g} x the hidden-state norm {norm:.4g}"
+
+
+class TopKDescriber:
+    """The real describer: steering.modes over a steering engine and a stored top-k collection."""
+
+    def __init__(self, engine: Any, root: str | Path) -> None:
+        self.engine = engine
+        self.root = Path(root)
+        self._topk: Any = None
+        self._fingerprint: dict[str, Any] | None = None
+
+    def _lock(self) -> Any:
+        import contextlib
+
+        lock = getattr(self.engine, "lock", None)  # a front end's shared engine (tui LockedEngine)
+        return lock if hasattr(lock, "acquire") else contextlib.nullcontext()
+
+    def prepare(self) -> dict[str, Any]:
+        from agent.topk import open_topk
+        from steering.modes import check_compatible, fingerprint
+
+        if self._fingerprint is None:
+            self._topk = open_topk(self.root)
+            check_compatible(self.engine, self._topk)
+            self._fingerprint = fingerprint(self.engine, self._topk)
+        return self._fingerprint
+
+    def describe(self, requests: Sequence[ImageRequest],
+                 on_result: Callable[[ImageRequest, ImageEvidence], None] | None = None) -> list[ImageEvidence]:
+        from steering.modes import EvidenceRequest, describe
+
+        self.prepare()
+        names = self._topk.names
+        reqs = [EvidenceRequest(r.feature, r.mode, float(r.strength), r.n_images) for r in requests]
+        by_request = dict(zip(reqs, requests))
+
+        def convert(res: Any) -> ImageEvidence:
+            return ImageEvidence(feature=res.feature, mode=res.mode, strength=float(res.request.strength),
+                                 n_images=res.request.n_images, texts=tuple(res.texts),
+                                 image_ids=tuple(res.image_ids), image_names=tuple(names[i] for i in res.image_ids),
+                                 note=str(res.extra.get("note", "")))
+
+        def each(res: Any) -> None:
+            if on_result is not None:
+                on_result(by_request[res.request], convert(res))
+
+        with self._lock():
+            out = describe(self.engine, self._topk, reqs, on_result=each)
+        if on_result is not None:  # rows without images never reach describe's callback
+            for res in out:
+                if not res.texts:
+                    each(res)
+        return [convert(r) for r in out]
+
+    def pictures(self, feature: int, n: int) -> list[bytes]:
+        from agent.topk import feature_views
+
+        self.prepare()
+        out = []
+        for view in feature_views(self.root, feature, n, "masked"):
+            img = view.image
+            if max(img.size) > JUDGE_PICTURE_SIDE:
+                img = img.copy()
+                img.thumbnail((JUDGE_PICTURE_SIDE, JUDGE_PICTURE_SIDE))
+            buf = io.BytesIO()
+            img.save(buf, format="PNG", optimize=True)
+            out.append(buf.getvalue())
+        return out
+
+
+class ImageCache(Protocol):
+    def get_image_evidence(self, key: str) -> ImageEvidence | None: ...
+
+    def put_image_evidence(self, key: str, result: ImageEvidence) -> None: ...
+
+
+class ImageEvidenceService:
+    """Async front of a describer for every feature loop of a run: cache, de-duplication, batching."""
+
+    def __init__(self, describer: Describer, fingerprint: dict[str, Any],
+                 call: Callable[..., Awaitable[Any]], cache: ImageCache | None = None, *,
+                 read_cache: bool = True, gather_s: float = 0.02, max_batch: int = 64) -> None:
+        self.describer = describer
+        self.fingerprint = fingerprint
+        self.call = call
+        """Runs a blocking function in the engine's thread (ProbeService.call)."""
+        self.cache = cache
+        self.read_cache = read_cache
+        self.gather_s = gather_s
+        self.max_batch = max(1, max_batch)
+        self.cached_hits = 0
+        self.computed = 0
+        self._pending: dict[str, tuple[ImageRequest, asyncio.Future[ImageEvidence]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+
+    def key(self, request: ImageRequest) -> str:
+        return request_key(request, self.fingerprint)
+
+    async def get(self, requests: Sequence[ImageRequest]) -> list[ImageEvidence]:
+        """Descriptions for ``requests`` in order: from the store or from a shared engine call."""
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._dispatch(), name="image-evidence")
+        loop = asyncio.get_running_loop()
+        futures = []
+        for r in requests:
+            key = self.key(r)
+            hit = self.cache.get_image_evidence(key) if self.cache is not None and self.read_cache else None
+            if hit is not None:
+                self.cached_hits += 1
+                fut: asyncio.Future[ImageEvidence] = loop.create_future()
+                fut.set_result(hit)
+            elif key in self._pending:
+                fut = self._pending[key][1]
+            else:
+                fut = loop.create_future()
+                self._pending[key] = (r, fut)
+                assert self._wake is not None
+                self._wake.set()
+            futures.append(fut)
+        return list(await asyncio.gather(*(asyncio.shield(f) for f in futures)))
+
+    async def pictures(self, feature: int, n: int) -> list[str]:
+        """Data URLs of the feature's masked top images (for judges that read images)."""
+        try:
+            pngs = await self.call(self.describer.pictures, feature, n)
+        except Exception as exc:  # noqa: BLE001 - reported to the feature's loop
+            raise EngineFailed(f"drawing the top images failed: {exc}") from exc
+        return [png_data_url(p) for p in pngs]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for _r, fut in self._pending.values():
+            if not fut.done():
+                fut.cancel()
+        self._pending.clear()
+
+    async def _dispatch(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(self.gather_s)  # let other loops queue theirs
+            while self._pending:
+                keys = list(self._pending)[: self.max_batch]
+                batch = [self._pending[k] for k in keys]
+                requests = [r for r, _ in batch]
+                try:
+                    results = await self.call(self._run, requests, keys)
+                except Exception as exc:  # noqa: BLE001 - reported to each waiting loop
+                    log.error("top-k descriptions failed for %d requests: %s", len(requests), exc)
+                    for k, (_r, fut) in zip(keys, batch):
+                        self._pending.pop(k, None)
+                        if not fut.done():
+                            fut.set_exception(EngineFailed(f"the top-k description failed: {exc}"))
+                    continue
+                self.computed += len(requests)
+                for k, (_r, fut), res in zip(keys, batch, results):
+                    self._pending.pop(k, None)
+                    if not fut.done():
+                        fut.set_result(res)
+
+    def _run(self, requests: list[ImageRequest], keys: list[str]) -> list[ImageEvidence]:
+        """In the engine thread: describe, storing each result as soon as it exists."""
+        by_request = dict(zip(requests, keys))
+
+        def on_result(request: ImageRequest, result: ImageEvidence) -> None:
+            if self.cache is not None:
+                try:
+                    self.cache.put_image_evidence(by_request.get(request) or self.key(request), result)
+                except Exception as exc:  # noqa: BLE001 - a full disk must not lose the batch
+                    log.error("could not store a top-k description: %s", exc)
+
+        return self.describer.describe(requests, on_result=on_result)
