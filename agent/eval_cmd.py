@@ -213,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
     report = write_report(metrics, args.report, command=command_line(args), plots=not args.no_plots)
     if args.json:
         print(json.dumps(metrics, indent=1))
+    for w in metrics.get("warnings", []):
+        say(f"warning: {w}")
     say(summary_line(metrics) + f"\nreport: {report}")
     bar = metrics.get("bar", {})
     return 1 if args.require_bar and not bar.get("met") else 0

@@ -87,6 +87,8 @@ def render_markdown(metrics: dict[str, Any], images: list[str] | None = None, co
              f"embedding** ({metrics.get('embedder') or 'no model'}): among all values of the family, and a "
              "no-value phrase, the true value is the most similar to the explanation.")
     L.append("")
+    for w in metrics.get("warnings", []):
+        L += [f"> **Warning**: {_cell(w, 400)}", ""]
     if "bar" in metrics:
         L += _bar_section(metrics)
         L += _modes_section(metrics)

@@ -99,7 +99,13 @@ def _cost(records: dict[int, Any], features: Sequence[int]) -> dict[str, Any]:
         return {"mean": round(statistics.fmean(vals), 3), "median": round(statistics.median(vals), 3),
                 "max": round(max(vals), 3), "total": round(sum(vals), 3)}
 
-    return {"n": len(rows), "done": sum(x["status"] == "done" for x in rows),
+    errors: dict[str, int] = {}
+    for f in features:
+        r = records.get(f)
+        if r is not None and r.status != "done":
+            errors[str(r.error)[:200]] = errors.get(str(r.error)[:200], 0) + 1
+    return {"n": len(rows), "done": sum(x["status"] == "done" for x in rows), "missing": len(features) - len(rows),
+            "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
             **{k: stats(k) for k in ("rounds", "probes", "tokens", "seconds")}, "per_feature": rows}
 
 
@@ -207,11 +213,16 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
                                   for f in features]
     done()
 
-    for name in ("offline", "llm"):
+    for name in ("offline", "llm", "random-offline"):
         if name in explained:
             metrics.setdefault("cost", {})[name] = _cost(explained[name].records, features)
             if explained[name].extra.get("stop_reason"):
                 metrics["cost"][name]["stop_reason"] = explained[name].extra["stop_reason"]
+    metrics["warnings"] = [f"{name}: {c['n'] - c['done'] + c['missing']} of {len(features)} features have no "
+                           f"explanation ({'; '.join(f'{n}x {e}' for e, n in c['errors'].items()) or 'not run'})"
+                           for name, c in metrics.get("cost", {}).items() if c["done"] < len(features)]
+    for w in metrics["warnings"]:
+        log.warning("%s", w)
 
     readers = {name: e for name, e in explained.items() if not name.startswith("random")}
     if cfg.wants("forced-choice") and (inp.embedder is not None or inp.chooser is not None):
