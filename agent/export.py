@@ -53,7 +53,26 @@ def export_row(rec: FeatureRecord, truth: dict[int, dict[str, Any]] | None) -> d
         "run_id": rec.run_id,
         "ground_truth": ({k: gt.get(k) for k in ("family", "value", "purity")} if gt else None),
         "names_ground_truth": names_truth(explanation, gt) if gt else None,
+        "image_descriptions": [image_row(i) for i in rec.image_evidence if isinstance(i, dict) and "image" in i],
+        "manual_probes": [manual_row(m) for m in rec.manual],
     }
+
+
+def image_row(item: dict[str, Any]) -> dict[str, Any]:
+    """A top-k / hybrid description the judge read."""
+    r = item["image"]
+    return {"id": item.get("id"), "mode": r.get("mode"), "strength": r.get("strength"), "texts": r.get("texts"),
+            "images": r.get("image_names")}
+
+
+def manual_row(entry: dict[str, Any]) -> dict[str, Any]:
+    """A probe a person ran by hand (the TUI's p key)."""
+    r = entry.get("result") or {}
+    p = r.get("probe") or {}
+    return {"at": entry.get("at"), "by": entry.get("by"), "strength": p.get("strength"), "samples": p.get("samples"),
+            "question": p.get("question"), "base_image": p.get("base_image"),
+            "control": p.get("direction") == "random", "texts": r.get("texts"), "kl_first": r.get("kl_first"),
+            "baseline": entry.get("baseline")}
 
 
 def export_records(store: Store, out: str | Path, features: Iterable[int] | None = None,

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from steering.errors import SteeringError  # re-exported: what loading a world raises, for front ends
+
 if TYPE_CHECKING:
     from steering.engine import SteeringEngine
+
+__all__ = ["SteeringError", "add_model_options", "build_engine", "resolve_model_and_sae", "toy_defaults"]
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +37,6 @@ def toy_defaults() -> tuple[str, str] | None:
 
 
 def resolve_model_and_sae(args: argparse.Namespace) -> tuple[str, str]:
-    from steering.errors import SteeringError
-
     if args.model and args.sae:
         return args.model, args.sae
     defaults = toy_defaults()

@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.store import Store, StoreError
     from agent.topk import TopKMissing, require_topk
 
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line
     out = Console(highlight=False)
     try:
         if args.features.strip().lower() != "all":

@@ -106,13 +106,14 @@ def run(args: argparse.Namespace) -> int:
         out = store.path / "topk" / folder_name(args)
         t0 = time.perf_counter()
         try:
-            result, world = _collect_toy(args, out) if toy else _collect(args, out)
+            result, fresh = _collect_toy(args, out) if toy else _collect(args, out)
         except KeyboardInterrupt:
             print(f"interrupted: run the same command again to resume from the last checkpoint in {out}",
                   file=sys.stderr)
             return 130
+        run = result.meta.get("run", {})
         try:
-            store.bind_world(world)
+            store.bind_world({k: run.get(k) for k in ("model", "revision", "sae", "layer")})
         except StoreError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -123,34 +124,53 @@ def run(args: argparse.Namespace) -> int:
         meta = result.meta
         rate = meta.get("images_per_second")
         fired = int((result.ids[:, 0] >= 0).sum())
+        done = f"in {seconds:.1f} s" + (f", {rate:g} images/s collecting" if rate else "") if fresh else \
+            "(already collected: --restart collects again)"
         print(f"top-{result.k} images of {result.d_sae} features over {meta['n_images']} images "
-              f"({fired} features fired) in {seconds:.1f} s"
-              + (f", {rate:g} images/s collecting" if rate else " (already collected)"))
+              f"({fired} features fired) {done}")
         print(f"collection: {out}")
         print(f"recorded in store {store.path}: use it with steer-agent --evidence topk|hybrid|all, and in steer-tui")
     return 0
 
 
-def _collect(args: argparse.Namespace, out: Path) -> tuple[Any, dict[str, Any]]:
-    from agent.runner import world_of
+def _finished(out: Path, k: int, names: list[str] | None) -> Any:
+    """The collection already in ``out`` when it is complete for these images and k (no model needed)."""
+    from steering.topk import TopKError, load_topk
+
+    if not (out / "topk.json").is_file():
+        return None
+    try:
+        done = load_topk(out)
+    except TopKError:
+        return None  # unreadable: collect_topk reports it with the fix
+    return done if done.k == k and (names is None or done.names == names) else None
+
+
+def _collect(args: argparse.Namespace, out: Path) -> tuple[Any, bool]:
+    """(result, whether it was collected now)."""
     from steering.topk import DatasetSource, EncoderSpec, FolderSource, TopKConfig, collect_topk
 
     if args.images is not None:
         source: Any = FolderSource(args.images, args.limit)  # TopKError names a folder without images
     else:
         source = DatasetSource(args.dataset, args.split or "train", args.limit, args.image_column)
+    done = None if args.restart else _finished(out, args.k, list(source.names))
+    if done is not None:
+        return done, False
     engine = build_engine(args)
     spec = EncoderSpec.from_vlm(engine.vlm, engine.sae, engine.layer)
     config = TopKConfig(k=args.k, batch_size=args.batch_size or TopKConfig.batch_size)
     result = collect_topk(spec, engine.sae, source, out, config, restart=args.restart, progress=not args.no_progress)
-    return result, world_of(engine)
+    return result, True
 
 
-def _collect_toy(args: argparse.Namespace, out: Path) -> tuple[Any, dict[str, Any]]:
+def _collect_toy(args: argparse.Namespace, out: Path) -> tuple[Any, bool]:
     from steering.topk import build_toy_topk
 
     if args.restart and out.exists():
         shutil.rmtree(out)
-    result = build_toy_topk(out, n_scenes=args.toy_scenes, seed=args.seed, k=args.k, progress=not args.no_progress)
-    run = result.meta.get("run", {})
-    return result, {k: run.get(k) for k in ("model", "revision", "sae", "layer")}
+    done = _finished(out, args.k, None)
+    if done is not None:
+        return done, False
+    return build_toy_topk(out, n_scenes=args.toy_scenes, seed=args.seed, k=args.k,
+                          progress=not args.no_progress), True

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from agent.probes import Probe, ProbeResult
 
@@ -70,7 +68,7 @@ class WorldSpec:
     def resolved(self) -> tuple[str, str]:
         """(model, SAE) with the toy world filled in; raises SetupError naming the fix."""
         from agent.options import resolve_model_and_sae
-        from steering.errors import SteeringError
+        from agent.options import SteeringError
 
         try:
             return resolve_model_and_sae(self.namespace())
@@ -82,19 +80,6 @@ class WorldSpec:
         for field, value, what in (("model", self.model, "model folder"), ("sae", self.sae, "SAE path")):
             if value and value.startswith((".", "/", "~")) and not Path(value).expanduser().exists():
                 raise SetupError(f"{what} {value} does not exist: pass a hub id or an existing path", field=field)
-
-    def same_world(self, world: dict[str, Any] | None) -> bool:
-        if not world:
-            return False
-        try:
-            model, sae = self.resolved()
-        except SetupError:
-            return False
-        if str(model) != str(world.get("model")) or str(sae) != str(world.get("sae")):
-            return False
-        if self.layer is not None and self.layer != world.get("layer"):
-            return False
-        return self.revision is None or self.revision == world.get("revision")
 
     def describe(self) -> str:
         model = self.model or "toy world"
@@ -134,25 +119,18 @@ def make_judge_for(spec: JudgeSpec) -> Any:
         raise SetupError(str(exc), field="judge") from None
 
 
-def check_judge_reachable(spec: JudgeSpec, timeout: float = 3.0) -> None:
-    """For an OpenAI-compatible judge, open (and close) a TCP connection to its endpoint."""
-    if spec.kind != "openai":
-        return
-    import os
+def check_judge(judge: Any, timeout: float = 3.0) -> None:
+    """The judge's own check (agent.judges.check_judge: an OpenAI endpoint must answer a TCP connect),
+    as a SetupError pointing at the judge URL field."""
+    from agent.judges import JudgeFatalError, JudgeUnreachable
+    from agent.judges import check_judge as agent_check
 
-    url = spec.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    host = parts.hostname
-    if not host:
-        raise SetupError(f"judge URL {url!r} names no host: use e.g. http://localhost:8000/v1", field="judge_url")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise SetupError(f"cannot reach the judge at {host}:{port} ({reason}): start the server, fix the judge URL, "
-                         "or pick the offline judge", field="judge_url") from None
+        agent_check(judge, timeout=timeout)
+    except JudgeUnreachable as exc:
+        raise SetupError(str(exc), field="judge_url") from None
+    except JudgeFatalError as exc:
+        raise SetupError(str(exc), field="judge") from None
 
 
 class LockedEngine:

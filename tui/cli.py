@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--judge-base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
     j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
                    help="environment variable holding the API key (default OPENAI_API_KEY)")
-    p.add_argument("--topk", type=Path, help="top-k collection folder (python -m steering.topk --out DIR)")
+    p.add_argument("--topk", type=Path, help="top-k collection folder (default: the one `steer-agent topk` recorded "
+                                             "in the store)")
     p.add_argument("--reviewer", help="name recorded with review decisions (default: $STEER_REVIEWER or the user)")
     p.add_argument("--setup", action="store_true", help="open on the setup screen")
     p.add_argument("--log", type=Path, help="write logs to this file (the terminal belongs to the app)")
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")
 
     from agent.store import Store, StoreError, default_store_path
-    from steering.errors import SteeringError
+    from agent.options import SteeringError
     from tui.app import create_app
     from tui.backends import JudgeSpec, WorldSpec
 

@@ -265,6 +265,9 @@ def transcript(record: Any) -> RenderableType:
                 lines.append(Text("  explanation: ", style="dim") + Text(str(e.get("explanation", ""))))
                 if e.get("evidence"):
                     lines.append(Text(f"  evidence: #{', #'.join(str(i) for i in e['evidence'])}", style="dim"))
+        elif kind == "images":
+            lines.append(Text("top-activating images", style="bold"))
+            lines.extend(image_lines(record))
         elif kind == "probes":
             lines.append(Text(f"  ran: {'; '.join(e.get('probes', []))}", style="dim"))
         elif kind == "invalid":
@@ -279,6 +282,45 @@ def transcript(record: Any) -> RenderableType:
     if not lines:
         return Text("No judge transcript was stored for this feature.", style="dim")
     return Group(*lines)
+
+
+def image_lines(record: Any) -> list[Text]:
+    """The top-k / hybrid descriptions the judge read, one line each, numbered as it saw them."""
+    out = []
+    for item in getattr(record, "image_evidence", None) or []:
+        r = item.get("image") if isinstance(item, dict) else None
+        if not isinstance(r, dict):
+            continue
+        mode = str(r.get("mode", "?"))
+        head = f"  #{item.get('id')} {mode}"
+        if mode == "hybrid":
+            head += f" s={float(r.get('strength', 0)):g}"
+        head += f" ({len(r.get('image_ids') or [])} images): "
+        texts = [str(t) for t in r.get("texts") or []]
+        body = " / ".join(texts) if texts else f"no description ({r.get('note') or 'never fired'})"
+        out.append(Text(head, style="cyan") + Text(body))
+    return out
+
+
+def manual_probes(entries: list[dict[str, Any]]) -> RenderableType:
+    """Probes run by hand (stored with the feature), oldest first, changed words highlighted."""
+    lines: list[Text] = []
+    for e in entries:
+        r = e.get("result") or {}
+        p = r.get("probe") or {}
+        base = {w for t in (e.get("baseline") or []) for w in words(str(t))}
+        q = f" {p['question']!r}" if p.get("question") else ""
+        ctrl = " control" if p.get("direction") == "random" else ""
+        kl = r.get("kl_first")
+        kl_text = f" (KL {float(kl):.2f})" if kl is not None else ""
+        head = Text(f"s={float(p.get('strength', 0)):g}{ctrl} on {p.get('base_image', 'white')}{q}{kl_text}",
+                    style="bold")
+        head.append(f"  {e.get('by', '?')}, {when(e.get('at'))}", style="dim")
+        lines.append(head)
+        lines.extend(Text(f"  {i}. ") + highlight(str(t), base) for i, t in enumerate(r.get("texts") or [], 1))
+    if not lines:
+        return Text("No manual probes of this feature yet: press p.", style="dim")
+    return Text("\n").join(lines)
 
 
 def when(at: str | None) -> str:

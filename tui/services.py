@@ -6,7 +6,6 @@ Blocking methods are called from worker threads; nothing here imports textual or
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -24,7 +23,7 @@ from tui.backends import (
     JudgeSpec,
     SetupError,
     WorldSpec,
-    check_judge_reachable,
+    check_judge,
     make_judge_for,
 )
 from tui.rows import FeatureRow
@@ -110,9 +109,8 @@ class Services:
         self.run_config = run_config or last_config(store) or RunConfig()
         self.reviewer = reviewer or default_reviewer()
         self.topk_dir = Path(topk_dir) if topk_dir else None
+        """A collection chosen on the command line (--topk); None: the one the store records."""
         self.features = features
-        self.manual: dict[int, list[ProbeResult]] = defaultdict(list)
-        self._topk: Any = None
         # Decisions are written by one thread in the order they were made (accept then undo stays so).
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="steer-tui-review")
 
@@ -178,7 +176,7 @@ class Services:
                 raise SetupError("no judge was given to the app: pick offline or openai", field="judge")
             return self.injected_judge
         judge = self.judge_factory(spec)
-        check_judge_reachable(spec)
+        check_judge(judge)
         return judge
 
     def prepare(self, request: RunRequest) -> PreparedRun:
@@ -221,7 +219,7 @@ class Services:
 
     def _prepare_in(self, store: Store, request: RunRequest, world: WorldSpec) -> PreparedRun:
         from agent.features import FeatureSpecError, parse_features
-        from steering.errors import SteeringError
+        from agent.options import SteeringError
 
         held = store.world()
         if held and not self._fits(world, held):
@@ -251,7 +249,9 @@ class Services:
 
             mine = world_of(self.engines.get(world))
             return all(mine.get(k) == held.get(k) for k in ("model", "revision", "sae", "layer"))
-        return world.same_world(held)
+        from agent.run_cmd import same_world
+
+        return same_world(world, held)
 
     def prepare_rerun(self, feature: int, note: str | None) -> PreparedRun:
         """Re-judge one feature with a note (cached probes reused; a human decision moves to the history)."""
@@ -286,12 +286,14 @@ class Services:
         from agent.runner import run_features
 
         return run_features(prepared.engine, prepared.judge, prepared.store, prepared.features, prepared.config,
-                            on_event=on_event, control=control)  # the runner closes the judge's client
+                            on_event=on_event, control=control,  # the runner closes the judge's client
+                            topk=self.topk_dir)  # None: the collection the store records
 
     # ------------------------------------------------------------------ manual probes
 
     def probe(self, probe: Probe, on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
-        """Run ``probe`` and the unsteered baseline under the same settings; results go to the store's cache."""
+        """Run ``probe`` and the unsteered baseline under the same settings; results go to the store's
+        cache, and the probe to the feature's record (it persists across sessions and shows in export)."""
         engine = self.engines.get(self.current_world())
         baseline = replace(probe, feature=None, strength=0.0, direction="feature")
         fingerprint = engine.fingerprint()
@@ -299,28 +301,32 @@ class Services:
         if self.store is not None:
             for r in results:
                 self.store.put_probe(r.probe.key(fingerprint), r)
-        if probe.feature is not None:
-            self.manual[probe.feature].append(results[-1])
+            if probe.feature is not None:
+                self.store.add_manual_probe(probe.feature, results[-1], baseline=results[0], reviewer=self.reviewer)
         return results
+
+    def manual_probes(self, feature: int) -> list[dict[str, Any]]:
+        """The feature's stored manual probes, oldest first."""
+        return self.store.manual_probes(feature) if self.store is not None else []
 
     # ------------------------------------------------------------------ pictures
 
     def topk_source(self) -> Path | None:
-        if self.topk_dir is not None:
-            return self.topk_dir
-        meta = self.store.get_meta("topk") if self.store is not None else None
-        return Path(meta) if isinstance(meta, str) else None
+        from agent.topk import topk_dir
+
+        return topk_dir(self.store, self.topk_dir)
 
     def topk_views(self, feature: int, n: int = 4) -> list[tuple[Any, str]]:
-        """(image, caption) of the feature's top images, masked to where it fires (imports torch)."""
+        """(image, caption) of the feature's top images, masked to where it fires (loads torch; call in a worker)."""
+        from agent.topk import feature_views
+
         root = self.topk_source()
         if root is None:
             return []
-        from steering.topk import load_topk
-        from steering.views import feature_views
+        return [(v.image, v.caption) for v in feature_views(root, feature, n, "masked")]
 
-        if self._topk is None:
-            self._topk = load_topk(root)
-        items = self._topk.top(feature, n)
-        views = feature_views(self._topk, feature, n=n, kind="masked")
-        return [(img, f"{t.score:.2f} {Path(t.name).name}") for img, t in zip(views, items)]
+    def base_image(self, spec: str, size: int = 64) -> Any:
+        """The base image a sweep steered on, as a PIL image (raises for a missing custom image)."""
+        from agent.topk import base_image
+
+        return base_image(spec, size)

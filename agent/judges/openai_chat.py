@@ -204,18 +204,18 @@ class OpenAIChat:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise JudgeUnreachable(f"judge URL {safe_url(url)!r} names no http(s) host: use e.g. "
-                                   "http://localhost:8000/v1 (--judge-base-url)")
+                                   "http://localhost:8000/v1")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
-            raise JudgeUnreachable(f"judge URL {safe_url(url)!r} has a bad port: fix --judge-base-url") from None
+            raise JudgeUnreachable(f"judge URL {safe_url(url)!r} has a bad port: fix the judge URL") from None
         try:
             with socket.create_connection((parts.hostname, port), timeout=timeout):
                 pass
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             raise JudgeUnreachable(f"cannot reach the judge at {parts.hostname}:{port} ({reason}): start the "
-                                   "server, fix the judge URL (--judge-base-url), or use the offline judge") from None
+                                   "server, fix the judge URL, or use the offline judge") from None
 
     # -- calls ---------------------------------------------------------------------------------
 

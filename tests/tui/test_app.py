@@ -232,10 +232,43 @@ async def test_manual_probe_shows_the_answer_and_caches_it(filled: Any, make_app
         await pilot.click("#go")
         await wait_until(pilot, lambda: "It is red." in str(app.screen.query_one("#answers-text").render()))
         await pilot.press("escape")
-        assert app.services.manual[0][0].texts == ("It is red.",)
+        stored = filled.manual_probes(0)
+        assert [e["result"]["texts"] for e in stored] == [["It is red."]] and stored[0]["by"] == REVIEWER
     probe = Probe(feature=0, strength=30.0, prompt="ask", question="what colour is it?")
     cached = filled.get_probe(probe.key(engine.fingerprint()))
     assert cached is not None and cached.texts == ("It is red.",)
+
+
+async def test_manual_probes_persist_across_sessions_and_show_in_export(filled: Any, make_app: Any,
+                                                                        tmp_path: Path) -> None:
+    from tui.screens.detail import DetailScreen
+
+    app = make_app(filled)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(table_ids(app)) == 8)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record is not None)
+        await pilot.press("p")
+        app.screen.query_one("#strength", Input).value = "25"
+        await pilot.click("#go")
+        await wait_until(pilot, lambda: "red" in str(app.screen.query_one("#answers-text").render()))
+        await pilot.press("escape")
+    # A new session on the same store: the detail screen lists the probe, and the export carries it.
+    app = make_app(filled)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: len(table_ids(app)) == 8)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record is not None)
+        await pilot.press("5")
+        await wait_until(pilot, lambda: "s=25 on white" in str(app.screen.query_one("#manual").render()))
+        assert "a red shape" in str(app.screen.query_one("#manual").render())
+    out = tmp_path / "with-probes.jsonl"
+    from agent.export import export_records
+
+    export_records(filled, out)
+    row = json.loads(out.read_text().splitlines()[0])
+    assert row["manual_probes"][0]["strength"] == 25.0 and row["manual_probes"][0]["by"] == REVIEWER
+    assert row["manual_probes"][0]["texts"] and row["manual_probes"][0]["baseline"]
 
 
 async def test_export_writes_every_record_with_its_review(filled: Any, make_app: Any, tmp_path: Path) -> None:
@@ -329,4 +362,4 @@ async def test_without_top_k_the_images_tab_says_how_to_get_them(filled: Any, ma
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record is not None)
         await pilot.press("4")
-        await wait_until(pilot, lambda: "--topk" in str(app.screen.query_one("#topk-status").render()))
+        await wait_until(pilot, lambda: "steer-agent topk" in str(app.screen.query_one("#topk-status").render()))

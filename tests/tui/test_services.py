@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tui.backends import JudgeSpec, SetupError, WorldSpec, check_judge_reachable
+from tui.backends import JudgeSpec, SetupError, WorldSpec, check_judge, make_judge_for
 from tui.services import display_path, last_config
 
 
@@ -22,10 +22,43 @@ def test_a_missing_local_model_or_sae_names_the_field() -> None:
 
 
 def test_an_unreachable_judge_is_reported_before_the_run() -> None:
-    check_judge_reachable(JudgeSpec(kind="offline"))
+    """The TUI uses the agent's judge check (agent.judges.check_judge), as an error on the URL field."""
+    check_judge(make_judge_for(JudgeSpec(kind="offline")))
+    judge = make_judge_for(JudgeSpec(kind="openai", base_url="http://127.0.0.1:9/v1"))
     with pytest.raises(SetupError, match="cannot reach the judge at 127.0.0.1:9") as exc:
-        check_judge_reachable(JudgeSpec(kind="openai", base_url="http://127.0.0.1:9/v1"), timeout=2)
+        check_judge(judge, timeout=2)
     assert exc.value.field == "judge_url"
+
+
+def test_same_world_is_the_agents(store: Any) -> None:
+    """A store's world is matched by agent.run_cmd.same_world, from a WorldSpec or from plain values."""
+    from agent.run_cmd import same_world
+
+    held = {"model": "org/model", "sae": "org/sae", "layer": 3, "revision": "abc"}
+    assert same_world(WorldSpec(model="org/model", sae="org/sae"), held)
+    assert same_world(WorldSpec(model="org/model", sae="org/sae", layer=3, revision="abc"), held)
+    assert not same_world(WorldSpec(model="org/model", sae="org/sae", layer=4), held)
+    assert not same_world(WorldSpec(model="org/other", sae="org/sae"), held)
+    assert not same_world(WorldSpec(model="org/model"), held)  # no SAE: names no world
+    assert same_world(None, held, model="org/model", sae="org/sae", layer=3)
+    assert not same_world(None, held, model="org/model", sae="org/sae", revision="def")
+    assert not same_world(None, None, model="org/model", sae="org/sae")
+    with pytest.raises(TypeError, match="unexpected keywords"):
+        same_world(None, held, modle="x")
+    assert not hasattr(WorldSpec, "same_world")
+
+
+def test_top_k_location_comes_from_the_store(store: Any, tmp_path: Path) -> None:
+    from agent.topk import record_topk
+    from tui.backends import Engines
+    from tui.services import Services
+
+    services = Services(store, engines=Engines(lambda spec: None))
+    assert services.topk_source() is None and services.topk_views(0) == []
+    assert record_topk(store, store.path / "topk" / "images-x") == "topk/images-x"  # relative: the store can move
+    assert services.topk_source() == store.path / "topk" / "images-x"
+    services.topk_dir = tmp_path / "elsewhere"
+    assert services.topk_source() == tmp_path / "elsewhere"
 
 
 def test_the_last_run_settings_come_back_without_one_off_switches(store: Any) -> None:

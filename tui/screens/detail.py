@@ -72,15 +72,18 @@ class DetailScreen(FeatureActions, Screen):
         self._load(self.feature, self._generation)
 
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
-    def _load(self, feature: int, generation: int) -> tuple[int, int, Any]:
-        return feature, generation, self.app.services.record(feature)
+    def _load(self, feature: int, generation: int) -> tuple[int, int, Any, list[dict[str, Any]]]:
+        services = self.app.services
+        record = services.record(feature)
+        manual = record.manual if record is not None else services.manual_probes(feature)
+        return feature, generation, record, manual
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         w = event.worker
         if w.group == "detail" and event.state == WorkerState.SUCCESS:
-            feature, generation, record = w.result
+            feature, generation, record, manual = w.result
             if generation == self._generation and feature == self.feature:  # drop late answers
-                self.show(record)
+                self.show(record, manual)
         elif w.group == "detail" and event.state == WorkerState.ERROR:
             self.query_one("#summary", Static).update(Text(f"#{self.feature}: {w.error}", style="red"))
         elif w.group == "pictures" and event.state == WorkerState.SUCCESS:
@@ -96,7 +99,7 @@ class DetailScreen(FeatureActions, Screen):
 
     # ------------------------------------------------------------------ showing
 
-    def show(self, record: Any) -> None:
+    def show(self, record: Any, manual: list[dict[str, Any]] | None = None) -> None:
         self.record = record
         self.sub_title = f"feature #{self.feature}"
         summary = self.query_one("#summary", Static)
@@ -114,33 +117,16 @@ class DetailScreen(FeatureActions, Screen):
             pane.remove_children()
             pane.mount(ResponsePlot(dm.series(record)))
         self.show_base_image(record)
-        self.show_manual()
+        self.query_one("#manual", Static).update(dm.manual_probes(manual or []))
         if self.query_one(TabbedContent).active == "images":
             self.load_pictures()
-
-    def show_manual(self) -> None:
-        results = self.app.services.manual.get(self.feature, [])
-        if not results:
-            text = Text("No manual probes of this feature in this session: press p.", style="dim")
-        else:
-            lines = []
-            for r in results:
-                p = r.probe
-                q = f" {p.question!r}" if p.question else ""
-                ctrl = " control" if p.direction == "random" else ""
-                lines.append(Text(f"s={p.strength:g}{ctrl} on {p.base_image}{q} (KL {r.kl_first:.2f})", style="bold"))
-                lines.extend(Text(f"  {i}. {t}") for i, t in enumerate(r.texts, 1))
-            text = Text("\n").join(lines)
-        self.query_one("#manual", Static).update(text)
 
     def show_base_image(self, record: Any) -> None:
         box = self.query_one("#base-picture", Horizontal)
         box.remove_children()
         spec = dm.sweep_base_image(record) if record is not None else "white"
         try:
-            from steering.images import base_image
-
-            box.mount(Picture(base_image(spec, size=64), f"base image: {spec}", cells=12))
+            box.mount(Picture(self.app.services.base_image(spec, size=64), f"base image: {spec}", cells=12))
         except Exception as exc:  # noqa: BLE001 - a missing custom image must not break the screen
             box.mount(Static(Text(f"base image {spec}: {exc}", style="red")))
 
@@ -156,8 +142,8 @@ class DetailScreen(FeatureActions, Screen):
         status = self.query_one("#topk-status", Static)
         self.query_one("#topk-pictures", Horizontal).remove_children()
         if self.app.services.topk_source() is None:
-            status.update("No top-activating images for this store: collect them with python -m steering.topk "
-                          "and start steer-tui with --topk DIR.")
+            status.update("No top-activating images for this store: collect them with steer-agent topk "
+                          "--store DIR [--images DIR | --dataset NAME], or start steer-tui with --topk DIR.")
             return
         status.update("loading top-activating images…")
         self._pictures(self.feature)
