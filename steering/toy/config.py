@@ -31,7 +31,7 @@ class VLMConfig:
 class TrainConfig:
     """Schedule of the VLM's training run."""
 
-    steps: int = 1800
+    steps: int = 1600
     batch_size: int = 32
     lr: float = 2e-3
     warmup: int = 60

@@ -130,14 +130,22 @@ def render(scene: Scene, side: int = 64) -> np.ndarray:
     mask = texture_mask(scene.pattern, side, scene.phase)
     if scene.kind == "object":
         assert scene.shape is not None
-        mask &= shape_mask(scene.shape, side, scene.cx, scene.cy, scene.extent)
+        shape = shape_mask(scene.shape, side, scene.cx, scene.cy, scene.extent)
+        # A solid outline keeps the silhouette readable whatever the texture inside it.
+        mask = (mask & shape) | (shape & ~_erode(_erode(shape)))
     img[mask] = COLOURS[scene.colour]
     return img
 
 
+def _erode(mask: np.ndarray) -> np.ndarray:
+    """Pixels whose four neighbours are all in ``mask`` (outside the image counts as out)."""
+    m = np.pad(mask, 1, constant_values=False)
+    return m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
+
+
 # Share of each kind in a random draw: full fields matter for steering, so they are frequent.
 KIND_WEIGHTS = {"object": 0.55, "field": 0.35, "empty": 0.10}
-SIZE_EXTENT = {"small": (0.34, 0.44), "large": (0.62, 0.80)}
+SIZE_EXTENT = {"small": (0.36, 0.46), "large": (0.64, 0.82)}
 
 
 def sample_scene(rng: np.random.Generator, kind: str | None = None) -> Scene:

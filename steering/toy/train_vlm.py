@@ -79,7 +79,9 @@ def train_vlm(cfg: ToyConfig, seed: int) -> tuple[Gemma3ForConditionalGeneration
     t0, running = time.time(), []
     for step in range(tc.steps):
         batch_scenes = [scenes.sample_scene(rng) for _ in range(tc.batch_size)]
-        batch = encoder.batch([data.example(s, rng, tc.ask_share) for s in batch_scenes])
+        # A whole batch shares one prompt kind, so short question prompts are not padded to describe length.
+        ask = rng.random() < tc.ask_share
+        batch = encoder.batch([data.example(s, rng, 1.0 if ask else 0.0) for s in batch_scenes])
         px = data.pixels([scenes.render(s, vc.image_size) for s in batch_scenes])  # [B, 3, H, W]
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc.steps, tc.lr, tc.warmup)
