@@ -301,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
         hybrid = (f", hybrid at strength {im['hybrid_strength']:g} ({im.get('hybrid_source')})"
                   if "hybrid_strength" in im else "")
         out.print(f"top-k evidence: {', '.join(im['modes'])} of {im['n_images']} images{hybrid}"
-                  + (", images attached for the judge" if im.get("judge_images") else ""), markup=False)
+                  + (", images attached for the judge" if im.get("judge_images") else ""), markup=False, soft_wrap=True)
     if truth:
         sc = score(records, truth, PURE)
         out.print(f"ground truth named: {sc['pure_named']}/{sc['pure_known']} pure features (purity >= {PURE}), "

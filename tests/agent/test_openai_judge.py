@@ -166,3 +166,24 @@ def test_one_judge_serves_several_runs(tmp_path: Path) -> None:
             summary = run_features(FakeEngine(), j, store, features, RunConfig(**{**cfg.__dict__, "rejudge": True}))
             assert summary.exit_code == 0
         assert len(server.requests) == 3 and TEST_KEY not in repr(j.backend)
+
+
+def test_check_finds_an_unreachable_or_malformed_endpoint_before_a_run() -> None:
+    from agent.judges import JudgeUnreachable, check_judge
+
+    check_judge(make_judge("offline"))
+    with ChatServer([]) as server:
+        check_judge(make_judge("openai", base_url=server.url, api_key="k"), timeout=2)
+        assert server.requests == [], "the check sends no request (nothing is billed)"
+    with pytest.raises(JudgeUnreachable, match="cannot reach the judge at 127.0.0.1:9"):
+        check_judge(make_judge("openai", base_url="http://127.0.0.1:9/v1", api_key="k"), timeout=2)
+    with pytest.raises(JudgeUnreachable, match="names no http"):
+        check_judge(make_judge("openai", base_url="ftp://127.0.0.1/v1", api_key="k"), timeout=2)
+    assert issubclass(JudgeUnreachable, JudgeFatalError)
+
+
+def test_image_parts_count_toward_the_estimated_prompt_tokens() -> None:
+    from agent.judges.openai_chat import IMAGE_TOKENS, _estimate_tokens
+
+    parts = [{"type": "text", "text": "x" * 400}, {"type": "image_url", "image_url": {"url": "data:..."}}]
+    assert _estimate_tokens(parts) == 100 + IMAGE_TOKENS and _estimate_tokens("y" * 40) == 10

@@ -123,3 +123,37 @@ def test_two_processes_share_a_store(tmp_path: Path) -> None:
         assert all(r.explanation == "x" * 5000 for r in records)
         assert s.reviewed_features() == {f for f in range(80) if f % 2}
         assert s.probe_count() == 80
+
+
+def test_manual_probes_are_kept_with_the_feature_across_reruns(store: Store) -> None:
+    store.put_record(rec(2))
+    baseline = ProbeResult(Probe(None), ("an empty white image",))
+    probe = ProbeResult(Probe(2, strength=30.0, prompt="ask", question="what colour?"), ("It is red.",), kl_first=1.5)
+    entry = store.add_manual_probe(2, probe, baseline=baseline, reviewer="ann")
+    store.add_manual_probe(2, ProbeResult(Probe(2, strength=60.0), ("red everywhere",)), reviewer="bob")
+    assert entry["by"] == "ann" and entry["baseline"] == ["an empty white image"]
+    got = store.get_record(2)
+    assert [ProbeResult.from_dict(e["result"]) for e in got.manual] == [
+        probe, ProbeResult(Probe(2, strength=60.0), ("red everywhere",))]
+    store.put_record(rec(2, explanation="a later run"))  # an automatic re-run keeps them
+    assert len(store.get_record(2).manual) == 2 and "manual" not in store.get_record(2).to_dict()
+    assert store.manual_probes(7) == [] and store.add_manual_probe(7, probe)["result"]["texts"] == ["It is red."]
+
+
+def test_export_lists_manual_probes_and_image_descriptions(store: Store, tmp_path: Path) -> None:
+    import json
+
+    from agent.export import export_records
+
+    image = {"id": 5, "round": 1, "role": "topk", "image": {
+        "feature": 1, "mode": "topk", "strength": 0.0, "n_images": 5, "texts": ["red shapes"], "image_ids": [3],
+        "image_names": ["scene_3.png"], "note": ""}}
+    store.put_record(rec(1, image_evidence=[image]))
+    store.add_manual_probe(1, ProbeResult(Probe(1, strength=9.0, direction="random"), ("grey",), kl_first=0.5),
+                           reviewer="ann")
+    export_records(store, tmp_path / "x.jsonl")
+    row = json.loads((tmp_path / "x.jsonl").read_text())
+    assert row["image_descriptions"] == [{"id": 5, "mode": "topk", "strength": 0.0, "texts": ["red shapes"],
+                                          "images": ["scene_3.png"]}]
+    (m,) = row["manual_probes"]
+    assert (m["by"], m["strength"], m["control"], m["texts"], m["kl_first"]) == ("ann", 9.0, True, ["grey"], 0.5)
