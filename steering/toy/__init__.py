@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from steering.toy.naming import names_value, named_values
+from steering.toy.naming import named_values, names_value
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MODEL_ID = "steer-interp/toy-gemma3"
@@ -18,13 +18,13 @@ MODEL_ID = "steer-interp/toy-gemma3"
 __all__ = [
     "DATA_DIR",
     "MODEL_ID",
-    "model_dir",
-    "sae_dir",
     "ground_truth",
     "ground_truth_meta",
     "is_available",
-    "names_value",
+    "model_dir",
     "named_values",
+    "names_value",
+    "sae_dir",
 ]
 
 

@@ -17,14 +17,23 @@ class VLMConfig:
     mm_tokens_per_image: int = 16
     """Image tokens the language model sees (the projector average-pools the patch grid to this)."""
     vision_hidden: int = 128
+    """Width of the SigLIP vision encoder's residual stream (the SAE's activation_dim)."""
     vision_layers: int = 6
+    """Vision encoder layers."""
     vision_heads: int = 4
+    """Attention heads per vision layer."""
     vision_mlp: int = 384
+    """Hidden size of each vision MLP."""
     text_hidden: int = 128
+    """Width of the Gemma-3 language model."""
     text_layers: int = 2
+    """Language model layers."""
     text_heads: int = 4
+    """Query heads per language model layer."""
     text_kv_heads: int = 2
+    """Key/value heads per language model layer (grouped-query attention)."""
     text_mlp: int = 384
+    """Hidden size of each language model MLP."""
 
 
 @dataclass(frozen=True)
@@ -32,10 +41,15 @@ class TrainConfig:
     """Schedule of the VLM's training run."""
 
     steps: int = 1600
+    """Optimiser steps; every step draws a fresh batch of scenes."""
     batch_size: int = 32
+    """Scenes per step."""
     lr: float = 2e-3
+    """Peak AdamW learning rate (linear warm-up, cosine decay to 5%)."""
     warmup: int = 60
+    """Warm-up steps."""
     weight_decay: float = 0.01
+    """AdamW weight decay on matrices (not on embeddings, norms and biases)."""
     ask_share: float = 0.2
     """Share of examples that are targeted questions (vlm_ask) instead of the describe prompt."""
     aux_weight: float = 0.5
@@ -49,15 +63,21 @@ class SAEConfig:
     layer: int = 3
     """Hooked vision encoder layer: the SAE reads the output of ``encoder.layers[layer]``."""
     dict_size: int = 256
+    """Number of latents."""
     k: int = 4
+    """Latents kept per activation (TopK)."""
     n_scenes: int = 6000
     """Scenes whose patch activations train the SAE."""
     steps: int = 1500
+    """Optimiser steps."""
     batch_size: int = 2048
+    """Patch activations per step."""
     lr: float = 1e-3
+    """Adam learning rate (on activations scaled to unit mean norm)."""
     aux_k: int = 64
     """Dead latents used by the auxiliary loss that revives them."""
     aux_coef: float = 1 / 32
+    """Weight of the AuxK loss."""
     dead_after: int = 200
     """A latent that has not fired for this many steps counts as dead (AuxK loss, re-seeding)."""
     centre: str = "white"

@@ -77,30 +77,40 @@ def train_vlm(cfg: ToyConfig, seed: int) -> tuple[Gemma3ForConditionalGeneration
     )
     model.train()
     t0, running = time.time(), []
-    for step in range(tc.steps):
-        batch_scenes = [scenes.sample_scene(rng) for _ in range(tc.batch_size)]
-        # A whole batch shares one prompt kind, so short question prompts are not padded to describe length.
-        ask = rng.random() < tc.ask_share
-        batch = encoder.batch([data.example(s, rng, 1.0 if ask else 0.0) for s in batch_scenes])
-        px = data.pixels([scenes.render(s, vc.image_size) for s in batch_scenes])  # [B, 3, H, W]
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, tc.steps, tc.lr, tc.warmup)
-        captured: list[torch.Tensor] = []
-        hook = model.model.vision_tower.register_forward_hook(
-            lambda _m, _i, out: captured.append(out.last_hidden_state)
-        )
-        try:
-            loss = model(pixel_values=px, **batch).loss
-        finally:
-            hook.remove()
-        aux = heads.loss(captured[0].mean(dim=1), batch_scenes)  # [B, P, width] -> [B, width]
-        (loss + tc.aux_weight * aux).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        running.append(loss.item())
-        if (step + 1) % 50 == 0 or step + 1 == tc.steps:
-            log.info("vlm step %d/%d loss %.4f (%.0fs)", step + 1, tc.steps, float(np.mean(running)), time.time() - t0)
-            running = []
+    # The attribute heads read the vision tower's output of the same forward pass.
+    captured: list[torch.Tensor] = []
+    hook = model.model.vision_tower.register_forward_hook(lambda _m, _i, out: captured.append(out.last_hidden_state))
+    try:
+        for step in range(tc.steps):
+            captured.clear()
+            loss = _step(model, heads, encoder, opt, rng, cfg, step, captured)
+            running.append(loss)
+            if (step + 1) % 50 == 0 or step + 1 == tc.steps:
+                log.info("vlm step %d/%d loss %.4f (%.0fs)", step + 1, tc.steps, float(np.mean(running)),
+                         time.time() - t0)
+                running = []
+    finally:
+        hook.remove()
     model.eval()
-    return model, processor, {"train_seconds": time.time() - t0, "final_loss": float(loss.item())}
+    return model, processor, {"train_seconds": time.time() - t0, "final_loss": float(loss)}
+
+
+def _step(model: Gemma3ForConditionalGeneration, heads: AttributeHeads, encoder: data.Encoder,
+          opt: torch.optim.Optimizer, rng: np.random.Generator, cfg: ToyConfig, step: int,
+          captured: list[torch.Tensor]) -> float:
+    """One optimisation step on a batch of fresh scenes; returns the caption loss."""
+    tc, vc = cfg.train, cfg.vlm
+    batch_scenes = [scenes.sample_scene(rng) for _ in range(tc.batch_size)]
+    # A whole batch shares one prompt kind, so short question prompts are not padded to describe length.
+    ask = rng.random() < tc.ask_share
+    batch = encoder.batch([data.example(s, rng, 1.0 if ask else 0.0) for s in batch_scenes])
+    px = data.pixels([scenes.render(s, vc.image_size) for s in batch_scenes])  # [B, 3, H, W]
+    for group in opt.param_groups:
+        group["lr"] = lr_at(step, tc.steps, tc.lr, tc.warmup)
+    loss = model(pixel_values=px, **batch).loss
+    aux = heads.loss(captured[-1].mean(dim=1), batch_scenes)  # [B, P, width] -> [B, width]
+    (loss + tc.aux_weight * aux).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.item()

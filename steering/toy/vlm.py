@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import torch
-from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor, GenerationConfig
-from transformers import Gemma3TextConfig, SiglipVisionConfig
+from transformers import (
+    Gemma3Config,
+    Gemma3ForConditionalGeneration,
+    Gemma3Processor,
+    Gemma3TextConfig,
+    GenerationConfig,
+    SiglipVisionConfig,
+)
 
 from steering.toy.config import VLMConfig
 from steering.toy.processor import END_TURN

@@ -113,3 +113,9 @@ def test_captions_come_from_attributes():
 )
 def test_names_value(text, value, family, expected):
     assert naming.names_value(text, value, family) is expected
+
+
+def test_config_round_trips():
+    for scale in ("tiny", "full"):
+        cfg = config.scale_config(scale)
+        assert config.ToyConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import steering.toy as toy
+from steering import toy
 
 pytestmark = pytest.mark.skipif(not toy.is_available(), reason="toy world not built (python -m steering.toy.build)")
 
