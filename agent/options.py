@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from steering.errors import SteeringError  # re-exported: what loading a world raises, for front ends
+# Re-exported (see __all__): what loading a world raises, so front ends need not import steering.
+from steering.errors import SteeringError
 
 if TYPE_CHECKING:
     from steering.engine import SteeringEngine

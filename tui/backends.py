@@ -67,8 +67,7 @@ class WorldSpec:
 
     def resolved(self) -> tuple[str, str]:
         """(model, SAE) with the toy world filled in; raises SetupError naming the fix."""
-        from agent.options import resolve_model_and_sae
-        from agent.options import SteeringError
+        from agent.options import SteeringError, resolve_model_and_sae
 
         try:
             return resolve_model_and_sae(self.namespace())

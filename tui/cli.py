@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
 
-    from agent.store import Store, StoreError, default_store_path
     from agent.options import SteeringError
+    from agent.store import Store, StoreError, default_store_path
     from tui.app import create_app
     from tui.backends import JudgeSpec, WorldSpec
 

@@ -296,8 +296,13 @@ def image_lines(record: Any) -> list[Text]:
         if mode == "hybrid":
             head += f" s={float(r.get('strength', 0)):g}"
         head += f" ({len(r.get('image_ids') or [])} images): "
-        texts = [str(t) for t in r.get("texts") or []]
-        body = " / ".join(texts) if texts else f"no description ({r.get('note') or 'never fired'})"
+        texts = [str(t) for t in r.get("texts") or [] if str(t).strip()]
+        if texts:
+            body = " / ".join(texts)
+        elif r.get("texts"):
+            body = "(the model's answer was empty)"
+        else:
+            body = f"no description ({r.get('note') or 'the feature never fired on the collection'})"
         out.append(Text(head, style="cyan") + Text(body))
     return out
 

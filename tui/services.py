@@ -226,6 +226,7 @@ class Services:
             raise SetupError(f"store {display_path(store.path)} holds records for model {held.get('model')} / SAE "
                              f"{held.get('sae')} / layer {held.get('layer')}: pick another store folder for this "
                              "model", field="store")
+        self._check_topk(store, request.config)
         judge = self.make_judge(request.judge)
         n = store.get_meta("n_features") if held else None
         if n is None:
@@ -260,9 +261,20 @@ class Services:
         world = self.current_world()
         spec = self.judge_spec
         config = replace(self.run_config, rejudge=True, overwrite_reviewed=True, note=note or None)
+        self._check_topk(self.store, config)
         return PreparedRun(features=[feature], engine=self._engine_source(world), judge=self.make_judge(spec),
                            config=config, world=world, judge_spec=spec, store=self.store,
                            title=f"re-run #{feature}", rerun=True)
+
+    def _check_topk(self, store: Store, config: RunConfig) -> None:
+        """Top-k evidence needs a collection: say how to get one before the run starts."""
+        from agent.topk import TopKMissing, require_topk
+
+        if config.image_modes:
+            try:
+                require_topk(store, self.topk_dir)
+            except TopKMissing as exc:
+                raise SetupError(str(exc), field="store") from None
 
     def _engine_source(self, world: WorldSpec) -> Any:
         if self.engines.loaded(world):

@@ -86,9 +86,12 @@ def image_view(item: ImageItem) -> dict[str, Any]:
         title = f"hybrid description of {images}, steered at strength {r.strength:g} where the feature fires"
     else:
         title = f"top-k description of {images}"
+    texts = [t for t in r.texts if t.strip()]
     if not r.texts:
         title = f"{r.mode}: no description ({r.note or 'the feature fired on none of the images'})"
-    return {"id": item.id, "title": title, "texts": list(r.texts)}
+    elif not texts:
+        title += " (the model's answer was empty)"
+    return {"id": item.id, "title": title, "texts": texts}
 
 
 def build_messages(ctx: JudgeContext, json_mode: str) -> list[dict[str, Any]]:

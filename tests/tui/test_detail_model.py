@@ -80,3 +80,42 @@ def test_half_blocks_draw_two_pixels_a_cell() -> None:
     assert len(cells) == 8  # 4 columns x 2 rows
     assert cells[0].style.color.triplet == (255, 0, 0) and cells[-1].style.bgcolor.triplet == (0, 0, 255)
     assert "blue" in "".join(s.text for s in segments)  # the caption, wrapped to the picture
+
+
+def test_transcript_lists_the_top_k_descriptions_the_judge_read(store: Any, engine: Any) -> None:
+    from agent.config import RunConfig, SweepConfig
+    from agent.evidence import ImageEvidence
+    from agent.runner import run_features
+    from tests.tui.fakes import scripted_judge
+
+    class Describer:
+        def prepare(self) -> dict[str, Any]:
+            return {"topk": "t", "prompts": ["vlm_topk@v1"]}
+
+        def describe(self, requests: Any, on_result: Any = None) -> list[ImageEvidence]:
+            texts = {0: ("red blobs",), 1: ("",), 2: ()}
+            return [ImageEvidence(r.feature, r.mode, r.strength, r.n_images, texts[r.feature],
+                                  (4,) if texts[r.feature] else (), note="" if texts[r.feature] else "no active images")
+                    for r in requests]
+
+        def pictures(self, feature: int, n: int) -> list[bytes]:
+            return []
+
+    config = RunConfig(sweep=SweepConfig(strengths=STRENGTHS, background=2), evidence="all", hybrid_strength=20.0)
+    run_features(engine, scripted_judge(), store, [0, 1, 2], config, describer=Describer())
+    text = render(dm.transcript(store.get_record(0)), width=140)
+    assert "top-activating images" in text and "topk (1 images): red blobs" in text
+    assert "hybrid s=20 (1 images): red blobs" in text
+    assert "(the model's answer was empty)" in render(dm.transcript(store.get_record(1)), width=140)
+    assert "no description (no active images)" in render(dm.transcript(store.get_record(2)), width=140)
+
+
+def test_manual_probes_render_oldest_first_with_who_and_when() -> None:
+    from agent.probes import Probe, ProbeResult
+
+    entries = [{"at": "2026-01-31T14:05:09+00:00", "by": "ann", "baseline": [BASELINE],
+                "result": ProbeResult(Probe(0, strength=30.0, question="what colour?", prompt="ask"),
+                                      ("It is red.",), kl_first=1.25).to_dict()}]
+    text = render(dm.manual_probes(entries))
+    assert "s=30 on white 'what colour?' (KL 1.25)  ann, 2026-01-31 14:05 UTC" in text and "1. It is red." in text
+    assert "No manual probes" in render(dm.manual_probes([]))

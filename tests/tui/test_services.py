@@ -75,3 +75,19 @@ def test_paths_show_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.chdir(tmp_path)
     assert display_path(tmp_path / "a" / "store") == "a/store"
     assert display_path(Path.home() / "x") in ("~/x", "x")
+
+
+def test_top_k_evidence_without_a_collection_is_a_setup_error(store: Any) -> None:
+    from dataclasses import replace
+
+    from agent.config import RunConfig
+    from tests.tui.fakes import FakeEngine
+    from tui.backends import Engines
+    from tui.services import RunRequest, Services
+
+    services = Services(store, engines=Engines(engine=FakeEngine(), spec=WorldSpec()))
+    request = RunRequest(features="0-3", config=RunConfig(evidence="topk"))
+    with pytest.raises(SetupError, match="steer-agent topk") as exc:
+        services.prepare(request)
+    assert exc.value.field == "store"
+    assert services.prepare(replace(request, config=RunConfig())).features == [0, 1, 2, 3]
