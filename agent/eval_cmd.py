@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.eval.cache import EvalCache
     from agent.eval.embeddings import EmbeddingUnavailable, load_embedder
     from agent.eval.report import write_report
-    from agent.eval.runner import Inputs, evaluate
+    from agent.eval.runner import EvalError, Inputs, evaluate
     from agent.eval.world import TruthError, load_truth, truth_for_sae
     from agent.features import FeatureSpecError, parse_features
     from agent.options import build_engine, resolve_model_and_sae
@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with cache:
             metrics = evaluate(inputs, cfg)
-    except ValueError as exc:
+    except EvalError as exc:
         say(f"error: {exc}")
         return 2
     metrics["timings"]["total"] = round(time.perf_counter() - t0, 2)

@@ -129,6 +129,19 @@ def _bar_section(m: dict[str, Any]) -> list[str]:
         L.append(f"| control: {label} | <= {100 * t['controls_max']:.0f}% | {_fmt(d['word'])} | "
                  f"{ok(v is not None and v <= t['controls_max'])} |")
     L += ["", f"Bar met: **{'yes' if bar.get('met') else 'no'}**.", ""]
+    dg = m.get("diagnostics", {})
+    if dg:
+        L.append("Where the misses come from:")
+        L.append("")
+        if "oneshot_any_strength" in dg:
+            L.append(f"- some single strength of the schedule names the truth (an oracle choosing the strength per "
+                     f"feature): {_fmt(dg['oneshot_any_strength'])}")
+        for name in ("offline", "llm"):
+            if f"{name}_evidence" in dg:
+                L.append(f"- {name} judge: some steered description it read names the truth: "
+                         f"{_fmt(dg[f'{name}_evidence'])}; its explanation misses it anyway for "
+                         f"{dg[f'{name}_judge_missed']['n']} features")
+        L.append("")
     return L
 
 

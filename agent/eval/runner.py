@@ -20,6 +20,11 @@ from agent.eval.world import families_of, pure_features
 log = logging.getLogger(__name__)
 
 METRICS_VERSION = 1
+
+
+class EvalError(ValueError):
+    """The evaluation cannot run as asked (e.g. no feature to score)."""
+
 BAR = {"pipeline_min": 0.80, "margin_over_oneshot": 0.15, "controls_max": 0.15}
 """The toy-world bar: the offline pipeline names >= 80% of pure features, beats one-shot steering at
 its best single strength by >= 15 points, and the controls stay <= 15%."""
@@ -122,7 +127,7 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
     world = {k: fp.get(k) for k in ("model", "revision", "sae", "layer")}
     features = pure_features(truth, inp.features, cfg.purity) if truth else list(inp.features)
     if not features:
-        raise ValueError("no features to evaluate" + (f" (none of those asked for is at least {cfg.purity:g} pure)"
+        raise EvalError("no features to evaluate" + (f" (none of those asked for is at least {cfg.purity:g} pure)"
                                                       if truth else ""))
     families = families_of(truth) if truth else {}
 
@@ -207,6 +212,7 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
                        "strength": e.strength}
                 for name, e in explained.items() if not name.startswith("random")}
         metrics["per_feature"] = _per_feature(features, truth, explained, rows)
+        metrics["diagnostics"] = _diagnostics(features, truth, families, by_strength, explained, rows)
         metrics["bar"] = _bar(metrics)
     else:
         metrics["per_feature"] = [{"feature": f, "texts": {n: e.texts.get(f) for n, e in explained.items()}}
@@ -256,6 +262,44 @@ def _per_feature(features: Sequence[int], truth: dict[int, dict[str, Any]], expl
                     "texts": {n: e.texts.get(f) for n, e in explained.items()},
                     "word": {n: rows[n][i].word for n in explained},
                     "embedding": {n: rows[n][i].embedding for n in explained}})
+    return out
+
+
+def _names_truth(texts: Sequence[str], truth: dict[str, Any], families: dict[str, list[str]]) -> bool:
+    fam, val = str(truth["family"]), str(truth["value"])
+    rivals = [v for v in families.get(fam, []) if v != val]
+    return any(word_hit(t, val, fam, rivals) for t in texts)
+
+
+def _diagnostics(features: Sequence[int], truth: dict[int, dict[str, Any]], families: dict[str, list[str]],
+                 by_strength: dict[str, list[M.Explained]], explained: dict[str, M.Explained],
+                 rows: dict[str, list[Scored]]) -> dict[str, Any]:
+    """Where explanations are lost: is the truth in what the explainer saw at all?
+
+    ``oneshot_any_strength``: some one-shot description of the schedule names the truth (what an
+    oracle picking the strength per feature would get). ``<mode>_evidence``: some steered
+    description the agent loop's judge read names the truth; ``<mode>_judge_missed``: features
+    where it did but the explanation does not (the judge's own loss).
+    """
+    out: dict[str, Any] = {}
+    if "oneshot" in by_strength:
+        out["oneshot_any_strength"] = rate(
+            _names_truth([e.texts.get(f) or "" for e in by_strength["oneshot"]], truth[f], families)
+            for f in features).to_dict()
+    for name in ("offline", "llm"):
+        if name not in explained:
+            continue
+        seen, missed = [], []
+        for i, f in enumerate(features):
+            rec = explained[name].records.get(f)
+            texts = [t for e in (rec.evidence if rec else []) if e.get("role") == "steered"
+                     for t in e["result"]["texts"]]
+            has = _names_truth(texts, truth[f], families)
+            seen.append(has)
+            if has and not rows[name][i].word:
+                missed.append(f)
+        out[f"{name}_evidence"] = rate(seen).to_dict()
+        out[f"{name}_judge_missed"] = {"n": len(missed), "features": missed}
     return out
 
 
