@@ -140,7 +140,9 @@ def _bar_section(m: dict[str, Any]) -> list[str]:
             if f"{name}_evidence" in dg:
                 L.append(f"- {name} judge: some steered description it read names the truth: "
                          f"{_fmt(dg[f'{name}_evidence'])}; its explanation misses it anyway for "
-                         f"{dg[f'{name}_judge_missed']['n']} features")
+                         f"{dg[f'{name}_judge_missed']['n']} features"
+                         + (" (" + "; ".join(f"{k}: {v}" for k, v in dg[f"{name}_judge_missed"].get("why", {}).items())
+                            + ")" if dg[f"{name}_judge_missed"].get("why") else ""))
         L.append("")
     return L
 

@@ -227,8 +227,16 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
     metrics["warnings"] = [f"{name}: {c['n'] - c['done'] + c['missing']} of {len(features)} features have no "
                            f"explanation ({'; '.join(f'{n}x {e}' for e, n in c['errors'].items()) or 'not run'})"
                            for name, c in metrics.get("cost", {}).items() if c["done"] < len(features)]
+    series = {n: [e] for n, e in explained.items() if n in ("topk",)} | dict(by_strength)
+    for name, group in series.items():
+        empty = [sum(not (e.texts.get(f) or "").strip() for f in features) for e in group]
+        if max(empty) > len(features) // 2:
+            at = f" at strengths {', '.join(f'{e.strength:g}' for e in group)}" if len(group) > 1 else ""
+            metrics["warnings"].append(
+                f"{name}: {'/'.join(map(str, empty))} of {len(features)} descriptions are empty{at} (the explainer "
+                "answered nothing: is its prompt out of the model's distribution?)")
     for w in metrics["warnings"]:
-        log.warning("%s", w)
+        log.info("%s", w)
 
     readers = {name: e for name, e in explained.items() if not name.startswith("random")}
     if cfg.wants("forced-choice") and (inp.embedder is not None or inp.chooser is not None):
@@ -290,6 +298,7 @@ def _diagnostics(features: Sequence[int], truth: dict[int, dict[str, Any]], fami
         if name not in explained:
             continue
         seen, missed = [], []
+        why: dict[str, int] = {}
         for i, f in enumerate(features):
             rec = explained[name].records.get(f)
             texts = [t for e in (rec.evidence if rec else []) if e.get("role") == "steered"
@@ -298,9 +307,30 @@ def _diagnostics(features: Sequence[int], truth: dict[int, dict[str, Any]], fami
             seen.append(has)
             if has and not rows[name][i].word:
                 missed.append(f)
+                reason = _miss_reason(rows[name][i], texts, truth[f], families, baseline_texts(rec))
+                why[reason] = why.get(reason, 0) + 1
         out[f"{name}_evidence"] = rate(seen).to_dict()
-        out[f"{name}_judge_missed"] = {"n": len(missed), "features": missed}
+        out[f"{name}_judge_missed"] = {"n": len(missed), "features": missed,
+                                       "why": dict(sorted(why.items(), key=lambda kv: -kv[1]))}
     return out
+
+
+def baseline_texts(rec: Any) -> set[str]:
+    return {t for e in (rec.evidence if rec else []) if e.get("role") == "baseline" for t in e["result"]["texts"]}
+
+
+def _miss_reason(row: Scored, texts: Sequence[str], truth: dict[str, Any], families: dict[str, list[str]],
+                 baseline: set[str]) -> str:
+    """Why an explanation misses a value its evidence named: a coarse class, for the judge's authors."""
+    if row.word_lenient:
+        return "names the value and a rival value of its family"
+    changed = [t for t in texts if t not in baseline]
+    share = sum(_names_truth([t], truth, families) for t in changed) / max(1, len(changed))
+    if share >= 0.999:
+        return "in every changed description, left out"
+    if share >= 0.5:
+        return "in most changed descriptions, left out"
+    return "in a minority of changed descriptions"
 
 
 def _bar(metrics: dict[str, Any]) -> dict[str, Any]:
