@@ -71,8 +71,7 @@ def render_markdown(metrics: dict[str, Any], images: list[str] | None = None, co
     w = metrics["world"]
     feats = metrics["features"]
     L: list[str] = []
-    L.append(f"# Explanation quality: `{Path(str(w.get('model'))).name}` / `{Path(str(w.get('sae'))).name}`, "
-             f"layer {w.get('layer')}")
+    L.append(f"# Explanation quality: {_world_name(w)}")
     L.append("")
     fam = feats.get("by_family")
     fam_txt = f" ({', '.join(f'{k} {v}' for k, v in fam.items())})" if fam else ""
@@ -104,6 +103,17 @@ def render_markdown(metrics: dict[str, Any], images: list[str] | None = None, co
         L += _examples_section(metrics)
     L += _method_section(metrics, command)
     return "\n".join(L).rstrip() + "\n"
+
+
+def _world_name(w: dict[str, Any]) -> str:
+    try:
+        from steering import toy
+
+        if toy.is_available() and Path(str(w.get("sae"))).resolve() == toy.sae_dir().resolve():
+            return f"the bundled toy world (`{toy.MODEL_ID}`, SAE layer {w.get('layer')})"
+    except Exception:  # noqa: BLE001 - a title is no reason to fail
+        pass
+    return f"`{w.get('model')}` with SAE `{w.get('sae')}`, layer {w.get('layer')}"
 
 
 def _bar_section(m: dict[str, Any]) -> list[str]:
