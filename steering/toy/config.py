@@ -40,7 +40,7 @@ class VLMConfig:
 class TrainConfig:
     """Schedule of the VLM's training run."""
 
-    steps: int = 1600
+    steps: int = 2000
     """Optimiser steps; every step draws a fresh batch of scenes."""
     batch_size: int = 32
     """Scenes per step."""
