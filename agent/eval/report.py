@@ -248,15 +248,16 @@ def _cost_section(cost: dict[str, Any]) -> list[str]:
 def _examples_section(m: dict[str, Any], n: int = 8) -> list[str]:
     rows = m.get("per_feature", [])
     names = [x for x in ("offline", "oneshot-best", "topk", "hybrid-best", "llm") if x in m["modes"]]
-    L = ["<details><summary>Every feature: truth, explanation of the agent loop, hits per mode (W words, E embedding)</summary>",
-         "", "| feature | truth | offline explanation | " + " | ".join(names) + " |",
+    L = ["<details><summary>Every feature: truth, the agent loop's label, hits per mode (W words, E embedding)</summary>",
+         "", "| feature | truth | offline label | " + " | ".join(names) + " |",
          "|---|---|---|" + "---|" * len(names)]
     for r in rows:
         marks = []
         for x in names:
             w, e = r["word"].get(x), r["embedding"].get(x)
             marks.append(("W" if w else "·") + ("E" if e else ("·" if e is not None else "")))
-        L.append(f"| {r['feature']} | {r['family']}={r['value']} | {_cell(r['texts'].get('offline'))} | "
+        label = r.get("labels", {}).get("offline") or r["texts"].get("offline")
+        L.append(f"| {r['feature']} | {r['family']}={r['value']} | {_cell(label, 60)} | "
                  + " | ".join(marks) + " |")
     L += ["", "</details>", ""]
     return L

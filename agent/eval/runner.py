@@ -266,8 +266,9 @@ def _per_feature(features: Sequence[int], truth: dict[int, dict[str, Any]], expl
     out = []
     for i, f in enumerate(features):
         t = truth[f]
+        labels = {n: e.records[f].label for n, e in explained.items() if f in e.records and e.records[f].label}
         out.append({"feature": f, "family": t["family"], "value": t["value"], "purity": t.get("purity"),
-                    "texts": {n: e.texts.get(f) for n, e in explained.items()},
+                    "texts": {n: e.texts.get(f) for n, e in explained.items()}, "labels": labels,
                     "word": {n: rows[n][i].word for n in explained},
                     "embedding": {n: rows[n][i].embedding for n in explained}})
     return out

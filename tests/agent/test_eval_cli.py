@@ -66,3 +66,32 @@ def test_eval_refuses_bad_options(tiny_world, truth_file: Path, tmp_path: Path,
     bad.write_text("{not json")
     assert main(eval_argv(tiny_world, bad, tmp_path, "r")) == 2
     assert "not valid JSON" in capsys.readouterr()[1]
+
+
+def test_eval_with_a_judge_endpoint_runs_the_llm_modes(tiny_world, truth_file: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OpenAI-compatible server on 127.0.0.1 answers the LLM judge and the forced-choice reader."""
+    from tests.agent.fakes import ChatServer, Reply
+
+    def script(payload: dict) -> Reply:
+        text = payload["messages"][-1]["content"]
+        if "Which set comes from the feature" in text:
+            return Reply(content=json.dumps({"choice": 1, "reason": "first"}))
+        return Reply(content=json.dumps({
+            "hypothesis": "red", "confidence": 0.7, "action": "final", "probes": [], "evidence": [],
+            "explanation": "Steering makes the model describe a red field.", "label": "red colour field"}))
+
+    monkeypatch.setenv("EVAL_TEST_KEY", "sk-test-not-a-real-key")
+    with ChatServer(script) as server:
+        argv = eval_argv(tiny_world, truth_file, tmp_path, "rep", "--json", "--modes", "llm,permuted,forced-choice",
+                         "--judge-base-url", server.url, "--judge-model", "test-model",
+                         "--judge-api-key-env", "EVAL_TEST_KEY")
+        assert main(argv) == 0
+    m = json.loads(capsys.readouterr()[0])
+    assert m["cost"]["llm"]["done"] == 6 and m["cost"]["llm"]["tokens"]["total"] == 6 * 150
+    assert m["modes"]["llm"]["word"]["hits"] == 1  # feature 0, the one pure red feature
+    fc = m["forced_choice"]
+    assert fc["llm"]["llm"]["accuracy"]["n"] == 6 and fc["llm_reader"]["backend"]["model"] == "test-model"
+    assert "sk-test" not in json.dumps(m) and "sk-test" not in (tmp_path / "rep" / "report.md").read_text()
+    assert any("Which set comes from the feature" in r["json"]["messages"][-1]["content"] for r in server.requests)
