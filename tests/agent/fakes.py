@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from agent.probes import Probe, ProbeResult
+from steering.errors import FeatureOutOfRangeError
 
 CONCEPTS = ("red", "circle", "striped", "green", "triangle", "dotted", "blue", "square")
 BASELINE = "nothing, the image is empty and white."
@@ -22,7 +23,7 @@ class FakeSAE:
 
     def check_feature(self, f: int) -> int:
         if not 0 <= f < self.d_sae:
-            raise ValueError(f"feature {f} out of range")
+            raise FeatureOutOfRangeError(f"feature {f} is out of range: this SAE has features 0-{self.d_sae - 1}")
         return f
 
 
@@ -30,16 +31,20 @@ class FakeEngine:
     """Feature f names CONCEPTS[f % 8] once the strength reaches ``onset``; random directions say
     'a grey blob'. Records every ``run`` call."""
 
-    def __init__(self, d_sae: int = 64, onset: float = 10.0, delay: float = 0.0, model: str = "fake-vlm") -> None:
+    def __init__(self, d_sae: int = 64, onset: float = 10.0, delay: float = 0.0, model: str = "fake-vlm",
+                 revision: str | None = "r1") -> None:
         self.sae = FakeSAE(d_sae)
         self.onset = onset
         self.delay = delay
         self.model = model
+        self.revision = revision
         self.calls: list[list[Probe]] = []
         self.lock = threading.Lock()
+        self.gate: threading.Event | None = None
+        """When set, run() waits for it (tests watch a run in flight)."""
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"model": self.model, "revision": "r1", "sae": "fake-sae", "layer": 1,
+        return {"model": self.model, "revision": self.revision, "sae": "fake-sae", "layer": 1,
                 "prompts": ["vlm_describe@v1", "vlm_ask@v1"], "generation": {"max_new_tokens": 8}}
 
     def hidden_norm(self, base_image: str = "white") -> float:
@@ -61,15 +66,20 @@ class FakeEngine:
         return f"a {c} shape" if p.strength < 4 * self.onset else f"the colour {c} filling the whole image"
 
     def run(self, probes: Sequence[Probe], on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
+        for p in probes:
+            if p.feature is not None:
+                self.sae.check_feature(p.feature)
         with self.lock:
             self.calls.append(list(probes))
+        if self.gate is not None:
+            self.gate.wait(10)
         if self.delay:
             time.sleep(self.delay)
         out = []
         for p in probes:
             r = ProbeResult(probe=p, texts=tuple(self.text(p, i) for i in range(p.samples)),
                             n_tokens=tuple(6 for _ in range(p.samples)),
-                            kl_first=0.0 if p.is_baseline else p.strength / 10)
+                            kl_first=0.0 if p.is_baseline else round(p.strength / 10, 3))
             if on_result:
                 on_result(r)
             out.append(r)
