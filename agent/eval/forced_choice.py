@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 import prompts
 from agent.eval.embeddings import Embedder, set_similarity
-from agent.eval.metrics import rate
+from agent.eval.metrics import degenerate, rate
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,8 @@ def forced_choice(trials: Sequence[Trial], explanations: dict[int, str | None], 
     measure is of the explainer, and saying nothing should not raise it.
     """
     usable = [t for t in trials if all(texts.get(o) for o in t.options)]
-    items = [(explanations.get(t.feature) or "", [texts[o] for o in t.options]) for t in usable]
+    items = [("" if degenerate(explanations.get(t.feature)) else str(explanations.get(t.feature)),
+              [texts[o] for o in t.options]) for t in usable]
     if isinstance(reader, LLMChooser):
         asked = [i for i, (e, _s) in enumerate(items) if e]
         answers: list[int | None] = [None] * len(items)

@@ -62,6 +62,20 @@ def rate(hits: Iterable[bool | None]) -> Rate:
     return Rate(sum(known), len(known), lo, hi)
 
 
+# ----------------------------------------------------------------------------- degenerate text
+
+
+def degenerate(text: str | None) -> bool:
+    """An answer that is no description: empty, one run-on token ("WhatWhatWhat..."), or a loop of
+    a few words. Such text names nothing, yet an embedding puts it nearest to some value anyway."""
+    if not text or not text.strip():
+        return True
+    tokens = text.split()
+    if max(len(t) for t in tokens) > 30:
+        return True
+    return len(tokens) >= 8 and len(set(tokens)) / len(tokens) < 0.3
+
+
 # ----------------------------------------------------------------------------- hits by words
 
 NamesValue = Callable[[str, str, "str | None"], bool]

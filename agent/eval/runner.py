@@ -14,7 +14,7 @@ from agent.eval import modes as M
 from agent.eval.cache import EvalCache, digest
 from agent.eval.config import EvalConfig
 from agent.eval.embeddings import Embedder, embedding_hits
-from agent.eval.metrics import Scored, derangement, rate, summarize, word_hit
+from agent.eval.metrics import Scored, degenerate, derangement, rate, summarize, word_hit
 from agent.eval.world import families_of, pure_features
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ def score(texts: dict[int, str | None], features: Sequence[int], truth: dict[int
         rows.append(Scored(f, fam, val, text, word_hit(text, val, fam, rivals), word_hit(text, val, fam),
                            truth_of=g if truth_of else None))
     if embedder is not None and rows:
-        hits = embedding_hits(embedder, [r.text for r in rows], [(r.family, r.value) for r in rows], families)
+        texts = [None if degenerate(r.text) else r.text for r in rows]
+        hits = embedding_hits(embedder, texts, [(r.family, r.value) for r in rows], families)
         for r, h in zip(rows, hits):
             r.embedding = h
     return rows
@@ -229,12 +230,12 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
                            for name, c in metrics.get("cost", {}).items() if c["done"] < len(features)]
     series = {n: [e] for n, e in explained.items() if n in ("topk",)} | dict(by_strength)
     for name, group in series.items():
-        empty = [sum(not (e.texts.get(f) or "").strip() for f in features) for e in group]
+        empty = [sum(degenerate(e.texts.get(f)) for f in features) for e in group]
         if max(empty) > len(features) // 2:
             at = f" at strengths {', '.join(f'{e.strength:g}' for e in group)}" if len(group) > 1 else ""
             metrics["warnings"].append(
-                f"{name}: {'/'.join(map(str, empty))} of {len(features)} descriptions are empty{at} (the explainer "
-                "answered nothing: is its prompt out of the model's distribution?)")
+                f"{name}: {'/'.join(map(str, empty))} of {len(features)} descriptions are empty or degenerate{at} "
+                "(the explainer said nothing usable: is its prompt out of the model's distribution?)")
     for w in metrics["warnings"]:
         log.info("%s", w)
 

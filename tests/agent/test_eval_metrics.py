@@ -79,3 +79,14 @@ def test_summarize_per_family() -> None:
     assert (s["word"]["hits"], s["word"]["n"]) == (2, 3)
     assert (s["embedding"]["hits"], s["embedding"]["n"]) == (1, 2)  # None is no outcome
     assert s["by_family"]["colour"]["word"]["hits"] == 1 and s["by_family"]["shape"]["n"] == 1
+
+
+def test_degenerate_answers() -> None:
+    from agent.eval.metrics import degenerate
+
+    assert degenerate(None) and degenerate("") and degenerate("   ")
+    assert degenerate("What" * 40)
+    assert degenerate("the the the the the the the the the the")
+    assert not degenerate("small black solid triangle.")
+    assert not degenerate("the colour red filling the whole image.")
+    assert not degenerate("Steering this feature makes the model describe large yellow: these words recur in 5 of 6.")
