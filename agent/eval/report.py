@@ -279,6 +279,9 @@ def _method_section(m: dict[str, Any], command: str | None) -> list[str]:
          "- **forced choice**: held-out descriptions sampled with a seed no explainer saw; distractor features "
          "are drawn from the evaluated ones.",
          ]
+    L.append("- every figure is in `metrics.json` beside this report (`modes`, `controls`, `by_strength`, "
+             "`forced_choice`, `clip`, `cost`, `diagnostics`, `bar`, `per_feature`); `digest` hashes all of it but "
+             "the timings.")
     t = m.get("timings", {})
     if t:
         L.append("- time per stage (s): " + ", ".join(f"{k} {v:g}" for k, v in t.items()) + ".")
