@@ -37,7 +37,7 @@ class Rate:
         if not self.n:
             return "n/a"
         p = 10 ** digits
-        pct = lambda x: f"{round(100 * x * p) / p:.{digits}f}"  # noqa: E731
+        pct = lambda x: f"{round(100 * x * p) / p:.{digits}f}"
         return f"{pct(self.value or 0.0)}% [{pct(self.lo)}-{pct(self.hi)}] ({self.hits}/{self.n})"
 
 

@@ -118,7 +118,13 @@ def random_pipeline(cache: EvalCache, engine: Any, judge: Any, features: Sequenc
 
 def toy_topk(cache: EvalCache, engine: Any, n_scenes: int) -> Any:
     """A top-k collection over freshly rendered toy scenes, made once per world and kept."""
-    from steering.topk import EncoderSpec, FolderSource, TopKConfig, collect_topk, write_toy_scenes
+    from steering.topk import (
+        EncoderSpec,
+        FolderSource,
+        TopKConfig,
+        collect_topk,
+        write_toy_scenes,
+    )
 
     fp = engine.fingerprint()
     root = cache.root / "topk" / f"toy-{n_scenes}-{digest({k: fp.get(k) for k in ('model', 'revision', 'sae', 'layer')})}"

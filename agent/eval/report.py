@@ -112,7 +112,7 @@ def _world_name(w: dict[str, Any]) -> str:
         if toy.is_available() and Path(str(w.get("sae"))).resolve() == toy.sae_dir().resolve():
             return f"the bundled toy world (`{toy.MODEL_ID}`, SAE layer {w.get('layer')})"
     except Exception:  # noqa: BLE001 - a title is no reason to fail
-        pass
+        log.debug("cannot tell whether this is the toy world", exc_info=True)
     return f"`{w.get('model')}` with SAE `{w.get('sae')}`, layer {w.get('layer')}"
 
 
@@ -209,9 +209,9 @@ def _strength_section(m: dict[str, Any], images: list[str]) -> list[str]:
 
 def _forced_choice_section(fc: dict[str, Any]) -> list[str]:
     L = ["## Forced choice (no ground truth needed)", "",
-         f"{fc['n_trials']} trials: the reader sees a feature's explanation and {round(1 / fc['chance'])} sets of "
-         f"{fc['descriptions_per_set']} held-out sampled descriptions (the feature's and other features'), and "
-         f"picks the feature's set. Chance is {100 * fc['chance']:.0f}%.", "",
+         (f"{fc['n_trials']} trials: the reader sees a feature's explanation and {round(1 / fc['chance'])} sets of "
+          f"{fc['descriptions_per_set']} held-out sampled descriptions (the feature's and other features'), and "
+          f"picks the feature's set. Chance is {100 * fc['chance']:.0f}%."), "",
          "| explanation from | embedding reader | LLM reader |", "|---|---|---|"]
     for name in sorted(set(fc["embedding"]) | set(fc["llm"]), key=lambda n: (n not in MODE_ORDER, MODE_ORDER.index(n) if n in MODE_ORDER else 0, n)):
         e, q = fc["embedding"].get(name), fc["llm"].get(name)
@@ -233,14 +233,14 @@ def _cost_section(cost: dict[str, Any]) -> list[str]:
     L = ["## What the agent loop cost per feature", "",
          "| judge | features done | rounds (mean / max) | probes (mean / max) | judge tokens (mean / total) | seconds (mean) |",
          "|---|---|---|---|---|---|"]
-    for name, c in cost.items():
-        def ms(k: str, a: str = "mean", b: str = "max") -> str:
-            s = c.get(k)
-            return "n/a" if not s else f"{s[a]:g} / {s[b]:g}"
+    def ms(c: dict[str, Any], k: str, a: str = "mean", b: str = "max") -> str:
+        s = c.get(k)
+        return "n/a" if not s else f"{s[a]:g} / {s[b]:g}"
 
+    for name, c in cost.items():
         sec = c.get("seconds")
         secs = "n/a" if not sec else f"{sec['mean']:.2f}"
-        L.append(f"| {name} | {c['done']}/{c['n']} | {ms('rounds')} | {ms('probes')} | {ms('tokens', 'mean', 'total')} | "
+        L.append(f"| {name} | {c['done']}/{c['n']} | {ms(c, 'rounds')} | {ms(c, 'probes')} | {ms(c, 'tokens', 'mean', 'total')} | "
                  f"{secs} |")
     return L + ["", "Per-feature figures are in `metrics.json` (`cost.<judge>.per_feature`).", ""]
 
@@ -265,19 +265,21 @@ def _examples_section(m: dict[str, Any], n: int = 8) -> list[str]:
 
 def _method_section(m: dict[str, Any], command: str | None) -> list[str]:
     c = m["config"]
+    hybrid = ", ".join(f"{x:g}" for x in c["hybrid_multiples"])
     L = ["## How this was measured", "",
-         "- **one-shot steering**: the paper's method, one greedy description at one global strength; every "
-         "strength of the schedule is scored and the best is reported, picked on these same features (an "
-         "optimistic pick for this baseline).",
-         "- **agent loop + offline judge**: `steer-agent run` with the offline judge (a deterministic word "
-         f"statistic, not an LLM), the same schedule, at most {c['max_rounds']} rounds and {c['max_probes']} extra probes.",
-         f"- **top-k / hybrid**: the explainer sees {c['n_images']} masked top images; the hybrid also steers at "
-         f"the patches where the feature fired, at {', '.join(f'{x:g}' for x in c['hybrid_multiples'])} x the hidden-state norm.",
-         "- **random directions**: the same loop and judge, each feature's direction replaced by a random one "
-         "of the same norm. **permuted features**: each explanation scored against the ground truth of "
-         "another evaluated feature (a seeded derangement).",
-         "- **forced choice**: held-out descriptions sampled with a seed no explainer saw; distractor features "
-         "are drawn from the evaluated ones.",
+         ("- **one-shot steering**: the paper's method, one greedy description at one global strength; every "
+          "strength of the schedule is scored and the best is reported, picked on these same features (an "
+          "optimistic pick for this baseline)."),
+         ("- **agent loop + offline judge**: `steer-agent run` with the offline judge (a deterministic word "
+          f"statistic, not an LLM), the same schedule, at most {c['max_rounds']} rounds and {c['max_probes']} "
+          "extra probes."),
+         (f"- **top-k / hybrid**: the explainer sees {c['n_images']} masked top images; the hybrid also steers at "
+          f"the patches where the feature fired, at {hybrid} x the hidden-state norm."),
+         ("- **random directions**: the same loop and judge, each feature's direction replaced by a random one "
+          "of the same norm. **permuted features**: each explanation scored against the ground truth of "
+          "another evaluated feature (a seeded derangement)."),
+         ("- **forced choice**: held-out descriptions sampled with a seed no explainer saw; distractor features "
+          "are drawn from the evaluated ones."),
          ]
     L.append("- every figure is in `metrics.json` beside this report (`modes`, `controls`, `by_strength`, "
              "`forced_choice`, `clip`, `cost`, `diagnostics`, `bar`, `per_feature`); `digest` hashes all of it but "

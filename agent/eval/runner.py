@@ -14,7 +14,14 @@ from agent.eval import modes as M
 from agent.eval.cache import EvalCache, digest
 from agent.eval.config import EvalConfig
 from agent.eval.embeddings import Embedder, embedding_hits
-from agent.eval.metrics import Scored, degenerate, derangement, rate, summarize, word_hit
+from agent.eval.metrics import (
+    Scored,
+    degenerate,
+    derangement,
+    rate,
+    summarize,
+    word_hit,
+)
 from agent.eval.world import families_of, pure_features
 
 log = logging.getLogger(__name__)

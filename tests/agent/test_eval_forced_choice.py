@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-import prompts
 import pytest
 
+import prompts
 from agent.eval.forced_choice import (
     LLMChooser,
     forced_choice,

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from agent.eval.metrics import Rate, derangement, rate, summarize, wilson, word_hit, Scored
+from agent.eval.metrics import (
+    Rate,
+    Scored,
+    derangement,
+    rate,
+    summarize,
+    wilson,
+    word_hit,
+)
 
 
 @pytest.mark.parametrize(("hits", "n", "lo", "hi"), [
