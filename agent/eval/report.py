@@ -221,11 +221,17 @@ def _forced_choice_section(fc: dict[str, Any]) -> list[str]:
 
 
 def _clip_section(clip: dict[str, Any]) -> list[str]:
-    L = ["## CLIP similarity (masked top-k images vs explanation)", "", f"Model: `{clip.get('model')}`.", "",
+    L = ["## CLIP similarity (masked top-k images vs explanation)", "",
+         (f"Model: `{clip.get('model')}`. Mean cosine similarity between each masked top image and the explanation, "
+          "against the same for another feature's explanation (permuted)."), "",
          "| explanation from | matched | permuted | matched > permuted |", "|---|---|---|---|"]
     for name, d in clip.items():
         if isinstance(d, dict):
-            L.append(f"| {MODE_NAMES.get(name, name)} | {d['matched']} | {d['permuted']} | {_fmt(d['matched_wins'])} |")
+            def num(x: float | None) -> str:
+                return "n/a" if x is None else f"{x:.3f}"
+
+            L.append(f"| {MODE_NAMES.get(name, name)} | {num(d['matched'])} | {num(d['permuted'])} | "
+                     f"{_fmt(d['matched_wins'])} |")
     return L + [""]
 
 
