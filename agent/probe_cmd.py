@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        description="Steer one SAE feature at several strengths and print the model's answers.")
     p.add_argument("--feature", type=int, required=True, help="SAE feature id")
     p.add_argument("--strengths", type=parse_strengths, default=None,
-                   help="comma-separated strengths (default: 0 and a sweep suited to the toy world)")
+                   help="comma-separated strengths (default: 0, 0.5, 1, 2 and 3 times the hidden-state norm "
+                        "at the hooked layer)")
     p.add_argument("--samples", type=int, default=1, help="descriptions per strength (>1 samples; default 1, greedy)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--question", help="ask this question about the highlighted element instead of describing it")
@@ -36,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-DEFAULT_STRENGTHS = [0.0, 50.0, 100.0, 200.0]
+DEFAULT_MULTIPLES = (0.0, 0.5, 1.0, 2.0, 3.0)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     engine = build_engine(args)
     engine.sae.check_feature(args.feature)
-    strengths = args.strengths or DEFAULT_STRENGTHS
+    if args.strengths:
+        strengths = args.strengths
+    else:
+        norm = engine.hidden_norm(args.base_image)
+        strengths = [round(m * norm, 1) for m in DEFAULT_MULTIPLES]
     probes = [
         Probe(feature=args.feature, strength=s, samples=args.samples, seed=args.seed,
               prompt="ask" if args.question else "describe", question=args.question,

@@ -33,33 +33,8 @@ def toy_schedule(fingerprint: dict[str, Any]) -> list[float] | None:
 
 
 def hidden_norm(engine: Any, base_image: str = "white") -> float:
-    """Median L2 norm of the hidden states at the engine's hooked layer, on ``base_image`` [scalar].
-
-    Runs one unsteered forward pass with a temporary hook (removed in ``finally``).
-    """
-    if hasattr(engine, "hidden_norm"):  # engines may know it themselves (test fakes do)
-        return float(engine.hidden_norm(base_image))
-    import torch
-
-    from agent.probes import Probe
-
-    text, _ = engine.prompt_text(Probe(feature=None, base_image=base_image))
-    inputs = engine.inputs(text, base_image, 1)
-    norms: list[torch.Tensor] = []
-
-    def hook(_module: Any, _inputs: Any, output: Any) -> None:
-        hidden = output[0] if isinstance(output, tuple) else output  # [tiles, seq, d] or [tokens, d]
-        norms.append(hidden.detach().float().norm(dim=-1).flatten())
-
-    handle = engine.vlm.vision.layers[engine.layer].register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            engine.vlm.model(**inputs)
-    finally:
-        handle.remove()
-    if not norms:
-        raise RuntimeError("the hooked layer did not run: cannot measure the hidden-state norm")
-    return float(torch.cat(norms).median())
+    """Median L2 norm of the hidden states at the engine's hooked layer, on ``base_image`` [scalar]."""
+    return float(engine.hidden_norm(base_image))
 
 
 def schedule_from_norm(norm: float, sweep: SweepConfig) -> list[float]:

@@ -204,6 +204,16 @@ class SteeringEngine:
             self._base_logprobs[key] = torch.log_softmax(logits.float(), dim=-1)[0]
         return self._base_logprobs[key]
 
+    def hidden_norm(self, base_image: str = "white") -> float:
+        """Median L2 norm of the unsteered hidden states at the hooked layer on ``base_image``.
+
+        Strengths are meaningful relative to it (METHOD: ~0.8-3x the norm names concepts).
+        """
+        text, _ = self.prompt_text(Probe(feature=None, base_image=base_image))
+        self._base_logprobs_for(text, base_image)  # captures the layer-L state of this image
+        state = self._prefix[base_image]  # [tiles, seq, d] or [tokens, d]
+        return float(state.float().norm(dim=-1).flatten().median())
+
     @torch.no_grad()
     def _prefix_usable(self, text: str, image_spec: str) -> bool:
         """Once per engine: does replaying the cache give exactly the plain path's logits?"""
