@@ -36,7 +36,9 @@ async def start(app: Any, pilot: Any, **fields: str) -> None:
     """Fill the setup screen's inputs and press Start."""
     from tui.screens.setup import SetupScreen
 
-    await wait_until(pilot, lambda: isinstance(app.screen, SetupScreen))
+    # The screen may be current before its widgets are mounted (a busy machine shows it): wait for them.
+    await wait_until(pilot, lambda: isinstance(app.screen, SetupScreen)
+                     and all(len(app.screen.query(f"#{name}")) for name in (*fields, "start")))
     for name, value in fields.items():
         widget = app.screen.query_one(f"#{name}")
         widget.value = value
