@@ -97,7 +97,7 @@ class OfflineParams:
     """A frame word must be rarer than this among the reference features to count as specific."""
     tie_share: float = 0.15
     """Specific words whose share is within this of the leading word's are named with it."""
-    max_named: int = 3
+    max_named: int = 4
     """Most words named in an explanation."""
     refine_samples: int = 3
     """Samples of the refining probe at the strength where the top word first appears."""
