@@ -12,6 +12,7 @@ from typing import Any
 
 from agent.eval.config import ALL_MODES, DEFAULT_MODES, EvalConfig
 from agent.options import add_model_options
+from agent.run_cmd import parse_floats
 
 CPU_BATCH = 128
 """Rows per generate call on a CPU unless --batch-size says otherwise."""
@@ -26,13 +27,8 @@ def parse_modes(text: str) -> tuple[str, ...]:
 
 
 def parse_numbers(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad number list {text!r}: use e.g. 0.25,0.5,1") from None
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"bad number list {text!r}: give positive numbers")
-    return values
+    """A comma list of positive numbers, as the run command parses them (kept as a tuple for the config)."""
+    return tuple(parse_floats(text))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
