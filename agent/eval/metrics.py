@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -111,6 +112,54 @@ def word_hit(text: str | None, value: str, family: str | None, rivals: Sequence[
     return not any(names(text, r, family) for r in rivals if r != value)
 
 
+CLAIM_MIN_SHARE = 0.5
+"""A value an explanation names beside the truth is a false claim when fewer than this share of
+the feature's top scenes carry it."""
+
+
+def false_claims(text: str | None, family: str, shares: dict[str, dict[str, float]] | None,
+                 families: dict[str, Sequence[str]], names: NamesValue | None = None) -> list[str] | None:
+    """The values of *other* families that ``text`` names but the feature's top scenes mostly lack.
+
+    ``shares`` is family -> value -> share of the feature's top scenes carrying it (the toy world's
+    ground truth keeps it). "small yellow striped cross" for a cross feature whose top scenes are
+    crosses of every colour claims yellow falsely; for one whose top scenes are all small yellow
+    striped crosses it claims nothing false. None when the truth has no shares to check against.
+    """
+    if not shares:
+        return None
+    if not text:
+        return []
+    names = names or default_namer()
+    return [f"{fam}={v}" for fam, vals in families.items() if fam != family for v in vals
+            if names(text, v, fam) and shares.get(fam, {}).get(v, 0.0) < CLAIM_MIN_SHARE]
+
+
+def expected_permuted(texts: dict[int, str | None], features: Sequence[int], truth: dict[int, dict[str, Any]],
+                      families: dict[str, Sequence[str]], names: NamesValue | None = None) -> float | None:
+    """The permuted control's expectation over all derangements: the mean, over features f, of the
+    share of the other features whose truth f's explanation names (word hits, rivals excluded).
+
+    One seeded derangement draws one sample of this; the expectation shows the chance floor an
+    explanation of this length sits on (how many values it names, how many values each family has).
+    """
+    feats = list(features)
+    if len(feats) < 2:
+        return None
+    names = names or default_namer()
+    total = 0.0
+    for f in feats:
+        text = texts.get(f)
+        hits = 0
+        for g in feats:
+            if g == f:
+                continue
+            fam, val = str(truth[g]["family"]), str(truth[g]["value"])
+            hits += word_hit(text, val, fam, [v for v in families.get(fam, []) if v != val], names)
+        total += hits / (len(feats) - 1)
+    return round(total / len(feats), 6)
+
+
 # ----------------------------------------------------------------------------- permutation control
 
 
@@ -149,6 +198,13 @@ class Scored:
     """The value is the most similar of its family's values (None: no embedding model)."""
     truth_of: int | None = None
     """For the permutation control: the feature whose ground truth this explanation is scored against."""
+    claims: list[str] | None = None
+    """Values of other families it names that the feature's top scenes mostly lack (None: no shares)."""
+
+    @property
+    def specific(self) -> bool | None:
+        """A word hit with no false claim beside it (None when the truth cannot tell)."""
+        return None if self.claims is None else self.word and not self.claims
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,10 +220,15 @@ def summarize(scored: Sequence[Scored]) -> dict[str, Any]:
         "embedding": rate(s.embedding for s in scored).to_dict(),
         "by_family": {},
     }
+    if any(s.claims is not None for s in scored):
+        out["specific"] = rate(s.specific for s in scored).to_dict()
+        out["false_claims_mean"] = round(statistics.fmean(len(s.claims or []) for s in scored), 4)
     for fam in families:
         group = [s for s in scored if s.family == fam]
         out["by_family"][fam] = {"n": len(group), "word": rate(s.word for s in group).to_dict(),
                                  "embedding": rate(s.embedding for s in group).to_dict()}
+        if "specific" in out:
+            out["by_family"][fam]["specific"] = rate(s.specific for s in group).to_dict()
     return out
 
 

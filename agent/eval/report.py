@@ -84,7 +84,10 @@ def render_markdown(metrics: dict[str, Any], images: list[str] | None = None, co
     L.append("Rates are shares of features with a 95% Wilson interval and the counts. A hit **by words**: the "
              "explanation names the true value (or a synonym) and no other value of its family. A hit **by "
              f"embedding** ({metrics.get('embedder') or 'no model'}): among all values of the family, and a "
-             "no-value phrase, the true value is the most similar to the explanation.")
+             "no-value phrase, the true value is the most similar to the explanation."
+             + (" A **specific** hit: a hit by words that claims nothing false beside the truth (every value of "
+                "another family it names is carried by at least half of the feature's top scenes)."
+                if _has_specific(metrics) else ""))
     L.append("")
     for w in metrics.get("warnings", []):
         L += [f"> **Warning**: {_cell(w, 400)}", ""]
@@ -103,6 +106,10 @@ def render_markdown(metrics: dict[str, Any], images: list[str] | None = None, co
         L += _examples_section(metrics)
     L += _method_section(metrics, command)
     return "\n".join(L).rstrip() + "\n"
+
+
+def _has_specific(m: dict[str, Any]) -> bool:
+    return any("specific" in d for d in m.get("modes", {}).values())
 
 
 def _world_name(w: dict[str, Any]) -> str:
@@ -139,6 +146,17 @@ def _bar_section(m: dict[str, Any]) -> list[str]:
         L.append(f"| control: {label} | <= {100 * t['controls_max']:.0f}% | {_fmt(d['word'])} | "
                  f"{ok(v is not None and v <= t['controls_max'])} |")
     L += ["", f"Bar met: **{'yes' if bar.get('met') else 'no'}**.", ""]
+    need, ceiling = bar.get("margin_needs_rate"), bar.get("steering_ceiling")
+    if need is not None and ceiling is not None and need > ceiling:
+        L += [(f"The margin asks for {100 * need:.0f}% by words; an oracle choosing each feature's best strength of "
+               f"the schedule reaches {100 * ceiling:.0f}%, so no judge reading these steered descriptions can meet "
+               "it on this world: one global strength already names what steering can name here."), ""]
+    perm = m["controls"].get("permuted", {}).get("offline", {})
+    if perm.get("expected_word_rate") is not None:
+        oneshot = m["controls"]["permuted"].get("oneshot-best", {}).get("expected_word_rate")
+        L += [(f"The permuted control's expectation over all derangements is {100 * perm['expected_word_rate']:.0f}%"
+               + (f" (one-shot descriptions: {100 * oneshot:.0f}%)" if oneshot is not None else "")
+               + ": the chance that an explanation naming this many values names another feature's value."), ""]
     dg = m.get("diagnostics", {})
     if dg:
         L.append("Where the misses come from:")
@@ -158,11 +176,14 @@ def _bar_section(m: dict[str, Any]) -> list[str]:
 
 
 def _modes_section(m: dict[str, Any]) -> list[str]:
-    L = ["## Accuracy by mode", "", "| mode | by words | by embedding | strength |", "|---|---|---|---|"]
+    spec = _has_specific(m)
+    head = "| mode | by words | by embedding | " + ("specific | false claims per feature | " if spec else "") + "strength |"
+    L = ["## Accuracy by mode", "", head, "|---|---|---|" + ("---|---|" if spec else "") + "---|"]
     for name in MODE_ORDER:
         d = m["modes"].get(name)
         if d:
-            L.append(f"| {MODE_NAMES.get(name, name)} | {_fmt(d['word'])} | {_fmt(d['embedding'])} | "
+            extra = (f"{_fmt(d.get('specific'))} | {d.get('false_claims_mean', 0):.2f} | " if spec else "")
+            L.append(f"| {MODE_NAMES.get(name, name)} | {_fmt(d['word'])} | {_fmt(d['embedding'])} | {extra}"
                      f"{_strength(d.get('strength'))} |")
     L += ["", "Controls (lower is better; a control that names the truth shows what chance and priors give):", "",
           "| control | by words | by embedding | strength |", "|---|---|---|---|"]
@@ -171,8 +192,10 @@ def _modes_section(m: dict[str, Any]) -> list[str]:
         if d:
             L.append(f"| {MODE_NAMES[name]} | {_fmt(d['word'])} | {_fmt(d['embedding'])} | {_strength(d.get('strength'))} |")
     for name, d in m["controls"].get("permuted", {}).items():
-        L.append(f"| permuted features: {MODE_NAMES.get(name, name)} | {_fmt(d['word'])} | {_fmt(d['embedding'])} | "
-                 f"{_strength(d.get('strength'))} |")
+        exp = d.get("expected_word_rate")
+        L.append(f"| permuted features: {MODE_NAMES.get(name, name)} | {_fmt(d['word'])}"
+                 + (f" (all derangements: {100 * exp:.0f}%)" if exp is not None else "")
+                 + f" | {_fmt(d['embedding'])} | {_strength(d.get('strength'))} |")
     L.append("")
     return L
 

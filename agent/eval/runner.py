@@ -18,6 +18,8 @@ from agent.eval.metrics import (
     Scored,
     degenerate,
     derangement,
+    expected_permuted,
+    false_claims,
     rate,
     summarize,
     word_hit,
@@ -26,7 +28,7 @@ from agent.eval.world import families_of, pure_features
 
 log = logging.getLogger(__name__)
 
-METRICS_VERSION = 1
+METRICS_VERSION = 2
 
 
 class EvalError(ValueError):
@@ -81,7 +83,8 @@ def score(texts: dict[int, str | None], features: Sequence[int], truth: dict[int
         text = texts.get(f)
         rivals = [v for v in families.get(fam, []) if v != val]
         rows.append(Scored(f, fam, val, text, word_hit(text, val, fam, rivals), word_hit(text, val, fam),
-                           truth_of=g if truth_of else None))
+                           truth_of=g if truth_of else None,
+                           claims=false_claims(text, fam, t.get("shares"), families)))
     if embedder is not None and rows:
         texts = [None if degenerate(r.text) else r.text for r in rows]
         hits = embedding_hits(embedder, texts, [(r.family, r.value) for r in rows], families)
@@ -219,6 +222,10 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
                 name: {**summarize(score(e.texts, features, truth, families, inp.embedder, perm)),
                        "strength": e.strength}
                 for name, e in explained.items() if not name.startswith("random")}
+            for name, e in explained.items():
+                if not name.startswith("random"):
+                    metrics["controls"]["permuted"][name]["expected_word_rate"] = expected_permuted(
+                        e.texts, features, truth, families)
         metrics["per_feature"] = _per_feature(features, truth, explained, rows)
         metrics["diagnostics"] = _diagnostics(features, truth, families, by_strength, explained, rows)
         metrics["bar"] = _bar(metrics)
@@ -278,6 +285,7 @@ def _per_feature(features: Sequence[int], truth: dict[int, dict[str, Any]], expl
         out.append({"feature": f, "family": t["family"], "value": t["value"], "purity": t.get("purity"),
                     "texts": {n: e.texts.get(f) for n, e in explained.items()}, "labels": labels,
                     "word": {n: rows[n][i].word for n in explained},
+                    "claims": {n: rows[n][i].claims for n in explained if rows[n][i].claims},
                     "embedding": {n: rows[n][i].embedding for n in explained}})
     return out
 
@@ -354,6 +362,12 @@ def _bar(metrics: dict[str, Any]) -> dict[str, Any]:
     if off is not None and one is not None:
         out["margin_over_oneshot"] = round(off - one, 6)
         out["margin_ok"] = off - one >= BAR["margin_over_oneshot"] - 1e-9
+        # The rate the margin asks for, beside the most that steering evidence can give: an oracle
+        # picking each feature's best strength of the schedule (any judge reading those descriptions).
+        out["margin_needs_rate"] = round(one + BAR["margin_over_oneshot"], 6)
+        ceiling = metrics.get("diagnostics", {}).get("oneshot_any_strength", {}).get("rate")
+        if ceiling is not None:
+            out["steering_ceiling"] = ceiling
     ctrl = {}
     if "random-offline" in controls:
         ctrl["random-offline"] = controls["random-offline"]["word"]["rate"]

@@ -20,7 +20,10 @@ def derive(codes: torch.Tensor, scene_list: list[scenes.Scene], top: int) -> dic
 
     A scene's score for a feature is its mean activation over the patch grid (as top-k explaining
     does); the feature's value is the attribute value most shared by its ``top`` best scenes, and
-    its purity is the share of those scenes that carry it. A feature that never fires gets purity 0.
+    its purity is the share of those scenes that carry it. ``shares`` keeps, per family, the share of
+    those scenes carrying each value: a feature can be pure in more than one family (its top scenes
+    all "small red crosses"), and an explanation's other claims are checked against it. A feature that
+    never fires gets purity 0.
     """
     score = codes.mean(dim=1)  # [S, n]
     out: dict[int, dict] = {}
@@ -28,13 +31,16 @@ def derive(codes: torch.Tensor, scene_list: list[scenes.Scene], top: int) -> dic
         col = score[:, f]
         n_pos = int((col > 0).sum())
         if n_pos == 0:
-            out[f] = {"family": None, "value": None, "purity": 0.0, "n_active_scenes": 0, "top_kinds": {}}
+            out[f] = {"family": None, "value": None, "purity": 0.0, "n_active_scenes": 0, "top_kinds": {},
+                      "shares": {}}
             continue
         idx = col.topk(min(top, n_pos)).indices.tolist()
         best = (None, None, -1.0)
+        shares: dict[str, dict[str, float]] = {}
         for family in FAMILY_ORDER:
             counts = Counter(scene_list[i].attributes().get(family) for i in idx)
             counts.pop(None, None)
+            shares[family] = {v: round(c / len(idx), 4) for v, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
             if counts:
                 value, c = counts.most_common(1)[0]
                 if c / len(idx) > best[2]:
@@ -46,6 +52,7 @@ def derive(codes: torch.Tensor, scene_list: list[scenes.Scene], top: int) -> dic
             "purity": round(max(best[2], 0.0), 4),
             "n_active_scenes": n_pos,
             "top_kinds": dict(kinds),
+            "shares": shares,
         }
     return out
 

@@ -8,6 +8,8 @@ from agent.eval.metrics import (
     Rate,
     Scored,
     derangement,
+    expected_permuted,
+    false_claims,
     rate,
     summarize,
     wilson,
@@ -98,3 +100,48 @@ def test_degenerate_answers() -> None:
     assert not degenerate("small black solid triangle.")
     assert not degenerate("the colour red filling the whole image.")
     assert not degenerate("Steering this feature makes the model describe large yellow: these words recur in 5 of 6.")
+
+
+FAMILIES = {"colour": ["red", "blue", "yellow"], "shape": ["circle", "cross"], "size": ["small", "large"]}
+
+
+def test_false_claims_checks_other_families_against_the_top_scene_shares() -> None:
+    shares = {"colour": {"yellow": 0.75, "red": 0.25}, "shape": {"cross": 0.95}, "size": {"small": 0.45, "large": 0.55}}
+    # Yellow is carried by most top scenes: no false claim; small by fewer than half: a false claim.
+    assert false_claims("small yellow cross", "shape", shares, FAMILIES) == ["size=small"]
+    assert false_claims("large yellow cross", "shape", shares, FAMILIES) == []
+    assert false_claims("red cross", "shape", shares, FAMILIES) == ["colour=red"]
+    # Values of the truth's own family are the rivals' business (word_hit), not a claim here.
+    assert false_claims("circle or cross", "shape", shares, FAMILIES) == []
+    assert false_claims(None, "shape", shares, FAMILIES) == []
+    assert false_claims("red cross", "shape", None, FAMILIES) is None  # a truth without shares cannot tell
+
+
+def test_specific_needs_a_hit_and_no_false_claim() -> None:
+    rows = [Scored(1, "shape", "cross", "cross", True, True, claims=[]),
+            Scored(2, "shape", "cross", "red cross", True, True, claims=["colour=red"]),
+            Scored(3, "shape", "cross", "circle", False, False, claims=[])]
+    assert [r.specific for r in rows] == [True, False, False]
+    s = summarize(rows)
+    assert (s["specific"]["hits"], s["specific"]["n"]) == (1, 3)
+    assert s["false_claims_mean"] == pytest.approx(1 / 3, abs=1e-4)
+    assert s["by_family"]["shape"]["specific"]["hits"] == 1
+    assert "specific" not in summarize([Scored(1, "shape", "cross", "cross", True, True)])
+
+
+def test_expected_permuted_is_the_mean_over_every_other_truth() -> None:
+    truth = {1: {"family": "colour", "value": "red"}, 2: {"family": "colour", "value": "blue"},
+             3: {"family": "shape", "value": "cross"}}
+    # Feature 1's explanation names blue and cross: 2 of the 2 other truths. Feature 2's names
+    # nothing of the others. Feature 3's names red: 1 of 2.
+    texts = {1: "a blue cross", 2: "a blue circle", 3: "a red circle"}
+    assert expected_permuted(texts, [1, 2, 3], truth, FAMILIES) == pytest.approx((1 + 0 + 0.5) / 3, abs=1e-6)
+    # A derangement's rate averages to it: over both 3-cycles.
+    from agent.eval.metrics import word_hit as hit
+
+    cycles = [{1: 2, 2: 3, 3: 1}, {1: 3, 2: 1, 3: 2}]
+    mean = sum(hit(texts[f], truth[g]["value"], truth[g]["family"],
+                   [v for v in FAMILIES[truth[g]["family"]] if v != truth[g]["value"]])
+               for c in cycles for f, g in c.items()) / 6
+    assert expected_permuted(texts, [1, 2, 3], truth, FAMILIES) == pytest.approx(mean, abs=1e-6)
+    assert expected_permuted(texts, [1], truth, FAMILIES) is None

@@ -64,6 +64,25 @@ def test_ground_truth_covers_every_feature(toy_build):
     assert truth.load_meta(out / "sae")["strengths"]
 
 
+def test_ground_truth_shares_count_every_family_of_the_top_scenes():
+    # Three scenes; feature 0 fires most on the two red crosses, feature 1 on nothing.
+    sc = [scenes.Scene("object", "red", "cross", "solid", "small"), scenes.Scene("object", "red", "cross", "dotted", "large"),
+          scenes.Scene("field", "blue", pattern="dotted")]
+    codes = torch.zeros(3, 4, 2)
+    codes[0, :, 0], codes[1, :, 0], codes[2, :, 0] = 3.0, 2.0, 1.0
+    gt = truth.derive(codes, sc, top=2)
+    assert (gt[0]["family"], gt[0]["value"], gt[0]["purity"]) == ("colour", "red", 1.0)
+    assert gt[0]["shares"] == {"colour": {"red": 1.0}, "pattern": {"dotted": 0.5, "solid": 0.5},
+                               "shape": {"cross": 1.0}, "size": {"large": 0.5, "small": 0.5}}
+    assert gt[1]["shares"] == {} and gt[1]["purity"] == 0.0
+    # The shipped truth keeps the shares of every pure feature.
+    from steering import toy
+
+    shipped = toy.ground_truth()
+    pure = [v for v in shipped.values() if v["purity"] >= 0.9]
+    assert pure and all(v["shares"][v["family"]][v["value"]] == v["purity"] for v in pure)
+
+
 def test_build_is_deterministic(toy_build, tmp_path):
     out, _ = toy_build
     build.build(tmp_path, seed=0, cfg=config.scale_config("tiny"), threads=1)
