@@ -16,6 +16,29 @@ its hybrid against 200 for plain steering, a quarter; a quarter of 2x the norm (
 default ladder) is 0.5x the norm."""
 
 
+def plain_dict(obj: Any, sequences: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``asdict(obj)`` with the tuple fields named in ``sequences`` as lists (JSON has no tuples)."""
+    d = asdict(obj)
+    for k in sequences:
+        d[k] = None if d[k] is None else list(d[k])
+    return d
+
+
+def known_fields(cls: type, d: dict[str, Any], sequences: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The items of ``d`` that are fields of dataclass ``cls`` (newer keys are ignored), with each
+    field named in ``sequences`` passed through its converter (``tuple``, a float tuple...)."""
+    names = {f.name for f in fields(cls)}
+    kw = {k: v for k, v in d.items() if k in names}
+    for k, convert in (sequences or {}).items():
+        if kw.get(k) is not None:
+            kw[k] = convert(kw[k])
+    return kw
+
+
+def _floats(xs: Any) -> tuple[float, ...]:
+    return tuple(float(x) for x in xs)
+
+
 @dataclass
 class SweepConfig:
     """The opening sweep every feature gets before the judge reads anything."""
@@ -48,21 +71,14 @@ class SweepConfig:
     """Seed of sampled descriptions and of the control directions."""
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("strengths", "multiples", "kl_targets"):
-            d[k] = None if d[k] is None else list(d[k])
-        return d
+        return plain_dict(self, _SWEEP_SEQUENCES)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
-        names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
-        for k in ("strengths", "multiples", "kl_targets"):
-            if kw.get(k) is not None:
-                kw[k] = tuple(float(x) for x in kw[k])
-        return cls(**kw)
+        return cls(**known_fields(cls, d, dict.fromkeys(_SWEEP_SEQUENCES, _floats)))
 
 
+_SWEEP_SEQUENCES = ("strengths", "multiples", "kl_targets")
 _EVIDENCE_FIELDS = ("evidence", "hybrid_strength", "topk_images", "judge_images")
 
 
@@ -129,7 +145,6 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
+        kw = known_fields(cls, d)
         kw["sweep"] = SweepConfig.from_dict(d.get("sweep", {}))
         return cls(**kw)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from agent.config import known_fields, plain_dict
 
 EXPLAINERS = ("oneshot", "offline", "llm", "topk", "hybrid")
 """Modes that produce an explanation per feature."""
@@ -60,16 +62,11 @@ class EvalConfig:
         return mode in self.modes
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("modes", "strengths", "hybrid_multiples"):
-            d[k] = None if d[k] is None else list(d[k])
-        return d
+        return plain_dict(self, _SEQUENCES)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvalConfig:
-        names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
-        for k in ("modes", "strengths", "hybrid_multiples"):
-            if kw.get(k) is not None:
-                kw[k] = tuple(kw[k])
-        return cls(**kw)
+        return cls(**known_fields(cls, d, dict.fromkeys(_SEQUENCES, tuple)))
+
+
+_SEQUENCES = ("modes", "strengths", "hybrid_multiples")
