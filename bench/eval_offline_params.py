@@ -15,7 +15,7 @@ import sys
 
 from agent.eval import modes as M
 from agent.eval.cache import EvalCache
-from agent.eval.metrics import derangement, summarize
+from agent.eval.metrics import derangement, expected_permuted, summarize
 from agent.eval.runner import score
 from agent.eval.world import families_of, pure_features, truth_for_sae
 
@@ -60,15 +60,18 @@ def main(argv: list[str] | None = None) -> None:
         for item in args.variants:
             name, _, text = item.partition("=")
             variants[name] = ast.literal_eval(text)
-    print(f"{len(feats)} pure features; word hits (strict), the permuted control, and per family")
+    print(f"{len(feats)} pure features; word hits (strict), specific hits (no false claims), the permuted control, "
+          "and per family")
     with EvalCache(eval_store_path(ns)) as cache:
         for name, kw in variants.items():
             e = M.pipeline(cache, engine, OfflineJudge(OfflineParams(**kw)), feats, cfg, "variant")
             a = summarize(score(e.texts, feats, truth, fams, None))
             q = summarize(score(e.texts, feats, truth, fams, None, perm))
+            exp = expected_permuted(e.texts, feats, truth, fams)
+            spec = f"specific {100 * a['specific']['rate']:5.1f}%   " if "specific" in a else ""
             fam = ", ".join(f"{k} {100 * v['word']['rate']:.0f}%" for k, v in a["by_family"].items())
-            print(f"{name:<30} {100 * a['word']['rate']:5.1f}%   permuted {100 * q['word']['rate']:5.1f}%   {fam}",
-                  flush=True)
+            print(f"{name:<30} {100 * a['word']['rate']:5.1f}%   {spec}permuted {100 * q['word']['rate']:5.1f}% "
+                  f"(all derangements {100 * (exp or 0):4.1f}%)   {fam}", flush=True)
 
 
 if __name__ == "__main__":
