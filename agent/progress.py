@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -83,20 +84,24 @@ class RichProgress:
 
 
 def summary_table(records: list[Any], truth: dict[int, dict[str, Any]] | None, limit: int = 64) -> Table:
-    table = Table(title="features", show_lines=False)
-    for col, kw in (("feature", {"justify": "right"}), ("status", {}), ("label", {}), ("conf", {"justify": "right"}),
-                    ("rounds", {"justify": "right"}), ("probes", {"justify": "right"})):
-        table.add_column(col, **kw)
+    """One line of numbers per feature; the label takes whatever width the terminal has left."""
+    table = Table(title="features", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_lines=False)
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("label", ratio=1, min_width=12, overflow="fold")
+    table.add_column("conf", justify="right", no_wrap=True)
+    table.add_column("rounds\nprobes", justify="right", no_wrap=True)
     if truth:
-        table.add_column("ground truth")
-        table.add_column("named")
+        table.add_column("ground truth", no_wrap=True)
+        table.add_column("named", no_wrap=True)
     for r in records[:limit]:
         row = [str(r.feature), r.status, r.final_label or (r.error or "")[:60],
-               "" if r.confidence is None else f"{r.confidence:.2f}", str(r.rounds), str(r.n_probes)]
+               "" if r.confidence is None else f"{r.confidence:.2f}", f"{r.rounds}/{r.n_probes}"]
         if truth:
             t = truth.get(r.feature)
             hit = names_truth(r.final_explanation if r.status == "done" else None, t)
-            row += [f"{t['family']}={t['value']} ({float(t.get('purity', 0)):.2f})" if t and t.get("value") else "",
+            purity = f"{float(t.get('purity', 0)):.2f}".removeprefix("0") if t else ""
+            row += [f"{t['family']}={t['value']} {purity}" if t and t.get("value") else "",
                     "" if hit is None else ("yes" if hit else "no")]
         table.add_row(*row)
     if len(records) > limit:
