@@ -13,13 +13,15 @@ from typing import Any
 import torch
 
 import prompts
+from steering.decode import FastDecoder, unsupported_reason
 from steering.hooks import steer
 from steering.prefix import capture_layer, replay_prefix
+from steering.errors import UnsupportedModelError
 from steering.images import DEFAULT_SIZE, base_image
 from steering.models import LoadedVLM
 from steering.probes import Probe, ProbeResult
 from steering.sae import SAE, check_layer
-from steering.sampling import FirstStepLogProbs, SeededSampler, uniform_stream
+from steering.sampling import FirstStepLogProbs, MinNewTokens, SeededSampler, uniform_stream
 from steering.text import strip_answer
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,12 @@ class GenerationSettings:
     prefix_cache: bool = True
     """Run vision layers 0..L once per base image and replay them for every batch (same answers,
     checked against the plain path when the engine first uses it; turned off where they differ)."""
+    decode: str = "auto"
+    """``hf``: HF generate; ``fast``: one multimodal prefill, then the language model alone on a static
+    KV cache (steering.decode; an error where the model is not supported); ``auto``: fast where
+    supported, HF generate elsewhere. Both give the same tokens (tests/steering/test_decode.py)."""
+    compile_decode: bool | None = None
+    """torch.compile (CUDA graphs) the fast path's decode step; None = on CUDA only."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,14 +91,19 @@ class SteeringEngine:
         self._prompts: dict[tuple[str, str | None], tuple[str, str]] = {}
         self._prefix: dict[str, torch.Tensor] = {}  # base image -> layer-L state of one row
         self._prefix_ok: bool | None = None  # self-check result, once per engine
+        self._decoder: FastDecoder | None = None
 
     # ------------------------------------------------------------------ identity
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything about this engine that changes an answer (for cache keys)."""
         s = self.settings.to_dict()
-        s.pop("batch_size")
-        s.pop("prefix_cache")
+        # Execution choices that give the same answers stay out of the key, so a store filled on
+        # one path is reused by the other: the batch size, the prefix cache (self-checked), and the
+        # decode path and its compilation (same tokens as HF generate: tests/steering/test_decode.py).
+        # Like batch size, they can move logits by float rounding only.
+        for name in ("batch_size", "prefix_cache", "decode", "compile_decode"):
+            s.pop(name)
         return {
             "model": self.vlm.model_id, "revision": self.vlm.revision, "dtype": str(self.vlm.dtype),
             "sae": self.sae.sae_id, "layer": self.layer,
@@ -150,48 +163,110 @@ class SteeringEngine:
                  uniforms: torch.Tensor | None = None,
                  masks: torch.Tensor | None = None) -> tuple[list[str], list[int], torch.Tensor]:
         """One generate call on the base image ``image_spec``, row b steered by vectors[b] [rows, d]."""
+        rows_of = None
+        prompt_len = self.inputs(text, image_spec, 1)["input_ids"].shape[1]
+        if masks is None and self._fast(prompt_len):
+            # Rows with equal vectors (the samples of one probe) differ only after the prefill:
+            # run it once per distinct vector and let the decoder fan the rows out.
+            vectors, rows_of = torch.unique(vectors, dim=0, return_inverse=True)
         batch = self.inputs(text, image_spec, vectors.shape[0])
         with self._prefix_context(text, image_spec):
-            return self.generate_inputs(batch, vectors, uniforms=uniforms, masks=masks)
+            return self.generate_inputs(batch, vectors, uniforms=uniforms, masks=masks, rows_of=rows_of)
 
     @torch.no_grad()
     def generate_inputs(self, batch: dict[str, torch.Tensor], vectors: torch.Tensor, *,
                         uniforms: torch.Tensor | None = None,
-                        masks: torch.Tensor | None = None) -> tuple[list[str], list[int], torch.Tensor]:
+                        masks: torch.Tensor | None = None,
+                        rows_of: torch.Tensor | None = None) -> tuple[list[str], list[int], torch.Tensor]:
         """One generate call on ready processor outputs, row b steered by vectors[b] [rows, d].
 
         uniforms: [rows, max_new_tokens] per-row random streams for sampled rows (NaN = greedy row).
         masks: optional per-row or per-tile position masks for the hook.
+        rows_of: [out_rows] the batch row each output row continues (fast decode only; None = one
+        output row per batch row); uniforms are then per output row.
         Returns raw continuation texts, their token counts, and first-step log-probs [rows, vocab].
         """
+        prompt_len = batch["input_ids"].shape[1]
+        if self._fast(prompt_len):
+            return self._generate_fast(batch, vectors, uniforms=uniforms, masks=masks, rows_of=rows_of)
+        if rows_of is not None:
+            batch = {k: v[rows_of.to(v.device)] if v.shape[0] == vectors.shape[0] else v for k, v in batch.items()}
+            vectors = vectors[rows_of.to(vectors.device)]
+        return self._generate_hf(batch, vectors, uniforms=uniforms, masks=masks)
+
+    def _stop_ids(self) -> tuple[list[int], int]:
+        """(end-of-sequence ids, pad id) as HF generate uses them for this model and processor."""
+        tokenizer = getattr(self.vlm.processor, "tokenizer", self.vlm.processor)
+        config = self.vlm.model.generation_config
+        eos = config.eos_token_id
+        eos = [] if eos is None else list(eos) if isinstance(eos, (list, tuple)) else [eos]
+        pad = getattr(tokenizer, "pad_token_id", None)
+        if pad is None:
+            pad = config.pad_token_id if config.pad_token_id is not None else (eos[0] if eos else 0)
+        return eos, pad
+
+    def _fast(self, prompt_len: int) -> bool:
+        """Whether this call takes the fast decode path (settings.decode and model support)."""
+        mode = self.settings.decode
+        if mode == "hf":
+            return False
+        if mode not in ("auto", "fast"):
+            raise ValueError(f"unknown decode path {mode!r}: use auto, hf or fast")
+        reason = unsupported_reason(self.vlm.model, prompt_len, self.settings.max_new_tokens)
+        if reason is not None and mode == "fast":
+            raise UnsupportedModelError(f"fast decode cannot run {self.vlm.model_id}: {reason}")
+        return reason is None
+
+    def _generate_fast(self, batch: dict[str, torch.Tensor], vectors: torch.Tensor, *,
+                       uniforms: torch.Tensor | None, masks: torch.Tensor | None,
+                       rows_of: torch.Tensor | None) -> tuple[list[str], list[int], torch.Tensor]:
+        s = self.settings
+        if self._decoder is None:
+            self._decoder = FastDecoder(self.vlm.model, compile=s.compile_decode)
+        sampler = None
+        if uniforms is not None and not bool(torch.isnan(uniforms[:, 0]).all()):
+            sampler = SeededSampler(uniforms.to(self.vlm.device), batch["input_ids"].shape[1], s.temperature,
+                                    s.top_k, s.top_p)
+        eos, pad = self._stop_ids()
+        with steer(self.vlm.vision, self.layer, vectors, masks):
+            out = self._decoder.generate(batch, max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens,
+                                         eos=eos, pad=pad, sampler=sampler, rows_of=rows_of)
+        return self._texts(out.tokens, eos, pad) + (out.first_logprobs,)
+
+    def _texts(self, new: torch.Tensor, eos: list[int], pad: int) -> tuple[list[str], list[int]]:
+        """Decoded answers and their token counts (up to the first stop) for new tokens [rows, n]."""
+        tokenizer = getattr(self.vlm.processor, "tokenizer", self.vlm.processor)
+        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+        stops = set(eos) | {pad}
+        return texts, [_count_until(row.tolist(), stops) for row in new.cpu()]
+
+    def _generate_hf(self, batch: dict[str, torch.Tensor], vectors: torch.Tensor, *,
+                     uniforms: torch.Tensor | None,
+                     masks: torch.Tensor | None) -> tuple[list[str], list[int], torch.Tensor]:
+        """HF generate with the steering hook, greedy at the transformers level."""
         from transformers import LogitsProcessorList
 
         s = self.settings
         prompt_len = batch["input_ids"].shape[1]
+        eos, pad = self._stop_ids()
         # Always greedy at the transformers level; sampled rows pick their token in SeededSampler.
         # The sampling knobs a checkpoint's generation_config may carry are unset to keep logs quiet.
-        gen_kwargs: dict[str, Any] = dict(max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens or None,
-                                          do_sample=False, temperature=None, top_p=None, top_k=None,
-                                          return_dict_in_generate=True)
-        # The recorder runs before the sampler, so it sees the model's own (unsampled) distribution.
+        gen_kwargs: dict[str, Any] = dict(max_new_tokens=s.max_new_tokens, do_sample=False, temperature=None,
+                                          top_p=None, top_k=None, return_dict_in_generate=True, pad_token_id=pad)
+        # The recorder runs first, so it sees the model's own distribution (before the minimum
+        # length and the sampler).
         recorder = FirstStepLogProbs(prompt_len)
-        processors = [recorder]
+        processors: list[Any] = [recorder]
+        if s.min_new_tokens:
+            processors.append(MinNewTokens(prompt_len, s.min_new_tokens, eos))
         if uniforms is not None and not bool(torch.isnan(uniforms[:, 0]).all()):
             processors.append(SeededSampler(uniforms, prompt_len, s.temperature, s.top_k, s.top_p))
         gen_kwargs["logits_processor"] = LogitsProcessorList(processors)
-        tokenizer = getattr(self.vlm.processor, "tokenizer", self.vlm.processor)
-        pad = getattr(tokenizer, "pad_token_id", None)
-        if pad is not None:
-            gen_kwargs["pad_token_id"] = pad
         with steer(self.vlm.vision, self.layer, vectors, masks):
             out = self.vlm.model.generate(**batch, **gen_kwargs)
         new = out.sequences[:, prompt_len:]  # [rows, new_tokens]
-        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
-        eos = self.vlm.model.generation_config.eos_token_id
-        stops = set(eos if isinstance(eos, list) else [eos]) | ({pad} if pad is not None else set())
-        counts = [_count_until(row.tolist(), stops) for row in new]
         assert recorder.logprobs is not None
-        return texts, counts, recorder.logprobs  # first-step log-probs [rows, vocab]
+        return self._texts(new, eos, pad) + (recorder.logprobs,)  # first-step log-probs [rows, vocab]
 
     @torch.no_grad()
     def _base_logprobs_for(self, text: str, image_spec: str) -> torch.Tensor:

@@ -30,12 +30,16 @@ class SeededSampler:
         self.top_k = top_k
         self.top_p = top_p
         self.sampled = ~torch.isnan(uniforms[:, 0])
+        self.any_sampled = bool(self.sampled.any())  # once, not a host sync per step
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        # scores: [rows, vocab] after transformers' own processors (e.g. min length)
-        if not bool(self.sampled.any()):
+        # scores: [rows, vocab] after the processors before it (e.g. min new tokens)
+        return self.choose(scores, input_ids.shape[1] - self.prompt_len)
+
+    def choose(self, scores: torch.Tensor, step: int) -> torch.Tensor:
+        """Scores [rows, vocab] at answer token ``step`` with each sampled row's pick the only finite one."""
+        if not self.any_sampled:
             return scores
-        step = input_ids.shape[1] - self.prompt_len
         u = self.uniforms[:, min(step, self.uniforms.shape[1] - 1)].to(scores.device)
         logits = scores.float() / max(self.temperature, 1e-6)
         k = min(self.top_k, logits.shape[-1]) if self.top_k else logits.shape[-1]
@@ -50,6 +54,25 @@ class SeededSampler:
         chosen = top_idx.gather(-1, pick)  # [rows, 1]
         forced = torch.full_like(scores, float("-inf")).scatter(-1, chosen, 0.0)
         return torch.where(self.sampled.to(scores.device)[:, None], forced, scores)
+
+
+class MinNewTokens:
+    """A logits processor that forbids the end-of-sequence ids before ``min_new`` answer tokens.
+
+    It does what transformers' own ``min_new_tokens`` does, but as one of our processors, so it can run
+    after FirstStepLogProbs: transformers puts its own processors first, and the recorded first-step
+    distribution (the KL's) would then carry -inf at the eos ids and make the KL NaN.
+    """
+
+    def __init__(self, prompt_len: int, min_new: int, eos: list[int]) -> None:
+        self.prompt_len = prompt_len
+        self.min_new = min_new
+        self.eos = torch.tensor(eos, dtype=torch.long)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[1] - self.prompt_len >= self.min_new or not len(self.eos):
+            return scores
+        return scores.index_fill(-1, self.eos.to(scores.device), float("-inf"))
 
 
 class FirstStepLogProbs:

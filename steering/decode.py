@@ -1,0 +1,238 @@
+"""Fast decode: one multimodal prefill, then the language model alone on a static KV cache.
+
+HF ``generate`` on a VLM pays for its generality at every step: it rebuilds the multimodal inputs,
+grows a dynamic cache by concatenation, rebuilds the attention mask, runs the processors and
+stopping criteria, and syncs with the host to ask whether every row is done. Here the vision
+tower, projector and language-model prefill run once through the model's own forward (so the
+steering hook, the prefix cache and Gemma-3's bidirectional image attention apply exactly as on the
+HF path), the prefill cache is copied into preallocated static layers, and every later step is
+one call of the language model and its head on the whole batch: token ids in, next-token logits
+out. End of sequence lives in a tensor, checked on the host only every few steps. On CUDA the step
+can be compiled (with CUDA graphs), which the static cache makes possible.
+
+The answers are the HF path's: same positions and padding, the same greedy choice, the same
+per-row seeded sampling (steering.sampling), and first-step log-probs from the same prefill.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from steering.sampling import SeededSampler
+
+log = logging.getLogger(__name__)
+
+FAST_FAMILIES = ("gemma3",)
+"""Model types whose language model is checked token for token against HF generate (tests/steering/test_decode.py)."""
+
+_ATTENTION = ("sdpa", "eager")
+"""Attention implementations whose masks we build ourselves (a boolean or an additive [rows, 1, 1, keys] mask)."""
+
+# Generation-config fields that would make HF generate add processors or stopping rules of its own;
+# where one is set we leave the model to HF generate rather than reimplement it.
+_DEFAULTS: dict[str, Any] = {
+    "repetition_penalty": (None, 1.0), "no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,),
+    "min_length": (None, 0), "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
+    "sequence_bias": (None,), "suppress_tokens": (None,), "begin_suppress_tokens": (None,),
+    "exponential_decay_length_penalty": (None,), "renormalize_logits": (None, False),
+    "guidance_scale": (None, 1.0), "watermarking_config": (None,), "stop_strings": (None,),
+    "prefill_chunk_size": (None,), "encoder_no_repeat_ngram_size": (None, 0),
+}
+
+
+def unsupported_reason(model: nn.Module, prompt_len: int, max_new_tokens: int) -> str | None:
+    """Why the fast path cannot run this model and length (None: it can)."""
+    config = model.config
+    family = getattr(config, "model_type", type(model).__name__)
+    if family not in FAST_FAMILIES:
+        return f"model type {family!r} is not one of {FAST_FAMILIES}"
+    text = config.get_text_config(decoder=True)
+    if getattr(text, "_attn_implementation", None) not in _ATTENTION:
+        return f"attention implementation {text._attn_implementation!r} is not one of {_ATTENTION}"
+    if getattr(text, "use_bidirectional_attention", False):
+        return "the language model attends bidirectionally"
+    types = set(getattr(text, "layer_types", None) or ["full_attention"])
+    if not types <= {"full_attention", "sliding_attention"}:
+        return f"layer types {sorted(types)} are not plain full or sliding attention"
+    if "sliding_attention" in types and not getattr(text, "sliding_window", None):
+        return "sliding layers without a sliding_window"
+    if not hasattr(model, "lm_head") or not hasattr(getattr(model, "model", None), "language_model"):
+        return "no model.language_model / lm_head"
+    gen = model.generation_config
+    for name, allowed in _DEFAULTS.items():
+        if getattr(gen, name, None) not in allowed:
+            return f"generation_config.{name}={getattr(gen, name)!r} needs HF generate's processors"
+    return None
+
+
+@dataclass
+class DecodeOutput:
+    tokens: torch.Tensor
+    """[rows, new_tokens] generated ids; a finished row continues with the pad id, as in HF generate."""
+    first_logprobs: torch.Tensor
+    """[rows, vocab] float32 log-probs of the first answer token, before any processing."""
+    logits: torch.Tensor | None = None
+    """[rows, new_tokens, vocab] every step's raw logits, when asked for (tests compare them with HF's)."""
+
+
+class FastDecoder:
+    """Prefill through the VLM's forward, then decode with its language model on a static cache.
+
+    One decoder per model; it keeps the static cache (and the compiled step) between calls of the
+    same shape, so a run of equal batches allocates and compiles once.
+    """
+
+    def __init__(self, model: nn.Module, *, compile: bool | None = None, check_every: int = 8) -> None:
+        self.model = model
+        self.language_model: nn.Module = model.model.language_model
+        self.head: nn.Module = model.lm_head
+        device = next(model.parameters()).device
+        self.compile = device.type == "cuda" if compile is None else compile
+        self.check_every = max(1, check_every)
+        text = model.config.get_text_config(decoder=True)
+        self._boolean_mask = text._attn_implementation == "sdpa"
+        self._layer_types: list[str] | None = getattr(text, "layer_types", None)
+        self._window: int | None = getattr(text, "sliding_window", None) if self._layer_types else None
+        self._cache: Any = None
+        self._cache_shape: tuple[int, int] | None = None
+        self._step: Callable[..., torch.Tensor] = self._forward
+        if self.compile:
+            # reduce-overhead = CUDA graphs: the step's kernels replay with one launch; the cache's
+            # tensors keep their addresses (static layers, reset in place between calls).
+            self._step = torch.compile(self._forward, mode="reduce-overhead", dynamic=False)
+
+    # ------------------------------------------------------------------ cache
+
+    def _static_cache(self, prefill: Any, rows: int, length: int) -> Any:
+        """Static layers [rows, heads, length, head_dim] holding the prefill (reused when shapes repeat)."""
+        from transformers.cache_utils import Cache, StaticLayer
+
+        if self._cache is None or self._cache_shape != (rows, length) or len(self._cache.layers) != len(prefill.layers):
+            # Plain static layers, also for sliding-window layers (their window is a mask in
+            # _forward): StaticSlidingWindowLayer's Python-int bookkeeping would make a compiled
+            # step recompile at every position, and the memory saved is small at answer lengths.
+            self._cache = Cache(layers=[StaticLayer(max_cache_len=length) for _ in prefill.layers])
+            self._cache_shape = (rows, length)
+        else:
+            self._cache.reset()
+        return self._cache
+
+    # ------------------------------------------------------------------ one decode step
+
+    def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor, keep: torch.Tensor,
+                 slot: torch.Tensor) -> torch.Tensor:
+        """Logits [rows, vocab] (float32) for one new token per row written at cache slot ``slot``.
+
+        input_ids, positions: [rows]; keep: [rows, length] keys a row may see (its prompt without
+        left padding, and every answer slot); slot: 0-d index of the token being written.
+        """
+        slots = torch.arange(keep.shape[1], device=keep.device)
+        visible = keep & (slots <= slot)  # causal over the cache: [rows, length]
+        mask: torch.Tensor | dict[str, torch.Tensor] = self._attention_mask(visible)
+        if self._layer_types is not None:
+            # Sliding layers see the last `window` slots, counted in cache slots as HF's mask does.
+            window = self._attention_mask(visible & (slots > slot - self._window)) if self._window else mask
+            mask = {"full_attention": mask, "sliding_attention": window}
+        out = self.language_model(input_ids=input_ids[:, None], attention_mask=mask, position_ids=positions[:, None],
+                                  cache=self._cache, use_cache=True)
+        return self.head(out.last_hidden_state[:, -1]).float()
+
+    def _attention_mask(self, visible: torch.Tensor) -> torch.Tensor:
+        """[rows, 1, 1, length]: boolean for sdpa, additive for eager attention."""
+        mask = visible[:, None, None, :]
+        if self._boolean_mask:
+            return mask
+        dtype = self.head.weight.dtype
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+
+    # ------------------------------------------------------------------ generation
+
+    @torch.no_grad()
+    def generate(self, batch: dict[str, torch.Tensor], *, max_new_tokens: int, min_new_tokens: int = 0,
+                 eos: list[int], pad: int, sampler: SeededSampler | None = None,
+                 rows_of: torch.Tensor | None = None, keep_logits: bool = False) -> DecodeOutput:
+        """Greedy (or per-row seeded) answers for processor outputs ``batch``.
+
+        batch: the model's inputs for the distinct prompt rows (input_ids [unique, prompt], ...), run
+        inside whatever steering / prefix-cache context the caller holds. rows_of: [rows] index of the
+        prefill row each output row continues (rows that only differ in their samples share a
+        prefill); None = one output row per batch row. sampler: per-output-row sampling, or None.
+        keep_logits: also return every step's raw logits (memory: rows x steps x vocab).
+        """
+        from transformers import DynamicCache
+
+        model = self.model
+        ids = batch["input_ids"]  # [unique, prompt]
+        unique, prompt_len = ids.shape
+        device = ids.device
+        attention = batch.get("attention_mask")
+        if attention is None:
+            attention = torch.ones_like(ids)
+        # HF generate's positions: count real tokens, left padding sits at 0.
+        positions = (attention.long().cumsum(-1) - 1).masked_fill(attention == 0, 0)  # [unique, prompt]
+        prefill = DynamicCache(config=model.config.get_text_config(decoder=True))
+        out = model(**batch, position_ids=positions, cache=prefill, use_cache=True, logits_to_keep=1,
+                    return_dict=True)
+        first = out.logits[:, -1].float()  # [unique, vocab]
+        del out
+        if rows_of is None:
+            rows_of = torch.arange(unique, device=device)
+        rows_of = rows_of.to(device)
+        rows = rows_of.shape[0]
+        logits = first[rows_of]  # [rows, vocab]
+        first_logprobs = torch.log_softmax(first, dim=-1)[rows_of]
+
+        length = prompt_len + max_new_tokens
+        cache = self._static_cache(prefill, rows, length)
+        for layer, src in zip(cache.layers, prefill.layers):
+            keys, values = src.keys[rows_of], src.values[rows_of]
+            held = keys.shape[-2]
+            if held < prompt_len:
+                # A sliding layer's prefill cache holds only its last slots; the earlier ones lie
+                # outside every later query's window, so they stay zero (and masked) here.
+                keys = torch.cat([keys.new_zeros(*keys.shape[:2], prompt_len - held, keys.shape[-1]), keys], dim=-2)
+                values = torch.cat([values.new_zeros(*values.shape[:2], prompt_len - held, values.shape[-1]), values],
+                                   dim=-2)
+            layer.update(keys, values)
+        del prefill
+        keep = torch.ones(rows, length, dtype=torch.bool, device=device)
+        keep[:, :prompt_len] = attention[rows_of].bool()
+        last_position = positions[rows_of, -1]  # [rows]
+
+        eos_ids = torch.tensor(eos, dtype=torch.long, device=device)
+        tokens = torch.full((rows, max_new_tokens), pad, dtype=torch.long, device=device)
+        done = torch.zeros(rows, dtype=torch.bool, device=device)
+        pad_t = torch.tensor(pad, dtype=torch.long, device=device)
+        steps = max_new_tokens
+        kept: list[torch.Tensor] = []
+        for step in range(max_new_tokens):
+            if step > 0:
+                slot = torch.tensor(prompt_len + step - 1, device=device)
+                logits = self._step(tokens[:, step - 1].contiguous(), last_position + step, keep, slot)
+            if keep_logits:
+                kept.append(logits.clone())
+            scores = logits
+            if step < min_new_tokens and eos:
+                scores = scores.index_fill(-1, eos_ids, float("-inf"))
+            if sampler is not None:
+                scores = sampler.choose(scores, step)
+            chosen = torch.where(done, pad_t, scores.argmax(-1))
+            tokens[:, step] = chosen
+            if eos:
+                done |= torch.isin(chosen, eos_ids)
+                if (step + 1) % self.check_every == 0 and bool(done.all()):
+                    steps = step + 1
+                    break
+        tokens = tokens[:, :steps]
+        if eos:  # HF stops right after the step at which the last row finished
+            hit = torch.isin(tokens, eos_ids)
+            if bool(hit.any(-1).all()):
+                tokens = tokens[:, : int(hit.int().argmax(-1).max()) + 1]
+        stacked = torch.stack(kept[: tokens.shape[1]], dim=1) if keep_logits else None
+        return DecodeOutput(tokens=tokens, first_logprobs=first_logprobs, logits=stacked)
