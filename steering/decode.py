@@ -98,7 +98,8 @@ class FastDecoder:
         text = model.config.get_text_config(decoder=True)
         self._boolean_mask = text._attn_implementation == "sdpa"
         self._layer_types: list[str] | None = getattr(text, "layer_types", None)
-        self._window: int | None = getattr(text, "sliding_window", None) if self._layer_types else None
+        sliding = self._layer_types is not None and "sliding_attention" in self._layer_types
+        self._window: int | None = getattr(text, "sliding_window", None) if sliding else None
         self._cache: Any = None
         self._cache_shape: tuple[int, int] | None = None
         self._step: Callable[..., torch.Tensor] = self._forward
@@ -122,6 +123,12 @@ class FastDecoder:
         else:
             self._cache.reset()
         return self._cache
+
+    def cache_bytes(self) -> int:
+        """GPU/CPU memory the kept static cache holds between calls."""
+        if self._cache is None:
+            return 0
+        return sum(t.nbytes for layer in self._cache.layers if layer.is_initialized for t in (layer.keys, layer.values))
 
     # ------------------------------------------------------------------ one decode step
 
@@ -209,12 +216,12 @@ class FastDecoder:
         tokens = torch.full((rows, max_new_tokens), pad, dtype=torch.long, device=device)
         done = torch.zeros(rows, dtype=torch.bool, device=device)
         pad_t = torch.tensor(pad, dtype=torch.long, device=device)
+        slots = torch.arange(prompt_len, length, device=device)  # where answer token i is written
         steps = max_new_tokens
         kept: list[torch.Tensor] = []
         for step in range(max_new_tokens):
             if step > 0:
-                slot = torch.tensor(prompt_len + step - 1, device=device)
-                logits = self._step(tokens[:, step - 1].contiguous(), last_position + step, keep, slot)
+                logits = self._step(tokens[:, step - 1].contiguous(), last_position + step, keep, slots[step - 1])
             if keep_logits:
                 kept.append(logits.clone())
             scores = logits

@@ -14,14 +14,19 @@ import torch
 
 import prompts
 from steering.decode import FastDecoder, unsupported_reason
-from steering.hooks import steer
-from steering.prefix import capture_layer, replay_prefix
 from steering.errors import UnsupportedModelError
+from steering.hooks import steer
 from steering.images import DEFAULT_SIZE, base_image
 from steering.models import LoadedVLM
+from steering.prefix import capture_layer, replay_prefix
 from steering.probes import Probe, ProbeResult
 from steering.sae import SAE, check_layer
-from steering.sampling import FirstStepLogProbs, MinNewTokens, SeededSampler, uniform_stream
+from steering.sampling import (
+    FirstStepLogProbs,
+    MinNewTokens,
+    SeededSampler,
+    uniform_stream,
+)
 from steering.text import strip_answer
 
 log = logging.getLogger(__name__)
@@ -251,8 +256,9 @@ class SteeringEngine:
         eos, pad = self._stop_ids()
         # Always greedy at the transformers level; sampled rows pick their token in SeededSampler.
         # The sampling knobs a checkpoint's generation_config may carry are unset to keep logs quiet.
-        gen_kwargs: dict[str, Any] = dict(max_new_tokens=s.max_new_tokens, do_sample=False, temperature=None,
-                                          top_p=None, top_k=None, return_dict_in_generate=True, pad_token_id=pad)
+        gen_kwargs: dict[str, Any] = {"max_new_tokens": s.max_new_tokens, "do_sample": False, "temperature": None,
+                                      "top_p": None, "top_k": None, "return_dict_in_generate": True,
+                                      "pad_token_id": pad}
         # The recorder runs first, so it sees the model's own distribution (before the minimum
         # length and the sampler).
         recorder = FirstStepLogProbs(prompt_len)
@@ -320,6 +326,8 @@ class SteeringEngine:
         if self.vlm.device.type != "cuda":
             return 32
         free, _ = torch.cuda.mem_get_info(self.vlm.device)
+        if self._decoder is not None:  # the fast decoder's kept cache is reused (or replaced) by the next call
+            free += self._decoder.cache_bytes()
         text = getattr(self.vlm.model.config, "text_config", self.vlm.model.config)
         heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
