@@ -23,11 +23,12 @@ from textual.worker import Worker, WorkerState
 from agent.config import RunConfig
 from agent.store import Store
 from tui.backends import EngineFactory, Engines, JudgeFactory, JudgeSpec, WorldSpec
+from tui.evaluation import EvalReport, load_report
 from tui.messages import ReviewSaved, RowsLoaded, RunEnded, RunProgress
 from tui.rows import FeatureRow, view
 from tui.screens.actions import ACTION_HELP
 from tui.screens.main import MainScreen
-from tui.services import PreparedRun, Services
+from tui.services import PreparedRun, Services, display_path
 
 
 class SteerApp(App[None]):
@@ -38,13 +39,18 @@ class SteerApp(App[None]):
         Binding("question_mark,f1", "help", "help"),
         Binding("s", "setup", "new run", show=False),
         Binding("c", "cancel_run", "cancel run", show=False),
+        Binding("m", "evaluation", "evaluation report", show=False),
     ]
 
     running: reactive[bool] = reactive(False)
+    report: reactive[EvalReport | None] = reactive(None, init=False)
+    """The evaluation report whose numbers the evaluation and detail screens show (steer-tui --report)."""
 
-    def __init__(self, services: Services, *, open_setup: bool | None = None) -> None:
+    def __init__(self, services: Services, *, open_setup: bool | None = None,
+                 report: EvalReport | None = None) -> None:
         super().__init__()
         self.services = services
+        self.set_reactive(SteerApp.report, report)
         self.rows: dict[int, FeatureRow] = {}
         self.open_setup = open_setup
         self.startup_error: str | None = None
@@ -311,6 +317,36 @@ class SteerApp(App[None]):
 
         self.push_screen(DetailScreen(feature))
 
+    def action_evaluation(self) -> None:
+        """Show the evaluation report's numbers; ask for a report first when none is loaded."""
+        from tui.screens.evaluation import EvaluationScreen
+
+        if isinstance(self.screen, EvaluationScreen):
+            return
+        if self.report is None:
+            self.open_report(show=True)
+        else:
+            self.push_screen(EvaluationScreen())
+
+    def open_report(self, show: bool = True) -> None:
+        """Ask for a report path and load it; ``show`` opens the evaluation screen afterwards."""
+        from tui.screens.evaluation import EvaluationScreen
+        from tui.screens.modals import ReportModal
+
+        if self.report is not None:
+            default = display_path(self.report.path.parent)
+        else:
+            default = "docs/eval" if Path("docs/eval/metrics.json").is_file() else ""
+
+        def loaded(report: EvalReport | None) -> None:
+            if report is None:
+                return
+            self.report = report
+            if show and not isinstance(self.screen, EvaluationScreen):
+                self.push_screen(EvaluationScreen())
+
+        self.push_screen(ReportModal(default), loaded)
+
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen
 
@@ -363,6 +399,9 @@ class SteerApp(App[None]):
         if self.running:
             yield SystemCommand("Cancel run", "Stop the run after the engine batch in progress",
                                 self.action_cancel_run)
+        yield SystemCommand("Evaluation report", "The numbers of a steer-agent eval report (m)", self.action_evaluation)
+        yield SystemCommand("Open an evaluation report", "Load a report folder or metrics.json",
+                            lambda: self.open_report(show=True))
         yield SystemCommand("Help: keys", "Every key of every screen", self.action_help)
 
 
@@ -371,14 +410,17 @@ def create_app(store: Store | str | Path | None = None, *, engine_factory: Engin
                world: WorldSpec | None = None, judge_spec: JudgeSpec | None = None,
                run_config: RunConfig | None = None, features: str | None = None, reviewer: str | None = None,
                topk: str | Path | None = None, open_setup: bool | None = None,
-               startup_error: str | None = None) -> SteerApp:
+               startup_error: str | None = None, report: EvalReport | str | Path | None = None) -> SteerApp:
     """Build the app. Every backend is injectable: tests pass a fake engine and a scripted judge.
 
     store: a Store or a folder; engine_factory: WorldSpec -> engine (default: load model + SAE);
     engine: an engine already loaded for ``world``; judge: a judge offered as the setup default;
     judge_factory: JudgeSpec -> judge; open_setup: show the setup screen first (default: when the
-    store is empty).
+    store is empty); report: an evaluation report (folder or metrics.json; raises ReportError when
+    unreadable).
     """
+    if report is not None and not isinstance(report, EvalReport):
+        report = load_report(report)  # before the store opens: a bad path leaves nothing open
     if store is not None and not isinstance(store, Store):
         store = Store(store)
     world = world or WorldSpec()
@@ -387,6 +429,6 @@ def create_app(store: Store | str | Path | None = None, *, engine_factory: Engin
     services = Services(store, engines=engines, judge_factory=judge_factory, judge=judge, world=world,
                         judge_spec=judge_spec, run_config=run_config, reviewer=reviewer, topk_dir=topk,
                         features=features)
-    app = SteerApp(services, open_setup=open_setup)
+    app = SteerApp(services, open_setup=open_setup, report=report)
     app.startup_error = startup_error
     return app

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="environment variable holding the API key (default OPENAI_API_KEY)")
     p.add_argument("--topk", type=Path, help="top-k collection folder (default: the one `steer-agent topk` recorded "
                                              "in the store)")
+    p.add_argument("--report", type=Path, metavar="PATH",
+                   help="an evaluation report (the folder `steer-agent eval --report DIR` wrote, or its metrics.json) "
+                        "whose numbers the app shows (key m)")
     p.add_argument("--reviewer", help="name recorded with review decisions (default: $STEER_REVIEWER or the user)")
     p.add_argument("--setup", action="store_true", help="open on the setup screen")
     p.add_argument("--log", type=Path, help="write logs to this file (the terminal belongs to the app)")
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from agent.store import Store, StoreError, default_store_path
     from tui.app import create_app
     from tui.backends import JudgeSpec, WorldSpec
+    from tui.evaluation import ReportError, load_report
 
     world = WorldSpec.from_args(args)
     startup_error = None
@@ -59,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     judge = JudgeSpec(kind=kind, model=args.judge_model, base_url=args.judge_base_url,
                       api_key_env=args.judge_api_key_env)
     try:
+        report = load_report(args.report) if args.report is not None else None  # before the store opens
         store = Store(path) if path is not None else None
         app = create_app(store, world=world, judge_spec=judge, features=args.features, reviewer=args.reviewer,
-                         topk=args.topk, open_setup=True if args.setup else None, startup_error=startup_error)
-    except (StoreError, SteeringError) as exc:
+                         topk=args.topk, open_setup=True if args.setup else None, startup_error=startup_error,
+                         report=report)
+    except (StoreError, SteeringError, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     app.run()

@@ -47,6 +47,7 @@ class DetailScreen(FeatureActions, Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(Text(f"#{self.feature} loading…"), id="summary")
+        yield Static("", id="verdict")
         with TabbedContent(id="tabs"):
             with TabPane("Descriptions", id="descriptions"), VerticalScroll():
                 yield Static(id="grid")
@@ -63,6 +64,7 @@ class DetailScreen(FeatureActions, Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.watch(self.app, "report", self.show_verdict)
         self.load()
 
     # ------------------------------------------------------------------ loading
@@ -121,6 +123,23 @@ class DetailScreen(FeatureActions, Screen):
         if self.query_one(TabbedContent).active == "images":
             self.load_pictures()
 
+    def show_verdict(self, _new_report: Any = None) -> None:
+        """The evaluation's ground truth and verdict for this feature, when a loaded report has it
+        (also the watcher of ``app.report``)."""
+        from tui.evaluation import same_world
+
+        report = self.app.report
+        box = self.query_one("#verdict", Static)
+        line = report.verdict_line(self.feature) if report is not None else None
+        box.display = line is not None
+        if line is None:
+            return
+        text = Text(line)
+        store = self.app.services.store
+        if not same_world(report.world, store.world() if store is not None else None):
+            text = Text("(report for another SAE) ", style="yellow") + text
+        box.update(text)
+
     def show_base_image(self, record: Any) -> None:
         box = self.query_one("#base-picture", Horizontal)
         box.remove_children()
@@ -176,4 +195,5 @@ class DetailScreen(FeatureActions, Screen):
             self.feature = feature
             self._pictures_for = None
             self.query_one("#summary", Static).update(Text(f"#{feature} loading…"))
+            self.show_verdict()
             self.load()

@@ -14,6 +14,7 @@ from textual.widgets import Label, Static
 EXTRA = [
     ("feature table", "enter", "open the feature"),
     ("feature table", "↑ ↓ pgup pgdn", "move"),
+    ("evaluation", "tab / ← →", "next table / scroll a wide table"),
     ("everywhere", "ctrl+p", "command palette"),
     ("dialogs", "enter / escape", "confirm / cancel"),
 ]
@@ -22,6 +23,7 @@ EXTRA = [
 def key_table(app: object) -> Table:
     from tui.app import SteerApp
     from tui.screens.detail import DetailScreen
+    from tui.screens.evaluation import EvaluationScreen
     from tui.screens.main import MainScreen
 
     table = Table(expand=True, box=None, show_header=True, header_style="bold")
@@ -31,7 +33,8 @@ def key_table(app: object) -> Table:
     from tui.screens.actions import REVIEW_BINDINGS
 
     groups = (("table + detail", REVIEW_BINDINGS), ("feature table", MainScreen.BINDINGS),
-              ("feature detail", DetailScreen.BINDINGS), ("everywhere", SteerApp.BINDINGS))
+              ("feature detail", DetailScreen.BINDINGS), ("evaluation", EvaluationScreen.BINDINGS),
+              ("everywhere", SteerApp.BINDINGS))
     review_keys = {b.key for b in REVIEW_BINDINGS}
     for where, bindings in groups:
         for b in bindings:

@@ -1,9 +1,9 @@
-"""Small dialogs: edit an explanation, re-run with a note, jump to an id, export."""
+"""Small dialogs: edit an explanation, re-run with a note, jump to an id, export, open an evaluation report."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -179,3 +179,52 @@ class ExportModal(Dialog):
             err = event.worker.error
             why = getattr(err, "strerror", None) or str(err)
             self.error(f"cannot export: {why}; pick another file")
+
+
+class ReportModal(Dialog):
+    """Ask for an evaluation report (a folder or its metrics.json) and read it; returns an EvalReport or None."""
+
+    def __init__(self, default: str = "") -> None:
+        super().__init__()
+        self.default = default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label("Open an evaluation report", classes="title")
+            yield Label("report folder or metrics.json (steer-agent eval --report DIR writes one)")
+            yield Input(self.default, placeholder="e.g. docs/eval", id="report-path")
+            yield Static("", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Open", variant="primary", id="go")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.error(None)
+        self.query_one("#report-path", Input).focus()
+
+    @on(Input.Submitted, "#report-path")
+    @on(Button.Pressed, "#go")
+    def _go(self) -> None:
+        path = self.query_one("#report-path", Input).value.strip()
+        if not path:
+            self.error("give a report folder or a metrics.json file (escape cancels)")
+            return
+        self.error(None)
+        self._read(path)
+
+    @work(thread=True, exclusive=True, group="report", exit_on_error=False)
+    def _read(self, path: str) -> Any:
+        from tui.evaluation import load_report
+
+        return load_report(path)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "report":
+            return
+        if event.state == WorkerState.SUCCESS:
+            self.dismiss(event.worker.result)
+        elif event.state == WorkerState.ERROR:
+            from tui.evaluation import ReportError
+
+            err = event.worker.error
+            self.error(str(err) if isinstance(err, ReportError) else f"cannot read the report: {err}")
