@@ -124,6 +124,16 @@ class FastDecoder:
             self._cache.reset()
         return self._cache
 
+    def _bucket(self, rows: int) -> int:
+        """Rows the decode step runs on: a compiled step is specialised to its batch size, so round up
+        to a power of two (a handful of shapes to compile and capture, whatever the chunk sizes)."""
+        return 1 << max(0, rows - 1).bit_length() if self.compile else rows
+
+    def _cache_length(self, tokens: int) -> int:
+        """Cache slots for ``tokens``: rounded up to 128 when compiled, so prompts of nearby lengths
+        share one cache and one compiled step (the extra slots stay masked)."""
+        return -(-tokens // 128) * 128 if self.compile else tokens
+
     def cache_bytes(self) -> int:
         """GPU/CPU memory the kept static cache holds between calls."""
         if self._cache is None:
@@ -191,11 +201,15 @@ class FastDecoder:
         if rows_of is None:
             rows_of = torch.arange(unique, device=device)
         rows_of = rows_of.to(device)
-        rows = rows_of.shape[0]
+        wanted = rows_of.shape[0]
+        rows = self._bucket(wanted)
+        if rows > wanted:  # greedy copies of row 0: they finish with it and are dropped at the end
+            rows_of = torch.cat([rows_of, rows_of[:1].expand(rows - wanted)])
+            sampler = sampler.padded(rows) if sampler is not None else None
         logits = first[rows_of]  # [rows, vocab]
         first_logprobs = torch.log_softmax(first, dim=-1)[rows_of]
 
-        length = prompt_len + max_new_tokens
+        length = self._cache_length(prompt_len + max_new_tokens)
         cache = self._static_cache(prefill, rows, length)
         for layer, src in zip(cache.layers, prefill.layers):
             keys, values = src.keys[rows_of], src.values[rows_of]
@@ -216,7 +230,7 @@ class FastDecoder:
         tokens = torch.full((rows, max_new_tokens), pad, dtype=torch.long, device=device)
         done = torch.zeros(rows, dtype=torch.bool, device=device)
         pad_t = torch.tensor(pad, dtype=torch.long, device=device)
-        slots = torch.arange(prompt_len, length, device=device)  # where answer token i is written
+        slots = torch.arange(prompt_len, prompt_len + max_new_tokens, device=device)  # answer token i's slot
         steps = max_new_tokens
         kept: list[torch.Tensor] = []
         for step in range(max_new_tokens):
@@ -241,5 +255,6 @@ class FastDecoder:
             hit = torch.isin(tokens, eos_ids)
             if bool(hit.any(-1).all()):
                 tokens = tokens[:, : int(hit.int().argmax(-1).max()) + 1]
-        stacked = torch.stack(kept[: tokens.shape[1]], dim=1) if keep_logits else None
+        tokens, first_logprobs = tokens[:wanted], first_logprobs[:wanted]
+        stacked = torch.stack(kept[: tokens.shape[1]], dim=1)[:wanted] if keep_logits else None
         return DecodeOutput(tokens=tokens, first_logprobs=first_logprobs, logits=stacked)

@@ -32,6 +32,12 @@ class SeededSampler:
         self.sampled = ~torch.isnan(uniforms[:, 0])
         self.any_sampled = bool(self.sampled.any())  # once, not a host sync per step
 
+    def padded(self, rows: int) -> SeededSampler:
+        """The same sampler over ``rows`` rows, the added ones greedy."""
+        extra = self.uniforms.new_full((rows - self.uniforms.shape[0], self.uniforms.shape[1]), float("nan"))
+        return SeededSampler(torch.cat([self.uniforms, extra]), self.prompt_len, self.temperature, self.top_k,
+                             self.top_p)
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         # scores: [rows, vocab] after the processors before it (e.g. min new tokens)
         return self.choose(scores, input_ids.shape[1] - self.prompt_len)

@@ -186,7 +186,8 @@ def test_compiled_step_traces_and_agrees(tiny_engine, monkeypatch) -> None:
 
     monkeypatch.setattr(torch, "compile", eager_compile)
     torch._dynamo.reset()
-    probes = [Probe(0, 32.0), Probe(2, 16.0, samples=2, seed=4, greedy=False), Probe(None)]
+    # 5 rows: the compiled step runs on 8 (padded with greedy copies that are dropped again)
+    probes = [Probe(0, 32.0), Probe(2, 16.0, samples=3, seed=4, greedy=False), Probe(None)]
     plain = SteeringEngine(tiny_engine.vlm, tiny_engine.sae,
                            settings=GenerationSettings(decode="fast", compile_decode=False, max_new_tokens=10))
     engine = SteeringEngine(tiny_engine.vlm, tiny_engine.sae,
@@ -194,5 +195,6 @@ def test_compiled_step_traces_and_agrees(tiny_engine, monkeypatch) -> None:
     expected = plain.run(probes)
     got = engine.run(probes)
     assert compiled, "compile_decode=True did not compile the step"
+    assert engine._decoder._cache_shape == (8, 128)
     _assert_same(expected, got)
     assert [r.texts for r in engine.run(probes)] == [r.texts for r in got]  # the reused cache is reset
