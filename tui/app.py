@@ -93,7 +93,8 @@ class SteerApp(App[None]):
         self._loaded_once = True
         if first and self.startup_error and self.open_setup is False:
             self.notify(self.startup_error, severity="error", timeout=15)
-        wanted = self.open_setup if self.open_setup is not None else not self.rows
+        # An empty store opens the setup screen, unless the user came to read an evaluation report.
+        wanted = self.open_setup if self.open_setup is not None else not self.rows and self.report is None
         if first and wanted and not self.running:
             self.action_setup()
 

@@ -79,8 +79,11 @@ async def test_evaluation_screen_shows_the_files_numbers(store: Any, make_app: A
     from tui.eval_tables import mode_name
 
     m = metrics_of(toy_report)
-    app = make_app(store, report=toy_report, open_setup=False)
+    app = make_app(store, report=toy_report)  # an empty store, but with a report: no setup screen first
     async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app._loaded_once)
+        await pilot.pause()
+        assert app.screen is app.main_screen
         await open_evaluation(app, pilot)
         head = text_of(app.screen.query_one("#eval-head"))
         assert m["digest"] in head and f"seed {m['config']['seed']}" in head and f"layer {m['world']['layer']}" in head
