@@ -27,6 +27,26 @@ async def wait_until(pilot: Any, check: Any, timeout: float = 10.0) -> None:
         await pilot.pause(0.05)
 
 
+async def palette_then_help(pilot: Any, app: Any, typed: str, modal: type) -> str:
+    """Run the palette command matching ``typed`` (it must open ``modal``), close it, open the help
+    screen and return the key table as text."""
+    from rich.console import Console
+
+    from tui.screens.help import HelpScreen, key_table
+
+    await pilot.press("ctrl+p")
+    await pilot.press(*typed)
+    await pilot.pause(0.5)
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: isinstance(app.screen, modal))
+    await pilot.press("escape")
+    await pilot.press("question_mark")
+    await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+    console = Console(width=100, record=True)
+    console.print(key_table(app))
+    return console.export_text()
+
+
 def table_ids(app: Any) -> list[int]:
     table = app.main_screen.table
     return [int(k.value) for k in table.rows]
@@ -290,7 +310,6 @@ async def test_export_writes_every_record_with_its_review(filled: Any, make_app:
 
 
 async def test_palette_has_every_action_and_runs_them(filled: Any, make_app: Any) -> None:
-    from tui.screens.help import HelpScreen
     from tui.screens.modals import ExportModal
 
     app = make_app(filled)
@@ -302,21 +321,7 @@ async def test_palette_has_every_action_and_runs_them(filled: Any, make_app: Any
                        "Probe the feature by hand", "Export every record as JSON lines", "New run", "Help: keys",
                        "Jump to feature", "Show failed features"):
             assert any(t.startswith(wanted) for t in titles), wanted
-        await pilot.press("ctrl+p")
-        await pilot.press(*"export every")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, ExportModal))
-        await pilot.press("escape")
-        await pilot.press("question_mark")
-        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
-        from rich.console import Console
-
-        console = Console(width=100, record=True)
-        from tui.screens.help import key_table
-
-        console.print(key_table(app))
-        text = console.export_text()
+        text = await palette_then_help(pilot, app, "export every", ExportModal)
         for key in ("accept", "edit", "reject", "re-run", "probe", "export", "jump to id", "new run"):
             assert key in text
 

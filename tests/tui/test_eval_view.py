@@ -11,7 +11,7 @@ import pytest
 from textual.widgets import DataTable, Input, Static
 
 from agent.eval.metrics import rate_from
-from tests.tui.test_app import table_ids, wait_until
+from tests.tui.test_app import palette_then_help, table_ids, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS_REPORT = ROOT / "docs" / "eval"
@@ -293,24 +293,11 @@ async def test_a_report_loaded_from_the_detail_screen_shows_its_line(filled: Any
 
 
 async def test_the_palette_and_the_help_screen_offer_the_evaluation(store: Any, make_app: Any) -> None:
-    from rich.console import Console
-
-    from tui.screens.help import HelpScreen, key_table
     from tui.screens.modals import ReportModal
 
     app = make_app(store, open_setup=False)
     async with app.run_test(size=(80, 24)) as pilot:
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Evaluation report" in titles and "Open an evaluation report" in titles
-        await pilot.press("ctrl+p")
-        await pilot.press(*"evaluation report")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, ReportModal))
-        await pilot.press("escape")
-        await pilot.press("question_mark")
-        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
-        console = Console(width=100, record=True)
-        console.print(key_table(app))
-        text = console.export_text()
+        text = await palette_then_help(pilot, app, "evaluation report", ReportModal)
         assert "evaluation report" in text and "open another report" in text

@@ -135,54 +135,16 @@ class JumpModal(Dialog):
         self.dismiss(feature)
 
 
-class ExportModal(Dialog):
-    """Write the store as JSON lines; returns (path, count) or None."""
+class PathDialog(Dialog):
+    """Ask for a path, then do the slow part in a thread; the dialog closes with its result, or shows
+    the failure inline and stays open for another try."""
 
-    def __init__(self, default: str) -> None:
-        super().__init__()
-        self.default = default
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="box"):
-            yield Label("Export every record as JSON lines", classes="title")
-            yield Label("file")
-            yield Input(self.default, id="path")
-            yield Static("", classes="error")
-            with Horizontal(classes="buttons"):
-                yield Button("Export", variant="primary", id="go")
-                yield Button("Cancel", id="cancel")
-
-    def on_mount(self) -> None:
-        self.error(None)
-        self.query_one("#path", Input).focus()
-
-    @on(Input.Submitted, "#path")
-    @on(Button.Pressed, "#go")
-    def _go(self) -> None:
-        path = self.query_one("#path", Input).value.strip()
-        if not path:
-            self.error("give a file name")
-            return
-        self.error(None)
-        self._export(path)
-
-    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
-    def _export(self, path: str) -> tuple[str, int]:
-        return str(Path(path).expanduser()), self.app.services.export(path)
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "export":
-            return
-        if event.state == WorkerState.SUCCESS:
-            self.dismiss(event.worker.result)
-        elif event.state == WorkerState.ERROR:
-            err = event.worker.error
-            why = getattr(err, "strerror", None) or str(err)
-            self.error(f"cannot export: {why}; pick another file")
-
-
-class ReportModal(Dialog):
-    """Ask for an evaluation report (a folder or its metrics.json) and read it; returns an EvalReport or None."""
+    TITLE = ""
+    HINT = ""
+    PLACEHOLDER = ""
+    BUTTON = "Open"
+    EMPTY = "give a path (escape cancels)"
+    INPUT_ID = "path"
 
     def __init__(self, default: str = "") -> None:
         super().__init__()
@@ -190,41 +152,80 @@ class ReportModal(Dialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="box"):
-            yield Label("Open an evaluation report", classes="title")
-            yield Label("report folder or metrics.json (steer-agent eval --report DIR writes one)")
-            yield Input(self.default, placeholder="e.g. docs/eval", id="report-path")
+            yield Label(self.TITLE, classes="title")
+            yield Label(self.HINT)
+            yield Input(self.default, placeholder=self.PLACEHOLDER, id=self.INPUT_ID)
             yield Static("", classes="error")
             with Horizontal(classes="buttons"):
-                yield Button("Open", variant="primary", id="go")
+                yield Button(self.BUTTON, variant="primary", id="go")
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
         self.error(None)
-        self.query_one("#report-path", Input).focus()
+        self.query_one(f"#{self.INPUT_ID}", Input).focus()
 
-    @on(Input.Submitted, "#report-path")
+    @on(Input.Submitted)
     @on(Button.Pressed, "#go")
     def _go(self) -> None:
-        path = self.query_one("#report-path", Input).value.strip()
+        path = self.query_one(f"#{self.INPUT_ID}", Input).value.strip()
         if not path:
-            self.error("give a report folder or a metrics.json file (escape cancels)")
+            self.error(self.EMPTY)
             return
         self.error(None)
-        self._read(path)
+        self._run(path)
 
-    @work(thread=True, exclusive=True, group="report", exit_on_error=False)
-    def _read(self, path: str) -> Any:
-        from tui.evaluation import load_report
-
-        return load_report(path)
+    @work(thread=True, exclusive=True, group="path-dialog", exit_on_error=False)
+    def _run(self, path: str) -> Any:
+        return self.act(path)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "report":
+        if event.worker.group != "path-dialog":
             return
         if event.state == WorkerState.SUCCESS:
             self.dismiss(event.worker.result)
         elif event.state == WorkerState.ERROR:
-            from tui.evaluation import ReportError
+            self.error(self.failure(event.worker.error))
 
-            err = event.worker.error
-            self.error(str(err) if isinstance(err, ReportError) else f"cannot read the report: {err}")
+    def act(self, path: str) -> Any:
+        """The slow part, in a worker thread; its return value is the dialog's result."""
+        raise NotImplementedError
+
+    def failure(self, err: BaseException | None) -> str:
+        """The inline one-line message for an exception raised by ``act``."""
+        return str(err)
+
+
+class ExportModal(PathDialog):
+    """Write the store as JSON lines; returns (path, count) or None."""
+
+    TITLE = "Export every record as JSON lines"
+    HINT = "file"
+    BUTTON = "Export"
+    EMPTY = "give a file name"
+
+    def act(self, path: str) -> tuple[str, int]:
+        return str(Path(path).expanduser()), self.app.services.export(path)
+
+    def failure(self, err: BaseException | None) -> str:
+        why = getattr(err, "strerror", None) or str(err)
+        return f"cannot export: {why}; pick another file"
+
+
+class ReportModal(PathDialog):
+    """Ask for an evaluation report (a folder or its metrics.json) and read it; returns an EvalReport or None."""
+
+    TITLE = "Open an evaluation report"
+    HINT = "report folder or metrics.json (steer-agent eval --report DIR writes one)"
+    PLACEHOLDER = "e.g. docs/eval"
+    EMPTY = "give a report folder or a metrics.json file (escape cancels)"
+    INPUT_ID = "report-path"
+
+    def act(self, path: str) -> Any:
+        from tui.evaluation import load_report
+
+        return load_report(path)
+
+    def failure(self, err: BaseException | None) -> str:
+        from tui.evaluation import ReportError
+
+        return str(err) if isinstance(err, ReportError) else f"cannot read the report: {err}"
