@@ -127,6 +127,7 @@ def test_unexpected_key(tmp_path) -> None:
         load_sae(folder)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # the hostile file is a plain pickle
 def test_pickled_code_is_refused(tmp_path) -> None:
     import pickle
 
