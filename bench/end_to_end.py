@@ -53,6 +53,8 @@ class SimulatedJudge:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="full-size Gemma-3-4B architecture on CUDA")
+    parser.add_argument("--smoke", action="store_true", help="the --gpu code path on the CPU with a shrunken config "
+                                                             "(checks the script, not the speed)")
     parser.add_argument("--features", type=int, default=48)
     parser.add_argument("--latency", type=float, default=1.0, help="seconds per judge call")
     parser.add_argument("--rounds", type=int, default=3)
@@ -63,8 +65,8 @@ def main() -> None:
     from steering.engine import GenerationSettings, SteeringEngine
     from throughput import full_size_world, toy_world  # bench/ sibling
 
-    if args.gpu:
-        vlm, sae = full_size_world(16)
+    if args.gpu or args.smoke:
+        vlm, sae = full_size_world(16, "cpu" if args.smoke else "cuda", smoke=args.smoke)
         strength, new_tokens = 200.0, args.new_tokens or 100
     else:
         vlm, sae, strength = toy_world()

@@ -40,18 +40,32 @@ class Mode:
     compile: bool | None = None
 
 
-def full_size_world(layer: int) -> tuple[LoadedVLM, SAE]:
-    """Gemma-3-4B architecture from bench/configs, random bf16 weights on the GPU, and a random SAE."""
+SMOKE_SIZES = {"vision": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 2},
+               "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+                        "num_key_value_heads": 1, "head_dim": 32, "query_pre_attn_scalar": 32}}
+"""``--smoke``: the full-size config with narrow, shallow layers, so the GPU code path (896 px images,
+4096 patches pooled to 256 tokens, the 262k vocabulary, the bench's own processor) runs on a CPU in
+seconds; tests/test_bench.py runs it so that a GPU session does not spend its time on a broken script."""
+
+
+def full_size_world(layer: int, device: str = "cuda", smoke: bool = False) -> tuple[LoadedVLM, SAE]:
+    """Gemma-3-4B architecture from bench/configs, random weights (bf16 on the GPU), and a random SAE."""
     from transformers import AutoModelForImageTextToText, Gemma3Config
 
     from steering.tiny import tiny_processor
 
-    config = Gemma3Config.from_dict(json.loads((HERE / "configs" / "gemma3_4b.json").read_text()))
+    raw = json.loads((HERE / "configs" / "gemma3_4b.json").read_text())
+    if smoke:
+        raw["vision_config"].update(SMOKE_SIZES["vision"])
+        raw["text_config"].update(SMOKE_SIZES["text"])
+        layer = min(layer, SMOKE_SIZES["vision"]["num_hidden_layers"] - 2)
+    config = Gemma3Config.from_dict(raw)
     config.text_config._attn_implementation = "sdpa"
     config.vision_config._attn_implementation = "sdpa"
     torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16).eval()
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    with torch.device(device):
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype).eval()
     with torch.no_grad():  # a fresh Gemma-3 projector is all zeros: give the image path a signal
         model.model.multi_modal_projector.mm_input_projection_weight.normal_(0, 0.02)
     model.generation_config.eos_token_id = [1, 106]
@@ -95,6 +109,8 @@ def timed(engine: SteeringEngine, probes: list[Probe]) -> tuple[float, list]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="full-size Gemma-3-4B architecture on CUDA")
+    parser.add_argument("--smoke", action="store_true", help="the --gpu code path on the CPU with a shrunken config "
+                                                             "(checks the script, not the speed)")
     parser.add_argument("--rows", type=int, default=None, help="unique greedy rows per mode")
     parser.add_argument("--new-tokens", type=int, default=None, help="pinned generation length")
     parser.add_argument("--batch", type=int, default=None, help="rows per call for plain and ours")
@@ -102,9 +118,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the best of each is kept")
     args = parser.parse_args()
 
-    if args.gpu:
-        vlm, sae = full_size_world(args.layer)
+    if args.gpu or args.smoke:
+        vlm, sae = full_size_world(args.layer, "cpu" if args.smoke else "cuda", smoke=args.smoke)
         strength, rows, new_tokens, batch, ref_rows = 200.0, args.rows or 512, args.new_tokens or 100, args.batch or 256, 32
+        ref_rows = min(ref_rows, rows)
     else:
         vlm, sae, strength = toy_world()
         rows, new_tokens, batch = args.rows or 64, args.new_tokens or 16, args.batch or 64

@@ -26,3 +26,14 @@ def test_end_to_end_cpu_mode_runs() -> None:
     out = _run("end_to_end.py", "--features", "6", "--latency", "0.05", "--concurrency", "4", "--new-tokens", "4")
     assert "features: {'done': 6}" in out
     assert "lower bound" in out
+
+
+def test_gpu_code_paths_run_on_a_shrunken_config() -> None:
+    # The --gpu branches build their own full-size Gemma-3 and processor; --smoke runs exactly that code
+    # on the CPU with narrow layers, so a GPU session never finds a broken script.
+    out = _run("throughput.py", "--smoke", "--rows", "4", "--batch", "4", "--new-tokens", "3", "--repeats", "1")
+    assert "model bench/gemma3-4b-random" in out
+    assert "greedy texts identical, plain vs ours: True" in out
+    out = _run("end_to_end.py", "--smoke", "--features", "4", "--latency", "0.05", "--concurrency", "4",
+               "--new-tokens", "3")
+    assert "features: {'done': 4}" in out
