@@ -11,7 +11,9 @@ out. End of sequence lives in a tensor, checked on the host only every few steps
 can be compiled (with CUDA graphs), which the static cache makes possible.
 
 The answers are the HF path's: same positions and padding, the same greedy choice, the same
-per-row seeded sampling (steering.sampling), and first-step log-probs from the same prefill.
+per-row seeded sampling (steering.sampling), and first-step log-probs from the same prefill. What a
+family's generate does differently (PaliGemma's 1-based positions and capped logits, Qwen2.5-VL's
+multimodal rotary positions) is data in ``FamilyRules``, one entry per supported model type.
 """
 
 from __future__ import annotations
@@ -28,7 +30,51 @@ from steering.sampling import SeededSampler
 
 log = logging.getLogger(__name__)
 
-FAST_FAMILIES = ("gemma3",)
+
+@dataclass(frozen=True)
+class FamilyRules:
+    """What one family's HF generate does beyond a plain causal-LM step (all read off its transformers code).
+
+    Everything else is shared: the decode step attends causally to every earlier non-padding token
+    (the prefill's special masks, Gemma-3's bidirectional image blocks and PaliGemma's bidirectional
+    prefix, only apply while the image is in the input), and each step's positions are the last
+    prompt token's plus the step (transformers' generic ``_update_model_kwargs_for_generation``).
+    """
+
+    position_offset: int = 0
+    """Added to every position the model sees: PaliGemma's ``prepare_inputs_for_generation`` counts from 1."""
+    extra_positions: Callable[[nn.Module, dict[str, torch.Tensor], torch.Tensor], torch.Tensor] | None = None
+    """(model, batch, text positions [rows, prompt]) -> [k, rows, prompt] position rows fed after the
+    text row: Qwen2.5-VL's multimodal rotary (temporal, height, width) positions."""
+    softcap_logits: bool = False
+    """The VLM's head caps its logits at the text config's ``final_logit_softcapping`` (PaliGemma 2's
+    Gemma-2); Gemma-3's conditional-generation head does not, whatever its text config says."""
+
+
+def _mrope_positions(model: nn.Module, batch: dict[str, torch.Tensor], text: torch.Tensor) -> torch.Tensor:
+    """Qwen2.5-VL's [3, rows, prompt] rotary positions, as its ``_prepare_position_ids_for_generation``
+    builds them: ``get_rope_index`` when the processor marked the image tokens, else the text positions."""
+    grids = {k: batch[k] for k in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts") if k in batch}
+    if batch.get("mm_token_type_ids") is None or not ({"image_grid_thw", "video_grid_thw"} & grids.keys()):
+        return text[None].expand(3, -1, -1)
+    # Decode steps need no rope deltas here: generate adds 1 per step to all four rows of the
+    # prefill's last position (the generic update), which is what FastDecoder does.
+    positions, _ = model.model.get_rope_index(batch["input_ids"], mm_token_type_ids=batch["mm_token_type_ids"],
+                                              attention_mask=batch.get("attention_mask"), **grids)
+    return positions
+
+
+_RULES: dict[str, FamilyRules] = {
+    "gemma3": FamilyRules(),
+    "internvl": FamilyRules(),
+    "llava": FamilyRules(),
+    "llava_onevision": FamilyRules(),
+    "paligemma": FamilyRules(position_offset=1, softcap_logits=True),
+    "qwen2_5_vl": FamilyRules(extra_positions=_mrope_positions),
+}
+"""Per-family rules of the fast path, by ``config.model_type``."""
+
+FAST_FAMILIES: tuple[str, ...] = tuple(_RULES)
 """Model types whose language model is checked token for token against HF generate (tests/steering/test_decode.py)."""
 
 _ATTENTION = ("sdpa", "eager")
@@ -55,8 +101,9 @@ def unsupported_reason(model: nn.Module, prompt_len: int, max_new_tokens: int) -
     text = config.get_text_config(decoder=True)
     if getattr(text, "_attn_implementation", None) not in _ATTENTION:
         return f"attention implementation {text._attn_implementation!r} is not one of {_ATTENTION}"
-    if getattr(text, "use_bidirectional_attention", False):
-        return "the language model attends bidirectionally"
+    # use_bidirectional_attention (PaliGemma's config sets it for its prefix) needs no rule: one decode
+    # query sees every earlier key under a bidirectional mask as under a causal one, and the
+    # prefill runs through the model's own forward.
     types = set(getattr(text, "layer_types", None) or ["full_attention"])
     if not types <= {"full_attention", "sliding_attention"}:
         return f"layer types {sorted(types)} are not plain full or sliding attention"
@@ -96,6 +143,9 @@ class FastDecoder:
         self.compile = device.type == "cuda" if compile is None else compile
         self.check_every = max(1, check_every)
         text = model.config.get_text_config(decoder=True)
+        self.rules = _RULES.get(getattr(model.config, "model_type", ""), FamilyRules())
+        self._softcap: float | None = (getattr(text, "final_logit_softcapping", None)
+                                       if self.rules.softcap_logits else None)
         self._boolean_mask = text._attn_implementation == "sdpa"
         self._layer_types: list[str] | None = getattr(text, "layer_types", None)
         sliding = self._layer_types is not None and "sliding_attention" in self._layer_types
@@ -146,8 +196,9 @@ class FastDecoder:
                  slot: torch.Tensor) -> torch.Tensor:
         """Logits [rows, vocab] (float32) for one new token per row written at cache slot ``slot``.
 
-        input_ids, positions: [rows]; keep: [rows, length] keys a row may see (its prompt without
-        left padding, and every answer slot); slot: 0-d index of the token being written.
+        input_ids: [rows]; positions: [*lead, rows] (lead: the family's extra position rows, if any);
+        keep: [rows, length] keys a row may see (its prompt without left padding, and every answer
+        slot); slot: 0-d index of the token being written.
         """
         slots = torch.arange(keep.shape[1], device=keep.device)
         visible = keep & (slots <= slot)  # causal over the cache: [rows, length]
@@ -156,9 +207,16 @@ class FastDecoder:
             # Sliding layers see the last `window` slots, counted in cache slots as HF's mask does.
             window = self._attention_mask(visible & (slots > slot - self._window)) if self._window else mask
             mask = {"full_attention": mask, "sliding_attention": window}
-        out = self.language_model(input_ids=input_ids[:, None], attention_mask=mask, position_ids=positions[:, None],
+        out = self.language_model(input_ids=input_ids[:, None], attention_mask=mask, position_ids=positions[..., None],
                                   cache=self._cache, use_cache=True)
-        return self.head(out.last_hidden_state[:, -1]).float()
+        return self._logits(out.last_hidden_state[:, -1])
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[rows, vocab] float32 logits from the last hidden states [rows, d], as the VLM's head computes them."""
+        logits = self.head(hidden)
+        if self._softcap is not None:  # in the model's dtype, before the float32 copy, as HF does
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        return logits.float()
 
     def _attention_mask(self, visible: torch.Tensor) -> torch.Tensor:
         """[rows, 1, 1, length]: boolean for sdpa, additive for eager attention."""
@@ -169,6 +227,18 @@ class FastDecoder:
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
 
     # ------------------------------------------------------------------ generation
+
+    def prefill_positions(self, batch: dict[str, torch.Tensor], attention: torch.Tensor) -> torch.Tensor:
+        """The position ids HF generate feeds the prefill, [*lead, unique, prompt] (lead: extra rows).
+
+        attention: [unique, prompt] (left padding 0). Real tokens count from 0 and padding sits at 0
+        (``_prepare_position_ids_for_generation``), then the family's rules apply.
+        """
+        text = (attention.long().cumsum(-1) - 1).masked_fill(attention == 0, 0)  # [unique, prompt]
+        positions = text
+        if self.rules.extra_positions is not None:
+            positions = torch.cat([text[None], self.rules.extra_positions(self.model, batch, text)])
+        return positions + self.rules.position_offset
 
     @torch.no_grad()
     def generate(self, batch: dict[str, torch.Tensor], *, max_new_tokens: int, min_new_tokens: int = 0,
@@ -191,8 +261,7 @@ class FastDecoder:
         attention = batch.get("attention_mask")
         if attention is None:
             attention = torch.ones_like(ids)
-        # HF generate's positions: count real tokens, left padding sits at 0.
-        positions = (attention.long().cumsum(-1) - 1).masked_fill(attention == 0, 0)  # [unique, prompt]
+        positions = self.prefill_positions(batch, attention)  # [*lead, unique, prompt]
         prefill = DynamicCache(config=model.config.get_text_config(decoder=True))
         out = model(**batch, position_ids=positions, cache=prefill, use_cache=True, logits_to_keep=1,
                     return_dict=True)
@@ -224,7 +293,7 @@ class FastDecoder:
         del prefill
         keep = torch.ones(rows, length, dtype=torch.bool, device=device)
         keep[:, :prompt_len] = attention[rows_of].bool()
-        last_position = positions[rows_of, -1]  # [rows]
+        last_position = positions[..., -1][..., rows_of]  # [*lead, rows]
 
         eos_ids = torch.tensor(eos, dtype=torch.long, device=device)
         tokens = torch.full((rows, max_new_tokens), pad, dtype=torch.long, device=device)

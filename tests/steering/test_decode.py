@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from steering import decode, toy
+from steering import decode, tiny, toy
 from steering.engine import GenerationSettings, SteeringEngine
 from steering.errors import UnsupportedModelError
 from steering.hooks import hook_count
@@ -155,10 +155,10 @@ def test_unsupported_models_fall_back_to_hf_generate(tiny_world, monkeypatch) ->
         fast.run(probes)
 
 
-def test_unsupported_reasons() -> None:
-    from steering import tiny
-
+def test_unsupported_reasons(monkeypatch) -> None:
     llava = tiny.tiny_model("llava")
+    assert decode.unsupported_reason(llava, 10, 10) is None
+    monkeypatch.setattr(decode, "FAST_FAMILIES", ("gemma3",))
     assert "llava" in decode.unsupported_reason(llava, 10, 10)
     gemma = tiny.tiny_model("gemma3")
     assert decode.unsupported_reason(gemma, 30, 20) is None
@@ -198,3 +198,169 @@ def test_compiled_step_traces_and_agrees(tiny_engine, monkeypatch) -> None:
     assert engine._decoder._cache_shape == (8, 128)
     _assert_same(expected, got)
     assert [r.texts for r in engine.run(probes)] == [r.texts for r in got]  # the reused cache is reset
+
+
+# ----------------------------------------------------------------------------- every family's tiny model
+
+_MARKERS = {"gemma3": ([2], [6], [8]), "qwen2_5_vl": ([], [tiny.VOCAB - 3], [])}
+"""(bos, before the image, after the image) tokens a family's processor would write around its image tokens."""
+
+
+class _IdTokenizer:
+    """Decodes ids to their numbers: equal texts are equal tokens (the tiny models have no processor)."""
+
+    pad_token_id = 0
+
+    def batch_decode(self, ids: torch.Tensor, skip_special_tokens: bool = True) -> list[str]:
+        return [" ".join(map(str, row.tolist())) for row in ids]
+
+
+class _IdProcessor:
+    tokenizer = _IdTokenizer()
+
+
+def _prompt(family: str, model, words: int, seed: int) -> list[int]:
+    """One prompt's ids: text around the image tokens the model expects, laid out as its processor does."""
+    features = tiny.image_features(model, tiny.tiny_image_inputs(family, model, 1))
+    n_image = features.numel() // model.config.get_text_config().hidden_size
+    text = torch.randint(10, 300, (words,), generator=torch.Generator().manual_seed(seed)).tolist()
+    bos, before, after = _MARKERS.get(family, ([], [], []))
+    image = before + [tiny.IMAGE_TOKEN] * int(n_image) + after
+    if family == "paligemma":  # image first, then <bos> and the prompt: all of it the bidirectional prefix
+        return image + [2] + text
+    return bos + text[:2] + image + text[2:]
+
+
+def _family_batch(family: str, model, prompts: list[list[int]]) -> dict[str, torch.Tensor]:
+    """Left-padded processor-like outputs for ``prompts`` on the same random image."""
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    batch = {"input_ids": ids, "attention_mask": attention, **tiny.tiny_image_inputs(family, model, len(prompts))}
+    image = ids == tiny.IMAGE_TOKEN
+    if family == "gemma3":
+        batch["token_type_ids"] = image.long()
+    elif family == "paligemma":
+        batch["token_type_ids"] = torch.zeros_like(ids)  # no suffix: the whole prompt is the prefix
+    elif family == "qwen2_5_vl":
+        batch["mm_token_type_ids"] = image.int()
+    return batch
+
+
+_STEPS = 12
+"""Answer tokens of the family tests."""
+
+
+def _family_vectors(sae, strengths: list[float]) -> torch.Tensor:
+    """[rows, d]: row i steers feature i at strengths[i] (0 = unsteered)."""
+    return torch.stack([s * sae.direction(i) for i, s in enumerate(strengths)])
+
+
+def _mixed_rows(family: str, model, prompts: list[list[int]], sae):
+    """A packed batch: four prompts of different lengths (the first twice: unsteered, then steered),
+    fanned out to greedy and seeded rows. Returns (unique batch, vectors [unique, d], rows_of [rows],
+    the batch HF generate runs [rows, ...], uniforms [rows, steps])."""
+    from steering.sampling import uniform_stream
+
+    unique = prompts + [prompts[0]]
+    vectors = _family_vectors(sae, [0.0, 32.0, 16.0, 24.0, 32.0])
+    rows_of = torch.tensor([0, 1, 1, 1, 2, 3, 3, 4, 4])
+    seeds = [None, None, 3, 4, None, 5, None, None, 6]  # None: greedy
+    uniforms = torch.stack([torch.full((_STEPS,), float("nan"), dtype=torch.float64) if s is None
+                            else uniform_stream(s, 0, _STEPS) for s in seeds])
+    return (_family_batch(family, model, unique), vectors, rows_of,
+            _family_batch(family, model, [unique[i] for i in rows_of]), uniforms)
+
+
+def _answer_lengths(texts: list[str], eos: list[int]) -> list[int]:
+    """Tokens up to and including the first eos (all of them where none), from _IdTokenizer texts."""
+    lengths = []
+    for text in texts:
+        ids = list(map(int, text.split()))
+        lengths.append(next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids)))
+    return lengths
+
+
+@pytest.fixture(scope="module", params=tiny.FAMILIES)
+def family_world(request, tmp_path_factory):
+    """(family, LoadedVLM, SAE, prompts) with end-of-sequence ids that end rows at different steps."""
+    from steering.models import LoadedVLM, inspect_vision
+    from steering.sae import load_sae
+
+    family = request.param
+    model = tiny.tiny_model(family)
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = 0
+    vision = inspect_vision(model)
+    sae = load_sae(tiny.write_tiny_sae(tmp_path_factory.mktemp(f"sae-{family}"), d_in=vision.width, layer=1))
+    vlm = LoadedVLM(model=model, processor=_IdProcessor(), vision=vision, model_id=f"tiny-{family}")
+    prompts = [_prompt(family, model, words, seed) for seed, words in enumerate((5, 9, 3, 7))]
+    # Random tiny models have no end-of-sequence habit: make eos ids of tokens the mixed batch's rows
+    # write a few steps in, adding them one by one until rows stop at three or more lengths. (Each
+    # try reruns the batch: a sampled row's draws move once min_new_tokens masks the eos ids.)
+    _, vectors, rows_of, batch, uniforms = _mixed_rows(family, model, prompts, sae)
+    engine = SteeringEngine(vlm, sae, settings=GenerationSettings(decode="hf", max_new_tokens=_STEPS,
+                                                                  min_new_tokens=2, temperature=1.0))
+    texts, _, _ = engine.generate_inputs(batch, vectors[rows_of], uniforms=uniforms)
+    tokens = [list(map(int, t.split())) for t in texts]
+    candidates = [tokens[r][s] for r, s in ((0, 3), (1, 5), (4, 7), (6, 4), (7, 6), (2, 5), (5, 8), (3, 9))]
+    eos: list[int] = []
+    for token in candidates:
+        if token == 0 or token in eos:
+            continue
+        eos.append(token)
+        model.generation_config.eos_token_id = list(eos)
+        texts, _, _ = engine.generate_inputs(batch, vectors[rows_of], uniforms=uniforms)
+        if len(set(_answer_lengths(texts, eos))) > 2:
+            break
+    return family, vlm, sae, prompts
+
+
+def test_every_family_is_on_the_fast_path() -> None:
+    assert set(tiny.FAMILIES) <= set(decode.FAST_FAMILIES)
+
+
+def test_family_fast_equals_hf(family_world) -> None:
+    """A packed batch: prompts of different lengths, greedy and seeded rows fanned out from shared prefills."""
+    family, vlm, sae, prompts = family_world
+    hooks = hook_count(vlm.model)  # transformers' own output recorders on some vision towers
+    hf, fast = _pair(vlm, sae, max_new_tokens=_STEPS, min_new_tokens=2, temperature=1.0)
+    unique, vectors, rows_of, rows, uniforms = _mixed_rows(family, vlm.model, prompts, sae)
+    texts, counts, logp = hf.generate_inputs(rows, vectors[rows_of], uniforms=uniforms)
+    fast_texts, fast_counts, fast_logp = fast.generate_inputs(unique, vectors, uniforms=uniforms, rows_of=rows_of)
+    assert fast._decoder is not None and hf._decoder is None
+    # the setup exercises what it claims: steering acts, rows stop at different lengths, samples differ
+    assert texts[7] != texts[0], f"{family}: steering changed nothing (the image path is dead)"
+    kl = (logp.exp() * (logp - logp[0])).sum(-1)  # first-step KL from the unsteered first prompt
+    assert kl[7] > 1e-2, kl
+    lengths = _answer_lengths(texts, vlm.model.generation_config.eos_token_id)
+    assert len(set(lengths)) > 2 and min(lengths) > 2, lengths
+    assert len(set(texts[1:4])) == 3, "the seeded samples of a row should differ from its greedy answer and each other"
+    assert fast_texts == texts
+    assert fast_counts == counts
+    torch.testing.assert_close(fast_logp, logp, atol=1e-5, rtol=1e-5)
+    fast_kl = (fast_logp.exp() * (fast_logp - fast_logp[0])).sum(-1)
+    torch.testing.assert_close(fast_kl, kl, atol=1e-5, rtol=1e-4)
+    assert hook_count(vlm.model) == hooks
+
+
+def test_family_step_logits_match_hf(family_world) -> None:
+    """Every step's raw logits equal HF generate's (positions, masks, logit softcapping), rows left-padded."""
+    from steering.decode import FastDecoder
+    from steering.hooks import steer
+
+    family, vlm, sae, prompts = family_world
+    batch = _family_batch(family, vlm.model, prompts)
+    vectors = _family_vectors(sae, [32.0, 0.0, 16.0, 24.0])
+    eos = list(vlm.model.generation_config.eos_token_id)
+    with torch.no_grad(), steer(vlm.vision, 1, vectors):
+        expected = vlm.model.generate(**batch, max_new_tokens=10, do_sample=False, pad_token_id=0,
+                                      output_logits=True, return_dict_in_generate=True)
+        got = FastDecoder(vlm.model).generate(batch, max_new_tokens=10, eos=eos, pad=0, keep_logits=True)
+    new = expected.sequences[:, batch["input_ids"].shape[1]:]
+    assert torch.equal(got.tokens, new)
+    live = torch.ones(new.shape, dtype=torch.bool)  # a row's steps up to and including its eos
+    live[:, 1:] = ~torch.isin(new[:, :-1], torch.tensor(eos)).cummax(-1).values
+    assert int(live.sum()) > 2 * new.shape[0]
+    hf_logits = torch.stack(expected.logits, dim=1)  # [rows, steps, vocab]
+    torch.testing.assert_close(got.logits[live], hf_logits[live].float(), atol=1e-5, rtol=1e-5)
