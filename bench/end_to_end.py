@@ -76,6 +76,11 @@ def main() -> None:
     engine = SteeringEngine(vlm, sae, layer=sae.layer,
                             settings=GenerationSettings(max_new_tokens=new_tokens, min_new_tokens=new_tokens))
     schedule = tuple(strength * m for m in (0.25, 0.5, 1.0))
+    # Warm up outside the timed run: prefix cache, the self-check, and (on a GPU) the compiled decode
+    # step, which every later call reuses at the same row count.
+    from steering.probes import Probe
+
+    engine.run([Probe(f % sae.d_sae, schedule[-1]) for f in range(engine.batch_rows())])
     judge = SimulatedJudge(args.latency, args.rounds, (schedule[1], schedule[2]))
     cfg = RunConfig(sweep=SweepConfig(strengths=schedule, controls=1, background=0, panel=0),
                     max_rounds=args.rounds, concurrency=args.concurrency, in_flight=max(64, args.concurrency))

@@ -135,8 +135,12 @@ class FastDecoder:
     same shape, so a run of equal batches allocates and compiles once.
     """
 
-    def __init__(self, model: nn.Module, *, compile: bool | None = None, check_every: int = 8) -> None:
+    def __init__(self, model: nn.Module, *, compile: bool | None = None, check_every: int = 8,
+                 rows: int | None = None) -> None:
         self.model = model
+        self.rows = rows
+        """Rows every compiled step runs on (the engine's rows per call): fewer are padded up to it, so one
+        run compiles one shape per cache length instead of one per chunk size; None: powers of two."""
         self.language_model: nn.Module = model.model.language_model
         self.head: nn.Module = model.lm_head
         device = next(model.parameters()).device
@@ -175,9 +179,15 @@ class FastDecoder:
         return self._cache
 
     def _bucket(self, rows: int) -> int:
-        """Rows the decode step runs on: a compiled step is specialised to its batch size, so round up
-        to a power of two (a handful of shapes to compile and capture, whatever the chunk sizes)."""
-        return 1 << max(0, rows - 1).bit_length() if self.compile else rows
+        """Rows the decode step runs on. A compiled step is specialised to its batch size, and compiling a
+        full-size language model takes a minute or more, so every call pads up to ``self.rows`` (one
+        shape; a decode step is bound by reading the weights, so padded rows cost little), or without it
+        to a power of two (a handful of shapes, whatever the chunk sizes). Uncompiled: as asked."""
+        if not self.compile:
+            return rows
+        if self.rows is not None and rows <= self.rows:
+            return self.rows
+        return 1 << max(0, rows - 1).bit_length()
 
     def _cache_length(self, tokens: int) -> int:
         """Cache slots for ``tokens``: rounded up to 128 when compiled, so prompts of nearby lengths

@@ -227,7 +227,9 @@ class SteeringEngine:
                        rows_of: torch.Tensor | None) -> tuple[list[str], list[int], torch.Tensor]:
         s = self.settings
         if self._decoder is None:
-            self._decoder = FastDecoder(self.vlm.model, compile=s.compile_decode)
+            # Compiled steps pad every call to the rows per call fixed now (free memory changes later,
+            # a recompile per new batch size would cost more than the padding).
+            self._decoder = FastDecoder(self.vlm.model, compile=s.compile_decode, rows=self.batch_rows())
         sampler = None
         if uniforms is not None and not bool(torch.isnan(uniforms[:, 0]).all()):
             sampler = SeededSampler(uniforms.to(self.vlm.device), batch["input_ids"].shape[1], s.temperature,
@@ -323,6 +325,8 @@ class SteeringEngine:
         """Rows per generate call: the setting, or as many as free GPU memory holds (KV cache bound)."""
         if self.settings.batch_size > 0:
             return self.settings.batch_size
+        if self._decoder is not None and self._decoder.compile and self._decoder.rows:
+            return self._decoder.rows  # the compiled step's one batch shape (its cache is already held)
         if self.vlm.device.type != "cuda":
             return 32
         free, _ = torch.cuda.mem_get_info(self.vlm.device)

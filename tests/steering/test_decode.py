@@ -186,7 +186,8 @@ def test_compiled_step_traces_and_agrees(tiny_engine, monkeypatch) -> None:
 
     monkeypatch.setattr(torch, "compile", eager_compile)
     torch._dynamo.reset()
-    # 5 rows: the compiled step runs on 8 (padded with greedy copies that are dropped again)
+    # 5 rows: the compiled step runs on the engine's 32 rows per call (padded with greedy copies that are
+    # dropped again), whatever the chunk, so a run compiles one shape per cache length
     probes = [Probe(0, 32.0), Probe(2, 16.0, samples=3, seed=4, greedy=False), Probe(None)]
     plain = SteeringEngine(tiny_engine.vlm, tiny_engine.sae,
                            settings=GenerationSettings(decode="fast", compile_decode=False, max_new_tokens=10))
@@ -195,9 +196,12 @@ def test_compiled_step_traces_and_agrees(tiny_engine, monkeypatch) -> None:
     expected = plain.run(probes)
     got = engine.run(probes)
     assert compiled, "compile_decode=True did not compile the step"
-    assert engine._decoder._cache_shape == (8, 128)
+    assert engine._decoder._cache_shape == (32, 128)
     _assert_same(expected, got)
     assert [r.texts for r in engine.run(probes)] == [r.texts for r in got]  # the reused cache is reset
+    more = probes + [Probe(1, 24.0, samples=6, seed=9, greedy=False)]  # 11 rows: the same compiled shape
+    _assert_same(plain.run(more), engine.run(more))
+    assert engine._decoder._cache_shape == (32, 128) and engine.batch_rows() == 32
 
 
 # ----------------------------------------------------------------------------- every family's tiny model
