@@ -7,7 +7,8 @@
 #
 # Steps: tests (pytest -m gpu), throughput (bench/throughput.py --gpu), e2e (bench/end_to_end.py
 # --gpu, 500 features, 2 s judge), topk (bench/topk_speed.py --full-gemma). Each step's output is
-# printed and kept in $OUT/<step>.txt. One device call may run 10 minutes: two steps per call fit.
+# printed and kept in $OUT/<step>.txt as it runs. One device call may run 10 minutes; the steps are
+# sized to take a few minutes each, and a call cut short still returns what $OUT holds by then.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-session}
