@@ -24,6 +24,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda when available)")
     g.add_argument("--max-new-tokens", type=int, default=None, help="answer length cap (default 48)")
     g.add_argument("--batch-size", type=int, default=None, help="rows per generate call (default: sized from free GPU memory; 32 on CPU)")
+    g.add_argument("--decode", choices=("auto", "hf", "fast"), default="auto",
+                   help="answer decoding: fast (one prefill, then the language model on a static cache), hf "
+                        "(transformers' generate), or auto (fast where the model supports it); same tokens")
+    g.add_argument("--no-compile", action="store_true",
+                   help="never torch.compile the fast decode step (default: compiled with CUDA graphs on a GPU)")
 
 
 def toy_defaults() -> tuple[str, str] | None:
@@ -68,6 +73,9 @@ def build_engine(args: argparse.Namespace, **settings: Any) -> SteeringEngine:
         gen.max_new_tokens = args.max_new_tokens
     if args.batch_size:
         gen.batch_size = args.batch_size
+    gen.decode = getattr(args, "decode", None) or "auto"
+    if getattr(args, "no_compile", False):
+        gen.compile_decode = False
     for key, value in settings.items():
         setattr(gen, key, value)
     return SteeringEngine(vlm, sae, layer=args.layer, settings=gen)

@@ -221,6 +221,19 @@ class FastDecoder:
                                   cache=self._cache, use_cache=True)
         return self._logits(out.last_hidden_state[:, -1])
 
+    def _run_step(self, *args: torch.Tensor) -> torch.Tensor:
+        """One decode step; a compiled step that fails (no C compiler, an unsupported op in this torch)
+        is dropped for the uncompiled one with a warning, rather than failing the run it serves."""
+        if self._step is self._forward:
+            return self._forward(*args)
+        try:
+            return self._step(*args)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure; the eager step re-raises real errors
+            log.warning("the compiled decode step failed (%s: %s); decoding uncompiled from here on "
+                        "(pass --no-compile to skip compiling)", type(exc).__name__, str(exc).splitlines()[0][:200])
+            self._step = self._forward
+            return self._forward(*args)
+
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """[rows, vocab] float32 logits from the last hidden states [rows, d], as the VLM's head computes them."""
         logits = self.head(hidden)
@@ -314,7 +327,7 @@ class FastDecoder:
         kept: list[torch.Tensor] = []
         for step in range(max_new_tokens):
             if step > 0:
-                logits = self._step(tokens[:, step - 1].contiguous(), last_position + step, keep, slots[step - 1])
+                logits = self._run_step(tokens[:, step - 1].contiguous(), last_position + step, keep, slots[step - 1])
             if keep_logits:
                 kept.append(logits.clone())
             scores = logits

@@ -44,11 +44,15 @@ class WorldSpec:
     dtype: str = "auto"
     max_new_tokens: int | None = None
     batch_size: int | None = None
+    decode: str = "auto"
+    """``auto``, ``hf`` or ``fast`` (see steer-agent --decode)."""
+    no_compile: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> WorldSpec:
         return cls(model=args.model, sae=args.sae, layer=args.layer, revision=args.revision, device=args.device,
-                   dtype=args.dtype, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+                   dtype=args.dtype, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                   decode=getattr(args, "decode", "auto"), no_compile=getattr(args, "no_compile", False))
 
     @classmethod
     def from_world(cls, world: dict[str, Any] | None, base: WorldSpec | None = None) -> WorldSpec:
@@ -63,7 +67,8 @@ class WorldSpec:
         """The parsed-options form agent.options.build_engine reads."""
         return argparse.Namespace(model=self.model or None, sae=self.sae or None, layer=self.layer,
                                   revision=self.revision, device=self.device, dtype=self.dtype,
-                                  max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+                                  max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                                  decode=self.decode, no_compile=self.no_compile)
 
     def resolved(self) -> tuple[str, str]:
         """(model, SAE) with the toy world filled in; raises SetupError naming the fix."""

@@ -368,3 +368,24 @@ def test_family_step_logits_match_hf(family_world) -> None:
     assert int(live.sum()) > 2 * new.shape[0]
     hf_logits = torch.stack(expected.logits, dim=1)  # [rows, steps, vocab]
     torch.testing.assert_close(got.logits[live], hf_logits[live].float(), atol=1e-5, rtol=1e-5)
+
+
+def test_a_failing_compiled_step_falls_back_to_the_uncompiled_one(tiny_engine, monkeypatch, caplog) -> None:
+    """No C compiler, an op this torch cannot compile: the run goes on uncompiled, with a warning."""
+    def broken_compile(fn, **kwargs):
+        def step(*args):
+            raise RuntimeError("inductor: no working C compiler\nlong traceback")
+        return step
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    probes = [Probe(0, 32.0), Probe(2, 16.0, samples=3, seed=4, greedy=False), Probe(None)]
+    plain = SteeringEngine(tiny_engine.vlm, tiny_engine.sae,
+                           settings=GenerationSettings(decode="fast", compile_decode=False, max_new_tokens=10))
+    engine = SteeringEngine(tiny_engine.vlm, tiny_engine.sae,
+                            settings=GenerationSettings(decode="fast", compile_decode=True, max_new_tokens=10))
+    with caplog.at_level("WARNING", logger="steering.decode"):
+        got = engine.run(probes)
+    _assert_same(plain.run(probes), got)
+    assert engine._decoder._step == engine._decoder._forward
+    warnings = [r.getMessage() for r in caplog.records if "compiled decode step failed" in r.getMessage()]
+    assert len(warnings) == 1 and "no working C compiler" in warnings[0] and "traceback" not in warnings[0]
