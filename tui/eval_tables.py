@@ -16,6 +16,7 @@ from tui.evaluation import ordered
 
 SHORT_NAMES = {
     "offline": "loop + offline judge",
+    "offline-images": "loop + offline, + images",
     "llm": "loop + LLM judge",
     "oneshot-best": "one-shot, best strength",
     "topk": "top-k images",

@@ -7,14 +7,14 @@ from typing import Any
 
 from agent.config import known_fields, plain_dict
 
-EXPLAINERS = ("oneshot", "offline", "llm", "topk", "hybrid")
+EXPLAINERS = ("oneshot", "offline", "images", "llm", "topk", "hybrid")
 """Modes that produce an explanation per feature."""
 CONTROLS = ("random", "permuted")
 """The paper's controls: norm-matched random directions, and explanations scored against another feature."""
 EXTRAS = ("forced-choice", "clip")
 """Measures that need no ground truth."""
 ALL_MODES = EXPLAINERS + CONTROLS + EXTRAS
-DEFAULT_MODES = ("oneshot", "offline", "topk", "hybrid", "random", "permuted", "forced-choice")
+DEFAULT_MODES = ("oneshot", "offline", "images", "topk", "hybrid", "random", "permuted", "forced-choice")
 """What runs when ``--modes`` is not given (``llm`` joins when a judge endpoint is configured,
 ``clip`` when a CLIP model is given)."""
 

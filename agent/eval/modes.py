@@ -82,19 +82,20 @@ def run_config(strengths: Sequence[float], seed: int, max_rounds: int, max_probe
 
 
 def pipeline(cache: EvalCache, engine: Any, judge: Any, features: Sequence[int], config: RunConfig,
-             name: str) -> Explained:
+             name: str, topk: Path | None = None) -> Explained:
     """The multi-strength agent loop (``agent.runner.run_features``) over ``features``.
 
     Records go to a store of their own, keyed by everything that shapes them; probes and judge
     calls come from (and go to) the evaluation's shared cache. A deterministic (offline) judge is
     re-asked every time, so the figures follow its current code; an LLM judge's records are kept
-    and resumed like any run's.
+    and resumed like any run's. ``topk``: the collection whose top-k / hybrid descriptions the judge
+    also reads, for a config whose evidence asks for them.
     """
     from agent.runner import run_features
 
     key = digest({"engine": engine.fingerprint(), "judge": judge.describe(), "config": config.to_dict()})
     store = cache.mode_store(f"{name}-{key}")
-    summary = run_features(engine, judge, store, list(features), config)
+    summary = run_features(engine, judge, store, list(features), config, topk=topk)
     if summary.stop_reason is not None:
         log.warning("%s: the run stopped early (%s): %s", name, summary.stop_reason, summary.fatal_error or "")
     records = {r.feature: r for r in store.list_records(features)}

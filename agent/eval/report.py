@@ -18,6 +18,7 @@ PLOT_MODES = "accuracy_by_mode_family.png"
 
 MODE_NAMES = {
     "offline": "multi-strength sweep + offline judge (agent loop)",
+    "offline-images": "agent loop + offline judge, also reading top-k and hybrid descriptions",
     "llm": "agent loop + LLM judge",
     "oneshot-best": "one-shot steering, best single strength",
     "topk": "top-k (masked top images)",
@@ -25,7 +26,7 @@ MODE_NAMES = {
     "random-offline": "random directions + offline judge (agent loop)",
     "oneshot-random-max": "random directions, one-shot, worst strength",
 }
-MODE_ORDER = ("offline", "llm", "oneshot-best", "topk", "hybrid-best")
+MODE_ORDER = ("offline", "offline-images", "llm", "oneshot-best", "topk", "hybrid-best")
 
 
 def _fmt(d: dict[str, Any] | None) -> str:

@@ -7,7 +7,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.eval import modes as M
@@ -174,9 +174,15 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
         explained["random-offline"] = M.random_pipeline(cache, engine, OfflineJudge(), features, run_cfg)
         done()
     topk = inp.topk
-    if (cfg.wants("topk") or cfg.wants("hybrid") or cfg.wants("clip")) and topk is None and truth:
+    if (cfg.wants("topk") or cfg.wants("hybrid") or cfg.wants("images") or cfg.wants("clip")) and topk is None and truth:
         done = _stage(inp, "topk-collect")
         topk = M.toy_topk(cache, engine, cfg.topk_scenes)
+        done()
+    if topk is not None and cfg.wants("images"):
+        # The same loop and judge, also reading each feature's top-k and hybrid descriptions (--evidence all).
+        done = _stage(inp, "images")
+        explained["offline-images"] = M.pipeline(cache, engine, OfflineJudge(), features,
+                                                 replace(run_cfg, evidence="all"), "offline-images", topk=topk.root)
         done()
     if topk is not None and (cfg.wants("topk") or cfg.wants("hybrid")):
         done = _stage(inp, "topk-hybrid")
@@ -234,7 +240,7 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
                                   for f in features]
     done()
 
-    for name in ("offline", "llm", "random-offline"):
+    for name in ("offline", "offline-images", "llm", "random-offline"):
         if name in explained:
             metrics.setdefault("cost", {})[name] = _cost(explained[name].records, features)
             if explained[name].extra.get("stop_reason"):

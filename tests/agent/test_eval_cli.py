@@ -37,7 +37,9 @@ def test_eval_on_the_tiny_world_writes_a_report_and_reproduces(tiny_world, truth
     out, err = capsys.readouterr()
     m = json.loads(out)
     assert m["features"]["n"] == 6 and m["strengths"] == [4.0, 16.0]
-    assert set(m["modes"]) >= {"offline", "oneshot-best", "topk", "hybrid-best"}
+    assert set(m["modes"]) >= {"offline", "offline-images", "oneshot-best", "topk", "hybrid-best"}
+    # The loop that also reads top-k and hybrid descriptions ran on every feature (--evidence all).
+    assert m["cost"]["offline-images"]["done"] == 6 and m["timings"]["images"] > 0
     assert {"random-offline", "oneshot-random-max", "permuted"} <= set(m["controls"])
     assert m["forced_choice"]["n_trials"] == 6 if minilm_available() else "forced_choice" not in m
     assert [r["strength"] for r in m["by_strength"]["oneshot"]] == [4.0, 16.0]
