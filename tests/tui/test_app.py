@@ -27,6 +27,15 @@ async def wait_until(pilot: Any, check: Any, timeout: float = 10.0) -> None:
         await pilot.pause(0.05)
 
 
+async def open_detail(pilot: Any, app: Any, *keys: str) -> None:
+    """Wait for the 8-row table, press ``keys`` (then enter) and wait until the detail screen shows its record."""
+    from tui.screens.detail import DetailScreen
+
+    await wait_until(pilot, lambda: len(table_ids(app)) == 8)
+    await pilot.press(*keys, "enter")
+    await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record is not None)
+
+
 async def palette_then_help(pilot: Any, app: Any, typed: str, modal: type) -> str:
     """Run the palette command matching ``typed`` (it must open ``modal``), close it, open the help
     screen and return the key table as text."""
@@ -198,13 +207,10 @@ async def test_accept_reject_edit_and_undo_persist_at_once(filled: Any, make_app
 
 
 async def test_review_keys_work_on_the_detail_screen(filled: Any, make_app: Any) -> None:
-    from tui.screens.detail import DetailScreen
 
     app = make_app(filled)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: len(table_ids(app)) == 8)
-        await pilot.press("down", "enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record is not None)
+        await open_detail(pilot, app, "down")
         assert app.screen.feature == 1
         await pilot.press("right_square_bracket")
         await wait_until(pilot, lambda: app.screen.record is not None and app.screen.record.feature == 2)
@@ -263,13 +269,10 @@ async def test_manual_probe_shows_the_answer_and_caches_it(filled: Any, make_app
 
 async def test_manual_probes_persist_across_sessions_and_show_in_export(filled: Any, make_app: Any,
                                                                         tmp_path: Path) -> None:
-    from tui.screens.detail import DetailScreen
 
     app = make_app(filled)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: len(table_ids(app)) == 8)
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record is not None)
+        await open_detail(pilot, app)
         await pilot.press("p")
         app.screen.query_one("#strength", Input).value = "25"
         await pilot.click("#go")
@@ -278,9 +281,7 @@ async def test_manual_probes_persist_across_sessions_and_show_in_export(filled: 
     # A new session on the same store: the detail screen lists the probe, and the export carries it.
     app = make_app(filled)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: len(table_ids(app)) == 8)
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record is not None)
+        await open_detail(pilot, app)
         await pilot.press("5")
         await wait_until(pilot, lambda: "s=25 on white" in str(app.screen.query_one("#manual").render()))
         assert "a red shape" in str(app.screen.query_one("#manual").render())
@@ -344,7 +345,6 @@ async def test_images_tab_draws_base_and_top_images(filled: Any, make_app: Any, 
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import Image
 
-    from tui.screens.detail import DetailScreen
     from tui.widgets.picture import Picture
 
     app = make_app(filled)
@@ -352,21 +352,16 @@ async def test_images_tab_draws_base_and_top_images(filled: Any, make_app: Any, 
     views = [(Image.new("RGB", (8, 8), (200, 30, 30)), "0.91 scene_1.png")]
     monkeypatch.setattr(app.services, "topk_views", lambda feature, n=4: views)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: len(table_ids(app)) == 8)
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record is not None)
+        await open_detail(pilot, app)
         await pilot.press("4")
         await wait_until(pilot, lambda: len(app.screen.query(Picture)) == 2)
         assert "top-activating" in str(app.screen.query_one("#topk-status").render())
 
 
 async def test_without_top_k_the_images_tab_says_how_to_get_them(filled: Any, make_app: Any) -> None:
-    from tui.screens.detail import DetailScreen
 
     app = make_app(filled)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: len(table_ids(app)) == 8)
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record is not None)
+        await open_detail(pilot, app)
         await pilot.press("4")
         await wait_until(pilot, lambda: "steer-agent topk" in str(app.screen.query_one("#topk-status").render()))

@@ -11,7 +11,7 @@ import pytest
 from textual.widgets import DataTable, Input, Static
 
 from agent.eval.metrics import rate_from
-from tests.tui.test_app import palette_then_help, table_ids, wait_until
+from tests.tui.test_app import open_detail, palette_then_help, table_ids, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS_REPORT = ROOT / "docs" / "eval"
@@ -230,7 +230,6 @@ def test_the_cli_takes_a_report_and_refuses_a_bad_one(tmp_path: Path, capsys: py
 
 
 async def test_the_detail_screen_shows_the_features_verdict(filled: Any, make_app: Any, toy_report: Path) -> None:
-    from tui.screens.detail import DetailScreen
 
     m = metrics_of(toy_report)
     per = {e["feature"]: e for e in m["per_feature"]}
@@ -244,8 +243,7 @@ async def test_the_detail_screen_shows_the_features_verdict(filled: Any, make_ap
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: len(table_ids(app)) == 8)
         app.main_screen.table.select_feature(f)
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record is not None)
+        await open_detail(pilot, app)
         box = app.screen.query_one("#verdict", Static)
         line = text_of(box)
         assert box.display and f"truth {e['family']}={e['value']} (purity {e['purity']:g})" in line
@@ -267,7 +265,6 @@ async def test_the_detail_screen_shows_the_features_verdict(filled: Any, make_ap
 
 async def test_a_report_loaded_from_the_detail_screen_shows_its_line(filled: Any, make_app: Any,
                                                                      toy_report: Path) -> None:
-    from tui.screens.detail import DetailScreen
     from tui.screens.modals import ReportModal
 
     m = metrics_of(toy_report)
@@ -276,8 +273,7 @@ async def test_a_report_loaded_from_the_detail_screen_shows_its_line(filled: Any
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: len(table_ids(app)) == 8)
         app.main_screen.table.select_feature(f)
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record is not None)
+        await open_detail(pilot, app)
         detail = app.screen
         assert not detail.query_one("#verdict").display
         await pilot.press("m")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.tui.test_app import table_ids, wait_until
+from tests.tui.test_app import open_detail, table_ids, wait_until
 
 
 def test_table_snapshot(filled: Any, make_app: Any, snap_compare: Any) -> None:
@@ -22,14 +22,11 @@ def test_table_snapshot(filled: Any, make_app: Any, snap_compare: Any) -> None:
 
 
 def test_detail_snapshot(filled: Any, make_app: Any, snap_compare: Any) -> None:
-    from tui.screens.detail import DetailScreen
 
     app = make_app(filled)
 
     async def ready(pilot: Any) -> None:
-        await wait_until(pilot, lambda: len(table_ids(app)) == 8)
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record is not None)
+        await open_detail(pilot, app)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
 
