@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from steering.sampling import SeededSampler
+from steering.sampling import RepetitionPenalty, SeededSampler
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,10 @@ _ATTENTION = ("sdpa", "eager")
 """Attention implementations whose masks we build ourselves (a boolean or an additive [rows, 1, 1, keys] mask)."""
 
 # Generation-config fields that would make HF generate add processors or stopping rules of its own;
-# where one is set we leave the model to HF generate rather than reimplement it.
+# where one is set we leave the model to HF generate rather than reimplement it. (repetition_penalty,
+# which Qwen2.5-VL's checkpoints set, is reimplemented: steering.sampling.RepetitionPenalty.)
 _DEFAULTS: dict[str, Any] = {
-    "repetition_penalty": (None, 1.0), "no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,),
+    "no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,),
     "min_length": (None, 0), "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
     "sequence_bias": (None,), "suppress_tokens": (None,), "begin_suppress_tokens": (None,),
     "exponential_decay_length_penalty": (None,), "renormalize_logits": (None, False),
@@ -266,7 +267,8 @@ class FastDecoder:
     @torch.no_grad()
     def generate(self, batch: dict[str, torch.Tensor], *, max_new_tokens: int, min_new_tokens: int = 0,
                  eos: list[int], pad: int, sampler: SeededSampler | None = None,
-                 rows_of: torch.Tensor | None = None, keep_logits: bool = False) -> DecodeOutput:
+                 rows_of: torch.Tensor | None = None, keep_logits: bool = False,
+                 repetition_penalty: float | None = None) -> DecodeOutput:
         """Greedy (or per-row seeded) answers for processor outputs ``batch``.
 
         batch: the model's inputs for the distinct prompt rows (input_ids [unique, prompt], ...), run
@@ -274,6 +276,8 @@ class FastDecoder:
         prefill row each output row continues (rows that only differ in their samples share a
         prefill); None = one output row per batch row. sampler: per-output-row sampling, or None.
         keep_logits: also return every step's raw logits (memory: rows x steps x vocab).
+        repetition_penalty: HF's repetition penalty over each row's prompt and answer (None: off),
+        applied after the first-step log-probs are taken and before the minimum length and sampling.
         """
         from transformers import DynamicCache
 
@@ -300,6 +304,9 @@ class FastDecoder:
             sampler = sampler.padded(rows) if sampler is not None else None
         logits = first[rows_of]  # [rows, vocab]
         first_logprobs = torch.log_softmax(first, dim=-1)[rows_of]
+        penalty = None
+        if repetition_penalty is not None:
+            penalty = RepetitionPenalty(repetition_penalty, ids, attention, first.shape[-1]).select(rows_of)
 
         length = self._cache_length(prompt_len + max_new_tokens)
         cache = self._static_cache(prefill, rows, length)
@@ -330,13 +337,15 @@ class FastDecoder:
                 logits = self._run_step(tokens[:, step - 1].contiguous(), last_position + step, keep, slots[step - 1])
             if keep_logits:
                 kept.append(logits.clone())
-            scores = logits
+            scores = logits if penalty is None else penalty.apply(logits)
             if step < min_new_tokens and eos:
                 scores = scores.index_fill(-1, eos_ids, float("-inf"))
             if sampler is not None:
                 scores = sampler.choose(scores, step)
             chosen = torch.where(done, pad_t, scores.argmax(-1))
             tokens[:, step] = chosen
+            if penalty is not None:
+                penalty.hold(chosen)
             if eos:
                 done |= torch.isin(chosen, eos_ids)
                 if (step + 1) % self.check_every == 0 and bool(done.all()):

@@ -25,6 +25,7 @@ from steering.sampling import (
     FirstStepLogProbs,
     MinNewTokens,
     SeededSampler,
+    repetition_penalty,
     uniform_stream,
 )
 from steering.text import strip_answer
@@ -237,7 +238,8 @@ class SteeringEngine:
         eos, pad = self._stop_ids()
         with steer(self.vlm.vision, self.layer, vectors, masks):
             out = self._decoder.generate(batch, max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens,
-                                         eos=eos, pad=pad, sampler=sampler, rows_of=rows_of)
+                                         eos=eos, pad=pad, sampler=sampler, rows_of=rows_of,
+                                         repetition_penalty=repetition_penalty(self.vlm.model.generation_config))
         return self._texts(out.tokens, eos, pad) + (out.first_logprobs,)
 
     def _texts(self, new: torch.Tensor, eos: list[int], pad: int) -> tuple[list[str], list[int]]:
@@ -262,9 +264,18 @@ class SteeringEngine:
                                       "top_p": None, "top_k": None, "return_dict_in_generate": True,
                                       "pad_token_id": pad}
         # The recorder runs first, so it sees the model's own distribution (before the minimum
-        # length and the sampler).
+        # length and the sampler). transformers would put a checkpoint's repetition penalty before
+        # every processor of ours: it is switched off there and run right after the recorder instead.
         recorder = FirstStepLogProbs(prompt_len)
         processors: list[Any] = [recorder]
+        penalty = repetition_penalty(self.vlm.model.generation_config)
+        if penalty is not None:
+            from transformers import RepetitionPenaltyLogitsProcessor
+
+            gen_kwargs["repetition_penalty"] = 1.0
+            mask = batch.get("attention_mask")
+            processors.append(RepetitionPenaltyLogitsProcessor(
+                penalty, prompt_ignore_length=None if mask is None else (mask != 0).int().argmax(dim=1)))
         if s.min_new_tokens:
             processors.append(MinNewTokens(prompt_len, s.min_new_tokens, eos))
         if uniforms is not None and not bool(torch.isnan(uniforms[:, 0]).all()):

@@ -81,6 +81,45 @@ class MinNewTokens:
         return scores.index_fill(-1, self.eos.to(scores.device), float("-inf"))
 
 
+class RepetitionPenalty:
+    """A checkpoint's ``repetition_penalty`` for the fast decode path, as one [rows, vocab] mask.
+
+    HF generate's processor gathers the scores of every token the row holds (its prompt without the
+    left padding, then its answer so far) and divides them by the penalty (multiplies the negative
+    ones); here the set of held tokens is a boolean mask, filled from the prompt once and one token
+    per step, so a step costs one ``where`` on the whole batch and no gather over the sequence.
+    """
+
+    def __init__(self, penalty: float, input_ids: torch.Tensor, attention: torch.Tensor, vocab: int) -> None:
+        self.penalty = penalty
+        # One spare column takes the padding and any id past the head's vocabulary (never generated).
+        held = input_ids.clamp(max=vocab).masked_fill(attention == 0, vocab)
+        self.seen = torch.zeros(input_ids.shape[0], vocab + 1, dtype=torch.bool, device=input_ids.device)
+        self.seen.scatter_(1, held, True)  # [rows, vocab + 1]
+        self.vocab = vocab
+
+    def select(self, rows_of: torch.Tensor) -> RepetitionPenalty:
+        """The penalty of output rows that continue prefill rows ``rows_of``."""
+        out = RepetitionPenalty.__new__(RepetitionPenalty)
+        out.penalty, out.vocab, out.seen = self.penalty, self.vocab, self.seen[rows_of]
+        return out
+
+    def apply(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scores [rows, vocab] with every held token's score penalised."""
+        penalised = torch.where(scores < 0, scores * self.penalty, scores / self.penalty)
+        return torch.where(self.seen[:, : self.vocab], penalised, scores)
+
+    def hold(self, tokens: torch.Tensor) -> None:
+        """Add each row's new token [rows] to what it holds."""
+        self.seen.scatter_(1, tokens.clamp(max=self.vocab)[:, None], True)
+
+
+def repetition_penalty(generation_config: object) -> float | None:
+    """The penalty a model's generation config asks HF generate for (None: none)."""
+    value = getattr(generation_config, "repetition_penalty", None)
+    return None if value is None or float(value) == 1.0 else float(value)
+
+
 class FirstStepLogProbs:
     """A logits processor that keeps only the first step's log-probs [rows, vocab] (float32).
 

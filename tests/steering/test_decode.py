@@ -78,6 +78,26 @@ def test_toy_fast_equals_hf(toy_world, min_new) -> None:
 
 
 @TOY
+def test_toy_repetition_penalty_fast_equals_hf(toy_world, monkeypatch) -> None:
+    """A checkpoint's repetition penalty (Qwen2.5-VL's ship one): both paths apply it, after the KL's recorder."""
+    vlm, sae = toy_world
+    probes = _toy_probes()
+    plain = SteeringEngine(vlm, sae, settings=GenerationSettings(decode="hf", max_new_tokens=20, batch_size=8,
+                                                                 temperature=1.5)).run(probes)
+    monkeypatch.setattr(vlm.model.generation_config, "repetition_penalty", 3.0)
+    hf, fast = _pair(vlm, sae, max_new_tokens=20, min_new_tokens=3, batch_size=8, temperature=1.5)
+    expected, got = hf.run(probes), fast.run(probes)
+    assert fast._decoder is not None, "the penalty sent the model back to HF generate"
+    _assert_same(expected, got)
+    # the penalty acts (the toy's answers repeat "the", "colour", ... words of the prompt) ...
+    changed = sum(a.texts != b.texts for a, b in zip(plain, expected))
+    assert changed >= 3, changed
+    # ... but not on the first-step distribution the KL reads (the unsteered baseline has no penalty)
+    for a, b in zip(plain, got):
+        assert b.kl_first == pytest.approx(a.kl_first, abs=1e-4, rel=1e-4), a.probe
+
+
+@TOY
 def test_toy_samples_do_not_depend_on_packing_on_the_fast_path(toy_world) -> None:
     vlm, sae = toy_world
     engine = SteeringEngine(vlm, sae, settings=GenerationSettings(decode="fast", max_new_tokens=16, temperature=1.5))
@@ -165,8 +185,10 @@ def test_unsupported_reasons(monkeypatch) -> None:
     gemma.config.text_config._attn_implementation = "flex_attention"
     assert "attention implementation" in decode.unsupported_reason(gemma, 30, 20)
     gemma.config.text_config._attn_implementation = "sdpa"
-    gemma.generation_config.repetition_penalty = 1.3
-    assert "repetition_penalty" in decode.unsupported_reason(gemma, 30, 20)
+    gemma.generation_config.repetition_penalty = 1.3  # reimplemented: stays on the fast path
+    assert decode.unsupported_reason(gemma, 30, 20) is None
+    gemma.generation_config.no_repeat_ngram_size = 3
+    assert "no_repeat_ngram_size" in decode.unsupported_reason(gemma, 30, 20)
 
 
 def test_decode_path_is_not_part_of_the_cache_key(tiny_engine) -> None:
@@ -346,6 +368,22 @@ def test_family_fast_equals_hf(family_world) -> None:
     fast_kl = (fast_logp.exp() * (fast_logp - fast_logp[0])).sum(-1)
     torch.testing.assert_close(fast_kl, kl, atol=1e-5, rtol=1e-4)
     assert hook_count(vlm.model) == hooks
+
+
+def test_family_repetition_penalty_fast_equals_hf(family_world, monkeypatch) -> None:
+    """The penalty over each row's own prompt (left padding excluded) and answer, fanned-out rows included."""
+    family, vlm, sae, prompts = family_world
+    unique, vectors, rows_of, rows, uniforms = _mixed_rows(family, vlm.model, prompts, sae)
+    plain, _ = _pair(vlm, sae, max_new_tokens=_STEPS, min_new_tokens=2, temperature=1.0)
+    before, _, _ = plain.generate_inputs(rows, vectors[rows_of], uniforms=uniforms)
+    monkeypatch.setattr(vlm.model.generation_config, "repetition_penalty", 4.0)
+    hf, fast = _pair(vlm, sae, max_new_tokens=_STEPS, min_new_tokens=2, temperature=1.0)
+    texts, counts, logp = hf.generate_inputs(rows, vectors[rows_of], uniforms=uniforms)
+    fast_texts, fast_counts, fast_logp = fast.generate_inputs(unique, vectors, uniforms=uniforms, rows_of=rows_of)
+    assert sum(a != b for a, b in zip(before, texts)) >= 2, f"{family}: the penalty changed nothing"
+    assert fast_texts == texts
+    assert fast_counts == counts
+    torch.testing.assert_close(fast_logp, logp, atol=1e-5, rtol=1e-5)
 
 
 def test_family_step_logits_match_hf(family_world) -> None:
