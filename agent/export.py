@@ -36,6 +36,7 @@ def export_row(rec: FeatureRecord, truth: dict[int, dict[str, Any]] | None) -> d
         "model": world.get("model"),
         "revision": world.get("revision"),
         "sae": world.get("sae"),
+        "sae_revision": world.get("sae_revision"),
         "layer": world.get("layer"),
         "judge": judge_name(rec.judge),
         "prompt_version": ",".join(rec.prompt_versions),

@@ -43,16 +43,26 @@ def toy_defaults() -> tuple[str, str] | None:
 
 
 def resolve_model_and_sae(args: argparse.Namespace) -> tuple[str, str]:
+    """(model, SAE) the options name, the toy world filling in; local paths made absolute, so that
+    ``--sae ./sae`` run from two folders names two SAEs (and two default stores), not one."""
     if args.model and args.sae:
-        return args.model, args.sae
+        return _absolute(args.model), _absolute(args.sae)
     defaults = toy_defaults()
     if args.model and not args.sae:
         raise SteeringError("--model was given without --sae: pass the SAE trained on that model's vision encoder")
     if defaults is None:
         raise SteeringError("the bundled toy world is not installed: pass --model and --sae")
     if args.sae and not args.model:
-        return defaults[0], args.sae
+        return defaults[0], _absolute(args.sae)
     return defaults
+
+
+def _absolute(spec: str) -> str:
+    """An existing local path as an absolute one; a hub id as given."""
+    from steering.revisions import local_path
+
+    path = local_path(spec)
+    return str(path) if path is not None else spec
 
 
 def build_engine(args: argparse.Namespace, **settings: Any) -> SteeringEngine:

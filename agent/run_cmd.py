@@ -142,7 +142,7 @@ def store_path(args: argparse.Namespace) -> Path:
     return default_store_path(model, sae, args.layer)
 
 
-WORLD_KEYS = ("model", "sae", "layer", "revision")
+CHOICE_KEYS = ("model", "sae", "layer", "revision")
 
 
 def same_world(options: Any, world: dict[str, Any] | None, **values: Any) -> bool:
@@ -153,25 +153,28 @@ def same_world(options: Any, world: dict[str, Any] | None, **values: Any) -> boo
     options, the TUI's WorldSpec) or None; keywords give plain values instead or on top, e.g.
     ``same_world(None, store.world(), model="org/m", sae="org/s", layer=16)``. No model and SAE
     mean the bundled toy world; no layer or revision matches any. A choice that names no world
-    (a model without an SAE) matches none.
+    (a model without an SAE) matches none. Local folders are fingerprinted from their files (cheap:
+    steering.revisions), so an SAE retrained in place is another world, and a copied one the same.
     """
+    from agent.store import world_differences
     from steering.errors import SteeringError
+    from steering.revisions import content_revision, local_path
 
-    unknown = set(values) - set(WORLD_KEYS)
+    unknown = set(values) - set(CHOICE_KEYS)
     if unknown:
-        raise TypeError(f"same_world() got unexpected keywords {sorted(unknown)}: use {', '.join(WORLD_KEYS)}")
-    choice = argparse.Namespace(**{k: values.get(k, getattr(options, k, None)) or None for k in WORLD_KEYS})
+        raise TypeError(f"same_world() got unexpected keywords {sorted(unknown)}: use {', '.join(CHOICE_KEYS)}")
+    choice = argparse.Namespace(**{k: values.get(k, getattr(options, k, None)) or None for k in CHOICE_KEYS})
     if not world:
         return False
     try:
         model, sae = resolve_model_and_sae(choice)
     except SteeringError:
         return False
-    if str(model) != str(world.get("model")) or str(sae) != str(world.get("sae")):
-        return False
-    if choice.layer is not None and choice.layer != world.get("layer"):
-        return False
-    return choice.revision is None or choice.revision == world.get("revision")
+    model_path, sae_path = local_path(model), local_path(sae)
+    revision = choice.revision or (content_revision(model_path) if model_path and model_path.is_dir() else None)
+    want = {"model": model, "revision": revision, "sae": sae, "layer": choice.layer,
+            "sae_revision": content_revision(sae_path) if sae_path else None}
+    return not world_differences(world, want, wildcards=True)
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:

@@ -41,7 +41,7 @@ from agent.probe_service import Engine, ProbeService
 from agent.probes import ProbeResult
 from agent.records import FeatureRecord, new_run_id
 from agent.scale import resolve_strengths
-from agent.store import RecordUnreadable, Store
+from agent.store import WORLD_KEYS, RecordUnreadable, Store
 from agent.sweep import background_probes
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class RunSummary:
 
 def world_of(engine: Engine) -> dict[str, Any]:
     fp = engine.fingerprint()
-    return {k: fp.get(k) for k in ("model", "revision", "sae", "layer")}
+    return {k: fp.get(k) for k in WORLD_KEYS}
 
 
 EngineSource = Engine | Callable[[], Engine]

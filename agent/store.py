@@ -17,6 +17,7 @@ from typing import Any
 from agent.evidence import ImageEvidence
 from agent.probes import ProbeResult
 from agent.records import DECISIONS, SCHEMA_VERSION, FeatureRecord, Review, default_reviewer, now_iso
+from steering.revisions import is_local_revision
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,32 @@ def store_name(model: str, sae: str, layer: int | None) -> str:
 
     digest = hashlib.sha256(f"{model}|{sae}|{layer}".encode()).hexdigest()[:8]
     return f"{slug(model)}__{slug(sae)}__L{'auto' if layer is None else layer}-{digest}"
+
+
+WORLD_KEYS = ("model", "revision", "sae", "sae_revision", "layer")
+"""What a store's records belong to: the model (and its revision), the SAE (and the fingerprint of its
+files, steering.revisions), and the layer."""
+
+
+def world_differences(held: dict[str, Any], want: dict[str, Any], *, wildcards: bool = False) -> list[str]:
+    """The world keys on which ``want`` names another model, SAE or layer than ``held`` (empty: the same).
+
+    A local model or SAE is what its files hold: two content fingerprints decide, whatever the folders
+    (a world copied to another clone is the same world; an SAE retrained in place is another). Without
+    fingerprints on both sides, the names (and the model's hub revision) decide. wildcards: a value
+    ``want`` leaves as None (no layer or revision asked for) matches any.
+    """
+    def differs(key: str) -> bool:
+        if wildcards and want.get(key) is None:
+            return False
+        return held.get(key) != want.get(key)
+
+    diff: list[str] = []
+    local = is_local_revision(held.get("revision")) and is_local_revision(want.get("revision"))
+    diff += [k for k in (("revision",) if local else ("model", "revision")) if differs(k)]
+    fingerprinted = held.get("sae_revision") is not None and want.get("sae_revision") is not None
+    diff += [k for k in (("sae_revision",) if fingerprinted else ("sae",)) if differs(k)]
+    return diff + [k for k in ("layer",) if differs(k)]
 
 
 def default_store_path(model: str, sae: str, layer: int | None) -> Path:
@@ -149,18 +176,25 @@ class Store:
         return self.get_meta("world")
 
     def bind_world(self, world: dict[str, Any]) -> None:
-        """Claim the store for ``world``; a store made for another model or SAE is refused."""
+        """Claim the store for ``world``; a store made for another model, SAE or layer is refused.
+
+        A store bound before SAE fingerprints existed takes the fingerprint of the first SAE that
+        matches its name.
+        """
         with self._main.transact():
             current = self.get_meta("world")
             if current is None:
                 self.set_meta("world", world)
                 return
-        keys = ("model", "revision", "sae", "layer")
-        diff = [k for k in keys if current.get(k) != world.get(k)]
+            diff = world_differences(current, world)
+            if not diff and current.get("sae_revision") is None and world.get("sae_revision") is not None:
+                self.set_meta("world", current | {"sae_revision": world["sae_revision"]})
         if diff:
             have = ", ".join(f"{k}={current.get(k)!r}" for k in diff)
             want = ", ".join(f"{k}={world.get(k)!r}" for k in diff)
-            raise StoreError(f"store {self.path} holds records for {have}, not {want}: pass another --store")
+            why = (" (the SAE's files differ from those its records were made with)"
+                   if "sae_revision" in diff else " (the model's files differ)" if diff == ["revision"] else "")
+            raise StoreError(f"store {self.path} holds records for {have}, not {want}{why}: pass another --store")
 
     # ------------------------------------------------------------------ probe results
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from agent.options import add_model_options, build_engine, resolve_model_and_sae
 from agent.run_cmd import add_store_option, positive_int, same_world, store_path
+from agent.store import WORLD_KEYS
 
 TOY_SCENES = 2000
 
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             return 130
         run = result.meta.get("run", {})
         try:
-            store.bind_world({k: run.get(k) for k in ("model", "revision", "sae", "layer")})
+            store.bind_world({k: run.get(k) for k in WORLD_KEYS})
         except StoreError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -112,7 +112,7 @@ class SteeringEngine:
             s.pop(name)
         return {
             "model": self.vlm.model_id, "revision": self.vlm.revision, "dtype": str(self.vlm.dtype),
-            "sae": self.sae.sae_id, "layer": self.layer,
+            "sae": self.sae.sae_id, "sae_revision": self.sae.revision, "layer": self.layer,
             "prompts": [prompts.load("vlm_describe").ref, prompts.load("vlm_ask").ref],
             "generation": s,
         }

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from steering.errors import ModelLoadError, UnsupportedModelError
+from steering.revisions import content_revision
 
 log = logging.getLogger(__name__)
 
@@ -141,28 +142,6 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
-def _local_revision(path: Path) -> str:
-    """A content fingerprint of a local model folder (stable across copies and clones).
-
-    Hashes the config and, for each weight file, its size and its first and last MiB: cheap on an
-    8 GB checkpoint, and retrained weights change those bytes.
-    """
-    import hashlib
-
-    h = hashlib.sha256()
-    chunk = 1 << 20
-    for f in sorted(path.iterdir()):
-        if f.name == "config.json" or f.suffix in (".safetensors", ".bin"):
-            size = f.stat().st_size
-            h.update(f"{f.name}:{size}".encode())
-            with f.open("rb") as fh:
-                h.update(fh.read(chunk))
-                if size > 2 * chunk:
-                    fh.seek(-chunk, 2)
-                    h.update(fh.read(chunk))
-    return "local-" + h.hexdigest()[:12]
-
-
 def load_vlm(
     model_id: str | Path,
     *,
@@ -210,7 +189,7 @@ def load_vlm(
     model.to(device).eval()
     vision = inspect_vision(model)
     if revision is None:
-        revision = _local_revision(local) if local.is_dir() else getattr(config, "_commit_hash", None)
+        revision = content_revision(local) if local.is_dir() else getattr(config, "_commit_hash", None)
     log.info("loaded %s (%s, %d vision layers, width %d)", model_id, vision.family, vision.n_layers, vision.width)
     return LoadedVLM(model=model, processor=processor, vision=vision, model_id=model_id, revision=revision)
 

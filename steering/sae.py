@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from steering.errors import FeatureOutOfRangeError, LayerOutOfRangeError, SAELoadError, ShapeMismatchError
+from steering.revisions import content_revision
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,9 @@ class SAE:
     layer: int | None = None
     """Encoder layer whose output the SAE was trained on (from its config, or given)."""
     sae_id: str = ""
-    """Where it came from (path or hub spec), for cache keys."""
+    """Where it came from (path or hub spec), as given."""
+    revision: str | None = None
+    """What it holds: a fingerprint of its files (steering.revisions), for stores and cache keys."""
     meta: dict[str, Any] = field(default_factory=dict)
     """The SAE's own config, as read."""
 
@@ -271,6 +274,7 @@ def load_sae(
             f"{path} holds no SAE: expected ae.pt + config.json (dictionary_learning) or cfg.json + sae_weights.safetensors (SAELens)"
         )
     sae.sae_id = spec
+    sae.revision = content_revision(path)
     if layer is not None:
         sae.layer = int(layer)
     log.info("loaded SAE %s: d_in=%d d_sae=%d layer=%s k=%s", spec, sae.d_in, sae.d_sae, sae.layer, sae.k)

@@ -14,6 +14,7 @@ from agent.eval.cache import EvalCache, digest
 from agent.eval.control import RandomDirectionEngine
 from agent.probes import Probe
 from agent.records import FeatureRecord
+from agent.store import WORLD_KEYS
 from agent.sweep import baseline_probe, steered_probe
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def toy_topk(cache: EvalCache, engine: Any, n_scenes: int) -> Any:
     )
 
     fp = engine.fingerprint()
-    root = cache.root / "topk" / f"toy-{n_scenes}-{digest({k: fp.get(k) for k in ('model', 'revision', 'sae', 'layer')})}"
+    root = cache.root / "topk" / f"toy-{n_scenes}-{digest({k: fp.get(k) for k in WORLD_KEYS})}"
     images = root / "images"
     if not (images / "scenes.json").is_file():
         write_toy_scenes(images, n_scenes, TOPK_SCENE_SEED)

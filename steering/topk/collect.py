@@ -80,7 +80,8 @@ class EncoderSpec:
             return pv
 
         return cls(vision_tower(vlm.model), vlm.vision.layers, layer, vlm.vision.has_cls, preprocess,
-                   {"model": vlm.model_id, "revision": vlm.revision, "sae": sae.sae_id, "layer": layer,
+                   {"model": vlm.model_id, "revision": vlm.revision, "sae": sae.sae_id,
+                    "sae_revision": sae.revision, "layer": layer,
                     "d_sae": sae.d_sae})
 
 

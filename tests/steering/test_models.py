@@ -71,7 +71,7 @@ def test_local_revision_follows_content_not_timestamps(tmp_path) -> None:
     import os
     import shutil
 
-    from steering.models import _local_revision
+    from steering.revisions import content_revision as _local_revision
 
     tiny.tiny_model("gemma3").save_pretrained(tmp_path / "a")
     shutil.copytree(tmp_path / "a", tmp_path / "b")
