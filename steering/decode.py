@@ -306,7 +306,7 @@ class FastDecoder:
         first_logprobs = torch.log_softmax(first, dim=-1)[rows_of]
         penalty = None
         if repetition_penalty is not None:
-            penalty = RepetitionPenalty(repetition_penalty, ids, attention, first.shape[-1]).select(rows_of)
+            penalty = RepetitionPenalty(repetition_penalty, ids, attention, first.shape[-1], rows_of)
 
         length = self._cache_length(prompt_len + max_new_tokens)
         cache = self._static_cache(prefill, rows, length)

@@ -90,19 +90,17 @@ class RepetitionPenalty:
     per step, so a step costs one ``where`` on the whole batch and no gather over the sequence.
     """
 
-    def __init__(self, penalty: float, input_ids: torch.Tensor, attention: torch.Tensor, vocab: int) -> None:
+    def __init__(self, penalty: float, input_ids: torch.Tensor, attention: torch.Tensor, vocab: int,
+                 rows_of: torch.Tensor | None = None) -> None:
+        """input_ids, attention: [prompts, length] (left padding 0); rows_of: the prompt each output row
+        continues (None: one row per prompt)."""
         self.penalty = penalty
+        self.vocab = vocab
         # One spare column takes the padding and any id past the head's vocabulary (never generated).
         held = input_ids.clamp(max=vocab).masked_fill(attention == 0, vocab)
-        self.seen = torch.zeros(input_ids.shape[0], vocab + 1, dtype=torch.bool, device=input_ids.device)
-        self.seen.scatter_(1, held, True)  # [rows, vocab + 1]
-        self.vocab = vocab
-
-    def select(self, rows_of: torch.Tensor) -> RepetitionPenalty:
-        """The penalty of output rows that continue prefill rows ``rows_of``."""
-        out = RepetitionPenalty.__new__(RepetitionPenalty)
-        out.penalty, out.vocab, out.seen = self.penalty, self.vocab, self.seen[rows_of]
-        return out
+        seen = torch.zeros(input_ids.shape[0], vocab + 1, dtype=torch.bool, device=input_ids.device)
+        seen.scatter_(1, held, True)
+        self.seen = seen if rows_of is None else seen[rows_of]  # [rows, vocab + 1]
 
     def apply(self, scores: torch.Tensor) -> torch.Tensor:
         """Scores [rows, vocab] with every held token's score penalised."""
