@@ -87,7 +87,9 @@ def world_differences(held: dict[str, Any], want: dict[str, Any], *, wildcards: 
     diff += [k for k in (("revision",) if local else ("model", "revision")) if differs(k)]
     fingerprinted = held.get("sae_revision") is not None and want.get("sae_revision") is not None
     diff += [k for k in (("sae_revision",) if fingerprinted else ("sae",)) if differs(k)]
-    return diff + [k for k in ("layer",) if differs(k)]
+    if differs("layer"):
+        diff.append("layer")
+    return diff
 
 
 def default_store_path(model: str, sae: str, layer: int | None) -> Path:

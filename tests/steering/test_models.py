@@ -67,16 +67,16 @@ def test_tiny_models_load_back_from_disk(tmp_path, family) -> None:
     assert vision.width == 32
 
 
-def test_local_revision_follows_content_not_timestamps(tmp_path) -> None:
+def test_content_revision_follows_content_not_timestamps(tmp_path) -> None:
     import os
     import shutil
 
-    from steering.revisions import content_revision as _local_revision
+    from steering.revisions import content_revision
 
     tiny.tiny_model("gemma3").save_pretrained(tmp_path / "a")
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     for f in (tmp_path / "b").iterdir():
         os.utime(f, (0, 0))
-    assert _local_revision(tmp_path / "a") == _local_revision(tmp_path / "b")
+    assert content_revision(tmp_path / "a") == content_revision(tmp_path / "b")
     tiny.tiny_model("gemma3", seed=1).save_pretrained(tmp_path / "b")
-    assert _local_revision(tmp_path / "a") != _local_revision(tmp_path / "b")
+    assert content_revision(tmp_path / "a") != content_revision(tmp_path / "b")
