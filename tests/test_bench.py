@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each runs a benchmark script in a subprocess (10-45 s)
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 

@@ -20,12 +20,23 @@ def test_remote_name_lookup_is_blocked() -> None:
         socket.getaddrinfo("huggingface.co", 443)
 
 
-def test_hub_download_is_blocked_or_offline() -> None:
-    from huggingface_hub import hf_hub_download
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    """An exception and everything it was raised from or while handling."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
 
+
+def test_hub_download_is_blocked_by_the_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the hub's offline switch turned off, it is the guard that stops a download (not HF_HUB_OFFLINE)."""
+    from huggingface_hub import constants, hf_hub_download
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(Exception) as info:
         hf_hub_download("google/gemma-3-4b-it", "config.json", cache_dir="/nonexistent-cache-dir-for-test")
-    assert not isinstance(info.value, AssertionError)
+    assert any(isinstance(e, NetworkBlocked) for e in _chain(info.value)), repr(info.value)
 
 
 def test_loopback_is_allowed() -> None:

@@ -34,22 +34,18 @@ def world_args(tiny_world: tuple[Path, Path]) -> list[str]:
 def test_run_export_and_resume_from_the_store(tiny_world, tmp_path: Path) -> None:
     store, out = tmp_path / "store", tmp_path / "out.jsonl"
     args = ["--features", "0-31", *world_args(tiny_world), "--store", str(store), "--export", str(out)]
-    t0 = time.perf_counter()
     first = steer_agent(*args)
-    t_first = time.perf_counter() - t0
     assert first.returncode == 0, first.stderr
-    assert "32 features: 32 done" in first.stdout
+    assert "32 features: 32 done" in first.stdout and "probes: 0 run" not in first.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["feature"] for r in rows] == list(range(32))
     assert all(FIELDS <= set(r) and r["status"] == "done" and r["explanation"] for r in rows)
     assert rows[0]["judge"].startswith("offline") and "not an LLM" in rows[0]["judge"]
     assert rows[0]["layer"] == 1 and rows[0]["model"] == str(tiny_world[0])
 
-    t0 = time.perf_counter()
-    second = steer_agent(*args)
-    t_second = time.perf_counter() - t0
-    assert second.returncode == 0 and "32 already finished" in second.stdout
-    assert t_second < t_first / 3, (t_first, t_second)
+    second = steer_agent(*args)  # the rerun resumes: every feature is finished, nothing is probed again
+    assert second.returncode == 0 and "0 done, 0 failed, 32 already finished" in second.stdout
+    assert "probes: 0 run" in second.stdout, second.stdout
     assert [json.loads(line)["feature"] for line in out.read_text().splitlines()] == list(range(32))
 
     exported = steer_agent("export", "--store", str(store), "--out", "-", "--features", "3-4")
@@ -58,9 +54,10 @@ def test_run_export_and_resume_from_the_store(tiny_world, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("args, message", [
     (["--features", "0-x"], "bad feature list item"),
-    (["--features", "60-70"], "out of range"),
-    (["--features", "0", "--judge", "openai", "--judge-api-key-env", "NO_SUCH_KEY_VAR"], "NO_SUCH_KEY_VAR"),
-    (["--features", "0", "--model", "/no/such/model"], "error:"),
+    pytest.param(["--features", "60-70"], "out of range", marks=pytest.mark.slow),
+    pytest.param(["--features", "0", "--judge", "openai", "--judge-api-key-env", "NO_SUCH_KEY_VAR"], "NO_SUCH_KEY_VAR",
+                 marks=pytest.mark.slow),
+    pytest.param(["--features", "0", "--model", "/no/such/model"], "error:", marks=pytest.mark.slow),
 ])
 def test_bad_input_exits_2_with_one_line(tiny_world, tmp_path: Path, args: list[str], message: str) -> None:
     base = world_args(tiny_world) if "--model" not in args else ["--sae", str(tiny_world[1])]
@@ -81,6 +78,7 @@ def judge_script(payload: dict) -> Reply:
     return Reply(content=json.dumps(reply), delay=0.1)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume(tiny_world, tmp_path: Path) -> None:
     store_dir, out = tmp_path / "store", tmp_path / "out.jsonl"
     env = {"SIGKILL_TEST_KEY": TEST_KEY}
@@ -132,6 +130,7 @@ def test_sigkill_mid_run_then_resume(tiny_world, tmp_path: Path) -> None:
     assert not any(TEST_KEY.encode() in b for b in blobs)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_gracefully_and_a_rerun_resumes(tiny_world, tmp_path: Path) -> None:
     store_dir = tmp_path / "store"
     env = {"SIGINT_TEST_KEY": TEST_KEY}
@@ -164,19 +163,18 @@ def _toy_available() -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _toy_available(), reason="the toy world is not built")
 def test_toy_world_end_to_end(tmp_path: Path) -> None:
     """The default world, as a new user runs it: no --model, offline judge, ground truth in the export."""
     store, out = tmp_path / "store", tmp_path / "toy.jsonl"
     args = ["--features", "0-31", "--store", str(store), "--export", str(out)]
-    t0 = time.perf_counter()
     first = steer_agent(*args)
-    t_first = time.perf_counter() - t0
     assert first.returncode == 0, first.stderr
-    assert "ground truth named:" in first.stdout
+    assert "ground truth named:" in first.stdout and "probes: 0 run" not in first.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["feature"] for r in rows] == list(range(32)) and all(FIELDS <= set(r) for r in rows)
     assert any(r["ground_truth"] and r["ground_truth"]["value"] for r in rows)
-    t0 = time.perf_counter()
-    assert steer_agent(*args).returncode == 0
-    assert time.perf_counter() - t0 < t_first / 3
+    again = steer_agent(*args)  # resumed: no feature is explained twice, no probe runs again
+    assert again.returncode == 0 and "0 done, 0 failed, 32 already finished" in again.stdout
+    assert "probes: 0 run" in again.stdout, again.stdout

@@ -31,6 +31,7 @@ def _labels(store: Path) -> list[str | None]:
         return [r.final_label for r in s.list_records()]
 
 
+@pytest.mark.slow  # subprocess runs
 def test_one_relative_sae_path_in_two_folders_is_two_worlds(tiny_world, tmp_path: Path) -> None:
     model, sae = tiny_world
     (tmp_path / "a").mkdir()
@@ -48,6 +49,7 @@ def test_one_relative_sae_path_in_two_folders_is_two_worlds(tiny_world, tmp_path
     assert _labels(one) != _labels(two), "the renumbered SAE should explain its features differently"
 
 
+@pytest.mark.slow  # subprocess runs
 def test_an_sae_retrained_in_place_is_refused_and_nothing_is_lost(tiny_world, tmp_path: Path) -> None:
     model, sae = tiny_world
     shutil.copytree(sae, tmp_path / "sae")
@@ -62,6 +64,7 @@ def test_an_sae_retrained_in_place_is_refused_and_nothing_is_lost(tiny_world, tm
     assert _labels(store) == before
 
 
+@pytest.mark.slow  # subprocess runs
 def test_a_copied_world_is_the_same_world(tiny_world, tmp_path: Path) -> None:
     model, sae = tiny_world
     store = tmp_path / "store"

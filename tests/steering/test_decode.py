@@ -298,6 +298,73 @@ def _mixed_rows(family: str, model, prompts: list[list[int]], sae):
             _family_batch(family, model, [unique[i] for i in rows_of]), uniforms)
 
 
+_LOGIT_SCALE = 4.0
+"""How much the family tests sharpen a tiny model's next-token distribution (see ``_peaked``)."""
+
+
+def _peaked(model):
+    """``model`` with its LM head scaled by _LOGIT_SCALE (untied from the input embeddings first).
+
+    A random tiny model's logits are flat (320 tokens within about one logit), so two tokens can tie to
+    within float noise and different CPU kernels then pick different ones: a test of "fast == HF" would
+    test the kernels, not the decoding. Sharper logits spread the candidates apart; `_decision_margins`
+    checks that every decision the tests compare is far from a tie.
+    """
+    head = model.get_output_embeddings()
+    head.weight = torch.nn.Parameter(head.weight.detach().clone() * _LOGIT_SCALE)
+    return model
+
+
+_MIN_MARGIN = 1e-5
+"""The closest call a compared decision may be: about 10x the float noise between CPU kernels here."""
+
+
+class _Decisions:
+    """Records what the seeded sampler saw at each step of a run (a spy on SeededSampler.choose)."""
+
+    def __init__(self, monkeypatch) -> None:
+        from steering import sampling
+
+        self.seen: list[tuple[object, torch.Tensor, int]] = []
+        real = sampling.SeededSampler.choose
+
+        def spy(sampler, scores, step):
+            self.seen.append((sampler, scores.detach().float().clone(), step))
+            return real(sampler, scores, step)
+
+        monkeypatch.setattr(sampling.SeededSampler, "choose", spy)
+
+    def closest(self, lengths: list[int]) -> tuple[float, int, int]:
+        """(margin, row, step) of the nearest tie among the live steps: for a greedy row the gap between
+        its top two logits; for a sampled row the smaller of the pick's logit gap to its neighbours in
+        the sampler's sorted order (a swap changes the pick) and the distance of its uniform number to
+        the pick's CDF segment ends."""
+        closest = (float("inf"), -1, -1)
+        for sampler, scores, step in self.seen:
+            for row in range(scores.shape[0]):
+                if step < lengths[row]:
+                    closest = min(closest, (_margin(sampler, scores[row], step, row), row, step))
+        return closest
+
+
+def _margin(sampler, scores: torch.Tensor, step: int, row: int) -> float:
+    logits = scores / max(sampler.temperature, 1e-6)
+    u = float(sampler.uniforms[row, step])
+    if u != u:  # NaN: a greedy row
+        top = logits.topk(2).values
+        return float(top[0] - top[1])
+    k = min(sampler.top_k, logits.shape[-1]) if sampler.top_k else logits.shape[-1]
+    values = logits.topk(k).values
+    probs = torch.softmax(values, -1)
+    probs = probs * ((probs.cumsum(-1) - probs) < sampler.top_p)
+    cum = probs.cumsum(-1)
+    target = u * float(cum[-1])
+    pick = int(torch.searchsorted(cum, torch.tensor([target])))
+    gaps = [float(values[pick - 1] - values[pick])] if pick else []
+    gaps += [float(values[pick] - values[pick + 1])] if pick + 1 < k else []
+    return min(*gaps, float(cum[pick]) - target, target - (float(cum[pick - 1]) if pick else 0.0))
+
+
 def _answer_lengths(texts: list[str], eos: list[int]) -> list[int]:
     """Tokens up to and including the first eos (all of them where none), from _IdTokenizer texts."""
     lengths = []
@@ -307,14 +374,15 @@ def _answer_lengths(texts: list[str], eos: list[int]) -> list[int]:
     return lengths
 
 
-@pytest.fixture(scope="module", params=tiny.FAMILIES)
+@pytest.fixture(scope="module", params=[f if f == "gemma3" else pytest.param(f, marks=pytest.mark.slow)
+                                        for f in tiny.FAMILIES])  # one family by default, all under -m slow
 def family_world(request, tmp_path_factory):
     """(family, LoadedVLM, SAE, prompts) with end-of-sequence ids that end rows at different steps."""
     from steering.models import LoadedVLM, inspect_vision
     from steering.sae import load_sae
 
     family = request.param
-    model = tiny.tiny_model(family)
+    model = _peaked(tiny.tiny_model(family))
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
     vision = inspect_vision(model)
@@ -346,13 +414,17 @@ def test_every_family_is_on_the_fast_path() -> None:
     assert set(tiny.FAMILIES) <= set(decode.FAST_FAMILIES)
 
 
-def test_family_fast_equals_hf(family_world) -> None:
+def test_family_fast_equals_hf(family_world, monkeypatch) -> None:
     """A packed batch: prompts of different lengths, greedy and seeded rows fanned out from shared prefills."""
     family, vlm, sae, prompts = family_world
     hooks = hook_count(vlm.model)  # transformers' own output recorders on some vision towers
     hf, fast = _pair(vlm, sae, max_new_tokens=_STEPS, min_new_tokens=2, temperature=1.0)
     unique, vectors, rows_of, rows, uniforms = _mixed_rows(family, vlm.model, prompts, sae)
+    decisions = _Decisions(monkeypatch)
     texts, counts, logp = hf.generate_inputs(rows, vectors[rows_of], uniforms=uniforms)
+    # no token is decided by a near-tie, which float noise could flip on another CPU (see _peaked)
+    margin, row, step = decisions.closest(_answer_lengths(texts, vlm.model.generation_config.eos_token_id))
+    assert margin > _MIN_MARGIN, f"{family}: row {row} step {step} is a near-tie ({margin:.1e})"
     fast_texts, fast_counts, fast_logp = fast.generate_inputs(unique, vectors, uniforms=uniforms, rows_of=rows_of)
     assert fast._decoder is not None and hf._decoder is None
     # the setup exercises what it claims: steering acts, rows stop at different lengths, samples differ
@@ -378,7 +450,10 @@ def test_family_repetition_penalty_fast_equals_hf(family_world, monkeypatch) -> 
     before, _, _ = plain.generate_inputs(rows, vectors[rows_of], uniforms=uniforms)
     monkeypatch.setattr(vlm.model.generation_config, "repetition_penalty", 4.0)
     hf, fast = _pair(vlm, sae, max_new_tokens=_STEPS, min_new_tokens=2, temperature=1.0)
+    decisions = _Decisions(monkeypatch)
     texts, counts, logp = hf.generate_inputs(rows, vectors[rows_of], uniforms=uniforms)
+    margin, row, step = decisions.closest(_answer_lengths(texts, vlm.model.generation_config.eos_token_id))
+    assert margin > _MIN_MARGIN, f"{family}: row {row} step {step} is a near-tie ({margin:.1e})"
     fast_texts, fast_counts, fast_logp = fast.generate_inputs(unique, vectors, uniforms=uniforms, rows_of=rows_of)
     assert sum(a != b for a, b in zip(before, texts)) >= 2, f"{family}: the penalty changed nothing"
     assert fast_texts == texts
@@ -405,6 +480,8 @@ def test_family_step_logits_match_hf(family_world) -> None:
     live[:, 1:] = ~torch.isin(new[:, :-1], torch.tensor(eos)).cummax(-1).values
     assert int(live.sum()) > 2 * new.shape[0]
     hf_logits = torch.stack(expected.logits, dim=1)  # [rows, steps, vocab]
+    top = hf_logits[live].float().topk(2).values
+    assert float((top[:, 0] - top[:, 1]).min()) > _MIN_MARGIN, "a greedy step is a near-tie (see _peaked)"
     torch.testing.assert_close(got.logits[live], hf_logits[live].float(), atol=1e-5, rtol=1e-5)
 
 

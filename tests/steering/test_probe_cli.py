@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     import os
@@ -35,6 +37,7 @@ def test_probe_table_with_samples_and_question(tiny_world) -> None:
     assert "feature 1" in out.stdout and "What colour" in out.stdout
 
 
+@pytest.mark.slow  # a dozen subprocesses
 def test_bad_inputs_exit_2_with_one_line(tiny_world, tmp_path) -> None:
     model, sae = map(str, tiny_world)
     cases = [

@@ -333,12 +333,15 @@ async def test_resizes_cleanly(filled: Any, make_app: Any) -> None:
         await wait_until(pilot, lambda: len(table_ids(app)) == 8)
         await pilot.resize_terminal(140, 45)
         await pilot.press("enter")
-        await pilot.pause(0.2)
-        await pilot.resize_terminal(80, 24)
-        await pilot.pause(0.2)
-        await pilot.resize_terminal(60, 20)
-        await pilot.pause(0.2)
-        assert app.screen.feature == 0
+        await wait_until(pilot, lambda: getattr(app.screen, "record", None) is not None)
+        for width, height in ((140, 45), (80, 24), (60, 20)):
+            await pilot.resize_terminal(width, height)
+            await pilot.pause(0.2)
+            # the detail screen is laid out anew for every size: full width, footer on the last line
+            summary, footer = app.screen.query_one("#summary"), app.screen.query_one("Footer")
+            assert app.screen.feature == 0 and app.screen.size == (width, height)
+            assert summary.region.width == width and "#0" in str(summary.render())
+            assert footer.region.y == height - 1 and footer.region.width == width
 
 
 async def test_images_tab_draws_base_and_top_images(filled: Any, make_app: Any, tmp_path: Path,

@@ -20,7 +20,7 @@ def command(name: str) -> str | None:
     return shutil.which(name, path=str(BIN)) or shutil.which(name)
 
 
-pytestmark = [pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
               pytest.mark.skipif(command("steer-tui") is None or command("steer-agent") is None,
                                  reason="steer-tui / steer-agent are not installed (pip install -e .)")]
 REVIEWER = "tmux-tester"
