@@ -89,10 +89,10 @@ def toy_setup(n: int, workdir: Path) -> tuple[EncoderSpec, SAE, Any, str]:
         vlm, sae = load_vlm(toy.model_dir()), load_sae(toy.sae_dir())
         return EncoderSpec.from_vlm(vlm, sae), sae, source, "toy world (shipped weights)"
     # Not built yet: the same architecture with random weights times the same.
-    from steering.toy import data
-    from steering.toy.config import ToyConfig
-    from steering.toy.processor import build_processor
-    from steering.toy.vlm import build_model
+    from steering.toy.build import data
+    from steering.toy.build.config import ToyConfig
+    from steering.toy.build.processor import build_processor
+    from steering.toy.build.vlm import build_model
 
     cfg = ToyConfig()
     processor = build_processor(data.vocabulary_texts(), cfg.vlm.image_size, cfg.vlm.mm_tokens_per_image)

@@ -11,10 +11,11 @@ import torch
 from transformers import Gemma3ForConditionalGeneration, Gemma3Processor
 
 from steering.hooks import capture
-from steering.toy import data, scenes
-from steering.toy.config import ToyConfig
-from steering.toy.processor import build_processor
-from steering.toy.vlm import build_model
+from steering.toy import scenes
+from steering.toy.build import data
+from steering.toy.build.config import ToyConfig
+from steering.toy.build.processor import build_processor
+from steering.toy.build.vlm import build_model
 
 log = logging.getLogger(__name__)
 
