@@ -121,28 +121,17 @@ def test_wrong_vector_width_is_refused(family_model) -> None:
 
 
 @torch.no_grad()
-def test_capture_records_every_forward_and_leaves_no_hook(family_model) -> None:
+@pytest.mark.parametrize("stop", [False, True])
+def test_capture_records_and_leaves_no_hook(family_model, stop: bool) -> None:
+    """capture records the layer's output (with stop, nothing after it runs); no hook stays, even on error."""
     family, model, vision = family_model
     before = hook_count(model)
     inputs = tiny.tiny_image_inputs(family, model, rows=1)
-    with capture(vision.layers[LAYER]) as seen:
-        assert hook_count(model) == before + 1
+    with capture(vision.layers[LAYER + 1]) as later, capture(vision.layers[LAYER], stop=stop) as seen:
+        assert hook_count(model) == before + 2
         tiny.image_features(model, inputs)
-        tiny.image_features(model, inputs)
-    assert len(seen) == 2 and torch.equal(seen[0], seen[1])
+    assert len(seen) == 1 and len(later) == (0 if stop else 1)
     assert hook_count(model) == before
-    with pytest.raises(RuntimeError, match="boom"):
-        with capture(vision.layers[LAYER]):
-            raise RuntimeError("boom")
-    assert hook_count(model) == before
-
-
-@torch.no_grad()
-def test_capture_with_stop_skips_later_layers_and_leaves_no_hook(family_model) -> None:
-    family, model, vision = family_model
-    before = hook_count(model)
-    inputs = tiny.tiny_image_inputs(family, model, rows=1)
-    with capture(vision.layers[LAYER + 1]) as later, capture(vision.layers[LAYER], stop=True) as seen:
-        tiny.image_features(model, inputs)
-    assert len(seen) == 1 and later == []
+    with pytest.raises(RuntimeError, match="boom"), capture(vision.layers[LAYER], stop=stop):
+        raise RuntimeError("boom")
     assert hook_count(model) == before
