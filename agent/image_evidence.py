@@ -109,7 +109,7 @@ class TopKDescriber:
 
     def prepare(self) -> dict[str, Any]:
         from agent.topk import open_topk
-        from steering.modes import check_compatible, fingerprint
+        from steering.describe_topk import check_compatible, fingerprint
 
         if self._fingerprint is None:
             self._topk = open_topk(self.root)
@@ -119,7 +119,7 @@ class TopKDescriber:
 
     def describe(self, requests: Sequence[ImageRequest],
                  on_result: Callable[[ImageRequest, ImageEvidence], None] | None = None) -> list[ImageEvidence]:
-        from steering.modes import EvidenceRequest, describe
+        from steering.describe_topk import EvidenceRequest, describe
 
         self.prepare()
         names = self._topk.names

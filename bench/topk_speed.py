@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from steering.hooks import capture
 from steering.sae import SAE
 from steering.topk import EncoderSpec, FolderSource, TopKConfig, _batches, collect_topk
 
@@ -88,10 +89,10 @@ def toy_setup(n: int, workdir: Path) -> tuple[EncoderSpec, SAE, Any, str]:
         vlm, sae = load_vlm(toy.model_dir()), load_sae(toy.sae_dir())
         return EncoderSpec.from_vlm(vlm, sae), sae, source, "toy world (shipped weights)"
     # Not built yet: the same architecture with random weights times the same.
-    from steering.toy import data
-    from steering.toy.config import ToyConfig
-    from steering.toy.processor import build_processor
-    from steering.toy.vlm import build_model
+    from steering.toy.build import data
+    from steering.toy.build.config import ToyConfig
+    from steering.toy.build.processor import build_processor
+    from steering.toy.build.vlm import build_model
 
     cfg = ToyConfig()
     processor = build_processor(data.vocabulary_texts(), cfg.vlm.image_size, cfg.vlm.mm_tokens_per_image)
@@ -107,8 +108,6 @@ def two_pass_reference(spec: EncoderSpec, sae: SAE, source: Any, k: int, batch_s
     """(seconds, images re-run in pass 2, top-k scores [d_sae, k]) of the score-then-recompute pattern."""
     device = next(spec.tower.parameters()).device
     dtype = next(spec.tower.parameters()).dtype
-    captured: list[torch.Tensor] = []
-    handle = spec.layers[spec.layer].register_forward_hook(lambda _m, _i, o: captured.append(o[0] if isinstance(o, tuple) else o))
 
     def codes_of(images: list[Image.Image]) -> torch.Tensor:
         captured.clear()
@@ -116,7 +115,7 @@ def two_pass_reference(spec: EncoderSpec, sae: SAE, source: Any, k: int, batch_s
         hidden = captured[0][:, 1:] if spec.has_cls else captured[0]
         return sae.encode(hidden)  # dense [B, P, d_sae]
 
-    try:
+    with capture(spec.layers[spec.layer]) as captured:  # the layer-L state of every full tower run
         _sync(device)
         t0 = time.perf_counter()
         scores = torch.empty(len(source), sae.d_sae, device=device)
@@ -133,8 +132,6 @@ def two_pass_reference(spec: EncoderSpec, sae: SAE, source: Any, k: int, batch_s
                 maps[hit[:, 1], hit[:, 0]] = codes[b][:, hit[:, 1]].T.to(maps.dtype)
         _sync(device)
         seconds = time.perf_counter() - t0
-    finally:
-        handle.remove()
     values = torch.zeros(sae.d_sae, k)
     values[:, :top.values.shape[0]] = top.values.clamp_min(0).T.float().cpu()
     return seconds, len(winners), values

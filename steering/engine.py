@@ -15,10 +15,10 @@ import torch
 import prompts
 from steering.decode import FastDecoder, unsupported_reason
 from steering.errors import UnsupportedModelError
-from steering.hooks import steer
+from steering.hooks import capture, steer
 from steering.images import DEFAULT_SIZE, base_image
 from steering.models import LoadedVLM
-from steering.prefix import capture_layer, replay_prefix
+from steering.prefix import replay_prefix
 from steering.probes import Probe, ProbeResult
 from steering.sae import SAE, check_layer
 from steering.sampling import (
@@ -292,7 +292,7 @@ class SteeringEngine:
         """Unsteered next-token log-probs [vocab]; also fills the prefix cache for this image."""
         key = (text, image_spec)
         if key not in self._base_logprobs:
-            with capture_layer(self.vlm.vision, self.layer) as seen:
+            with capture(self.vlm.vision.layers[self.layer], detach=True) as seen:
                 logits = self.vlm.model(**self.inputs(text, image_spec, 1)).logits[:, -1]
             self._prefix.setdefault(image_spec, seen[0])
             self._base_logprobs[key] = torch.log_softmax(logits.float(), dim=-1)[0]

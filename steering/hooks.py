@@ -1,4 +1,4 @@
-"""The steering intervention: add one vector per batch row at a vision-encoder layer's output."""
+"""Forward hooks, always through context managers: steer a layer's output, or capture a module's."""
 
 from __future__ import annotations
 
@@ -70,6 +70,40 @@ def steer(
     handle = module.register_forward_hook(hook, prepend=True)
     try:
         yield
+    finally:
+        handle.remove()
+
+
+class StopForward(Exception):
+    """Raised by a ``capture(..., stop=True)`` hook once it has recorded: later modules need not run."""
+
+
+def output_tensor(output: torch.Tensor | tuple | object) -> torch.Tensor:
+    """A module's main output: the tensor itself, else the first element of a tuple or ModelOutput."""
+    return output if isinstance(output, torch.Tensor) else output[0]  # type: ignore[index]
+
+
+@contextmanager
+def capture(module: nn.Module, *, detach: bool = False, stop: bool = False) -> Iterator[list[torch.Tensor]]:
+    """Within the block, ``module``'s output tensor is appended to the yielded list on every forward.
+
+    ``detach``: record without the autograd graph. ``stop``: the hook raises StopForward right after
+    recording, so nothing after ``module`` runs; the block swallows it. The hook is removed on exit,
+    also when the block raises.
+    """
+    seen: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor | tuple) -> None:
+        hidden = output_tensor(output)
+        seen.append(hidden.detach() if detach else hidden)
+        if stop:
+            raise StopForward
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield seen
+    except StopForward:
+        pass
     finally:
         handle.remove()
 

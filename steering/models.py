@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,10 +196,3 @@ def load_vlm(
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def patch_count(vision: VisionInfo) -> int | None:
-    """Number of patch positions per tile (excluding a class token), where fixed."""
-    if vision.grid is None:
-        return None
-    return math.prod(vision.grid)

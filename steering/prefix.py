@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from torch import nn
 
 from steering.models import VisionInfo
 
@@ -35,21 +34,6 @@ def _replay(cached: torch.Tensor):  # type: ignore[no-untyped-def]
         return out.repeat(reps, *([1] * (out.ndim - 1))) if reps > 1 else out
 
     return forward
-
-
-@contextmanager
-def capture_layer(vision: VisionInfo, layer: int) -> Iterator[list[torch.Tensor]]:
-    """Record the output of ``layers[layer]`` for every forward pass inside the block."""
-    seen: list[torch.Tensor] = []
-
-    def hook(_m: nn.Module, _i: tuple, out: torch.Tensor | tuple) -> None:
-        seen.append((out[0] if isinstance(out, tuple) else out).detach())
-
-    handle = vision.layers[layer].register_forward_hook(hook)
-    try:
-        yield seen
-    finally:
-        handle.remove()
 
 
 @contextmanager

@@ -1,10 +1,11 @@
-"""Test-wide guards: no hub, no remote API, no network beyond 127.0.0.1."""
+"""Test-wide guards (no hub, no remote API, no network beyond 127.0.0.1) and the shared tiny world."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +69,14 @@ def no_network(request: pytest.FixtureRequest):
         yield
     finally:
         mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(model folder, SAE folder) of a tiny random Gemma-3 world, as ``python -m steering.tiny`` writes it."""
+    from steering.tiny import write_tiny_world
+
+    return write_tiny_world(tmp_path_factory.mktemp("tiny-world"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
+from steering.hooks import capture
 from steering.sae import SAE
 from steering.topk.errors import TopKError
 
 # ----------------------------------------------------------------------------- encoder up to layer L
-
-
-class _Stop(Exception):
-    """Raised by the capture hook: nothing after layer L is needed."""
 
 
 def vision_tower(model: nn.Module) -> nn.Module:
@@ -32,19 +27,8 @@ def vision_tower(model: nn.Module) -> nn.Module:
 @torch.no_grad()
 def layer_output(tower: nn.Module, layers: nn.ModuleList, layer: int, pixel_values: torch.Tensor) -> torch.Tensor:
     """Hidden states at the output of ``layers[layer]`` [images, seq, d]; later layers never run."""
-    captured: list[torch.Tensor] = []
-
-    def hook(_m: nn.Module, _i: tuple, output: Any) -> None:
-        captured.append(output[0] if isinstance(output, tuple) else output)
-        raise _Stop
-
-    handle = layers[layer].register_forward_hook(hook)
-    try:
+    with capture(layers[layer], stop=True) as captured:
         tower(pixel_values=pixel_values)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
     if not captured:
         raise TopKError(f"layer {layer} never ran in {type(tower).__name__}: is it the right tower?")
     return captured[0]

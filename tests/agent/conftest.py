@@ -1,4 +1,4 @@
-"""Fixtures for agent tests: the tiny random world (built once per session), a fake engine."""
+"""Fixtures for agent tests: a real engine on the shared tiny world (tests/conftest.py), a fake engine."""
 
 from __future__ import annotations
 
@@ -9,14 +9,6 @@ import pytest
 from tests.agent.fakes import FakeEngine
 
 TEST_KEY = "sk-test-DO-NOT-LEAK-5f2c9a7e1b"
-
-
-@pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(model dir, SAE dir) of a tiny random Gemma-3 world."""
-    from steering.tiny import write_tiny_world
-
-    return write_tiny_world(tmp_path_factory.mktemp("tiny-world"))
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,7 @@ def test_store_location_relative_inside_absolute_outside(tmp_path: Path, collect
 
 
 def test_describer_keys_match_steering_and_pictures_are_png(tiny_engine, collection: Path) -> None:
-    from steering.modes import EvidenceRequest
+    from steering.describe_topk import EvidenceRequest
 
     describer = TopKDescriber(tiny_engine, collection)
     fp = describer.prepare()

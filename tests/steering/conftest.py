@@ -1,4 +1,4 @@
-"""Fixtures: tiny random models of every family, and a tiny Gemma-3 world on disk."""
+"""Fixtures: tiny random models of every family, and an engine on the shared tiny world (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,7 @@ def family_model(request: pytest.FixtureRequest):
 
 
 @pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(model folder, SAE folder) of a tiny Gemma-3 written by `python -m steering.tiny`."""
-    return tiny.write_tiny_world(tmp_path_factory.mktemp("tiny-world"))
-
-
-@pytest.fixture(scope="session")
-def tiny_engine(tiny_world):
+def tiny_engine(tiny_world: tuple[Path, Path]):
     from steering.engine import GenerationSettings, SteeringEngine
     from steering.models import load_vlm
     from steering.sae import load_sae

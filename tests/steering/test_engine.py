@@ -113,10 +113,10 @@ def test_strip_answer_keeps_case_and_handles_articles(raw, expected) -> None:
 def test_hidden_norm_is_the_median_patch_norm_at_the_hooked_layer(tiny_engine) -> None:
     import torch
 
-    from steering.prefix import capture_layer
+    from steering.hooks import capture
 
     text, _ = tiny_engine.prompt_text(Probe(None))
-    with capture_layer(tiny_engine.vlm.vision, tiny_engine.layer) as seen, torch.no_grad():
+    with capture(tiny_engine.vlm.vision.layers[tiny_engine.layer], detach=True) as seen, torch.no_grad():
         tiny_engine.vlm.model(**tiny_engine.inputs(text, "black", 1))
     expected = float(seen[0].norm(dim=-1).flatten().median())
     assert tiny_engine.hidden_norm("black") == pytest.approx(expected, rel=1e-6)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from steering import tiny
-from steering.hooks import hook_count, steer
+from steering.hooks import capture, hook_count, steer
 
 LAYER = 1
 
@@ -17,13 +17,8 @@ def _direction(d: int, seed: int = 0) -> torch.Tensor:
 
 
 def _capture(vision, layer):
-    """Register a hook recording layer outputs; it runs after any steering hook added before it."""
-    seen: list[torch.Tensor] = []
-
-    def hook(_m, _i, out):
-        seen.append((out[0] if isinstance(out, tuple) else out).detach().clone())
-
-    return seen, vision.layers[layer].register_forward_hook(hook)
+    """Record layer outputs; a capture entered inside ``steer`` sees the steered state."""
+    return capture(vision.layers[layer], detach=True)
 
 
 @torch.no_grad()
@@ -54,24 +49,12 @@ def test_hooked_layer_output_is_base_plus_vector_and_nothing_else(family_model) 
     vectors = torch.stack([strength * _direction(vision.width, 1), torch.zeros(vision.width)])
     inputs = tiny.tiny_image_inputs(family, model, rows=rows)
 
-    seen_before, h0 = _capture(vision, LAYER - 1)
-    try:
+    with _capture(vision, LAYER - 1) as seen_before:
         tiny.image_features(model, inputs)
-    finally:
-        h0.remove()
-    seen_plain, h1 = _capture(vision, LAYER)
-    try:
+    with _capture(vision, LAYER) as seen_plain:
         tiny.image_features(model, inputs)
-    finally:
-        h1.remove()
-    with steer(vision, LAYER, vectors):
-        seen_after, h2 = _capture(vision, LAYER)
-        seen_prev, h3 = _capture(vision, LAYER - 1)
-        try:
-            tiny.image_features(model, inputs)
-        finally:
-            h2.remove()
-            h3.remove()
+    with steer(vision, LAYER, vectors), _capture(vision, LAYER) as seen_after, _capture(vision, LAYER - 1) as seen_prev:
+        tiny.image_features(model, inputs)
     plain, steered = seen_plain[0], seen_after[0]
     assert torch.equal(seen_before[0], seen_prev[0]), "layers before the hook must not change"
     diff = steered - plain
@@ -119,13 +102,10 @@ def test_masks_touch_only_active_positions() -> None:
     mask = torch.zeros(1, patches)
     mask[0, :3] = 1.0
     vec = 4.0 * _direction(vision.width)[None]
-    seen_plain, h = _capture(vision, LAYER)
-    tiny.image_features(model, inputs)
-    h.remove()
-    with steer(vision, LAYER, vec, masks=mask):
-        seen, h = _capture(vision, LAYER)
+    with _capture(vision, LAYER) as seen_plain:
         tiny.image_features(model, inputs)
-        h.remove()
+    with steer(vision, LAYER, vec, masks=mask), _capture(vision, LAYER) as seen:
+        tiny.image_features(model, inputs)
     diff = (seen[0] - seen_plain[0])[0]  # [patches, d]
     torch.testing.assert_close(diff[:3], vec.expand(3, -1), atol=1e-5, rtol=0)
     assert torch.equal(diff[3:], torch.zeros_like(diff[3:]))
@@ -137,4 +117,21 @@ def test_wrong_vector_width_is_refused(family_model) -> None:
     with pytest.raises(ValueError, match="steering vectors must be"):
         with steer(vision, LAYER, torch.zeros(1, vision.width + 1)):
             pass
+    assert hook_count(model) == before
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("stop", [False, True])
+def test_capture_records_and_leaves_no_hook(family_model, stop: bool) -> None:
+    """capture records the layer's output (with stop, nothing after it runs); no hook stays, even on error."""
+    family, model, vision = family_model
+    before = hook_count(model)
+    inputs = tiny.tiny_image_inputs(family, model, rows=1)
+    with capture(vision.layers[LAYER + 1]) as later, capture(vision.layers[LAYER], stop=stop) as seen:
+        assert hook_count(model) == before + 2
+        tiny.image_features(model, inputs)
+    assert len(seen) == 1 and len(later) == (0 if stop else 1)
+    assert hook_count(model) == before
+    with pytest.raises(RuntimeError, match="boom"), capture(vision.layers[LAYER], stop=stop):
+        raise RuntimeError("boom")
     assert hook_count(model) == before

@@ -6,8 +6,8 @@ import torch
 
 from steering import tiny
 from steering.engine import GenerationSettings, SteeringEngine
-from steering.hooks import steer
-from steering.prefix import capture_layer, replay_prefix
+from steering.hooks import capture, steer
+from steering.prefix import replay_prefix
 from steering.probes import Probe
 
 LAYER = 1
@@ -16,7 +16,7 @@ LAYER = 1
 @torch.no_grad()
 def test_replay_equals_full_tower_under_steering(family_model) -> None:
     family, model, vision = family_model
-    with capture_layer(vision, LAYER) as seen:
+    with capture(vision.layers[LAYER], detach=True) as seen:
         tiny.image_features(model, tiny.tiny_image_inputs(family, model, rows=1))
     vectors = torch.randn(3, vision.width, generator=torch.Generator().manual_seed(0)) * 4
     inputs = tiny.tiny_image_inputs(family, model, rows=3)

@@ -115,16 +115,12 @@ def test_chunked_topk_codes_equal_encode(world) -> None:
 
 
 def test_encoder_stops_after_layer(world) -> None:
-    from steering.hooks import hook_count
+    from steering.hooks import capture, hook_count
 
     vlm, sae, spec = world
     before = hook_count(vlm.model)
-    ran = []
-    handle = spec.layers[spec.layer + 1].register_forward_hook(lambda *a: ran.append(1))
-    try:
+    with capture(spec.layers[spec.layer + 1]) as ran:
         out = layer_output(spec.tower, spec.layers, spec.layer, torch.randn(2, 3, 56, 56))
-    finally:
-        handle.remove()
     assert out.shape == (2, 16, vlm.vision.width) and not ran
     assert hook_count(vlm.model) == before
 

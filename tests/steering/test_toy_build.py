@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from steering.toy import build, config, naming, scenes, truth
+from steering.toy import naming, scenes, truth
+from steering.toy.build import config, pipeline
 
 
 @pytest.fixture(scope="module")
 def toy_build(tmp_path_factory):
     out = tmp_path_factory.mktemp("toy")
-    figures = build.build(out, seed=0, cfg=config.scale_config("tiny"), threads=1)
+    figures = pipeline.build(out, seed=0, cfg=config.scale_config("tiny"), threads=1)
     return out, figures
 
 
@@ -85,7 +88,7 @@ def test_ground_truth_shares_count_every_family_of_the_top_scenes():
 
 def test_build_is_deterministic(toy_build, tmp_path):
     out, _ = toy_build
-    build.build(tmp_path, seed=0, cfg=config.scale_config("tiny"), threads=1)
+    pipeline.build(tmp_path, seed=0, cfg=config.scale_config("tiny"), threads=1)
     a = torch.load(out / "sae" / "ae.pt", weights_only=True)
     b = torch.load(tmp_path / "sae" / "ae.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -138,3 +141,10 @@ def test_config_round_trips():
     for scale in ("tiny", "full"):
         cfg = config.scale_config(scale)
         assert config.ToyConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+@pytest.mark.parametrize("module", ["steering.toy.build", "steering.toy.build.measure"])
+def test_documented_commands_start(module: str) -> None:
+    out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"python -m {module}" in out.stdout

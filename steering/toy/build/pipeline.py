@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from steering.toy import DATA_DIR, MODEL_ID, sae_train, truth
-from steering.toy.config import ToyConfig, scale_config
-from steering.toy.train_vlm import train_vlm
+from steering.toy import DATA_DIR, MODEL_ID, truth
+from steering.toy.build import sae_train
+from steering.toy.build.config import ToyConfig, scale_config
+from steering.toy.build.train_vlm import train_vlm
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,3 @@ def main(argv: list[str] | None = None) -> None:
     figures = build(args.out, args.seed, scale_config(args.scale), args.threads, args.reuse_model)
     print(json.dumps({k: figures[k] for k in ("vlm", "vlm_params", "sae", "pure_features", "total_seconds")}, indent=2))
 
-
-if __name__ == "__main__":
-    main()

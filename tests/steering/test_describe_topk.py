@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 import prompts
-from steering.hooks import hook_count
-from steering.modes import (
+from steering.hooks import capture, hook_count
+from steering.describe_topk import (
     EvidenceRequest, EvidenceResult, check_compatible, describe, describe_hybrid, describe_topk, fingerprint,
     prompt_text,
 )
@@ -78,23 +78,18 @@ def test_hybrid_at_strength_zero_is_topk(tiny_engine, topk, monkeypatch) -> None
     assert not torch.allclose(first_steps[2], first_steps[0], atol=1e-4), "hybrid steering changed nothing"
 
 
-def capture_layer(engine, topk, request: EvidenceRequest) -> torch.Tensor:
+def layer_state(engine, topk, request: EvidenceRequest) -> torch.Tensor:
     """The layer-L output the model computes (after steering) while describing, [images, P, d]."""
-    seen: list[torch.Tensor] = []
-    layer = engine.vlm.vision.layers[engine.layer]
-    handle = layer.register_forward_hook(lambda _m, _i, o: seen.append((o[0] if isinstance(o, tuple) else o).clone()))
-    try:
+    with capture(engine.vlm.vision.layers[engine.layer], detach=True) as seen:
         describe(engine, topk, [request])
-    finally:
-        handle.remove()
     return seen[0]  # the prefill; the vision tower does not run again while decoding
 
 
 def test_hook_touches_only_active_positions(tiny_engine, topk) -> None:
     before = hook_count(tiny_engine.vlm.model)
     f = partial_features(topk)[0]
-    base = capture_layer(tiny_engine, topk, EvidenceRequest(f, "hybrid", 0.0, 3))
-    steered = capture_layer(tiny_engine, topk, EvidenceRequest(f, "hybrid", 30.0, 3))
+    base = layer_state(tiny_engine, topk, EvidenceRequest(f, "hybrid", 0.0, 3))
+    steered = layer_state(tiny_engine, topk, EvidenceRequest(f, "hybrid", 30.0, 3))
     assert hook_count(tiny_engine.vlm.model) == before
     masks = torch.stack([(t.map > 0).flatten() for t in topk.top(f, 3)])  # [images, P]
     delta = steered - base  # [images, P, d]

@@ -10,10 +10,12 @@ import numpy as np
 import torch
 from transformers import Gemma3ForConditionalGeneration, Gemma3Processor
 
-from steering.toy import data, scenes
-from steering.toy.config import ToyConfig
-from steering.toy.processor import build_processor
-from steering.toy.vlm import build_model
+from steering.hooks import capture
+from steering.toy import scenes
+from steering.toy.build import data
+from steering.toy.build.config import ToyConfig
+from steering.toy.build.processor import build_processor
+from steering.toy.build.vlm import build_model
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +80,7 @@ def train_vlm(cfg: ToyConfig, seed: int) -> tuple[Gemma3ForConditionalGeneration
     model.train()
     t0, running = time.time(), []
     # The attribute heads read the vision tower's output of the same forward pass.
-    captured: list[torch.Tensor] = []
-    hook = model.model.vision_tower.register_forward_hook(lambda _m, _i, out: captured.append(out.last_hidden_state))
-    try:
+    with capture(model.model.vision_tower) as captured:
         for step in range(tc.steps):
             captured.clear()
             loss = _step(model, heads, encoder, opt, rng, cfg, step, captured)
@@ -89,8 +89,6 @@ def train_vlm(cfg: ToyConfig, seed: int) -> tuple[Gemma3ForConditionalGeneration
                 log.info("vlm step %d/%d loss %.4f (%.0fs)", step + 1, tc.steps, float(np.mean(running)),
                          time.time() - t0)
                 running = []
-    finally:
-        hook.remove()
     model.eval()
     return model, processor, {"train_seconds": time.time() - t0, "final_loss": float(loss)}
 

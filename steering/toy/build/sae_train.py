@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from transformers import Gemma3ForConditionalGeneration
 
-from steering.toy import data, infer, scenes
-from steering.toy.config import SAEConfig
+from steering.toy import scenes
+from steering.toy.build import data, infer
+from steering.toy.build.config import SAEConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Measure the toy world against its bar and print every figure.
 
-    python -m steering.toy.measure [--dir DIR] [--scenes 500] [--json OUT]
+    python -m steering.toy.build.measure [--dir DIR] [--scenes 500] [--json OUT]
 
 Everything loads through the steering core (load_vlm, load_sae, SteeringEngine), so the figures
 prove the shipped files work on the product's own path.
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
-from steering.toy import DATA_DIR, naming, sae_train, scenes, truth
-from steering.toy.infer import generate
+from steering.toy import DATA_DIR, naming, scenes, truth
+from steering.toy.build import sae_train
+from steering.toy.build.infer import generate
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def measure(root: Path, n_scenes: int = 500, seed: int = 0, multiples: list[floa
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m steering.toy.measure", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m steering.toy.build.measure", description=__doc__.split("\n")[0])
     parser.add_argument("--dir", type=Path, default=DATA_DIR, help=f"toy world folder (default {DATA_DIR})")
     parser.add_argument("--scenes", type=int, default=500, help="held-out scenes for caption accuracy")
     parser.add_argument("--seed", type=int, default=0)

@@ -12,8 +12,8 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-from steering.toy.config import VLMConfig
-from steering.toy.processor import END_TURN
+from steering.toy.build.config import VLMConfig
+from steering.toy.build.processor import END_TURN
 
 
 def gemma3_config(cfg: VLMConfig, processor: Gemma3Processor) -> Gemma3Config:

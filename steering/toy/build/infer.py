@@ -10,18 +10,16 @@ import torch
 from PIL import Image
 from transformers import Gemma3ForConditionalGeneration, Gemma3Processor
 
-from steering.toy import data, scenes
-
-
-def vision_layers(model: Gemma3ForConditionalGeneration) -> torch.nn.ModuleList:
-    return model.model.vision_tower.encoder.layers
+from steering.topk import encode
+from steering.toy import scenes
+from steering.toy.build import data
 
 
 @torch.no_grad()
 def layer_output(model: Gemma3ForConditionalGeneration, pixel_values: torch.Tensor, layer: int) -> torch.Tensor:
-    """Hidden states [B, P, d] at the output of vision layer ``layer``."""
-    out = model.model.vision_tower(pixel_values=pixel_values, output_hidden_states=True)
-    return out.hidden_states[layer + 1]  # hidden_states[0] is the embedding output
+    """Hidden states [B, P, d] at the output of vision layer ``layer`` (later layers never run)."""
+    tower = model.model.vision_tower
+    return encode.layer_output(tower, tower.encoder.layers, layer, pixel_values)
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ from transformers import Gemma3Processor
 
 import prompts
 from steering.toy import scenes
-from steering.toy.processor import END_TURN
+from steering.toy.build.processor import END_TURN
 
 
 def describe_prompt() -> str:
