@@ -57,23 +57,25 @@ class FeatureActions(Screen[None]):
             title = help_text.split(" (")[0] + where
             yield SystemCommand(title, help_text, lambda a=action: self.run_action(a))
 
-    def _feature(self) -> int | None:
-        """The current feature; None (with a warning) when none is selected."""
+    def _on_current(self, then: Callable[[int, FeatureRow | None], None]) -> None:
+        """Call ``then`` with the current feature and its row (None before the store has one);
+        warn when no feature is selected."""
         feature = self.current_feature
         if feature is None:
             self.notify("no feature selected", severity="warning")
-        return feature
+            return
+        then(feature, host(self).main_screen.rows.get(feature))
 
     def _with_row(self, then: Callable[[FeatureRow], None], missing: str) -> None:
-        """Call ``then`` with the current feature's row; warn when there is none or it has no record yet."""
-        feature = self._feature()
-        if feature is None:
-            return
-        row = host(self).main_screen.rows.get(feature)
-        if row is None or row.status in ("pending", "running"):
-            self.notify(f"feature {feature} has no {missing} yet", severity="warning")
-            return
-        then(row)
+        """Call ``then`` with the current feature's row; warn when it has no record yet."""
+
+        def check(feature: int, row: FeatureRow | None) -> None:
+            if row is None or row.status in ("pending", "running"):
+                self.notify(f"feature {feature} has no {missing} yet", severity="warning")
+            else:
+                then(row)
+
+        self._on_current(check)
 
     def _decide(self, row: FeatureRow, decision: str) -> None:
         if decision == "accept" and row.status == "failed":
@@ -99,15 +101,13 @@ class FeatureActions(Screen[None]):
         self.app.push_screen(EditModal(row), save)
 
     def action_undo(self) -> None:
-        feature = self._feature()
-        if feature is None:
-            return
-        main = host(self).main_screen
-        row = main.rows.get(feature)
+        self._on_current(self._undo)
+
+    def _undo(self, feature: int, row: FeatureRow | None) -> None:
         if row is None or row.review is None:
             self.notify(f"feature {feature} has no review to withdraw", severity="warning")
             return
-        main.save_review(feature, None)
+        host(self).main_screen.save_review(feature, None)
 
     def action_rerun(self) -> None:
         self._with_row(self._rerun, "record to re-run")
@@ -127,12 +127,11 @@ class FeatureActions(Screen[None]):
         self.app.push_screen(NoteModal(row), go)
 
     def action_probe(self) -> None:
-        feature = self._feature()
-        if feature is None:
-            return
-        main = host(self).main_screen
-        row = main.rows.get(feature)
+        self._on_current(self._probe)
+
+    def _probe(self, feature: int, row: FeatureRow | None) -> None:
         strength = row.strength if row is not None and row.strength else 10.0
+        main = host(self).main_screen
         self.app.push_screen(ProbeModal(feature, strength), lambda _: main.feature_changed(feature))
 
     def action_export(self) -> None:

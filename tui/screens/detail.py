@@ -131,7 +131,7 @@ class DetailScreen(FeatureActions):
         box = self.query_one("#verdict", Static)
         line = report.verdict_line(self.feature) if report is not None else None
         box.display = line is not None
-        if line is None:
+        if report is None or line is None:
             return
         text = Text(line)
         store = host(self).services.store
