@@ -23,7 +23,7 @@ from textual.worker import Worker, WorkerState
 from agent.events import FeatureFinished, FeatureStarted, JudgeDecided, RunError, RunPlanned, RunStarted
 from agent.records import FeatureRecord
 from tui.messages import FeatureChanged, ReviewSaved, RowsLoaded, RunEnded, RunFailed, RunProgress
-from tui.rows import REVIEW_FILTERS, SORT_KEYS, STATUS_FILTERS, FeatureRow, RowFilter, view
+from tui.rows import REVIEW_FILTERS, REVIEW_WORDS, SORT_KEYS, STATUS_FILTERS, FeatureRow, RowFilter, view
 from tui.screens.actions import REVIEW_BINDINGS, FeatureActions
 from tui.screens.detail import DetailScreen
 from tui.screens.host import host
@@ -31,8 +31,6 @@ from tui.screens.modals import JumpModal
 from tui.services import PreparedRun
 from tui.widgets.feature_table import FeatureTable
 from tui.widgets.run_panel import RunPanel
-
-REVIEW_WORDS = {"accept": "accepted", "edit": "edited", "reject": "rejected", None: "review withdrawn"}
 
 
 class MainScreen(FeatureActions):
@@ -320,8 +318,8 @@ class MainScreen(FeatureActions):
     def on_review_saved(self, msg: ReviewSaved) -> None:
         if msg.row is not None:
             self.set_rows([msg.row])
-        who = f" by {host(self).services.reviewer}" if msg.decision else ""
-        self.notify(f"feature {msg.feature} {REVIEW_WORDS[msg.decision]}{who}", timeout=3)
+        done = f"{REVIEW_WORDS[msg.decision]} by {host(self).services.reviewer}" if msg.decision else "review withdrawn"
+        self.notify(f"feature {msg.feature} {done}", timeout=3)
         self.feature_changed(msg.feature)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
