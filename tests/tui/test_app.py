@@ -116,6 +116,26 @@ async def test_run_progress_is_live_and_can_be_cancelled(filled: Any, make_app: 
     assert filled.features() == list(range(8))
 
 
+async def test_a_run_finishes_while_the_detail_screen_is_open(filled: Any, make_app: Any, engine: Any) -> None:
+    """The home screen and its run line own the run: they follow it from under another screen."""
+    from tui.screens.detail import DetailScreen
+
+    engine.gate = threading.Event()
+    app = make_app(filled)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(app.rows) == 8)
+        await pilot.press("s")
+        await start(app, pilot, features="8-9")
+        await wait_until(pilot, lambda: any(app.rows.get(f) and app.rows[f].status == "running" for f in (8, 9)))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen))
+        engine.gate.set()
+        await wait_until(pilot, lambda: not app.running and all(app.rows[f].status == "done" for f in (8, 9)))
+        assert isinstance(app.screen, DetailScreen)
+        assert app.main_screen.run_panel.state == "idle"
+    assert filled.features() == list(range(10))
+
+
 async def test_setup_shows_bad_input_inline(store: Any, make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from steering.errors import ShapeMismatchError
 
