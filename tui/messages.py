@@ -28,10 +28,21 @@ class RunProgress(Message):
 
 
 class RunEnded(Message):
+    """The run came to its end (done, stopped or cancelled); ``summary`` is its RunSummary."""
+
     def __init__(self, summary: Any, title: str) -> None:
         super().__init__()
         self.summary = summary
         self.title = title
+
+
+class RunFailed(Message):
+    """The run's worker raised ``error`` (a bug or a broken backend, not a feature's failure)."""
+
+    def __init__(self, title: str, error: BaseException | None) -> None:
+        super().__init__()
+        self.title = title
+        self.error = error
 
 
 class ReviewSaved(Message):
@@ -59,10 +70,3 @@ class ProbeAnswer(Message):
         super().__init__()
         self.request = request
         self.result = result
-
-
-class Exported(Message):
-    def __init__(self, path: str, count: int) -> None:
-        super().__init__()
-        self.path = path
-        self.count = count

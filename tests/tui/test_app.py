@@ -75,6 +75,15 @@ async def start(app: Any, pilot: Any, **fields: str) -> None:
     await pilot.click("#start")
 
 
+async def start_held_run(app: Any, pilot: Any, features: range) -> None:
+    """On the 8-row table, start a run of ``features`` from the setup screen and wait until one is
+    running (the engine's gate holds it there)."""
+    await wait_until(pilot, lambda: len(app.rows) == 8)
+    await pilot.press("s")
+    await start(app, pilot, features=f"{features[0]}-{features[-1]}")
+    await wait_until(pilot, lambda: any(app.rows.get(f) and app.rows[f].status == "running" for f in features))
+
+
 def setup_error(app: Any) -> str:
     return str(app.screen.query_one("#setup-error").render())
 
@@ -100,10 +109,7 @@ async def test_run_progress_is_live_and_can_be_cancelled(filled: Any, make_app: 
     engine.gate = threading.Event()
     app = make_app(filled)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: len(app.rows) == 8)
-        await pilot.press("s")
-        await start(app, pilot, features="8-11")
-        await wait_until(pilot, lambda: any(app.rows.get(f) and app.rows[f].status == "running" for f in range(8, 12)))
+        await start_held_run(app, pilot, range(8, 12))
         assert app.running
         # The UI stays responsive while the engine is busy: filter the table.
         await pilot.press("slash", *"triangle")
@@ -114,6 +120,23 @@ async def test_run_progress_is_live_and_can_be_cancelled(filled: Any, make_app: 
         await wait_until(pilot, lambda: not app.running)
         assert all(app.rows[f].status == "pending" for f in range(8, 12))
     assert filled.features() == list(range(8))
+
+
+async def test_a_run_finishes_while_the_detail_screen_is_open(filled: Any, make_app: Any, engine: Any) -> None:
+    """The home screen and its run line own the run: they follow it from under another screen."""
+    from tui.screens.detail import DetailScreen
+
+    engine.gate = threading.Event()
+    app = make_app(filled)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start_held_run(app, pilot, range(8, 10))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen))
+        engine.gate.set()
+        await wait_until(pilot, lambda: not app.running and all(app.rows[f].status == "done" for f in (8, 9)))
+        assert isinstance(app.screen, DetailScreen)
+        assert app.main_screen.run_panel.state == "idle"
+    assert filled.features() == list(range(10))
 
 
 async def test_setup_shows_bad_input_inline(store: Any, make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,10 +1,25 @@
-"""Review keys shared by the table and the detail screen: a e r n p x (and u to undo)."""
+"""The keys of the app, and the review actions the table and the detail screen share: a e r n p x (u undoes)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
 
-from textual.binding import Binding
+from textual.app import SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from tui.rows import FeatureRow
+from tui.screens.host import host
+from tui.screens.modals import EditModal, ExportModal, NoteModal
+from tui.screens.probe import ProbeModal
+
+APP_BINDINGS: list[BindingType] = [
+    Binding("q", "quit", "quit"),
+    Binding("question_mark,f1", "help", "help"),
+    Binding("s", "setup", "new run", show=False),
+    Binding("c", "cancel_run", "cancel run", show=False),
+    Binding("m", "evaluation", "evaluation report", show=False),
+]
 
 REVIEW_BINDINGS = [
     Binding("a", "accept", "accept"),
@@ -27,39 +42,104 @@ ACTION_HELP = {
 }
 
 
-class FeatureActions:
-    """Forwards the review keys to the app for the screen's current feature."""
-
-    app: Any
+class FeatureActions(Screen[None]):
+    """A screen showing one current feature, with the review keys acting on it."""
 
     @property
     def current_feature(self) -> int | None:  # pragma: no cover - overridden
         return None
 
-    def _with_feature(self, then: Any) -> None:
+    def system_commands(self) -> Iterable[SystemCommand]:
+        """The palette's commands for this screen."""
+        feature = self.current_feature
+        where = f" (feature {feature})" if feature is not None else ""
+        for action, help_text in ACTION_HELP.items():
+            title = help_text.split(" (")[0] + where
+            yield SystemCommand(title, help_text, lambda a=action: self.run_action(a))
+
+    def _on_current(self, then: Callable[[int, FeatureRow | None], None]) -> None:
+        """Call ``then`` with the current feature and its row (None before the store has one);
+        warn when no feature is selected."""
         feature = self.current_feature
         if feature is None:
-            self.app.notify("no feature selected", severity="warning")
+            self.notify("no feature selected", severity="warning")
             return
-        then(feature)
+        then(feature, host(self).main_screen.rows.get(feature))
+
+    def _with_row(self, then: Callable[[FeatureRow], None], missing: str) -> None:
+        """Call ``then`` with the current feature's row; warn when it has no record yet."""
+
+        def check(feature: int, row: FeatureRow | None) -> None:
+            if row is None or row.status in ("pending", "running"):
+                self.notify(f"feature {feature} has no {missing} yet", severity="warning")
+            else:
+                then(row)
+
+        self._on_current(check)
+
+    def _decide(self, row: FeatureRow, decision: str) -> None:
+        if decision == "accept" and row.status == "failed":
+            self.notify(f"feature {row.feature} failed: nothing to accept; edit it (e) or re-run it (n)",
+                        severity="warning")
+            return
+        host(self).main_screen.save_review(row.feature, decision)
 
     def action_accept(self) -> None:
-        self._with_feature(lambda f: self.app.review(f, "accept"))
+        self._with_row(lambda row: self._decide(row, "accept"), "explanation")
 
     def action_reject(self) -> None:
-        self._with_feature(lambda f: self.app.review(f, "reject"))
+        self._with_row(lambda row: self._decide(row, "reject"), "explanation")
 
     def action_edit(self) -> None:
-        self._with_feature(self.app.edit)
+        self._with_row(self._edit, "record to edit")
 
-    def action_rerun(self) -> None:
-        self._with_feature(self.app.rerun)
+    def _edit(self, row: FeatureRow) -> None:
+        def save(result: tuple[str, str] | None) -> None:
+            if result is not None:
+                host(self).main_screen.save_review(row.feature, "edit", result[0] or None, result[1] or None)
 
-    def action_probe(self) -> None:
-        self._with_feature(self.app.probe)
+        self.app.push_screen(EditModal(row), save)
 
     def action_undo(self) -> None:
-        self._with_feature(self.app.undo_review)
+        self._on_current(self._undo)
+
+    def _undo(self, feature: int, row: FeatureRow | None) -> None:
+        if row is None or row.review is None:
+            self.notify(f"feature {feature} has no review to withdraw", severity="warning")
+            return
+        host(self).main_screen.save_review(feature, None)
+
+    def action_rerun(self) -> None:
+        self._with_row(self._rerun, "record to re-run")
+
+    def _rerun(self, row: FeatureRow) -> None:
+        panel = host(self).main_screen.run_panel
+        if panel.running:
+            self.notify("a run is in progress: wait for it or cancel it (c)", severity="warning")
+            return
+
+        def go(note: str | None) -> None:
+            if note is None or panel.running:
+                return
+            services = host(self).services
+            panel.start(lambda: services.prepare_rerun(row.feature, note), f"re-run #{row.feature}")
+
+        self.app.push_screen(NoteModal(row), go)
+
+    def action_probe(self) -> None:
+        self._on_current(self._probe)
+
+    def _probe(self, feature: int, row: FeatureRow | None) -> None:
+        strength = row.strength if row is not None and row.strength else 10.0
+        main = host(self).main_screen
+        self.app.push_screen(ProbeModal(feature, strength), lambda _: main.feature_changed(feature))
 
     def action_export(self) -> None:
-        self.app.export()
+        store = host(self).services.store
+        default = f"{store.path.name if store else 'steer'}-export.jsonl"
+
+        def done(result: tuple[str, int] | None) -> None:
+            if result is not None:
+                self.notify(f"exported {result[1]} records to {result[0]}", timeout=6)
+
+        self.app.push_screen(ExportModal(default), done)

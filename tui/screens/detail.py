@@ -9,20 +9,21 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from tui import detail_model as dm
+from tui.evaluation import same_world
 from tui.messages import FeatureChanged
 from tui.screens.actions import REVIEW_BINDINGS, FeatureActions
+from tui.screens.host import host
 from tui.widgets.picture import Picture
 from tui.widgets.plot import ResponsePlot
 
 TABS = ("descriptions", "response", "judge", "images", "probes")
 
 
-class DetailScreen(FeatureActions, Screen):
+class DetailScreen(FeatureActions):
     """The feature's record as stored; reloads when a run or a review changes it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -75,7 +76,7 @@ class DetailScreen(FeatureActions, Screen):
 
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def _load(self, feature: int, generation: int) -> tuple[int, int, Any, list[dict[str, Any]]]:
-        services = self.app.services
+        services = host(self).services
         record = services.record(feature)
         manual = record.manual if record is not None else services.manual_probes(feature)
         return feature, generation, record, manual
@@ -106,7 +107,7 @@ class DetailScreen(FeatureActions, Screen):
         self.sub_title = f"feature #{self.feature}"
         summary = self.query_one("#summary", Static)
         if record is None:
-            row = self.app.rows.get(self.feature)
+            row = host(self).main_screen.rows.get(self.feature)
             status = row.status_text if row else "unknown"
             summary.update(Text(f"#{self.feature} {status}: no record yet", style="dim"))
             for name in ("#grid", "#transcript"):
@@ -126,16 +127,14 @@ class DetailScreen(FeatureActions, Screen):
     def show_verdict(self, _new_report: Any = None) -> None:
         """The evaluation's ground truth and verdict for this feature, when a loaded report has it
         (also the watcher of ``app.report``)."""
-        from tui.evaluation import same_world
-
-        report = self.app.report
+        report = host(self).report
         box = self.query_one("#verdict", Static)
         line = report.verdict_line(self.feature) if report is not None else None
         box.display = line is not None
-        if line is None:
+        if report is None or line is None:
             return
         text = Text(line)
-        store = self.app.services.store
+        store = host(self).services.store
         if not same_world(report.world, store.world() if store is not None else None):
             text = Text("(report for another SAE) ", style="yellow") + text
         box.update(text)
@@ -145,7 +144,7 @@ class DetailScreen(FeatureActions, Screen):
         box.remove_children()
         spec = dm.sweep_base_image(record) if record is not None else "white"
         try:
-            box.mount(Picture(self.app.services.base_image(spec, size=64), f"base image: {spec}", cells=12))
+            box.mount(Picture(host(self).services.base_image(spec, size=64), f"base image: {spec}", cells=12))
         except Exception as exc:  # noqa: BLE001 - a missing custom image must not break the screen
             box.mount(Static(Text(f"base image {spec}: {exc}", style="red")))
 
@@ -160,7 +159,7 @@ class DetailScreen(FeatureActions, Screen):
         self._pictures_for = self.feature
         status = self.query_one("#topk-status", Static)
         self.query_one("#topk-pictures", Horizontal).remove_children()
-        if self.app.services.topk_source() is None:
+        if host(self).services.topk_source() is None:
             status.update("No top-activating images for this store: collect them with steer-agent topk "
                           "--store DIR [--images DIR | --dataset NAME], or start steer-tui with --topk DIR.")
             return
@@ -169,7 +168,7 @@ class DetailScreen(FeatureActions, Screen):
 
     @work(thread=True, exclusive=True, group="pictures", exit_on_error=False)
     def _pictures(self, feature: int) -> tuple[int, list[tuple[Any, str]]]:
-        return feature, self.app.services.topk_views(feature)
+        return feature, host(self).services.topk_views(feature)
 
     def show_topk(self, views: list[tuple[Any, str]]) -> None:
         status = self.query_one("#topk-status", Static)
@@ -190,7 +189,7 @@ class DetailScreen(FeatureActions, Screen):
         self.query_one(TabbedContent).active = tab
 
     def action_step(self, delta: int) -> None:
-        feature = self.app.neighbour(self.feature, delta)
+        feature = host(self).main_screen.neighbour(self.feature, delta)
         if feature is not None and feature != self.feature:
             self.feature = feature
             self._pictures_for = None

@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
 from tui.eval_tables import Section, sections
 from tui.evaluation import EvalReport
+from tui.screens.host import host
+from tui.screens.modals import ReportModal
+from tui.services import display_path
+
+
+def open_report(node: DOMNode, show: bool = True) -> None:
+    """Ask for a report path and load it as the app's report; ``show`` opens the evaluation screen afterwards."""
+    app = host(node)
+    if app.report is not None:
+        default = display_path(app.report.path.parent)
+    else:
+        default = "docs/eval" if Path("docs/eval/metrics.json").is_file() else ""
+
+    def loaded(report: EvalReport | None) -> None:
+        if report is None:
+            return
+        app.report = report
+        if show and not isinstance(node.app.screen, EvaluationScreen):
+            node.app.push_screen(EvaluationScreen())
+
+    node.app.push_screen(ReportModal(default), loaded)
 
 
 class SectionTable(DataTable):
@@ -77,4 +100,4 @@ class EvaluationScreen(Screen):
         self.app.pop_screen()
 
     def action_open(self) -> None:
-        self.app.open_report(show=False)
+        open_report(self, show=False)

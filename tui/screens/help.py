@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.table import Table
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
+
+from tui.screens.actions import APP_BINDINGS, REVIEW_BINDINGS
+from tui.screens.detail import DetailScreen
+from tui.screens.evaluation import EvaluationScreen
+from tui.screens.main import MainScreen
 
 EXTRA = [
     ("feature table", "enter", "open the feature"),
@@ -20,27 +25,21 @@ EXTRA = [
 ]
 
 
-def key_table(app: object) -> Table:
-    from tui.app import SteerApp
-    from tui.screens.detail import DetailScreen
-    from tui.screens.evaluation import EvaluationScreen
-    from tui.screens.main import MainScreen
-
+def key_table(app: App[Any]) -> Table:
+    """Every binding of every screen, the review keys once (``app`` spells the keys)."""
     table = Table(expand=True, box=None, show_header=True, header_style="bold")
     table.add_column("where", style="dim", no_wrap=True)
     table.add_column("key", style="bold cyan", no_wrap=True)
     table.add_column("does")
-    from tui.screens.actions import REVIEW_BINDINGS
-
     groups = (("table + detail", REVIEW_BINDINGS), ("feature table", MainScreen.BINDINGS),
               ("feature detail", DetailScreen.BINDINGS), ("evaluation", EvaluationScreen.BINDINGS),
-              ("everywhere", SteerApp.BINDINGS))
+              ("everywhere", APP_BINDINGS))
     review_keys = {b.key for b in REVIEW_BINDINGS}
     for where, bindings in groups:
         for b in bindings:
             if not isinstance(b, Binding) or (where != "table + detail" and b.key in review_keys):
                 continue
-            keys = " ".join(app.get_key_display(Binding(k, b.action)) for k in b.key.split(","))  # type: ignore[attr-defined]
+            keys = " ".join(app.get_key_display(Binding(k, b.action)) for k in b.key.split(","))
             table.add_row(where, keys, b.description)
     for where, key, does in EXTRA:
         table.add_row(where, key, does)

@@ -13,7 +13,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
+from tui.evaluation import EvalReport, ReportError, load_report
 from tui.rows import FeatureRow
+from tui.screens.host import host
 
 
 class Dialog(ModalScreen):
@@ -204,7 +206,7 @@ class ExportModal(PathDialog):
     EMPTY = "give a file name"
 
     def act(self, path: str) -> tuple[str, int]:
-        return str(Path(path).expanduser()), self.app.services.export(path)
+        return str(Path(path).expanduser()), host(self).services.export(path)
 
     def failure(self, err: BaseException | None) -> str:
         why = getattr(err, "strerror", None) or str(err)
@@ -220,12 +222,8 @@ class ReportModal(PathDialog):
     EMPTY = "give a report folder or a metrics.json file (escape cancels)"
     INPUT_ID = "report-path"
 
-    def act(self, path: str) -> Any:
-        from tui.evaluation import load_report
-
+    def act(self, path: str) -> EvalReport:
         return load_report(path)
 
     def failure(self, err: BaseException | None) -> str:
-        from tui.evaluation import ReportError
-
         return str(err) if isinstance(err, ReportError) else f"cannot read the report: {err}"

@@ -12,9 +12,10 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
 from agent.evidence import words
-from agent.probes import Probe
+from agent.probes import Probe, ProbeResult
 from tui.detail_model import highlight
 from tui.messages import ProbeAnswer
+from tui.screens.host import host
 from tui.screens.modals import Dialog
 
 
@@ -93,7 +94,10 @@ class ProbeModal(Dialog):
 
     @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
     def _run(self, probe: Probe, request: int) -> Any:
-        return self.app.services.probe(probe, on_result=lambda r: self.post_message(ProbeAnswer(request, r)))
+        def answer(result: ProbeResult) -> None:
+            self.post_message(ProbeAnswer(request, result))
+
+        return host(self).services.probe(probe, on_result=answer)
 
     def _status(self, text: str) -> None:
         self.query_one("#answers-text", Static).update(Text("\n").join([*self._answers, Text(text, style="dim")]))

@@ -22,7 +22,9 @@ from textual.widgets import (
 )
 from textual.worker import Worker, WorkerState
 
+from agent.features import FeatureSpecError, parse_features
 from tui.backends import INJECTED, JudgeSpec, SetupError
+from tui.screens.host import host
 from tui.services import PreparedRun, RunRequest, display_path
 
 FIELDS = ("store", "features", "model", "sae", "layer", "judge", "judge_model", "judge_url", "samples", "rounds")
@@ -34,7 +36,7 @@ class SetupScreen(Screen[PreparedRun | None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel"), Binding("ctrl+r", "start", "start run")]
 
     def compose(self) -> ComposeResult:
-        s = self.app.services
+        s = host(self).services
         world, judge, cfg = s.current_world(), s.judge_spec, s.run_config
         kinds = ([(f"given: {getattr(s.injected_judge, 'name', 'judge')}", INJECTED)] if s.injected_judge else [])
         kinds += [("offline (word statistics, no LLM)", "offline"), ("openai-compatible endpoint", "openai")]
@@ -75,8 +77,9 @@ class SetupScreen(Screen[PreparedRun | None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.show_error(self.app.startup_error, "model" if self.app.startup_error else None)
-        if not self.app.startup_error:
+        startup_error = host(self).startup_error
+        self.show_error(startup_error, "model" if startup_error else None)
+        if not startup_error:
             self.query_one("#features", Input).focus()
 
     # ------------------------------------------------------------------ inline messages
@@ -95,8 +98,6 @@ class SetupScreen(Screen[PreparedRun | None]):
 
     @on(Input.Changed, "#features")
     def _check_features(self, event: Input.Changed) -> None:
-        from agent.features import FeatureSpecError, parse_features
-
         try:
             parse_features(event.value)
         except FeatureSpecError as exc:
@@ -125,7 +126,7 @@ class SetupScreen(Screen[PreparedRun | None]):
             layer_n = int(layer) if layer else None
         except ValueError:
             raise SetupError("layer must be a whole number (or empty: from the SAE config)", field="layer") from None
-        s = self.app.services
+        s = host(self).services
         current = s.current_world()
         world = replace(current, model=text("model") or None, sae=text("sae") or None, layer=layer_n,
                         revision=current.revision if text("model") == (current.model or "") else None)
@@ -140,7 +141,7 @@ class SetupScreen(Screen[PreparedRun | None]):
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
-        if self.app.running:
+        if host(self).main_screen.run_panel.running:
             self.show_error("a run is in progress: cancel it first (c on the feature table)")
             return
         try:
@@ -155,7 +156,7 @@ class SetupScreen(Screen[PreparedRun | None]):
 
     @work(thread=True, exclusive=True, group="prepare", exit_on_error=False)
     def _prepare(self, request: RunRequest) -> PreparedRun:
-        return self.app.services.prepare(request)
+        return host(self).services.prepare(request)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "prepare" or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR):

@@ -28,8 +28,8 @@ def _cells(row: FeatureRow, label_width: int) -> tuple[Text, ...]:
 class FeatureTable(DataTable):
     """A DataTable of FeatureRows keyed by feature id; the cursor stays on its feature across reloads."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, id=id, classes=classes)
         self._label_width = 30
         self._shown: list[FeatureRow] = []
 

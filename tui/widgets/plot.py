@@ -10,15 +10,17 @@ from tui.detail_model import Series, series_table
 
 try:  # optional: without it the series shows as a table of bars
     from textual_plotext import PlotextPlot
+
+    HAVE_PLOTEXT = True
 except ImportError:  # pragma: no cover - depends on the environment
-    PlotextPlot = None  # type: ignore[assignment,misc]
+    HAVE_PLOTEXT = False
 
 
 class ResponsePlot(Vertical):
     """A terminal plot (textual-plotext) of the series, with its numbers below."""
 
-    def __init__(self, series: Series, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, series: Series, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
         self.series = series
 
     def compose(self) -> ComposeResult:
@@ -26,14 +28,14 @@ class ResponsePlot(Vertical):
         if len(s.strengths) < 2:
             yield Static("Too few steered strengths to plot.", classes="dim")
             return
-        if PlotextPlot is not None:
+        if HAVE_PLOTEXT:
             yield PlotextPlot(id="plot")
         words = ", ".join(s.label_words) or "(the label has no content words)"
         yield Static(f"label words: {words}", classes="dim")
         yield Static(series_table(s), id="series-table")
 
     def on_mount(self) -> None:
-        if PlotextPlot is None or len(self.series.strengths) < 2:
+        if not HAVE_PLOTEXT or len(self.series.strengths) < 2:
             return
         s = self.series
         plt = self.query_one(PlotextPlot).plt

@@ -1,13 +1,21 @@
-"""The live line of a run: features, rounds, probes/s, tokens and cost."""
+"""The live line of a run (features, rounds, probes/s, tokens and cost), and the run it shows."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
-from textual.reactive import reactive
+from textual import work
+from textual.reactive import reactive, var
 from textual.widget import Widget
+from textual.worker import Worker, WorkerState
+
+from agent.events import RunPlanned
+from agent.runner import RunControl
+from tui.messages import RunEnded, RunFailed, RunProgress
+from tui.services import PreparedRun, Services
 
 
 def stats_text(state: str, title: str, s: Any) -> Text:
@@ -39,11 +47,67 @@ def stats_text(state: str, title: str, s: Any) -> Text:
 
 
 class RunPanel(Widget):
-    """Shows the latest RunStats; the app assigns ``stats`` and ``state`` as events arrive."""
+    """Runs one run at a time in a worker and shows its latest RunStats.
+
+    Its RunProgress, RunEnded and RunFailed messages bubble to the screen, which updates the rows
+    and calls ``finished`` once it has.
+    """
 
     stats: reactive[Any] = reactive(None, always_update=True)
     state: reactive[str] = reactive("idle")
     run_title: reactive[str] = reactive("run")
+    running: var[bool] = var(False)
+
+    def __init__(self, services: Services, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.services = services
+        self._control: RunControl | None = None
 
     def render(self) -> Text:
         return stats_text(self.state, self.run_title, self.stats)
+
+    def start(self, source: PreparedRun | Callable[[], PreparedRun], title: str) -> None:
+        """Start a run; ``source`` may be a factory, whose checks then run in the worker too."""
+        self._control = RunControl()
+        self.running = True
+        self.run_title, self.state, self.stats = title, "starting", None
+        self._run(source, self._control)
+
+    @work(thread=True, exclusive=True, group="run", exit_on_error=False)
+    def _run(self, source: PreparedRun | Callable[[], PreparedRun], control: RunControl) -> None:
+        prepared = source if isinstance(source, PreparedRun) else source()
+
+        def emit(event: Any) -> None:
+            self.post_message(RunProgress(event))
+
+        summary = self.services.run(prepared, emit, control)
+        self.post_message(RunEnded(summary, prepared.title))
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Stop the run after the engine batch in progress."""
+        if not self.running or self._control is None:
+            self.notify("no run in progress")
+            return
+        self._control.cancel(reason)
+        self.state = "cancelling"
+
+    def halt(self) -> None:
+        """Stop any run because the app quits."""
+        if self._control is not None:
+            self._control.cancel("quit")
+
+    def finished(self) -> None:
+        self.running = False
+        self.state = "idle"
+
+    def on_run_progress(self, msg: RunProgress) -> None:
+        ev = msg.event
+        self.stats = ev.stats
+        if isinstance(ev, RunPlanned):
+            self.state = "loading the model" if ev.to_run else "nothing to do"
+        elif self.state in ("starting", "loading the model"):
+            self.state = "running"
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "run" and event.state == WorkerState.ERROR:
+            self.post_message(RunFailed(self.run_title, event.worker.error))
