@@ -52,7 +52,7 @@ async def test_late_rows_do_not_replace_a_newer_load(filled: Any, make_app: Any)
     app.services.load_rows = gate
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: gate.calls == 1)
-        app.reload_rows()
+        app.main_screen.reload_rows()
         await wait_until(pilot, lambda: len(table_ids(app)) == 8)
         await let_it_land(pilot, gate)
         assert table_ids(app) == list(range(8))
