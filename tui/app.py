@@ -163,7 +163,7 @@ class SteerApp(App[None]):
         self.push_screen(NoteModal(row), go)
 
     def _begin(self, title: str) -> None:
-        from agent.runner import RunControl
+        from agent.run import RunControl
 
         self._control = RunControl()
         self.running = True

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.image_evidence import ImageRequest, TopKDescriber, request_key
+from agent.run.images import ImageRequest, TopKDescriber, request_key
 from agent.store import Store
 from agent.topk import base_image, feature_stats, feature_views, open_topk, record_topk, require_topk, topk_dir
 

@@ -12,7 +12,7 @@ import pytest
 import prompts
 from agent.config import RunConfig, SweepConfig
 from agent.evidence import Evidence, ImageEvidence
-from agent.image_evidence import (
+from agent.run.images import (
     ImageRequest,
     default_hybrid_strength,
     png_data_url,
@@ -24,7 +24,7 @@ from agent.judges.base import JudgeContext
 from agent.judges.llm import build_messages
 from agent.judges.scripted import ScriptedChat, final_reply
 from agent.probes import Probe, ProbeResult
-from agent.runner import run_features
+from agent.run import run_features
 from agent.store import Store
 from agent.topk import TopKMissing, record_topk
 from tests.agent.fakes import CONCEPTS, FakeEngine

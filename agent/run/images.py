@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from agent.config import HYBRID_MULTIPLE
 from agent.evidence import IMAGE_MODES, ImageEvidence
-from agent.probe_service import EngineFailed
+from agent.run.probes import EngineFailed
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ from typing import Any
 from agent.config import RunConfig
 from agent.events import JudgeDecided, RunEvent
 from agent.evidence import Evidence
-from agent.image_evidence import ImageEvidenceService, ImageRequest
+from agent.run.images import ImageEvidenceService, ImageRequest
 from agent.judges.base import Judge, JudgeCache, JudgeCallError, JudgeContext, PastTurn, Usage
-from agent.probe_service import EngineFailed, ProbeService
+from agent.run.probes import EngineFailed, ProbeService
 from agent.probes import ProbeResult, describe_probe
 from agent.records import FeatureRecord
-from agent.sweep import calibrate, requested_probe, sweep_probes
+from agent.run.sweep import calibrate, requested_probe, sweep_probes
 
 
 class TokenBudget:

@@ -28,7 +28,7 @@ from agent.events import (
     RunStarted,
     RunStats,
 )
-from agent.image_evidence import (
+from agent.run.images import (
     Describer,
     ImageEvidenceService,
     TopKDescriber,
@@ -36,13 +36,13 @@ from agent.image_evidence import (
     reference_hybrid_strength,
 )
 from agent.judges.base import Judge, JudgeFatalError, JudgeQuotaError, Usage
-from agent.loop import LoopContext, TokenBudget, explain_feature
-from agent.probe_service import Engine, ProbeService
+from agent.run.loop import LoopContext, TokenBudget, explain_feature
+from agent.run.probes import Engine, ProbeService
 from agent.probes import ProbeResult
 from agent.records import FeatureRecord, new_run_id
 from agent.scale import resolve_strengths
 from agent.store import WORLD_KEYS, RecordUnreadable, Store
-from agent.sweep import background_probes
+from agent.run.sweep import background_probes
 
 log = logging.getLogger(__name__)
 
