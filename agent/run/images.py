@@ -7,22 +7,19 @@ a generate call; nothing here imports torch at module level.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import io
 import json
-import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from agent.config import HYBRID_MULTIPLE
 from agent.evidence import IMAGE_MODES, ImageEvidence
-from agent.run.probes import EngineFailed
+from agent.run.batcher import EngineFailed, MicroBatcher, Submit
 
-log = logging.getLogger(__name__)
 
 JUDGE_PICTURE_SIDE = 448
 """Longest side of a picture attached to a judge prompt (a 896 px masked image says no more at 448)."""
@@ -169,101 +166,38 @@ class ImageCache(Protocol):
 class ImageEvidenceService:
     """Async front of a describer for every feature loop of a run: cache, de-duplication, batching."""
 
-    def __init__(self, describer: Describer, fingerprint: dict[str, Any],
-                 call: Callable[..., Awaitable[Any]], cache: ImageCache | None = None, *,
-                 read_cache: bool = True, gather_s: float = 0.02, max_batch: int = 64) -> None:
+    def __init__(self, describer: Describer, fingerprint: dict[str, Any], submit: Submit,
+                 cache: ImageCache | None = None, *, read_cache: bool = True, gather_s: float = 0.02,
+                 max_batch: int = 64) -> None:
         self.describer = describer
         self.fingerprint = fingerprint
-        self.call = call
-        """Runs a blocking function in the engine's thread (ProbeService.call)."""
-        self.cache = cache
-        self.read_cache = read_cache
-        self.gather_s = gather_s
-        self.max_batch = max(1, max_batch)
-        self.cached_hits = 0
-        self.computed = 0
-        self._pending: dict[str, tuple[ImageRequest, asyncio.Future[ImageEvidence]]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
+        self.submit = submit
+        """Queues a blocking function for the engine's thread (ProbeService.submit)."""
+        self._batcher: MicroBatcher[ImageRequest, ImageEvidence] = MicroBatcher(
+            describer.describe, self.key, submit,
+            lookup=(lambda key, _request: cache.get_image_evidence(key)) if cache is not None and read_cache else None,
+            store=cache.put_image_evidence if cache is not None else None, failure="the top-k description failed",
+            max_batch=max_batch, gather_s=gather_s, name="image-evidence")
+
+    @property
+    def cached_hits(self) -> int:
+        return self._batcher.cached_hits
 
     def key(self, request: ImageRequest) -> str:
         return request_key(request, self.fingerprint)
 
     async def get(self, requests: Sequence[ImageRequest]) -> list[ImageEvidence]:
         """Descriptions for ``requests`` in order: from the store or from a shared engine call."""
-        if self._task is None:
-            self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._dispatch(), name="image-evidence")
-        loop = asyncio.get_running_loop()
-        futures = []
-        for r in requests:
-            key = self.key(r)
-            hit = self.cache.get_image_evidence(key) if self.cache is not None and self.read_cache else None
-            if hit is not None:
-                self.cached_hits += 1
-                fut: asyncio.Future[ImageEvidence] = loop.create_future()
-                fut.set_result(hit)
-            elif key in self._pending:
-                fut = self._pending[key][1]
-            else:
-                fut = loop.create_future()
-                self._pending[key] = (r, fut)
-                assert self._wake is not None
-                self._wake.set()
-            futures.append(fut)
-        return list(await asyncio.gather(*(asyncio.shield(f) for f in futures)))
+        return await self._batcher.get(requests)
 
     async def pictures(self, feature: int, n: int) -> list[str]:
         """Data URLs of the feature's masked top images (for judges that read images)."""
         try:
-            pngs = await self.call(self.describer.pictures, feature, n)
+            pngs = await self.submit(self.describer.pictures, feature, n)
         except Exception as exc:  # noqa: BLE001 - reported to the feature's loop
             raise EngineFailed(f"drawing the top images failed: {exc}") from exc
         return [png_data_url(p) for p in pngs]
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        for _r, fut in self._pending.values():
-            if not fut.done():
-                fut.cancel()
-        self._pending.clear()
-
-    async def _dispatch(self) -> None:
-        assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await asyncio.sleep(self.gather_s)  # let other loops queue theirs
-            while self._pending:
-                keys = list(self._pending)[: self.max_batch]
-                batch = [self._pending[k] for k in keys]
-                requests = [r for r, _ in batch]
-                try:
-                    results = await self.call(self._run, requests, keys)
-                except Exception as exc:  # noqa: BLE001 - reported to each waiting loop
-                    log.error("top-k descriptions failed for %d requests: %s", len(requests), exc)
-                    for k, (_r, fut) in zip(keys, batch):
-                        self._pending.pop(k, None)
-                        if not fut.done():
-                            fut.set_exception(EngineFailed(f"the top-k description failed: {exc}"))
-                    continue
-                self.computed += len(requests)
-                for k, (_r, fut), res in zip(keys, batch, results):
-                    self._pending.pop(k, None)
-                    if not fut.done():
-                        fut.set_result(res)
-
-    def _run(self, requests: list[ImageRequest], keys: list[str]) -> list[ImageEvidence]:
-        """In the engine thread: describe, storing each result as soon as it exists."""
-        by_request = dict(zip(requests, keys))
-
-        def on_result(request: ImageRequest, result: ImageEvidence) -> None:
-            if self.cache is not None:
-                try:
-                    self.cache.put_image_evidence(by_request.get(request) or self.key(request), result)
-                except Exception as exc:  # noqa: BLE001 - a full disk must not lose the batch
-                    log.error("could not store a top-k description: %s", exc)
-
-        return self.describer.describe(requests, on_result=on_result)
+        """Stop dispatching; a description call still queued in the engine's thread is dropped."""
+        await self._batcher.close(finish_current=False)

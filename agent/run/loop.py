@@ -13,7 +13,8 @@ from agent.events import JudgeDecided, RunEvent
 from agent.evidence import Evidence
 from agent.run.images import ImageEvidenceService, ImageRequest
 from agent.judges.base import Judge, JudgeCache, JudgeCallError, JudgeContext, PastTurn, Usage
-from agent.run.probes import EngineFailed, ProbeService
+from agent.run.batcher import EngineFailed
+from agent.run.probes import ProbeService
 from agent.probes import ProbeResult, describe_probe
 from agent.records import FeatureRecord
 from agent.run.sweep import calibrate, requested_probe, sweep_probes

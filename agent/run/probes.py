@@ -1,18 +1,15 @@
-"""Runs probes for many feature loops at once: cache look-up, de-duplication, and packing into
-shared engine calls executed one at a time in a worker thread."""
+"""The probe service: the engine's thread, and probes of many feature loops packed into shared engine calls."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from agent.probes import Probe, ProbeResult
+from agent.run.batcher import MicroBatcher
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -32,10 +29,6 @@ class ProbeCache(Protocol):
     def put_probe(self, key: str, result: ProbeResult) -> None: ...
 
 
-class EngineFailed(RuntimeError):
-    """The engine raised while running a batch that held this probe."""
-
-
 class ProbeService:
     """Async front of the engine shared by every feature loop of a run."""
 
@@ -45,122 +38,48 @@ class ProbeService:
         self.engine = engine
         self.cache = cache
         self.read_cache = read_cache
-        self.max_batch = max(1, max_batch)
-        self.gather_s = gather_s
         self.on_batch = on_batch
         self.fingerprint = engine.fingerprint()
-        self.cached_hits = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="steer-engine")
-        self._pending: dict[str, tuple[Probe, asyncio.Future[ProbeResult]]] = {}
-        self._known: dict[str, asyncio.Future[ProbeResult]] = {}
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._current: asyncio.Future[Any] | None = None
+        self._batcher: MicroBatcher[Probe, ProbeResult] = MicroBatcher(
+            self._run_engine, self.key, self.submit, lookup=self._lookup if cache is not None and read_cache else None,
+            store=cache.put_probe if cache is not None else None, failure="the engine failed",
+            max_batch=max_batch, gather_s=gather_s, on_batch=self._batch_done, name="probe-dispatch")
 
-    # ------------------------------------------------------------------ lifecycle
-
-    def _ensure_started(self) -> None:
-        if self._task is None:
-            self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._dispatch(), name="probe-dispatch")
+    @property
+    def cached_hits(self) -> int:
+        return self._batcher.cached_hits
 
     async def close(self) -> None:
         """Stop dispatching; wait for the engine call in progress (its results are stored)."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-        if self._current is not None and not self._current.done():
-            try:
-                await asyncio.shield(self._current)
-            except BaseException:  # noqa: BLE001 - a failed batch at shutdown changes nothing
-                pass
-        for _probe, fut in self._pending.values():
-            if not fut.done():
-                fut.cancel()
-        self._pending.clear()
+        await self._batcher.close(finish_current=True)
         self._executor.shutdown(wait=True)
 
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn`` in the engine's thread (torch work that must not race a generate call)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue ``fn`` for the engine's thread (torch work that must not race a generate call)."""
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    # ------------------------------------------------------------------ requests
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` in the engine's thread and wait for it."""
+        return await self.submit(fn, *args)
 
     def key(self, probe: Probe) -> str:
         return probe.key(self.fingerprint)
 
     async def run(self, probes: Sequence[Probe]) -> list[ProbeResult]:
         """Results for ``probes`` in order: from the cache, from a batch already queued, or computed."""
-        self._ensure_started()
-        futures: list[asyncio.Future[ProbeResult]] = []
-        loop = asyncio.get_running_loop()
-        for probe in probes:
-            key = self.key(probe)
-            fut = self._known.get(key)
-            if fut is None or (fut.done() and (fut.cancelled() or fut.exception() is not None)):
-                fut = loop.create_future()
-                hit = self.cache.get_probe(key) if (self.cache is not None and self.read_cache) else None
-                if hit is not None and hit.probe == probe:
-                    self.cached_hits += 1
-                    fut.set_result(hit)
-                else:
-                    self._known[key] = fut
-                    self._pending[key] = (probe, fut)
-                    assert self._wake is not None
-                    self._wake.set()
-            futures.append(fut)
-        return list(await asyncio.gather(*(asyncio.shield(f) for f in futures)))
+        return await self._batcher.get(probes)
 
-    # ------------------------------------------------------------------ dispatch
+    def _lookup(self, key: str, probe: Probe) -> ProbeResult | None:
+        assert self.cache is not None
+        hit = self.cache.get_probe(key)
+        return hit if hit is not None and hit.probe == probe else None
 
-    async def _dispatch(self) -> None:
-        assert self._wake is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            # Let the other loops queue their probes so one engine call serves them all.
-            await asyncio.sleep(self.gather_s)
-            while self._pending:
-                keys = list(self._pending)[: self.max_batch]
-                batch = [self._pending.pop(k) for k in keys]
-                probes = [p for p, _ in batch]
-                t0 = time.perf_counter()
-                self._current = loop.run_in_executor(self._executor, self._run_engine, probes, keys)
-                try:
-                    results = await asyncio.shield(self._current)
-                except asyncio.CancelledError:
-                    for p, fut in batch:  # put them back: close() settles them
-                        self._pending.setdefault(self.key(p), (p, fut))
-                    raise
-                except Exception as exc:  # noqa: BLE001 - reported to each waiting loop
-                    log.error("engine failed on a batch of %d probes: %s", len(probes), exc)
-                    for _p, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(EngineFailed(f"the engine failed: {exc}"))
-                    continue
-                seconds = time.perf_counter() - t0
-                for key, (_p, fut), result in zip(keys, batch, results):
-                    if not fut.done():
-                        fut.set_result(result)
-                    if self.cache is not None and self.read_cache:
-                        self._known.pop(key, None)  # the store answers later requests
-                if self.on_batch is not None:
-                    self.on_batch(len(probes), sum(p.samples for p in probes), seconds)
+    def _batch_done(self, probes: list[Probe], seconds: float) -> None:
+        if self.on_batch is not None:
+            self.on_batch(len(probes), sum(p.samples for p in probes), seconds)
 
-    def _run_engine(self, probes: list[Probe], keys: list[str]) -> list[ProbeResult]:
-        """In the worker thread: run the batch, storing each result as soon as it exists."""
-        by_probe: dict[Probe, str] = dict(zip(probes, keys))
+    def _run_engine(self, probes: list[Probe], on_result: Callable[[Probe, ProbeResult], None]) -> list[ProbeResult]:
+        """In the engine's thread: run the batch, reporting each result as soon as it exists."""
+        return self.engine.run(probes, on_result=lambda result: on_result(result.probe, result))
 
-        def on_result(result: ProbeResult) -> None:
-            if self.cache is not None:
-                key = by_probe.get(result.probe) or self.key(result.probe)
-                try:
-                    self.cache.put_probe(key, result)
-                except Exception as exc:  # noqa: BLE001 - a full disk must not lose the batch
-                    log.error("could not store probe result: %s", exc)
-
-        return self.engine.run(probes, on_result=on_result)

@@ -287,7 +287,7 @@ async def _image_evidence(engine: Engine, cfg: RunConfig, store: Store | None, s
                 norm = await _norm(engine, cfg.sweep.base_image, store, service)  # a fixed --strengths ladder
             strength, why = default_hybrid_strength(fp, norm)
         info.update(hybrid_strength=strength, hybrid_source=why)
-    service_ = ImageEvidenceService(describer, fingerprint, service.call, store, read_cache=not cfg.force)
+    service_ = ImageEvidenceService(describer, fingerprint, service.submit, store, read_cache=not cfg.force)
     return service_, info
 
 
