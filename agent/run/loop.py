@@ -96,127 +96,174 @@ async def explain_feature(feature: int, lc: LoopContext) -> FeatureRecord:
     Raises JudgeFatalError (the run must stop) and CancelledError; every other failure ends in a
     ``failed`` record.
     """
-    cfg, sweep = lc.config, lc.config.sweep
-    t0 = time.perf_counter()
-    timings = {"probes": 0.0, "judge": 0.0}
-    if lc.images is not None:
-        timings["images"] = 0.0
-    usage = Usage()
-    evidence = Evidence()
-    transcript: list[dict[str, Any]] = []
-    record = FeatureRecord(feature=feature, status="failed", judge=lc.judge.describe(), world=lc.world,
-                           fingerprint=lc.fingerprint, prompt_versions=list(lc.fingerprint.get("prompts", [])),
-                           run_id=lc.run_id)
+    loop = _FeatureLoop(feature, lc)
+    try:
+        await loop.opening()
+    except EngineFailed as exc:
+        return loop.finish(status="failed", error=str(exc))
+    await loop.read_background()
+    return await loop.judge_rounds()
 
-    def finish(**fields: Any) -> FeatureRecord:
+
+class _FeatureLoop:
+    """One feature's loop: the evidence, transcript, usage and timings its record is made of."""
+
+    def __init__(self, feature: int, lc: LoopContext) -> None:
+        self.feature, self.lc = feature, lc
+        self.t0 = time.perf_counter()
+        self.timings = {"probes": 0.0, "judge": 0.0}
+        if lc.images is not None:
+            self.timings["images"] = 0.0
+        self.usage = Usage()
+        self.evidence = Evidence()
+        self.transcript: list[dict[str, Any]] = []
+        self.record = FeatureRecord(feature=feature, status="failed", judge=lc.judge.describe(), world=lc.world,
+                                    fingerprint=lc.fingerprint,
+                                    prompt_versions=list(lc.fingerprint.get("prompts", [])), run_id=lc.run_id)
+        self.strengths: list[float] = []
+        self.pictures: list[str] = []
+        self.background: list[ProbeResult] = []
+        self.history: list[PastTurn] = []
+        self.probes_used = 0
+
+    def finish(self, **fields: Any) -> FeatureRecord:
+        record = self.record
         for k, v in fields.items():
             setattr(record, k, v)
-        record.transcript = transcript
-        record.evidence = [i.to_dict() for i in evidence.items]
-        record.image_evidence = [i.to_dict() for i in evidence.images]
-        record.usage = usage.to_dict()
-        record.n_probes = len(evidence.items)
-        timings["total"] = time.perf_counter() - t0
-        record.timings = {k: round_s(v) for k, v in timings.items()}
+        record.transcript = self.transcript
+        record.evidence = [i.to_dict() for i in self.evidence.items]
+        record.image_evidence = [i.to_dict() for i in self.evidence.images]
+        record.usage = self.usage.to_dict()
+        record.n_probes = len(self.evidence.items)
+        self.timings["total"] = time.perf_counter() - self.t0
+        record.timings = {k: round_s(v) for k, v in self.timings.items()}
         return record
 
-    async def run_probes(probes: list[Any]) -> list[ProbeResult]:
-        t = time.perf_counter()
-        try:
-            return await lc.probes.run(probes)
-        finally:
-            timings["probes"] += time.perf_counter() - t
+    async def run_probes(self, probes: list[Any]) -> list[ProbeResult]:
+        return await _timed(self.lc.probes.run(probes), self.timings, "probes")
 
-    # 1. The opening sweep, and the top-k / hybrid descriptions (queued first: they share engine calls).
-    image_task = None
-    if lc.images is not None and lc.image_requests:
-        requests = [ImageRequest(feature, mode, strength, lc.topk_images) for mode, strength in lc.image_requests]
-        image_task = asyncio.ensure_future(_timed(lc.images.get(requests), timings, "images"))
-    pictures: list[str] = []
-    try:
+    # ------------------------------------------------------------------ 1. the opening
+
+    async def opening(self) -> None:
+        """The opening sweep, and the top-k / hybrid descriptions (queued first: they share engine calls)."""
+        lc, feature, sweep = self.lc, self.feature, self.lc.config.sweep
+        image_task = None
+        if lc.images is not None and lc.image_requests:
+            requests = [ImageRequest(feature, mode, strength, lc.topk_images) for mode, strength in lc.image_requests]
+            image_task = asyncio.ensure_future(_timed(lc.images.get(requests), self.timings, "images"))
         try:
             if sweep.calibrate:
-                s_max = max(lc.strengths) * 2
-                strengths, _ = await calibrate(feature, run_probes, sweep, s_max)
+                self.strengths, _ = await calibrate(feature, self.run_probes, sweep, max(lc.strengths) * 2)
             else:
-                strengths = list(lc.strengths)
-            probes = sweep_probes(feature, strengths, sweep)
-            evidence.add(await run_probes(probes), round=1)
+                self.strengths = list(lc.strengths)
+            probes = sweep_probes(feature, self.strengths, sweep)
+            self.evidence.add(await self.run_probes(probes), round=1)
             if image_task is not None:
                 images = await image_task
-                evidence.add_images(images, round=1)
+                self.evidence.add_images(images, round=1)
                 if lc.judge_images and any(r.texts for r in images):
-                    pictures = await _timed(lc.images.pictures(feature, lc.topk_images), timings,  # type: ignore[union-attr]
-                                            "images")
-        except EngineFailed as exc:
-            return finish(status="failed", error=str(exc))
-    finally:
-        if image_task is not None and not image_task.done():
-            image_task.cancel()
-    transcript.append({"round": 0, "kind": "sweep", "strengths": strengths, "calibrated": sweep.calibrate,
-                       "probes": [describe_probe(p) for p in probes]})
-    if evidence.images:
-        transcript.append({"round": 0, "kind": "images", "ids": [i.id for i in evidence.images],
-                           "modes": [i.role for i in evidence.images], "pictures": len(pictures)})
-    background: list[ProbeResult] = []
-    if lc.background is not None:
-        try:
-            background = list(await asyncio.shield(lc.background))
-        except EngineFailed:
-            background = []
-    max_strength = max(strengths, default=1.0) * 16
+                    self.pictures = await _timed(lc.images.pictures(feature, lc.topk_images),  # type: ignore[union-attr]
+                                                 self.timings, "images")
+        finally:
+            if image_task is not None and not image_task.done():
+                image_task.cancel()
+        self.transcript.append({"round": 0, "kind": "sweep", "strengths": self.strengths, "calibrated": sweep.calibrate,
+                                "probes": [describe_probe(p) for p in probes]})
+        if self.evidence.images:
+            self.transcript.append({"round": 0, "kind": "images", "ids": [i.id for i in self.evidence.images],
+                                    "modes": [i.role for i in self.evidence.images], "pictures": len(self.pictures)})
 
-    # 2. Judge rounds.
-    history: list[PastTurn] = []
-    probes_used = 0
-    for rnd in range(1, cfg.max_rounds + 1):
-        if lc.on_round:
-            lc.on_round(feature, rnd)
-        over_tokens = cfg.max_feature_tokens is not None and usage.total_tokens >= cfg.max_feature_tokens
-        force = rnd == cfg.max_rounds or probes_used >= cfg.max_probes or over_tokens or lc.budget.exhausted
-        ctx = JudgeContext(
-            feature=feature, round=rnd, max_rounds=cfg.max_rounds, evidence=evidence, history=history,
-            background=background, strengths=strengths, force_final=force,
-            probes_left=max(0, cfg.max_probes - probes_used), max_samples=cfg.max_probe_samples,
-            note=lc.notes.get(feature, cfg.note), world={**lc.world, "base_image": sweep.base_image},
-            cache=lc.cache, read_cache=not (cfg.force or cfg.rejudge), pictures=pictures,
+    async def read_background(self) -> None:
+        """The probes shared by every feature (an offline judge compares against them)."""
+        if self.lc.background is not None:
+            try:
+                self.background = list(await asyncio.shield(self.lc.background))
+            except EngineFailed:
+                self.background = []
+
+    # ------------------------------------------------------------------ 2. judge rounds
+
+    async def judge_rounds(self) -> FeatureRecord:
+        cfg = self.lc.config
+        for rnd in range(1, cfg.max_rounds + 1):
+            if self.lc.on_round:
+                self.lc.on_round(self.feature, rnd)
+            force = self.must_finish(rnd)
+            try:
+                turn = await self.ask(self.context(rnd, force))
+            except JudgeCallError as exc:
+                self.transcript.append({"round": rnd, "kind": "error", "error": str(exc)})
+                return self.finish(status="failed", error=str(exc), rounds=rnd)
+            ended = self.conclude(rnd, turn, force)
+            if ended is None:
+                ended = await self.more_probes(rnd, turn)
+            if ended is not None:
+                return ended
+        return self.finish(status="failed", rounds=cfg.max_rounds, error="no final answer within the round budget")
+
+    def must_finish(self, rnd: int) -> bool:
+        """This round must give the final answer: the last round, or a probe or token budget spent."""
+        cfg = self.lc.config
+        over_tokens = cfg.max_feature_tokens is not None and self.usage.total_tokens >= cfg.max_feature_tokens
+        return rnd == cfg.max_rounds or self.probes_used >= cfg.max_probes or over_tokens or self.lc.budget.exhausted
+
+    def context(self, rnd: int, force: bool) -> JudgeContext:
+        lc, cfg = self.lc, self.lc.config
+        return JudgeContext(
+            feature=self.feature, round=rnd, max_rounds=cfg.max_rounds, evidence=self.evidence, history=self.history,
+            background=self.background, strengths=self.strengths, force_final=force,
+            probes_left=max(0, cfg.max_probes - self.probes_used), max_samples=cfg.max_probe_samples,
+            note=lc.notes.get(self.feature, cfg.note), world={**lc.world, "base_image": cfg.sweep.base_image},
+            cache=lc.cache, read_cache=not (cfg.force or cfg.rejudge), pictures=self.pictures,
         )
+
+    async def ask(self, ctx: JudgeContext) -> Any:
+        """One judge turn (within the run's judge slots), counted and written to the transcript."""
+        lc, rnd = self.lc, ctx.round
         t = time.perf_counter()
         try:
             async with lc.judge_slots:
                 turn = await lc.judge.decide(ctx)
-        except JudgeCallError as exc:
-            timings["judge"] += time.perf_counter() - t
-            transcript.append({"round": rnd, "kind": "error", "error": str(exc)})
-            return finish(status="failed", error=str(exc), rounds=rnd)
-        timings["judge"] += time.perf_counter() - t
-        usage.add(turn.usage)
+        finally:
+            self.timings["judge"] += time.perf_counter() - t
+        self.usage.add(turn.usage)
         lc.budget.spend(turn.usage)
         if lc.on_usage:
             lc.on_usage(turn.usage, turn.cached)
-        transcript.append(_verdict_entry(rnd, turn))
+        self.transcript.append(_verdict_entry(rnd, turn))
         v = turn.verdict
-        lc.emit(lambda stats, v=v, turn=turn, rnd=rnd: JudgeDecided(
-            stats=stats, feature=feature, round=rnd, action=v.action if v else None,
+        lc.emit(lambda stats: JudgeDecided(
+            stats=stats, feature=self.feature, round=rnd, action=v.action if v else None,
             hypothesis=v.hypothesis if v else None, confidence=v.confidence if v else None,
             tokens=turn.usage.total_tokens, cached=turn.cached, attempts=turn.attempts))
+        return turn
+
+    def conclude(self, rnd: int, turn: Any, force: bool) -> FeatureRecord | None:
+        """The record when this turn ends the loop (no valid verdict, a final answer, a forced round)."""
+        v = turn.verdict
         if v is None:
-            return finish(status="failed", rounds=rnd, raw_reply=turn.raw,
-                          error=f"no valid verdict after {turn.attempts} replies: {turn.error}")
+            return self.finish(status="failed", rounds=rnd, raw_reply=turn.raw,
+                               error=f"no valid verdict after {turn.attempts} replies: {turn.error}")
         if v.action == "final":
-            return finish(status="done", rounds=rnd, explanation=v.explanation, label=v.label,
-                          confidence=v.confidence, hypothesis=v.hypothesis, forced=force)
+            return self.finish(status="done", rounds=rnd, explanation=v.explanation, label=v.label,
+                               confidence=v.confidence, hypothesis=v.hypothesis, forced=force)
         if force:  # a judge that ignores a forced final gets no explanation out of it
-            return finish(status="failed", rounds=rnd, raw_reply=turn.raw, hypothesis=v.hypothesis,
-                          error="the judge asked for more probes after the budget was spent")
-        requests = v.probes[: cfg.max_probes - probes_used]
-        new = [requested_probe(feature, r, sweep, rnd, max_strength) for r in requests]
+            return self.finish(status="failed", rounds=rnd, raw_reply=turn.raw, hypothesis=v.hypothesis,
+                               error="the judge asked for more probes after the budget was spent")
+        return None
+
+    async def more_probes(self, rnd: int, turn: Any) -> FeatureRecord | None:
+        """Run the probes the judge asked for; a record only when the engine fails."""
+        cfg, v = self.lc.config, turn.verdict
+        requests = v.probes[: cfg.max_probes - self.probes_used]
+        max_strength = max(self.strengths, default=1.0) * 16
+        new = [requested_probe(self.feature, r, cfg.sweep, rnd, max_strength) for r in requests]
         try:
-            results = await run_probes(new)
+            results = await self.run_probes(new)
         except EngineFailed as exc:
-            return finish(status="failed", rounds=rnd, hypothesis=v.hypothesis, error=str(exc))
-        evidence.add(results, round=rnd + 1, reasons=[r.reason for r in requests])
-        transcript.append({"round": rnd, "kind": "probes", "probes": [describe_probe(p) for p in new]})
-        probes_used += len(new)
-        history.append(PastTurn(round=rnd, verdict=v, raw=turn.raw))
-    return finish(status="failed", rounds=cfg.max_rounds, error="no final answer within the round budget")
+            return self.finish(status="failed", rounds=rnd, hypothesis=v.hypothesis, error=str(exc))
+        self.evidence.add(results, round=rnd + 1, reasons=[r.reason for r in requests])
+        self.transcript.append({"round": rnd, "kind": "probes", "probes": [describe_probe(p) for p in new]})
+        self.probes_used += len(new)
+        self.history.append(PastTurn(round=rnd, verdict=v, raw=turn.raw))
+        return None
