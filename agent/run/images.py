@@ -1,46 +1,22 @@
-"""Top-k and hybrid descriptions for the loop: a describer over steering.modes, and an async service
-that caches them in the store and packs the requests of many feature loops into shared engine calls.
-
-The describer's calls run in the engine's thread (the probe service's executor), so they never race
-a generate call; nothing here imports torch at module level.
-"""
+"""Top-k and hybrid descriptions for the loop: the describer over steering.modes, and its batched, cached service."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from agent.config import HYBRID_MULTIPLE
-from agent.evidence import IMAGE_MODES, ImageEvidence
+from agent.evidence import ImageEvidence
 from agent.run.batcher import EngineFailed, MicroBatcher, Submit
-
+from steering.probes import EvidenceRequest
 
 JUDGE_PICTURE_SIDE = 448
 """Longest side of a picture attached to a judge prompt (a 896 px masked image says no more at 448)."""
 # Hybrid strengths the reference analysis chose by a validation sweep: (SAE repository, layer) -> strength.
 REFERENCE_HYBRID = {("google_gemma-3-4b-it-saes", 16): 50.0}
-
-
-@dataclass(frozen=True)
-class ImageRequest:
-    """One top-k or hybrid description of one feature."""
-
-    feature: int
-    mode: str = "topk"
-    strength: float = 0.0
-    """Hybrid only (0 for topk)."""
-    n_images: int = 5
-
-    def __post_init__(self) -> None:
-        if self.mode not in IMAGE_MODES:
-            raise ValueError(f"unknown image mode {self.mode!r}: use one of {IMAGE_MODES}")
-        object.__setattr__(self, "strength", float(self.strength))  # 50 and 50.0 key alike
 
 
 class Describer(Protocol):
@@ -50,20 +26,13 @@ class Describer(Protocol):
         """Load what is needed, check it fits the engine, and return the identity that keys the cache."""
         ...
 
-    def describe(self, requests: Sequence[ImageRequest],
-                 on_result: Callable[[ImageRequest, ImageEvidence], None] | None = None) -> list[ImageEvidence]:
+    def describe(self, requests: Sequence[EvidenceRequest],
+                 on_result: Callable[[EvidenceRequest, ImageEvidence], None] | None = None) -> list[ImageEvidence]:
         ...
 
     def pictures(self, feature: int, n: int) -> list[bytes]:
         """PNG bytes of the feature's ``n`` best images, inactive patches black."""
         ...
-
-
-def request_key(request: ImageRequest, fingerprint: dict[str, Any]) -> str:
-    """Cache key: the request plus everything about the engine, prompt and collection that changes it
-    (the same key steering.modes.EvidenceRequest.key gives)."""
-    payload = json.dumps({"request": asdict(request), "engine": fingerprint}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def png_data_url(png: bytes) -> str:
@@ -114,14 +83,12 @@ class TopKDescriber:
             self._fingerprint = fingerprint(self.engine, self._topk)
         return self._fingerprint
 
-    def describe(self, requests: Sequence[ImageRequest],
-                 on_result: Callable[[ImageRequest, ImageEvidence], None] | None = None) -> list[ImageEvidence]:
-        from steering.modes import EvidenceRequest, describe
+    def describe(self, requests: Sequence[EvidenceRequest],
+                 on_result: Callable[[EvidenceRequest, ImageEvidence], None] | None = None) -> list[ImageEvidence]:
+        from steering.modes import describe
 
         self.prepare()
         names = self._topk.names
-        reqs = [EvidenceRequest(r.feature, r.mode, float(r.strength), r.n_images) for r in requests]
-        by_request = dict(zip(reqs, requests))
 
         def convert(res: Any) -> ImageEvidence:
             return ImageEvidence(feature=res.feature, mode=res.mode, strength=float(res.request.strength),
@@ -131,10 +98,10 @@ class TopKDescriber:
 
         def each(res: Any) -> None:
             if on_result is not None:
-                on_result(by_request[res.request], convert(res))
+                on_result(res.request, convert(res))
 
         with self._lock():
-            out = describe(self.engine, self._topk, reqs, on_result=each)
+            out = describe(self.engine, self._topk, list(requests), on_result=each)
         if on_result is not None:  # rows without images never reach describe's callback
             for res in out:
                 if not res.texts:
@@ -173,7 +140,7 @@ class ImageEvidenceService:
         self.fingerprint = fingerprint
         self.submit = submit
         """Queues a blocking function for the engine's thread (ProbeService.submit)."""
-        self._batcher: MicroBatcher[ImageRequest, ImageEvidence] = MicroBatcher(
+        self._batcher: MicroBatcher[EvidenceRequest, ImageEvidence] = MicroBatcher(
             describer.describe, self.key, submit,
             lookup=(lambda key, _request: cache.get_image_evidence(key)) if cache is not None and read_cache else None,
             store=cache.put_image_evidence if cache is not None else None, failure="the top-k description failed",
@@ -183,10 +150,10 @@ class ImageEvidenceService:
     def cached_hits(self) -> int:
         return self._batcher.cached_hits
 
-    def key(self, request: ImageRequest) -> str:
-        return request_key(request, self.fingerprint)
+    def key(self, request: EvidenceRequest) -> str:
+        return request.key(self.fingerprint)
 
-    async def get(self, requests: Sequence[ImageRequest]) -> list[ImageEvidence]:
+    async def get(self, requests: Sequence[EvidenceRequest]) -> list[ImageEvidence]:
         """Descriptions for ``requests`` in order: from the store or from a shared engine call."""
         return await self._batcher.get(requests)
 

@@ -11,13 +11,14 @@ from typing import Any
 from agent.config import RunConfig
 from agent.events import JudgeDecided, RunEvent
 from agent.evidence import Evidence
-from agent.run.images import ImageEvidenceService, ImageRequest
+from agent.run.images import ImageEvidenceService
 from agent.judges.base import Judge, JudgeCache, JudgeCallError, JudgeContext, PastTurn, Usage
 from agent.run.batcher import EngineFailed
 from agent.run.probes import ProbeService
 from agent.probes import ProbeResult, describe_probe
 from agent.records import FeatureRecord
 from agent.run.sweep import calibrate, requested_probe, sweep_probes
+from steering.probes import EvidenceRequest
 
 
 class TokenBudget:
@@ -149,7 +150,7 @@ class _FeatureLoop:
         lc, feature, sweep = self.lc, self.feature, self.lc.config.sweep
         image_task = None
         if lc.images is not None and lc.image_requests:
-            requests = [ImageRequest(feature, mode, strength, lc.topk_images) for mode, strength in lc.image_requests]
+            requests = [EvidenceRequest(feature, mode, strength, lc.topk_images) for mode, strength in lc.image_requests]
             image_task = asyncio.ensure_future(_timed(lc.images.get(requests), self.timings, "images"))
         try:
             if sweep.calibrate:

@@ -1,6 +1,4 @@
-"""The scheduler: many feature loops in flight, probes packed into shared engine batches, judge calls
-bounded by a semaphore, results stored as each feature finishes. Importable (the TUI drives it from
-a worker thread) as well as used by the CLI."""
+"""The scheduler: many feature loops in flight over shared engine batches, each record stored as it ends."""
 
 from __future__ import annotations
 
