@@ -162,14 +162,19 @@ async def _close(service: ProbeService, images: ImageEvidenceService | None, jud
             log.debug("closing the judge failed", exc_info=True)
 
 
+def _norm_key(engine: Engine, base_image: str) -> str:
+    """Where the store remembers the engine's hidden-state norm on ``base_image``."""
+    fp_hash = hashlib.sha256(json.dumps(engine.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
+    return f"hidden_norm/{fp_hash}/{base_image}"
+
+
 async def _strengths(engine: Engine, cfg: RunConfig, store: Store | None,
                      service: ProbeService) -> tuple[list[float], dict[str, Any]]:
     """The schedule, measuring the hidden-state norm once per engine (remembered in the store)."""
     sweep = cfg.sweep
     if sweep.strengths:
         return resolve_strengths(engine, sweep)
-    fp_hash = hashlib.sha256(json.dumps(engine.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
-    meta_key = f"hidden_norm/{fp_hash}/{sweep.base_image}"
+    meta_key = _norm_key(engine, sweep.base_image)
     known = store.get_meta(meta_key) if store is not None else None
     strengths, source = await service.call(resolve_strengths, engine, sweep, known)
     if store is not None and "norm" in source and known is None:
@@ -181,8 +186,7 @@ async def _norm(engine: Engine, base_image: str, store: Store | None, service: P
     """The median hidden-state norm at the hooked layer on ``base_image`` (remembered in the store)."""
     from agent.scale import hidden_norm
 
-    fp_hash = hashlib.sha256(json.dumps(engine.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
-    meta_key = f"hidden_norm/{fp_hash}/{base_image}"
+    meta_key = _norm_key(engine, base_image)
     known = store.get_meta(meta_key) if store is not None else None
     if known is not None:
         return float(known)
