@@ -11,12 +11,12 @@ from typing import Any
 from agent.config import RunConfig
 from agent.events import JudgeDecided, RunEvent
 from agent.evidence import Evidence
-from agent.run.images import ImageEvidenceService
 from agent.judges.base import Judge, JudgeCache, JudgeCallError, JudgeContext, PastTurn, Usage
-from agent.run.batcher import EngineFailed
-from agent.run.probes import ProbeService
 from agent.probes import ProbeResult, describe_probe
 from agent.records import FeatureRecord
+from agent.run.batcher import EngineFailed
+from agent.run.images import ImageEvidenceService
+from agent.run.probes import ProbeService
 from agent.run.sweep import calibrate, requested_probe, sweep_probes
 from steering.probes import EvidenceRequest
 
@@ -49,7 +49,7 @@ class LoopContext:
     fingerprint: dict[str, Any]
     budget: TokenBudget
     emit: Callable[[Callable[..., RunEvent]], None]
-    """Called with a factory taking ``stats=``; the runner fills in its statistics."""
+    """Called with a factory taking ``stats=``; the scheduler fills in its statistics."""
     cache: JudgeCache | None = None
     background: asyncio.Future[list[ProbeResult]] | None = None
     run_id: str = ""

@@ -31,6 +31,7 @@ from agent.store import WORLD_KEYS, RecordUnreadable, Store
 
 log = logging.getLogger(__name__)
 
+
 def world_of(engine: Engine) -> dict[str, Any]:
     fp = engine.fingerprint()
     return {k: fp.get(k) for k in WORLD_KEYS}
@@ -61,8 +62,7 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
     """``run_features`` inside a running event loop."""
     cfg = config or RunConfig()
     run = Run(features, cfg, control, on_event)
-    lazy = not hasattr(engine, "run")
-    if not lazy and store is not None:
+    if _is_engine(engine) and store is not None:
         store.bind_world(world_of(engine))  # refuse a store made for another world before reading it
     topk_root = _topk_root(cfg, store, topk) if cfg.image_modes and describer is None else None
     to_run = _features_to_run(run, store)
@@ -70,22 +70,21 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
         run.stats.finished = time.monotonic()
         _started(run, judge, store, [], [])
         return run.end()
-    if lazy:
-        engine = await asyncio.get_running_loop().run_in_executor(None, engine)  # type: ignore[operator]
-    world = world_of(engine)  # type: ignore[arg-type]
+    loaded = await _load(engine)
+    world = world_of(loaded)
     if store is not None:
-        _remember_run(run, store, engine, world, judge)  # type: ignore[arg-type]
-    service = ProbeService(engine, store, read_cache=not cfg.force, max_batch=cfg.max_batch_probes,  # type: ignore[arg-type]
+        _remember_run(run, store, loaded, world, judge)
+    service = ProbeService(loaded, store, read_cache=not cfg.force, max_batch=cfg.max_batch_probes,
                            on_batch=run.on_batch)
     images: ImageEvidenceService | None = None
     try:
-        strengths, source = await _strengths(service.engine, cfg, store, service)
+        strengths, source = await _strengths(loaded, cfg, store, service)
         run.summary.strengths, run.summary.strength_source = strengths, source
         if cfg.image_modes:
             if describer is None:
                 assert topk_root is not None
-                describer = TopKDescriber(service.engine, topk_root)
-            images, run.summary.images = await _image_evidence(service.engine, cfg, store, service, source, describer)
+                describer = TopKDescriber(loaded, topk_root)
+            images, run.summary.images = await _image_evidence(loaded, cfg, store, service, source, describer)
         _started(run, judge, store, to_run, strengths)
         await _run_loops(run, _loop_context(run, judge, store, service, world, images), store, to_run)
     finally:
@@ -95,6 +94,17 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
     if run.control.cancelled:
         run.note_stop(run.control.reason or "cancelled")
     return run.end()
+
+
+def _is_engine(engine: EngineSource) -> bool:
+    return hasattr(engine, "run")
+
+
+async def _load(engine: EngineSource) -> Engine:
+    """The engine, or what its factory makes (in a thread: loading a model blocks)."""
+    if _is_engine(engine):
+        return engine  # type: ignore[return-value]
+    return await asyncio.get_running_loop().run_in_executor(None, engine)  # type: ignore[arg-type]
 
 
 def _topk_root(cfg: RunConfig, store: Store | None, topk: str | Path | None) -> Path:
