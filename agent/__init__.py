@@ -3,7 +3,7 @@
 Nothing here imports torch at module level; the engine is loaded only when a command needs it.
 
 Entry points for other front ends (the TUI):
-    agent.runner.run_features(engine, judge, store, features, config, on_event=..., control=RunControl(),
+    agent.run.run_features(engine, judge, store, features, config, on_event=..., control=RunControl(),
     topk=None) -- config.evidence "topk" | "hybrid" | "all" adds the top-k / hybrid descriptions
     agent.store.Store(path): get_record / list_records / set_review / clear_review / review_history /
     add_manual_probe / manual_probes (a record's ``manual`` list)

@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.groundtruth import PURE, ground_truth_for, score
     from agent.judges import JudgeFatalError, check_judge, make_judge
     from agent.progress import RichProgress, summary_table
-    from agent.runner import RunControl, run_features
+    from agent.run import RunControl, run_features
     from agent.store import Store, StoreError
     from agent.topk import TopKMissing, require_topk
 

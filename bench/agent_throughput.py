@@ -45,7 +45,7 @@ def main() -> None:
     from agent.config import RunConfig
     from agent.features import parse_features
     from agent.judges import OfflineJudge
-    from agent.runner import run_features
+    from agent.run import run_features
     from agent.store import Store
 
     world = args.world

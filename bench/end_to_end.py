@@ -20,7 +20,7 @@ from typing import Any
 
 from agent.config import RunConfig, SweepConfig
 from agent.judges.base import JudgeContext, JudgeTurn
-from agent.runner import run_features
+from agent.run import run_features
 from agent.store import Store
 from agent.verdicts import ProbeRequest, Verdict
 

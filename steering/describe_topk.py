@@ -3,8 +3,6 @@ is steered along the feature at exactly the patches where it fired), many featur
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections import defaultdict
@@ -17,51 +15,16 @@ from PIL import Image
 
 import prompts
 from steering.engine import SteeringEngine
+from steering.probes import EvidenceRequest
 from steering.text import strip_answer
 from steering.topk import TopKError, TopKResult
 from steering.views import masked_image
 
 log = logging.getLogger(__name__)
 
-MODES = ("topk", "hybrid")
 PROMPT = "vlm_topk"
 DEFAULT_HYBRID_STRENGTH = 50.0
 """The reference analysis's hybrid strength for Gemma-3-4B (layer 16); scale it to your model's norms."""
-
-
-@dataclass(frozen=True)
-class EvidenceRequest:
-    """One top-k or hybrid description of one feature."""
-
-    feature: int
-    mode: str = "topk"
-    """``topk``: masked top images only; ``hybrid``: the same, steered at the active patches."""
-    strength: float = 0.0
-    """L2 norm of the vector added at active patches (hybrid only; 0 for topk)."""
-    n_images: int = 5
-    """Top images shown (fewer when the feature fired on fewer images)."""
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"unknown mode {self.mode!r}: use one of {MODES}")
-        if self.strength < 0:
-            raise ValueError(f"strength must be >= 0, got {self.strength}")
-        if self.mode == "topk" and self.strength != 0:
-            raise ValueError("mode 'topk' does not steer: use mode 'hybrid' for a strength")
-        if self.n_images < 1:
-            raise ValueError(f"n_images must be >= 1, got {self.n_images}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EvidenceRequest:
-        return cls(**d)
-
-    def key(self, fingerprint: dict[str, Any]) -> str:
-        """Cache key: this request plus everything about the engine and the top-k that changes it."""
-        payload = json.dumps({"request": self.to_dict(), "engine": fingerprint}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The seam between the agent and the engine: Probe requests and ProbeResult answers (no torch)."""
+"""The seam between the agent and the engine: Probe and ProbeResult, EvidenceRequest (no torch)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Any
 BASE_IMAGES = ("white", "black", "noise")
 # Kinds of direction a probe can steer along.
 DIRECTIONS = ("feature", "random")
+# Ways to describe a feature from its top images: masked images only, or steered at the active patches too.
+EVIDENCE_MODES = ("topk", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -97,3 +99,39 @@ class ProbeResult:
             kl_first=float(d.get("kl_first", 0.0)),
             extra=dict(d.get("extra", {})),
         )
+
+
+@dataclass(frozen=True)
+class EvidenceRequest:
+    """One top-k or hybrid description of one feature."""
+
+    feature: int
+    mode: str = "topk"
+    """``topk``: masked top images only; ``hybrid``: the same, steered at the active patches."""
+    strength: float = 0.0
+    """L2 norm of the vector added at active patches (hybrid only; 0 for topk)."""
+    n_images: int = 5
+    """Top images shown (fewer when the feature fired on fewer images)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in EVIDENCE_MODES:
+            raise ValueError(f"unknown mode {self.mode!r}: use one of {EVIDENCE_MODES}")
+        if self.strength < 0:
+            raise ValueError(f"strength must be >= 0, got {self.strength}")
+        if self.mode == "topk" and self.strength != 0:
+            raise ValueError("mode 'topk' does not steer: use mode 'hybrid' for a strength")
+        if self.n_images < 1:
+            raise ValueError(f"n_images must be >= 1, got {self.n_images}")
+        object.__setattr__(self, "strength", float(self.strength))  # 50 and 50.0 key alike
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvidenceRequest:
+        return cls(**d)
+
+    def key(self, fingerprint: dict[str, Any]) -> str:
+        """Cache key: this request plus everything about the engine and the top-k that changes it."""
+        payload = json.dumps({"request": self.to_dict(), "engine": fingerprint}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()

@@ -246,7 +246,7 @@ class Services:
     def _fits(self, world: WorldSpec, held: dict[str, Any]) -> bool:
         """Whether ``world`` is the world a store holds (asking the engine itself when it is loaded)."""
         if self.engines.loaded(world):
-            from agent.runner import world_of
+            from agent.run import world_of
 
             mine = world_of(self.engines.get(world))
             return all(mine.get(k) == held.get(k) for k in ("model", "revision", "sae", "layer"))
@@ -295,7 +295,7 @@ class Services:
 
     def run(self, prepared: PreparedRun, on_event: Callable[[Any], None], control: Any) -> Any:
         """Run to the end (blocking: call from a worker thread); returns the RunSummary."""
-        from agent.runner import run_features
+        from agent.run import run_features
 
         return run_features(prepared.engine, prepared.judge, prepared.store, prepared.features, prepared.config,
                             on_event=on_event, control=control,  # the runner closes the judge's client

@@ -15,7 +15,7 @@ from agent.eval.control import RandomDirectionEngine
 from agent.probes import Probe
 from agent.records import FeatureRecord
 from agent.store import WORLD_KEYS
-from agent.sweep import baseline_probe, steered_probe
+from agent.run.sweep import baseline_probe, steered_probe
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def run_config(strengths: Sequence[float], seed: int, max_rounds: int, max_probe
 
 def pipeline(cache: EvalCache, engine: Any, judge: Any, features: Sequence[int], config: RunConfig,
              name: str, topk: Path | None = None) -> Explained:
-    """The multi-strength agent loop (``agent.runner.run_features``) over ``features``.
+    """The multi-strength agent loop (``agent.run.run_features``) over ``features``.
 
     Records go to a store of their own, keyed by everything that shapes them; probes and judge
     calls come from (and go to) the evaluation's shared cache. A deterministic (offline) judge is
@@ -92,7 +92,7 @@ def pipeline(cache: EvalCache, engine: Any, judge: Any, features: Sequence[int],
     and resumed like any run's. ``topk``: the collection whose top-k / hybrid descriptions the judge
     also reads, for a config whose evidence asks for them.
     """
-    from agent.runner import run_features
+    from agent.run import run_features
 
     key = digest({"engine": engine.fingerprint(), "judge": judge.describe(), "config": config.to_dict()})
     store = cache.mode_store(f"{name}-{key}")

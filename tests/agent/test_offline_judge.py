@@ -8,7 +8,7 @@ from agent.config import RunConfig, SweepConfig
 from agent.evidence import Evidence
 from agent.judges import NOT_AN_LLM, JudgeContext, OfflineJudge
 from agent.probes import Probe, ProbeResult
-from agent.runner import run_features
+from agent.run import run_features
 from agent.store import Store
 from tests.agent.fakes import BASELINE, CONCEPTS, FakeEngine
 

@@ -16,7 +16,7 @@ from agent.export import export_records
 from agent.judges import JudgeCallError, JudgeContext, JudgeFatalError, JudgeQuotaError, make_judge
 from agent.judges.scripted import final_reply, probe_reply
 from agent.probes import Probe, ProbeResult
-from agent.runner import run_features
+from agent.run import run_features
 from agent.store import Store
 from tests.agent.conftest import TEST_KEY
 from tests.agent.fakes import BASELINE, ChatServer, FakeEngine, Reply

@@ -1,5 +1,5 @@
 """agent.topk and the engine-backed describer on a real tiny collection: the wrapper the TUI uses for
-pictures, and cache keys that agree with steering.modes."""
+pictures, and cache keys that agree with steering.describe_topk."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.image_evidence import ImageRequest, TopKDescriber, request_key
+from agent.run.images import TopKDescriber
 from agent.store import Store
 from agent.topk import base_image, feature_stats, feature_views, open_topk, record_topk, require_topk, topk_dir
 
@@ -61,10 +61,10 @@ def test_describer_keys_match_steering_and_pictures_are_png(tiny_engine, collect
 
     describer = TopKDescriber(tiny_engine, collection)
     fp = describer.prepare()
-    assert request_key(ImageRequest(2, "hybrid", 8, 3), fp) == EvidenceRequest(2, "hybrid", 8.0, 3).key(fp)
+    assert EvidenceRequest(2, "hybrid", 8, 3).key(fp) == EvidenceRequest(2, "hybrid", 8.0, 3).key(fp)
     f = fired(collection)
     seen = []
-    out = describer.describe([ImageRequest(f, "topk", 0.0, 2), ImageRequest(f, "hybrid", 8.0, 2)],
+    out = describer.describe([EvidenceRequest(f, "topk", 0.0, 2), EvidenceRequest(f, "hybrid", 8.0, 2)],
                              on_result=lambda r, e: seen.append((r.mode, e.mode)))
     assert [e.mode for e in out] == ["topk", "hybrid"] and sorted(seen) == [("hybrid", "hybrid"), ("topk", "topk")]
     assert out[0].image_ids == out[1].image_ids and out[0].image_names[0].startswith("pic_")

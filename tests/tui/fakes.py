@@ -38,7 +38,7 @@ def scripted_judge() -> Any:
 def fill_store(store: Any, engine: FakeEngine, features: Sequence[int], judge: Any = None) -> Any:
     """Explain ``features`` into ``store`` (with the scripted judge unless given one; no UI)."""
     from agent.config import RunConfig, SweepConfig
-    from agent.runner import run_features
+    from agent.run import run_features
 
     config = RunConfig(sweep=SweepConfig(strengths=STRENGTHS, background=2))
     return run_features(engine, judge or scripted_judge(), store, list(features), config)

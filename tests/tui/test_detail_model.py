@@ -85,7 +85,7 @@ def test_half_blocks_draw_two_pixels_a_cell() -> None:
 def test_transcript_lists_the_top_k_descriptions_the_judge_read(store: Any, engine: Any) -> None:
     from agent.config import RunConfig, SweepConfig
     from agent.evidence import ImageEvidence
-    from agent.runner import run_features
+    from agent.run import run_features
     from tests.tui.fakes import scripted_judge
 
     class Describer:

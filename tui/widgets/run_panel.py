@@ -13,7 +13,7 @@ from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
 from agent.events import RunPlanned
-from agent.runner import RunControl
+from agent.run import RunControl
 from tui.messages import RunEnded, RunFailed, RunProgress
 from tui.services import PreparedRun, Services
 

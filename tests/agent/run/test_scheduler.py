@@ -17,7 +17,7 @@ from agent.events import (
     RunStarted,
 )
 from agent.judges import OfflineJudge
-from agent.runner import RunControl, run_features
+from agent.run import RunControl, run_features
 from agent.store import Store
 from tests.agent.fakes import FakeEngine
 

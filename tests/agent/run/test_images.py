@@ -12,21 +12,16 @@ import pytest
 import prompts
 from agent.config import RunConfig, SweepConfig
 from agent.evidence import Evidence, ImageEvidence
-from agent.image_evidence import (
-    ImageRequest,
-    default_hybrid_strength,
-    png_data_url,
-    reference_hybrid_strength,
-    request_key,
-)
 from agent.judges import LLMJudge, OfflineJudge
 from agent.judges.base import JudgeContext
 from agent.judges.llm import build_messages
 from agent.judges.scripted import ScriptedChat, final_reply
 from agent.probes import Probe, ProbeResult
-from agent.runner import run_features
+from agent.run import run_features
+from agent.run.images import default_hybrid_strength, png_data_url, reference_hybrid_strength
 from agent.store import Store
 from agent.topk import TopKMissing, record_topk
+from steering.probes import EvidenceRequest
 from tests.agent.fakes import CONCEPTS, FakeEngine
 
 SWEEP = SweepConfig(strengths=(5.0, 10.0, 20.0, 40.0), background=2, panel=0)
@@ -38,13 +33,13 @@ class FakeDescriber:
     def __init__(self, words: Callable[[int], str] | None = None, fired: Callable[[int], bool] | None = None) -> None:
         self.words = words or (lambda f: f"{CONCEPTS[f % len(CONCEPTS)]} things")
         self.fired = fired or (lambda f: True)
-        self.calls: list[list[ImageRequest]] = []
+        self.calls: list[list[EvidenceRequest]] = []
         self.picture_calls: list[tuple[int, int]] = []
 
     def prepare(self) -> dict[str, Any]:
         return {"model": "fake-vlm", "sae": "fake-sae", "layer": 1, "prompts": ["vlm_topk@v1"], "topk": "fake-topk"}
 
-    def describe(self, requests: Sequence[ImageRequest], on_result: Any = None) -> list[ImageEvidence]:
+    def describe(self, requests: Sequence[EvidenceRequest], on_result: Any = None) -> list[ImageEvidence]:
         self.calls.append(list(requests))
         out = []
         for r in requests:
@@ -103,13 +98,13 @@ def test_descriptions_come_from_the_store_until_forced(store: Store) -> None:
 
 def test_cache_keys_cover_everything_that_changes_a_description() -> None:
     fp = FakeDescriber().prepare()
-    base = ImageRequest(3, "hybrid", 50.0, 5)
-    keys = {request_key(base, fp), request_key(ImageRequest(3, "hybrid", 25.0, 5), fp),
-            request_key(ImageRequest(3, "topk", 0.0, 5), fp), request_key(ImageRequest(3, "hybrid", 50.0, 3), fp),
-            request_key(ImageRequest(4, "hybrid", 50.0, 5), fp), request_key(base, {**fp, "topk": "other"}),
-            request_key(base, {**fp, "prompts": ["vlm_topk@v2"]}), request_key(base, {**fp, "revision": "r2"})}
+    base = EvidenceRequest(3, "hybrid", 50.0, 5)
+    keys = {base.key(fp), EvidenceRequest(3, "hybrid", 25.0, 5).key(fp),
+            EvidenceRequest(3, "topk", 0.0, 5).key(fp), EvidenceRequest(3, "hybrid", 50.0, 3).key(fp),
+            EvidenceRequest(4, "hybrid", 50.0, 5).key(fp), base.key({**fp, "topk": "other"}),
+            base.key({**fp, "prompts": ["vlm_topk@v2"]}), base.key({**fp, "revision": "r2"})}
     assert len(keys) == 8
-    assert request_key(ImageRequest(3, "hybrid", 50, 5), fp) == request_key(base, fp)  # 50 and 50.0 alike
+    assert EvidenceRequest(3, "hybrid", 50, 5).key(fp) == base.key(fp)  # 50 and 50.0 alike
 
 
 def test_topk_mode_alone_asks_only_for_topk(store: Store) -> None:

@@ -10,7 +10,7 @@ import pytest
 from agent.config import RunConfig, SweepConfig
 from agent.judges import JudgeCallError, JudgeQuotaError, LLMJudge
 from agent.judges.scripted import ScriptedChat, final_reply, probe_reply
-from agent.runner import run_features
+from agent.run import run_features
 from agent.store import Store
 from tests.agent.fakes import FakeEngine
 

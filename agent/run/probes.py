@@ -1,0 +1,85 @@
+"""The probe service: the engine's thread, and probes of many feature loops packed into shared engine calls."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+from agent.probes import Probe, ProbeResult
+from agent.run.batcher import MicroBatcher
+
+T = TypeVar("T")
+
+
+class Engine(Protocol):
+    """What the agent needs from a steering engine (steering.engine.SteeringEngine has it)."""
+
+    def run(self, probes: Sequence[Probe], on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
+        ...
+
+    def fingerprint(self) -> dict[str, Any]:
+        ...
+
+
+class ProbeCache(Protocol):
+    def get_probe(self, key: str) -> ProbeResult | None: ...
+
+    def put_probe(self, key: str, result: ProbeResult) -> None: ...
+
+
+class ProbeService:
+    """Async front of the engine shared by every feature loop of a run."""
+
+    def __init__(self, engine: Engine, cache: ProbeCache | None = None, *, read_cache: bool = True,
+                 max_batch: int = 256, gather_s: float = 0.02,
+                 on_batch: Callable[[int, int, float], None] | None = None) -> None:
+        self.engine = engine
+        self.cache = cache
+        self.read_cache = read_cache
+        self.on_batch = on_batch
+        self.fingerprint = engine.fingerprint()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="steer-engine")
+        self._batcher: MicroBatcher[Probe, ProbeResult] = MicroBatcher(
+            self._run_engine, self.key, self.submit, lookup=self._lookup if cache is not None and read_cache else None,
+            store=cache.put_probe if cache is not None else None, failure="the engine failed",
+            max_batch=max_batch, gather_s=gather_s, on_batch=self._batch_done, name="probe-dispatch")
+
+    @property
+    def cached_hits(self) -> int:
+        return self._batcher.cached_hits
+
+    async def close(self) -> None:
+        """Stop dispatching; wait for the engine call in progress (its results are stored)."""
+        await self._batcher.close(finish_current=True)
+        self._executor.shutdown(wait=True)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue ``fn`` for the engine's thread (torch work that must not race a generate call)."""
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` in the engine's thread and wait for it."""
+        return await self.submit(fn, *args)
+
+    def key(self, probe: Probe) -> str:
+        return probe.key(self.fingerprint)
+
+    async def run(self, probes: Sequence[Probe]) -> list[ProbeResult]:
+        """Results for ``probes`` in order: from the cache, from a batch already queued, or computed."""
+        return await self._batcher.get(probes)
+
+    def _lookup(self, key: str, probe: Probe) -> ProbeResult | None:
+        assert self.cache is not None
+        hit = self.cache.get_probe(key)
+        return hit if hit is not None and hit.probe == probe else None
+
+    def _batch_done(self, probes: list[Probe], seconds: float) -> None:
+        if self.on_batch is not None:
+            self.on_batch(len(probes), sum(p.samples for p in probes), seconds)
+
+    def _run_engine(self, probes: list[Probe], on_result: Callable[[Probe, ProbeResult], None]) -> list[ProbeResult]:
+        """In the engine's thread: run the batch, reporting each result as soon as it exists."""
+        return self.engine.run(probes, on_result=lambda result: on_result(result.probe, result))
+

@@ -1,0 +1,329 @@
+"""The scheduler: many feature loops in flight over shared engine batches, each record stored as it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.config import RunConfig
+from agent.events import FeatureStarted, RunPlanned, RunStarted
+from agent.judges.base import Judge, JudgeFatalError, JudgeQuotaError
+from agent.records import FeatureRecord
+from agent.run.images import (
+    Describer,
+    ImageEvidenceService,
+    TopKDescriber,
+    default_hybrid_strength,
+    reference_hybrid_strength,
+)
+from agent.run.loop import LoopContext, TokenBudget, explain_feature
+from agent.run.probes import Engine, ProbeService
+from agent.run.state import EventCallback, Run, RunControl, RunSummary
+from agent.run.sweep import background_probes
+from agent.scale import resolve_strengths
+from agent.store import WORLD_KEYS, RecordUnreadable, Store
+
+log = logging.getLogger(__name__)
+
+
+def world_of(engine: Engine) -> dict[str, Any]:
+    fp = engine.fingerprint()
+    return {k: fp.get(k) for k in WORLD_KEYS}
+
+
+EngineSource = Engine | Callable[[], Engine]
+
+
+def run_features(engine: EngineSource, judge: Judge, store: Store | None, features: Sequence[int],
+                 config: RunConfig | None = None, *, on_event: EventCallback | None = None,
+                 control: RunControl | None = None, topk: str | Path | None = None,
+                 describer: Describer | None = None) -> RunSummary:
+    """Explain ``features`` (blocking; runs its own event loop, so call it from a worker thread in a UI).
+
+    ``engine`` may be a zero-argument factory: it is then called only when some feature needs work,
+    so a run that the store already answers never loads a model. With ``config.evidence`` other than
+    ``steering`` the top-k collection is ``topk`` or the store's (agent.topk.require_topk raises
+    TopKMissing without one); ``describer`` replaces the engine-backed one (tests).
+    """
+    return asyncio.run(arun_features(engine, judge, store, features, config, on_event=on_event, control=control,
+                                     topk=topk, describer=describer))
+
+
+async def arun_features(engine: EngineSource, judge: Judge, store: Store | None, features: Sequence[int],
+                        config: RunConfig | None = None, *, on_event: EventCallback | None = None,
+                        control: RunControl | None = None, topk: str | Path | None = None,
+                        describer: Describer | None = None) -> RunSummary:
+    """``run_features`` inside a running event loop."""
+    cfg = config or RunConfig()
+    run = Run(features, cfg, control, on_event)
+    if _is_engine(engine) and store is not None:
+        store.bind_world(world_of(engine))  # refuse a store made for another world before reading it
+    topk_root = _topk_root(cfg, store, topk) if cfg.image_modes and describer is None else None
+    to_run = _features_to_run(run, store)
+    if not to_run:
+        run.stats.finished = time.monotonic()
+        _started(run, judge, store, [], [])
+        return run.end()
+    loaded = await _load(engine)
+    world = world_of(loaded)
+    if store is not None:
+        _remember_run(run, store, loaded, world, judge)
+    service = ProbeService(loaded, store, read_cache=not cfg.force, max_batch=cfg.max_batch_probes,
+                           on_batch=run.on_batch)
+    images: ImageEvidenceService | None = None
+    try:
+        strengths, source = await _strengths(loaded, cfg, store, service)
+        run.summary.strengths, run.summary.strength_source = strengths, source
+        if cfg.image_modes:
+            if describer is None:
+                assert topk_root is not None
+                describer = TopKDescriber(loaded, topk_root)
+            images, run.summary.images = await _image_evidence(loaded, cfg, store, service, source, describer)
+        _started(run, judge, store, to_run, strengths)
+        await _run_loops(run, _loop_context(run, judge, store, service, world, images), store, to_run)
+    finally:
+        await _close(service, images, judge)
+    run.stats.probes_cached = service.cached_hits
+    run.stats.finished = time.monotonic()
+    if run.control.cancelled:
+        run.note_stop(run.control.reason or "cancelled")
+    return run.end()
+
+
+def _is_engine(engine: EngineSource) -> bool:
+    return hasattr(engine, "run")
+
+
+async def _load(engine: EngineSource) -> Engine:
+    """The engine, or what its factory makes (in a thread: loading a model blocks)."""
+    if _is_engine(engine):
+        return engine  # type: ignore[return-value]
+    return await asyncio.get_running_loop().run_in_executor(None, engine)  # type: ignore[arg-type]
+
+
+def _topk_root(cfg: RunConfig, store: Store | None, topk: str | Path | None) -> Path:
+    """The top-k collection the image evidence reads (checked before any work starts)."""
+    from agent.topk import require_topk
+
+    if store is None and topk is None:
+        raise ValueError(f"evidence {cfg.evidence!r} needs a top-k collection: pass topk= or a store")
+    return Path(topk) if store is None else require_topk(store, topk)  # TopKMissing names the fix
+
+
+def _features_to_run(run: Run, store: Store | None) -> list[int]:
+    """The features that need work; the others are reported skipped (done, reviewed) or unreadable."""
+    cfg = run.config
+    to_run: list[int] = []
+    for f in run.features:
+        if store is None or cfg.force and cfg.overwrite_reviewed:
+            to_run.append(f)
+            continue
+        try:
+            rec = store.get_record(f)
+        except RecordUnreadable as exc:
+            if cfg.force:
+                to_run.append(f)
+            else:
+                run.unreadable(f, str(exc))
+            continue
+        reviewed = rec is not None and rec.review is not None or (rec is None and store.has_review(f))
+        if reviewed and not cfg.overwrite_reviewed:
+            run.skipped(f, "skipped-reviewed", "reviewed")
+        elif rec is not None and rec.status == "done" and not (cfg.force or cfg.rejudge):
+            run.skipped(f, "skipped-done", "done")
+        else:
+            to_run.append(f)
+    run.stats.to_run = len(to_run)
+    run.emit(lambda stats: RunPlanned(stats=stats, features=list(run.features), to_run=list(to_run)))
+    return to_run
+
+
+def _started(run: Run, judge: Judge, store: Store | None, to_run: list[int], strengths: list[float]) -> None:
+    run.emit(lambda stats: RunStarted(stats=stats, features=list(run.features), to_run=list(to_run),
+                                      strengths=list(strengths), judge=judge.name,
+                                      store=str(store.path) if store else ""))
+
+
+def _remember_run(run: Run, store: Store, engine: Engine, world: dict[str, Any], judge: Judge) -> None:
+    """Bind the store to the engine's world and note the run (and the SAE's width) in its meta."""
+    store.bind_world(world)
+    store.set_meta("last_run", {"run_id": run.run_id, "config": run.config.to_dict(), "judge": judge.describe(),
+                                "features": len(run.features)})
+    d_sae = getattr(getattr(engine, "sae", None), "d_sae", None)
+    if d_sae is not None and store.get_meta("n_features") is None:
+        store.set_meta("n_features", int(d_sae))
+
+
+async def _close(service: ProbeService, images: ImageEvidenceService | None, judge: Judge) -> None:
+    if images is not None:
+        await images.close()
+    await service.close()
+    close = getattr(judge, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # noqa: BLE001 - closing an HTTP pool must not mask the run's outcome
+            log.debug("closing the judge failed", exc_info=True)
+
+
+def _norm_key(engine: Engine, base_image: str) -> str:
+    """Where the store remembers the engine's hidden-state norm on ``base_image``."""
+    fp_hash = hashlib.sha256(json.dumps(engine.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
+    return f"hidden_norm/{fp_hash}/{base_image}"
+
+
+async def _strengths(engine: Engine, cfg: RunConfig, store: Store | None,
+                     service: ProbeService) -> tuple[list[float], dict[str, Any]]:
+    """The schedule, measuring the hidden-state norm once per engine (remembered in the store)."""
+    sweep = cfg.sweep
+    if sweep.strengths:
+        return resolve_strengths(engine, sweep)
+    meta_key = _norm_key(engine, sweep.base_image)
+    known = store.get_meta(meta_key) if store is not None else None
+    strengths, source = await service.call(resolve_strengths, engine, sweep, known)
+    if store is not None and "norm" in source and known is None:
+        store.set_meta(meta_key, source["norm"])
+    return strengths, source
+
+
+async def _norm(engine: Engine, base_image: str, store: Store | None, service: ProbeService) -> float:
+    """The median hidden-state norm at the hooked layer on ``base_image`` (remembered in the store)."""
+    from agent.scale import hidden_norm
+
+    meta_key = _norm_key(engine, base_image)
+    known = store.get_meta(meta_key) if store is not None else None
+    if known is not None:
+        return float(known)
+    norm = float(await service.call(hidden_norm, engine, base_image))
+    if store is not None:
+        store.set_meta(meta_key, round(norm, 4))
+    return norm
+
+
+async def _image_evidence(engine: Engine, cfg: RunConfig, store: Store | None, service: ProbeService,
+                          source: dict[str, Any], describer: Describer) -> tuple[ImageEvidenceService, dict[str, Any]]:
+    """Load and check the collection (in the engine's thread) and settle the hybrid strength."""
+    fingerprint = await service.call(describer.prepare)  # TopKError: the collection does not fit
+    info: dict[str, Any] = {"evidence": cfg.evidence, "modes": list(cfg.image_modes), "n_images": cfg.topk_images,
+                            "topk": fingerprint.get("topk"), "judge_images": cfg.judge_images}
+    if "hybrid" in cfg.image_modes:
+        if cfg.hybrid_strength is not None:
+            strength, why = float(cfg.hybrid_strength), "given"
+        else:
+            fp = engine.fingerprint()
+            norm = source.get("norm")
+            if norm is None and reference_hybrid_strength(fp.get("sae"), fp.get("layer")) is None:
+                norm = await _norm(engine, cfg.sweep.base_image, store, service)  # a fixed --strengths ladder
+            strength, why = default_hybrid_strength(fp, norm)
+        info.update(hybrid_strength=strength, hybrid_source=why)
+    service_ = ImageEvidenceService(describer, fingerprint, service.submit, store, read_cache=not cfg.force)
+    return service_, info
+
+
+def _loop_context(run: Run, judge: Judge, store: Store | None, service: ProbeService, world: dict[str, Any],
+                  images: ImageEvidenceService | None) -> LoopContext:
+    """What every feature loop of ``run`` shares; starts the background probes an offline judge reads."""
+    cfg, engine, strengths = run.config, service.engine, run.summary.strengths
+    background = None
+    d_sae = getattr(getattr(engine, "sae", None), "d_sae", None)
+    shared = background_probes(strengths, cfg.sweep, d_sae)
+    if not getattr(judge, "is_llm", True) and shared:
+        background = asyncio.get_running_loop().create_task(service.run(shared))
+    fingerprint = {"engine": engine.fingerprint(), "sweep": cfg.sweep.to_dict(), "judge": judge.describe(),
+                   "max_rounds": cfg.max_rounds, "max_probes": cfg.max_probes,
+                   "prompts": list(engine.fingerprint().get("prompts", []))
+                   + [p for p in (judge.describe().get("prompts") or [])]}
+    image_requests: tuple[tuple[str, float], ...] = ()
+    if images is not None:
+        info = run.summary.images
+        image_requests = tuple((m, 0.0 if m == "topk" else float(info["hybrid_strength"])) for m in cfg.image_modes)
+        fingerprint["evidence"] = {k: info.get(k) for k in ("evidence", "n_images", "topk", "judge_images",
+                                                            "hybrid_strength")}
+        fingerprint["prompts"] += [p for p in images.fingerprint.get("prompts", []) if p not in fingerprint["prompts"]]
+    return LoopContext(config=cfg, probes=service, judge=judge, judge_slots=asyncio.Semaphore(max(1, cfg.concurrency)),
+                       strengths=strengths, world=world, fingerprint=fingerprint, budget=TokenBudget(cfg.budget_tokens),
+                       emit=run.emit, cache=store, background=background, run_id=run.run_id, on_round=run.on_round,
+                       on_usage=run.on_usage, images=images, image_requests=image_requests,
+                       topk_images=cfg.topk_images, judge_images=cfg.judge_images and getattr(judge, "is_llm", True))
+
+
+async def _run_loops(run: Run, lc: LoopContext, store: Store | None, to_run: list[int]) -> None:
+    """Keep up to ``in_flight`` feature loops going until every feature is done or the run halts."""
+    loop = asyncio.get_running_loop()
+    queue = list(reversed(to_run))
+    workers = [loop.create_task(_worker(run, lc, store, queue), name=f"feature-worker-{i}")
+               for i in range(max(1, min(run.config.in_flight, len(to_run))))]
+    watcher = loop.create_task(_watch(run), name="run-watch")
+    waiter = loop.create_task(run.stop.wait())
+    try:
+        pending = set(workers)
+        while pending:
+            _done, pending = await asyncio.wait(pending | {waiter}, return_when=asyncio.FIRST_COMPLETED)
+            pending.discard(waiter)
+            if run.stop.is_set():
+                break
+        if run.stop.is_set():
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+    finally:
+        watcher.cancel()
+        waiter.cancel()
+        background = lc.background
+        if background is not None and not background.done():
+            background.cancel()
+        await asyncio.gather(watcher, waiter, return_exceptions=True)
+        if background is not None:
+            await asyncio.gather(background, return_exceptions=True)
+    run.stats.in_flight.clear()
+
+
+async def _worker(run: Run, lc: LoopContext, store: Store | None, queue: list[int]) -> None:
+    """Explain features from ``queue`` one after another, storing each record, until the run stops."""
+    while queue and not run.stop.is_set():
+        if lc.budget.exhausted:  # no new features; the running ones end with a forced final
+            run.note_stop("budget", f"the judge token budget ({lc.budget.limit} tokens) is spent: "
+                                    "features not started are left for a rerun")
+            return
+        f = queue.pop()
+        run.stats.in_flight[f] = 0
+        run.emit(lambda stats, f=f: FeatureStarted(stats=stats, feature=f))
+        try:
+            record = await explain_feature(f, lc)
+        except JudgeFatalError as exc:
+            run.stats.in_flight.pop(f, None)
+            run.halt("quota" if isinstance(exc, JudgeQuotaError) else "judge", str(exc))
+            run.error(str(exc), feature=f, fatal=True)
+            return
+        except asyncio.CancelledError:
+            run.stats.in_flight.pop(f, None)
+            raise
+        except Exception as exc:
+            log.exception("feature %d crashed", f)
+            record = FeatureRecord(feature=f, status="failed", error=f"internal error: {exc!r}",
+                                   judge=lc.judge.describe(), world=lc.world, fingerprint=lc.fingerprint,
+                                   run_id=lc.run_id)
+        run.stats.in_flight.pop(f, None)
+        written = True
+        if store is not None:
+            try:
+                written = store.put_record(record, overwrite_reviewed=run.config.overwrite_reviewed)
+            except Exception as exc:  # noqa: BLE001
+                run.store_failed(f, f"could not store feature {f}: {exc}")
+                continue
+        run.finished(record, written)
+
+
+async def _watch(run: Run) -> None:
+    """Turn a cancel from another thread (RunControl) into a halt."""
+    while not run.stop.is_set():
+        if run.control.cancelled:
+            run.halt(run.control.reason or "cancelled")
+            return
+        await asyncio.sleep(0.05)
