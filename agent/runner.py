@@ -40,8 +40,8 @@ from agent.loop import LoopContext, TokenBudget, explain_feature
 from agent.probe_service import Engine, ProbeService
 from agent.probes import ProbeResult
 from agent.records import FeatureRecord, new_run_id
-from agent.scale import resolve_strengths
 from agent.store import WORLD_KEYS, RecordUnreadable, Store
+from agent.strengths import resolve_strengths
 from agent.sweep import background_probes
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ async def _strengths(engine: Engine, cfg: RunConfig, store: Store | None,
 
 async def _norm(engine: Engine, base_image: str, store: Store | None, service: ProbeService) -> float:
     """The median hidden-state norm at the hooked layer on ``base_image`` (remembered in the store)."""
-    from agent.scale import hidden_norm
+    from agent.strengths import hidden_norm
 
     fp_hash = hashlib.sha256(json.dumps(engine.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
     meta_key = f"hidden_norm/{fp_hash}/{base_image}"

@@ -7,12 +7,12 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from agent.eval.config import ALL_MODES, DEFAULT_MODES, EvalConfig
-from agent.options import add_model_options
-from agent.run_cmd import parse_floats
+from agent.cli.args import add_model_options, parse_floats, world_spec
 
 CPU_BATCH = 128
 """Rows per generate call on a CPU unless --batch-size says otherwise."""
@@ -109,10 +109,9 @@ def _judge_wanted(args: argparse.Namespace) -> bool:
 def eval_store_path(args: argparse.Namespace) -> Path:
     if args.eval_store:
         return args.eval_store
-    from agent.options import resolve_model_and_sae
     from agent.store import cache_root, store_name
 
-    model, sae = resolve_model_and_sae(args)
+    model, sae = world_spec(args).resolved()
     return cache_root() / "eval" / store_name(model, sae, args.layer)
 
 
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.eval.runner import EvalError, Inputs, evaluate
     from agent.eval.world import TruthError, load_truth, truth_for_sae
     from agent.features import FeatureSpecError, parse_features
-    from agent.options import build_engine, resolve_model_and_sae
+    from agent.world import load_engine
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -145,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
         say(f"error: {exc}")
         return 2
     t0 = time.perf_counter()
-    _model, sae = resolve_model_and_sae(args)  # SteeringError -> exit 2 in cli.main
+    spec = world_spec(args)
+    _model, sae = spec.resolved()  # SteeringError -> exit 2 in cli.main
     try:
         truth = load_truth(args.ground_truth) if args.ground_truth else truth_for_sae(sae)
     except TruthError as exc:
@@ -155,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
 
     # Larger batches pay on a CPU (a tiny model's generate is bound by per-step overhead); a GPU
     # sizes its batches from free memory. The batch size changes no answer.
-    cpu = resolve_device(args.device) == "cpu"
-    engine = build_engine(args, **({"batch_size": CPU_BATCH} if cpu and not args.batch_size else {}))
+    cpu = resolve_device(spec.device) == "cpu"
+    engine = load_engine(replace(spec, batch_size=CPU_BATCH) if cpu and not spec.batch_size else spec)
     try:
         features = parse_features(args.features, engine.sae.d_sae)
     except FeatureSpecError as exc:
@@ -173,12 +173,12 @@ def run(args: argparse.Namespace) -> int:
     cache = EvalCache(eval_store_path(args))
     if _judge_wanted(args) and (cfg.wants("llm") or cfg.wants("forced-choice")):
         from agent.eval.forced_choice import LLMChooser
-        from agent.judges import JudgeFatalError, make_judge
+        from agent.judges import JudgeConfig, JudgeFatalError, build_judge
 
         try:
-            judge = make_judge("openai", model=args.judge_model, base_url=args.judge_base_url,
-                               api_key_env=args.judge_api_key_env, json_mode=args.judge_format,
-                               timeout=args.judge_timeout, retries=max(1, args.judge_retries))
+            judge = build_judge(JudgeConfig(kind="openai", model=args.judge_model, base_url=args.judge_base_url,
+                                            api_key_env=args.judge_api_key_env, json_mode=args.judge_format,
+                                            timeout=args.judge_timeout, retries=max(1, args.judge_retries)))
         except JudgeFatalError as exc:
             say(f"error: {exc}")
             return 2
