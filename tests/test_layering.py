@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 CHECK = """
 import sys, importlib, pkgutil
@@ -36,3 +37,11 @@ def test_agent_top_level_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", "import agent, agent.cli, sys; print('torch' in sys.modules)"],
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_only_the_cli_parses_arguments() -> None:
+    """Parsed options stop at agent/cli/: below it, commands and the TUI pass typed requests (agent.plan)."""
+    root = Path(__file__).resolve().parents[1] / "agent"
+    users = [str(p.relative_to(root)) for p in root.rglob("*.py")
+             if "cli" not in p.relative_to(root).parts[:1] and "argparse" in p.read_text(encoding="utf-8")]
+    assert users == []
