@@ -1,5 +1,4 @@
-"""`steer-agent`: the headless command line. With no subcommand it runs the agent
-(`steer-agent --features 0-500` is `steer-agent run --features 0-500`)."""
+"""`steer-agent`: the parser and dispatch; with no subcommand it runs the agent (`steer-agent --features 0-9`)."""
 
 from __future__ import annotations
 
