@@ -7,11 +7,13 @@ Entry points for other front ends (the TUI):
     topk=None) -- config.evidence "topk" | "hybrid" | "all" adds the top-k / hybrid descriptions
     agent.store.Store(path): get_record / list_records / set_review / clear_review / review_history /
     add_manual_probe / manual_probes (a record's ``manual`` list)
-    agent.judges.make_judge("offline" | "openai", ...); agent.judges.check_judge(judge) before a run (raises
+    agent.plan.prepare_run(RunRequest(features, world=WorldSpec(...), judge=JudgeConfig(...), config=...), Engines())
+    -> PreparedRun: every check a run needs, cheapest first (ChoiceError names the field to fix)
+    agent.world: WorldSpec, load_engine(spec), Engines (one engine per world), same_world(spec, store.world())
+    agent.judges.build_judge(JudgeConfig(...)); agent.judges.check_judge(judge) before a run (raises
     JudgeUnreachable / JudgeFatalError); agent.judges.scripted.ScriptedChat for tests
     agent.topk: topk_dir(store) / record_topk / require_topk (TopKMissing), feature_views(root, f, n, kind) ->
     TopView(image, caption), base_image(spec), feature_stats -- pictures without importing steering
-    agent.run_cmd.same_world(options_or_None, store.world(), model=..., sae=..., layer=..., revision=...)
     agent.events: RunPlanned, RunStarted, FeatureStarted, ProbesFinished, JudgeDecided, FeatureFinished, RunError,
     RunFinished (each with a RunStats snapshot)
     agent.config.RunConfig / SweepConfig; agent.features.parse_features; agent.export.export_records

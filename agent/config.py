@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-DEFAULT_MULTIPLES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+SWEEP_MULTIPLES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+"""A run's default sweep ladder, as multiples of the hidden-state norm at the layer (SweepConfig.multiples);
+`steer-agent probe` has its own shorter default (agent.cli.probe.PROBE_MULTIPLES)."""
 DEFAULT_KL_TARGETS = (0.1, 1.0, 4.0)
 EVIDENCE_MODES: dict[str, tuple[str, ...]] = {"steering": (), "topk": ("topk",), "hybrid": ("hybrid",),
                                               "all": ("topk", "hybrid")}
@@ -45,7 +47,7 @@ class SweepConfig:
 
     strengths: tuple[float, ...] | None = None
     """Fixed strength schedule; None picks one for the world (see ``multiples``)."""
-    multiples: tuple[float, ...] = DEFAULT_MULTIPLES
+    multiples: tuple[float, ...] = SWEEP_MULTIPLES
     """With no fixed schedule: strengths as multiples of the median hidden-state norm at the hooked
     layer (the METHOD notes 0.8-3x the norm as the range where concepts get named; the ladder is
     dense there because a concept often shows at only some strengths)."""

@@ -24,13 +24,6 @@ def words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]
 
 
-def word_set(texts: Iterable[str]) -> set[str]:
-    out: set[str] = set()
-    for t in texts:
-        out.update(words(t))
-    return out
-
-
 def role_of(probe: Probe) -> str:
     if probe.is_baseline:
         return "baseline"

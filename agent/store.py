@@ -17,7 +17,8 @@ from typing import Any
 from agent.evidence import ImageEvidence
 from agent.probes import ProbeResult
 from agent.records import DECISIONS, SCHEMA_VERSION, FeatureRecord, Review, default_reviewer, now_iso
-from steering.revisions import is_local_revision
+from agent.world import WORLD_KEYS as WORLD_KEYS  # re-exported: the keys a store is bound by
+from agent.world import world_differences
 
 log = logging.getLogger(__name__)
 
@@ -62,34 +63,6 @@ def store_name(model: str, sae: str, layer: int | None) -> str:
 
     digest = hashlib.sha256(f"{model}|{sae}|{layer}".encode()).hexdigest()[:8]
     return f"{slug(model)}__{slug(sae)}__L{'auto' if layer is None else layer}-{digest}"
-
-
-WORLD_KEYS = ("model", "revision", "sae", "sae_revision", "layer")
-"""What a store's records belong to: the model (and its revision), the SAE (and the fingerprint of its
-files, steering.revisions), and the layer."""
-
-
-def world_differences(held: dict[str, Any], want: dict[str, Any], *, wildcards: bool = False) -> list[str]:
-    """The world keys on which ``want`` names another model, SAE or layer than ``held`` (empty: the same).
-
-    A local model or SAE is what its files hold: two content fingerprints decide, whatever the folders
-    (a world copied to another clone is the same world; an SAE retrained in place is another). Without
-    fingerprints on both sides, the names (and the model's hub revision) decide. wildcards: a value
-    ``want`` leaves as None (no layer or revision asked for) matches any.
-    """
-    def differs(key: str) -> bool:
-        if wildcards and want.get(key) is None:
-            return False
-        return held.get(key) != want.get(key)
-
-    diff: list[str] = []
-    local = is_local_revision(held.get("revision")) and is_local_revision(want.get("revision"))
-    diff += [k for k in (("revision",) if local else ("model", "revision")) if differs(k)]
-    fingerprinted = held.get("sae_revision") is not None and want.get("sae_revision") is not None
-    diff += [k for k in (("sae_revision",) if fingerprinted else ("sae",)) if differs(k)]
-    if differs("layer"):
-        diff.append("layer")
-    return diff
 
 
 def default_store_path(model: str, sae: str, layer: int | None) -> Path:
@@ -191,6 +164,17 @@ class Store:
             diff = world_differences(current, world)
             if not diff and current.get("sae_revision") is None and world.get("sae_revision") is not None:
                 self.set_meta("world", current | {"sae_revision": world["sae_revision"]})
+        self._refuse(current, world, diff)
+
+    def check_world(self, world: dict[str, Any], *, wildcards: bool = False) -> None:
+        """Refuse ``world`` as bind_world would, without claiming the store (wildcards: the keys ``world``
+        leaves None match any, agent.world.world_differences)."""
+        current = self.world()
+        if current is not None:
+            self._refuse(current, world, world_differences(current, world, wildcards=wildcards))
+
+    def _refuse(self, current: dict[str, Any], world: dict[str, Any], diff: list[str]) -> None:
+        """StoreError naming the keys on which ``world`` differs from the store's (none: nothing)."""
         if diff:
             have = ", ".join(f"{k}={current.get(k)!r}" for k in diff)
             want = ", ".join(f"{k}={world.get(k)!r}" for k in diff)

@@ -69,3 +69,11 @@ def test_tui_never_imports_steering() -> None:
     bad = [f"{path.relative_to(ROOT)}: {name}" for path in sorted((ROOT / "tui").rglob("*.py"))
            for name in _imported_names(path) if name == "steering" or name.startswith("steering.")]
     assert bad == []
+
+
+def test_only_the_cli_parses_arguments() -> None:
+    """Parsed options stop at agent/cli/: below it, commands and the TUI pass typed requests (agent.plan)."""
+    root = Path(__file__).resolve().parents[1] / "agent"
+    users = [str(p.relative_to(root)) for p in root.rglob("*.py")
+             if "cli" not in p.relative_to(root).parts[:1] and "argparse" in p.read_text(encoding="utf-8")]
+    assert users == []

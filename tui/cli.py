@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from agent.options import add_model_options
+from agent.cli.args import add_model_options, world_spec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,24 +44,23 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
 
-    from agent.options import SteeringError
-    from agent.store import Store, StoreError, default_store_path
+    from agent.judges import JudgeConfig, default_kind
+    from agent.plan import default_store
+    from agent.store import Store, StoreError
+    from agent.world import SteeringError
     from tui.app import create_app
-    from tui.backends import JudgeSpec, WorldSpec
     from tui.evaluation import ReportError, load_report
 
-    world = WorldSpec.from_args(args)
+    world = world_spec(args)
     startup_error = None
     path = args.store
     if path is None:
         try:
-            model, sae = world.resolved()
-            path = default_store_path(model, sae, args.layer)
-        except Exception as exc:  # noqa: BLE001 - SetupError: shown in the app, which asks for a store
+            path = default_store(world)
+        except SteeringError as exc:  # shown in the app, which asks for a store
             startup_error = str(exc)
-    kind = args.judge or ("openai" if (args.judge_model or args.judge_base_url) else "offline")
-    judge = JudgeSpec(kind=kind, model=args.judge_model, base_url=args.judge_base_url,
-                      api_key_env=args.judge_api_key_env)
+    judge = JudgeConfig(kind=args.judge or default_kind(args.judge_model, args.judge_base_url),
+                        model=args.judge_model, base_url=args.judge_base_url, api_key_env=args.judge_api_key_env)
     try:
         report = load_report(args.report) if args.report is not None else None  # before the store opens
         store = Store(path) if path is not None else None

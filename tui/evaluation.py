@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.eval.report import METRICS, MODE_ORDER
+from agent.world import world_differences
 from tui.services import display_path
 
 
@@ -117,17 +118,16 @@ def load_report(path: str | Path) -> EvalReport:
 
 
 def same_world(report: dict[str, Any] | None, store: dict[str, Any] | None) -> bool:
-    """Whether a report and a store are about the same SAE (unknown counts as the same).
+    """Whether a report and a store are about the same SAE (unknown counts as the same), by the rule
+    agent.world.same_world and Store.bind_world apply (world_differences), over what both record.
 
-    A report moved between machines keeps its absolute paths, so SAE folders compare by name
-    when the model revision and the layer agree.
+    A report moved between machines keeps its absolute paths, so an SAE folder of the same name
+    counts as the store's; what the report does not record (the model, the SAE's fingerprint)
+    is left open.
     """
     if not report or not store:
         return True
-    for key in ("layer", "revision"):
-        if report.get(key) is not None and store.get(key) is not None and report[key] != store[key]:
-            return False
-    a, b = report.get("sae"), store.get("sae")
-    if a is None or b is None or a == b:
-        return True
-    return Path(str(a)).name == Path(str(b)).name
+    want = {k: report.get(k) if store.get(k) is not None else None for k in ("sae", "revision", "layer")}
+    if want["sae"] is not None and Path(str(want["sae"])).name == Path(str(store["sae"])).name:
+        want["sae"] = store["sae"]
+    return not world_differences(store, want, wildcards=True)

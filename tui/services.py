@@ -8,60 +8,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from agent.config import RunConfig
+from agent.plan import PreparedRun, RunRequest, engine_source, prepare_run, require_collection
 from agent.probes import Probe, ProbeResult
 from agent.records import FeatureRecord, Review, default_reviewer
 from agent.store import RecordUnreadable, Store, StoreError
-from tui.backends import (
-    INJECTED,
-    Engines,
-    JudgeFactory,
-    JudgeSpec,
-    SetupError,
-    WorldSpec,
-    check_judge,
-    make_judge_for,
-)
+from tui.backends import INJECTED, Engines, JudgeFactory, JudgeSpec, SetupError, WorldSpec, check_judge, make_judge_for
 from tui.rows import FeatureRow
 
+__all__ = ["PreparedRun", "RunRequest", "Services", "display_path", "last_config"]
+
 log = logging.getLogger(__name__)
-
-# Which setup field a steering error points at.
-_ERROR_FIELDS = {"SAELoadError": "sae", "ShapeMismatchError": "sae", "LayerOutOfRangeError": "layer",
-                 "FeatureOutOfRangeError": "features", "TopKError": None}
-
-
-@dataclass
-class RunRequest:
-    """What the setup screen asks for."""
-
-    features: str
-    world: WorldSpec = field(default_factory=WorldSpec)
-    judge: JudgeSpec = field(default_factory=JudgeSpec)
-    config: RunConfig = field(default_factory=RunConfig)
-    store: str | None = None
-    """Store folder; None keeps the open one."""
-
-
-@dataclass
-class PreparedRun:
-    """A run that passed every check: ready for ``Services.run`` in a worker."""
-
-    features: list[int]
-    engine: Any
-    """A LockedEngine, or a zero-argument factory that loads one only if some feature needs work."""
-    judge: Any
-    config: RunConfig
-    world: WorldSpec
-    judge_spec: JudgeSpec
-    store: Store
-    title: str = "run"
-    rerun: bool = False
-    """A re-run of one feature (its config is not remembered as the next run's)."""
 
 
 def display_path(path: str | Path) -> str:
@@ -87,10 +48,6 @@ def last_config(store: Store | None) -> RunConfig | None:
         log.warning("store %s: last run config unreadable (%s)", store.path if store else "?", exc)
         return None
     return replace(config, force=False, rejudge=False, overwrite_reviewed=False, note=None)
-
-
-def field_of(exc: Exception) -> str | None:
-    return _ERROR_FIELDS.get(type(exc).__name__, "model")
 
 
 class Services:
@@ -180,79 +137,9 @@ class Services:
         return judge
 
     def prepare(self, request: RunRequest) -> PreparedRun:
-        """Check a run request from cheapest to dearest; raises SetupError naming the field to fix."""
-        from agent.features import FeatureSpecError, parse_features
-
-        try:
-            parse_features(request.features)
-        except FeatureSpecError as exc:
-            raise SetupError(str(exc), field="features") from None
-        world = request.world
-        if not self.engines.loaded(world):
-            world.check_paths()
-            world.resolved()
-        store = self._open_store(request.store, world)
-        try:
-            return self._prepare_in(store, request, world)
-        except BaseException:
-            if store is not self.store:
-                store.close()
-            raise
-
-    def _open_store(self, folder: str | None, world: WorldSpec) -> Store:
-        """The open store, or the one at ``folder`` (blank: steer-agent's default for the world)."""
-        from agent.store import default_store_path
-
-        if not folder:
-            if self.store is not None:
-                return self.store
-            model, sae = world.resolved()
-            path = default_store_path(model, sae, world.layer)
-        else:
-            path = Path(folder).expanduser()
-        if self.store is not None and path.resolve() == self.store.path.resolve():
-            return self.store
-        try:
-            return Store(path)
-        except StoreError as exc:
-            raise SetupError(str(exc), field="store") from None
-
-    def _prepare_in(self, store: Store, request: RunRequest, world: WorldSpec) -> PreparedRun:
-        from agent.features import FeatureSpecError, parse_features
-        from agent.options import SteeringError
-
-        held = store.world()
-        if held and not self._fits(world, held):
-            raise SetupError(f"store {display_path(store.path)} holds records for model {held.get('model')} / SAE "
-                             f"{held.get('sae')} / layer {held.get('layer')}: pick another store folder for this "
-                             "model", field="store")
-        self._check_topk(store, request.config)
-        judge = self.make_judge(request.judge)
-        n = store.get_meta("n_features") if held else None
-        if n is None:
-            n = self.engines.n_features(world)
-        if n is None:
-            try:
-                n = int(self.engines.get(world).sae.d_sae)
-            except SteeringError as exc:
-                raise SetupError(str(exc), field=field_of(exc)) from None
-        try:
-            features = parse_features(request.features, int(n))
-        except FeatureSpecError as exc:
-            raise SetupError(str(exc), field="features") from None
-        return PreparedRun(features=features, engine=self._engine_source(world), judge=judge, config=request.config,
-                           world=world, judge_spec=request.judge, store=store, title=f"run {request.features}")
-
-    def _fits(self, world: WorldSpec, held: dict[str, Any]) -> bool:
-        """Whether ``world`` is the world a store holds (asking the engine itself when it is loaded)."""
-        if self.engines.loaded(world):
-            from agent.run import world_of
-
-            mine = world_of(self.engines.get(world))
-            return all(mine.get(k) == held.get(k) for k in ("model", "revision", "sae", "layer"))
-        from agent.run_cmd import same_world
-
-        return same_world(world, held)
+        """Check a run request from cheapest to dearest (agent.plan); raises SetupError naming the field to fix."""
+        request = replace(request, topk=request.topk or self.topk_dir)
+        return prepare_run(request, self.engines, judges=self.make_judge, current=self.store)
 
     def prepare_rerun(self, feature: int, note: str | None) -> PreparedRun:
         """Re-judge one feature with a note (cached probes reused; a human decision moves to the history)."""
@@ -261,25 +148,10 @@ class Services:
         world = self.current_world()
         spec = self.judge_spec
         config = replace(self.run_config, rejudge=True, overwrite_reviewed=True, note=note or None)
-        self._check_topk(self.store, config)
-        return PreparedRun(features=[feature], engine=self._engine_source(world), judge=self.make_judge(spec),
-                           config=config, world=world, judge_spec=spec, store=self.store,
+        require_collection(self.store, config, self.topk_dir)
+        return PreparedRun(features=[feature], engine=engine_source(self.engines, world), judge=self.make_judge(spec),
+                           config=config, world=world, judge_config=spec, store=self.store,
                            title=f"re-run #{feature}", rerun=True)
-
-    def _check_topk(self, store: Store, config: RunConfig) -> None:
-        """Top-k evidence needs a collection: say how to get one before the run starts."""
-        from agent.topk import TopKMissing, require_topk
-
-        if config.image_modes:
-            try:
-                require_topk(store, self.topk_dir)
-            except TopKMissing as exc:
-                raise SetupError(str(exc), field="store") from None
-
-    def _engine_source(self, world: WorldSpec) -> Any:
-        if self.engines.loaded(world):
-            return self.engines.get(world)
-        return lambda: self.engines.get(world)
 
     def adopt(self, prepared: PreparedRun) -> bool:
         """Make the run's choices the current ones; True when the store changed."""
@@ -288,7 +160,7 @@ class Services:
             self.store.close()
         self.store = prepared.store
         self.world = prepared.world
-        self.judge_spec = prepared.judge_spec
+        self.judge_spec = prepared.judge_config
         if not prepared.rerun:
             self.run_config = prepared.config
         return changed

@@ -8,5 +8,5 @@ paper's controls, and measures that need no ground truth (forced choice, CLIP si
     agent.eval.forced_choice: make_trials, embedding_choice, LLMChooser, forced_choice
     agent.eval.clip_score: load_clip, clip_similarity
 
-The CLI is ``steer-agent eval`` (agent/eval_cmd.py). Nothing here imports torch at module level.
+The CLI is ``steer-agent eval`` (agent/cli/eval.py). Nothing here imports torch at module level.
 """

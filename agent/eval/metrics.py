@@ -235,7 +235,3 @@ def summarize(scored: Sequence[Scored]) -> dict[str, Any]:
 def rate_from(d: dict[str, Any]) -> Rate:
     """The Rate stored by ``Rate.to_dict``."""
     return Rate(int(d["hits"]), int(d["n"]), float(d["lo"]), float(d["hi"]))
-
-
-def percent(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.0f}%"

@@ -14,8 +14,8 @@ from agent.eval.cache import EvalCache, digest
 from agent.eval.control import RandomDirectionEngine
 from agent.probes import Probe
 from agent.records import FeatureRecord
-from agent.store import WORLD_KEYS
 from agent.run.sweep import baseline_probe, steered_probe
+from agent.world import WORLD_KEYS
 
 log = logging.getLogger(__name__)
 

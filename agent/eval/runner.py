@@ -128,7 +128,7 @@ def _cost(records: dict[int, Any], features: Sequence[int]) -> dict[str, Any]:
 def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
     """Run ``cfg``'s modes over ``inp.features`` and return the metrics."""
     from agent.judges import OfflineJudge
-    from agent.scale import hidden_norm
+    from agent.strengths import hidden_norm
 
     engine, cache = inp.engine, inp.cache
     truth = inp.truth

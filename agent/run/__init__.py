@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.run.scheduler import arun_features, run_features, world_of
+from agent.run.scheduler import arun_features, run_features
 from agent.run.state import RunControl, RunSummary
 
-__all__ = ["RunControl", "RunSummary", "arun_features", "run_features", "world_of"]
+__all__ = ["RunControl", "RunSummary", "arun_features", "run_features"]

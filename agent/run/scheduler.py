@@ -26,15 +26,11 @@ from agent.run.loop import LoopContext, TokenBudget, explain_feature
 from agent.run.probes import Engine, ProbeService
 from agent.run.state import EventCallback, Run, RunControl, RunSummary
 from agent.run.sweep import background_probes
-from agent.scale import resolve_strengths
-from agent.store import WORLD_KEYS, RecordUnreadable, Store
+from agent.strengths import resolve_strengths
+from agent.world import world_of
+from agent.store import RecordUnreadable, Store
 
 log = logging.getLogger(__name__)
-
-
-def world_of(engine: Engine) -> dict[str, Any]:
-    fp = engine.fingerprint()
-    return {k: fp.get(k) for k in WORLD_KEYS}
 
 
 EngineSource = Engine | Callable[[], Engine]
@@ -194,7 +190,7 @@ async def _strengths(engine: Engine, cfg: RunConfig, store: Store | None,
 
 async def _norm(engine: Engine, base_image: str, store: Store | None, service: ProbeService) -> float:
     """The median hidden-state norm at the hooked layer on ``base_image`` (remembered in the store)."""
-    from agent.scale import hidden_norm
+    from agent.strengths import hidden_norm
 
     meta_key = _norm_key(engine, base_image)
     known = store.get_meta(meta_key) if store is not None else None

@@ -31,7 +31,7 @@ def toy_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A report folder from the real evaluation of toy features 0-15 (about 15 s on two cores)."""
     if not _toy_available():
         pytest.skip("the toy world is not built")
-    from agent.cli import main
+    from agent.cli.main import main
 
     tmp = tmp_path_factory.mktemp("toy-eval")
     argv = ["eval", "--features", "0-15", "--modes", "oneshot,offline,random,permuted,forced-choice",

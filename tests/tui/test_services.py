@@ -31,8 +31,8 @@ def test_an_unreachable_judge_is_reported_before_the_run() -> None:
 
 
 def test_same_world_is_the_agents(store: Any) -> None:
-    """A store's world is matched by agent.run_cmd.same_world, from a WorldSpec or from plain values."""
-    from agent.run_cmd import same_world
+    """A store's world is matched by agent.world.same_world, from a WorldSpec or from plain values."""
+    from agent.world import same_world
 
     held = {"model": "org/model", "sae": "org/sae", "layer": 3, "revision": "abc"}
     assert same_world(WorldSpec(model="org/model", sae="org/sae"), held)

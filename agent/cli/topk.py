@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.options import add_model_options, build_engine, resolve_model_and_sae
-from agent.run_cmd import add_store_option, positive_int, same_world, store_path
-from agent.store import WORLD_KEYS
+from agent.cli.args import add_model_options, add_store_option, positive_int, store_path, world_spec
+from agent.world import WORLD_KEYS, load_engine, same_world
 
 TOY_SCENES = 2000
 
@@ -92,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     toy = args.images is None and args.dataset is None
-    resolve_model_and_sae(args)  # SteeringError (exit 2) when there is no world to collect for
+    spec = world_spec(args)
+    spec.resolved()  # SteeringError (exit 2) when there is no world to collect for
     try:
         store = Store(store_path(args))
     except StoreError as exc:
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     with store:
         held = store.world()
-        if held and not same_world(args, held):
+        if held and not same_world(spec, held):
             print(f"error: store {store.path} holds records for model {held.get('model')} / SAE {held.get('sae')} / "
                   f"layer {held.get('layer')}: pass that model's options or another --store", file=sys.stderr)
             return 2
@@ -158,7 +158,7 @@ def _collect(args: argparse.Namespace, out: Path) -> tuple[Any, bool]:
     done = None if args.restart else _finished(out, args.k, list(source.names))
     if done is not None:
         return done, False
-    engine = build_engine(args)
+    engine = load_engine(world_spec(args))
     spec = EncoderSpec.from_vlm(engine.vlm, engine.sae, engine.layer)
     config = TopKConfig(k=args.k, batch_size=args.batch_size or TopKConfig.batch_size)
     result = collect_topk(spec, engine.sae, source, out, config, restart=args.restart, progress=not args.no_progress)

@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from agent.options import add_model_options, build_engine
+from agent.cli.args import add_model_options, world_spec
+from agent.world import load_engine
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -17,10 +18,10 @@ def _parse(*argv: str) -> argparse.Namespace:
 
 def test_decode_options_reach_the_engine(tiny_world) -> None:
     model, sae = tiny_world
-    defaults = build_engine(_parse("--model", str(model), "--sae", str(sae), "--device", "cpu"))
+    defaults = load_engine(world_spec(_parse("--model", str(model), "--sae", str(sae), "--device", "cpu")))
     assert defaults.settings.decode == "auto" and defaults.settings.compile_decode is None
-    chosen = build_engine(_parse("--model", str(model), "--sae", str(sae), "--device", "cpu", "--decode", "hf",
-                                 "--no-compile"))
+    chosen = load_engine(world_spec(_parse("--model", str(model), "--sae", str(sae), "--device", "cpu",
+                                           "--decode", "hf", "--no-compile")))
     assert chosen.settings.decode == "hf" and chosen.settings.compile_decode is False
 
 

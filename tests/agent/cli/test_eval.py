@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.cli.main import main
 from agent.eval.embeddings import minilm_available
 
 VALUES = [("colour", "red"), ("colour", "blue"), ("shape", "circle"), ("pattern", "striped"), ("colour", "green"),

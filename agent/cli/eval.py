@@ -7,12 +7,14 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from agent.cli.args import add_model_options, parse_floats, world_spec
 from agent.eval.config import ALL_MODES, DEFAULT_MODES, EvalConfig
-from agent.options import add_model_options
-from agent.run_cmd import parse_floats
+from agent.plan import check_features
+from agent.world import ChoiceError, WorldSpec, load_engine
 
 CPU_BATCH = 128
 """Rows per generate call on a CPU unless --batch-size says otherwise."""
@@ -109,10 +111,9 @@ def _judge_wanted(args: argparse.Namespace) -> bool:
 def eval_store_path(args: argparse.Namespace) -> Path:
     if args.eval_store:
         return args.eval_store
-    from agent.options import resolve_model_and_sae
     from agent.store import cache_root, store_name
 
-    model, sae = resolve_model_and_sae(args)
+    model, sae = world_spec(args).resolved()
     return cache_root() / "eval" / store_name(model, sae, args.layer)
 
 
@@ -125,84 +126,28 @@ def build_config(args: argparse.Namespace) -> EvalConfig:
                       max_rounds=args.max_rounds, max_probes=args.max_probes)
 
 
-def run(args: argparse.Namespace) -> int:
-    from agent.eval.cache import EvalCache
-    from agent.eval.embeddings import EmbeddingUnavailable, load_embedder
-    from agent.eval.report import write_report
-    from agent.eval.runner import EvalError, Inputs, evaluate
-    from agent.eval.world import TruthError, load_truth, truth_for_sae
-    from agent.features import FeatureSpecError, parse_features
-    from agent.options import build_engine, resolve_model_and_sae
+def say(msg: str) -> None:
+    """A line for the user on stderr (stdout carries --json)."""
+    print(msg, file=sys.stderr, flush=True)
 
-    def say(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
+
+def run(args: argparse.Namespace) -> int:
+    from agent.eval.report import write_report
+    from agent.eval.runner import EvalError, evaluate
 
     try:
         cfg = build_config(args)
-        if args.features.strip().lower() != "all":
-            parse_features(args.features)
-    except (ValueError, FeatureSpecError) as exc:
+        check_features(args.features)
+    except (ValueError, ChoiceError) as exc:
         say(f"error: {exc}")
         return 2
     t0 = time.perf_counter()
-    _model, sae = resolve_model_and_sae(args)  # SteeringError -> exit 2 in cli.main
     try:
-        truth = load_truth(args.ground_truth) if args.ground_truth else truth_for_sae(sae)
-    except TruthError as exc:
-        say(f"error: {exc}")
-        return 2
-    from steering.models import resolve_device
-
-    # Larger batches pay on a CPU (a tiny model's generate is bound by per-step overhead); a GPU
-    # sizes its batches from free memory. The batch size changes no answer.
-    cpu = resolve_device(args.device) == "cpu"
-    engine = build_engine(args, **({"batch_size": CPU_BATCH} if cpu and not args.batch_size else {}))
-    try:
-        features = parse_features(args.features, engine.sae.d_sae)
-    except FeatureSpecError as exc:
-        say(f"error: {exc}")
-        return 2
-    if truth is None:
-        say("no ground truth for this SAE: only forced choice and CLIP similarity are measured")
-    embedder = None
-    try:
-        embedder = load_embedder()
-    except EmbeddingUnavailable as exc:
-        say(f"note: {exc}; embedding hits and the embedding forced choice are skipped")
-    judge = chooser = None
-    cache = EvalCache(eval_store_path(args))
-    if _judge_wanted(args) and (cfg.wants("llm") or cfg.wants("forced-choice")):
-        from agent.eval.forced_choice import LLMChooser
-        from agent.judges import JudgeFatalError, make_judge
-
-        try:
-            judge = make_judge("openai", model=args.judge_model, base_url=args.judge_base_url,
-                               api_key_env=args.judge_api_key_env, json_mode=args.judge_format,
-                               timeout=args.judge_timeout, retries=max(1, args.judge_retries))
-        except JudgeFatalError as exc:
-            say(f"error: {exc}")
-            return 2
-        chooser = LLMChooser(judge.backend, cache=cache.shared, concurrency=args.judge_concurrency)
-    topk = clip = None
-    if args.topk:
-        from steering.topk import load_topk
-
-        topk = load_topk(args.topk)
-    if cfg.wants("clip"):
-        if not args.clip:
-            say("error: mode clip needs --clip MODEL")
-            return 2
-        from agent.eval.clip_score import load_clip
-
-        clip = load_clip(args.clip, device=str(engine.vlm.device))
-    inputs = Inputs(engine=engine, cache=cache, features=features, truth=truth, embedder=embedder,
-                    llm_judge=judge, chooser=chooser, topk=topk, clip=clip,
-                    on_stage=lambda name: say(f"eval: {name} ..."))
-    inputs.timings["load"] = round(time.perf_counter() - t0, 2)
-    try:
-        with cache:
+        inputs = load_inputs(args, cfg)
+        inputs.timings["load"] = round(time.perf_counter() - t0, 2)
+        with inputs.cache:
             metrics = evaluate(inputs, cfg)
-    except EvalError as exc:
+    except (ChoiceError, EvalError) as exc:
         say(f"error: {exc}")
         return 2
     metrics["timings"]["total"] = round(time.perf_counter() - t0, 2)
@@ -214,6 +159,81 @@ def run(args: argparse.Namespace) -> int:
     say(summary_line(metrics) + f"\nreport: {report}")
     bar = metrics.get("bar", {})
     return 1 if args.require_bar and not bar.get("met") else 0
+
+
+def load_inputs(args: argparse.Namespace, cfg: EvalConfig) -> Any:
+    """The evaluation's Inputs: ground truth, engine, features, embedder, cache, judge, top-k, CLIP (raises
+    ChoiceError; SteeringError goes to cli.main, exit 2)."""
+    from agent.eval.cache import EvalCache
+    from agent.eval.embeddings import EmbeddingUnavailable, load_embedder
+    from agent.eval.runner import Inputs
+    from agent.eval.world import TruthError, load_truth, truth_for_sae
+    from agent.features import FeatureSpecError, parse_features
+
+    spec = world_spec(args)
+    _model, sae = spec.resolved()
+    try:
+        truth = load_truth(args.ground_truth) if args.ground_truth else truth_for_sae(sae)
+    except TruthError as exc:
+        raise ChoiceError(str(exc), field="ground_truth") from None
+    engine = _load_engine(spec)
+    try:
+        features = parse_features(args.features, engine.sae.d_sae)
+    except FeatureSpecError as exc:
+        raise ChoiceError(str(exc), field="features") from None
+    if truth is None:
+        say("no ground truth for this SAE: only forced choice and CLIP similarity are measured")
+    embedder = None
+    try:
+        embedder = load_embedder()
+    except EmbeddingUnavailable as exc:
+        say(f"note: {exc}; embedding hits and the embedding forced choice are skipped")
+    cache = EvalCache(eval_store_path(args))
+    judge, chooser = _judge(args, cfg, cache)
+    topk = None
+    if args.topk:
+        from steering.topk import load_topk
+
+        topk = load_topk(args.topk)
+    return Inputs(engine=engine, cache=cache, features=features, truth=truth, embedder=embedder,
+                  llm_judge=judge, chooser=chooser, topk=topk, clip=_clip(args, cfg, engine),
+                  on_stage=lambda name: say(f"eval: {name} ..."))
+
+
+def _load_engine(spec: WorldSpec) -> Any:
+    """The engine; larger batches pay on a CPU (a tiny model's generate is bound by per-step overhead),
+    a GPU sizes its batches from free memory. The batch size changes no answer."""
+    from steering.models import resolve_device
+
+    cpu = resolve_device(spec.device) == "cpu"
+    return load_engine(replace(spec, batch_size=CPU_BATCH) if cpu and not spec.batch_size else spec)
+
+
+def _judge(args: argparse.Namespace, cfg: EvalConfig, cache: Any) -> tuple[Any, Any]:
+    """(the LLM judge, its forced-choice reader) when an endpoint is given and a mode needs them."""
+    if not (_judge_wanted(args) and (cfg.wants("llm") or cfg.wants("forced-choice"))):
+        return None, None
+    from agent.eval.forced_choice import LLMChooser
+    from agent.judges import JudgeConfig, JudgeFatalError, build_judge
+
+    try:
+        judge = build_judge(JudgeConfig(kind="openai", model=args.judge_model, base_url=args.judge_base_url,
+                                        api_key_env=args.judge_api_key_env, json_mode=args.judge_format,
+                                        timeout=args.judge_timeout, retries=max(1, args.judge_retries)))
+    except JudgeFatalError as exc:
+        raise ChoiceError(str(exc), field="judge") from None
+    return judge, LLMChooser(judge.backend, cache=cache.shared, concurrency=args.judge_concurrency)
+
+
+def _clip(args: argparse.Namespace, cfg: EvalConfig, engine: Any) -> Any:
+    """The CLIP model when the clip mode is asked for."""
+    if not cfg.wants("clip"):
+        return None
+    if not args.clip:
+        raise ChoiceError("mode clip needs --clip MODEL", field="clip")
+    from agent.eval.clip_score import load_clip
+
+    return load_clip(args.clip, device=str(engine.vlm.device))
 
 
 def summary_line(m: dict[str, Any]) -> str:

@@ -4,60 +4,36 @@ from __future__ import annotations
 
 import argparse
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
+from agent.cli.args import (
+    add_model_options,
+    add_store_option,
+    parse_floats,
+    parse_price,
+    parse_strengths,
+    positive_float,
+    positive_int,
+    world_spec,
+)
 from agent.config import DEFAULT_KL_TARGETS, EVIDENCE_MODES, HYBRID_MULTIPLE, RunConfig, SweepConfig
-from agent.options import add_model_options, build_engine, resolve_model_and_sae
-from agent.probe_cmd import parse_strengths
-
-
-def parse_floats(text: str) -> list[float]:
-    try:
-        values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad number list {text!r}: use e.g. 0.1,1,4") from None
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"bad number list {text!r}: give positive numbers")
-    return values
-
-
-def parse_price(text: str) -> tuple[float, float]:
-    values = parse_floats(text)
-    if len(values) != 2:
-        raise argparse.ArgumentTypeError("--judge-price takes INPUT,OUTPUT in USD per million tokens")
-    return values[0], values[1]
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def add_store_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", type=Path, help="store folder (default: one per model/SAE/layer under "
-                                                   "$STEER_INTERP_CACHE or ~/.cache/steer-interp)")
+from agent.judges import JudgeConfig, default_kind
+from agent.plan import ChoiceError, PreparedRun, RunRequest, check_features, prepare_run
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", required=True, help="feature ids: ranges and lists like 0-9,42,100-120, or all")
     add_model_options(p)
+    _add_judge_options(p)
+    _add_sweep_options(p)
+    _add_evidence_options(p)
+    _add_budget_options(p)
+    _add_output_options(p)
+    p.set_defaults(func=run)
+
+
+def _add_judge_options(p: argparse.ArgumentParser) -> None:
     j = p.add_argument_group("judge (default: offline, a deterministic heuristic that is not an LLM)")
     j.add_argument("--judge", choices=("offline", "openai"),
                    help="offline, or openai for any OpenAI-compatible endpoint (default: openai when "
@@ -76,6 +52,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     j.add_argument("--judge-max-tokens", type=positive_int, help="reply length cap per call")
     j.add_argument("--judge-price", type=parse_price, metavar="IN,OUT",
                    help="USD per million input,output tokens for the cost estimate (known models are built in)")
+
+
+def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     s = p.add_argument_group("sweep")
     sched = s.add_mutually_exclusive_group()
     sched.add_argument("--strengths", type=parse_strengths,
@@ -87,6 +66,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     s.add_argument("--controls", type=int, default=1, help="random-direction controls per feature (default 1)")
     s.add_argument("--base-image", default="white", help="white (default), black, noise or an image file")
     s.add_argument("--seed", type=int, default=0, help="seed for sampling and control directions")
+
+
+def _add_evidence_options(p: argparse.ArgumentParser) -> None:
     e = p.add_argument_group("top-k evidence (needs a collection in the store: steer-agent topk)")
     e.add_argument("--evidence", choices=tuple(EVIDENCE_MODES), default="steering",
                    help="what the judge reads besides the steering sweep: steering (nothing more, the default), "
@@ -100,6 +82,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     e.add_argument("--judge-images", action="store_true",
                    help="also attach the masked top images to an LLM judge's first message (image content parts; "
                         "the judge model must accept images)")
+
+
+def _add_budget_options(p: argparse.ArgumentParser) -> None:
     b = p.add_argument_group("budgets and scheduling")
     b.add_argument("--max-rounds", type=positive_int, default=4, help="judge rounds per feature (default 4)")
     b.add_argument("--max-probes", type=int, default=24, help="extra probes per feature (default 24)")
@@ -107,6 +92,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     b.add_argument("--budget-tokens", type=positive_int, help="judge tokens for the whole run")
     b.add_argument("--concurrency", type=positive_int, default=4, help="judge calls in flight (default 4)")
     b.add_argument("--in-flight", type=positive_int, default=64, help="feature loops in flight (default 64)")
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("store and output")
     add_store_option(o)
     o.add_argument("--export", type=Path, metavar="FILE.jsonl", help="export the requested features when done")
@@ -117,7 +105,6 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--note", help="a note passed to the judge for every feature of this run")
     o.add_argument("--no-progress", action="store_true", help="no live display")
     o.add_argument("--table-limit", type=int, default=64, help="rows of the summary table (default 64)")
-    p.set_defaults(func=run)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -127,54 +114,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def judge_kind(args: argparse.Namespace) -> str:
-    if args.judge:
-        return args.judge
-    return "openai" if (args.judge_model or args.judge_base_url) else "offline"
-
-
-def store_path(args: argparse.Namespace) -> Path:
-    if args.store:
-        return args.store
-    from agent.store import default_store_path
-
-    model, sae = resolve_model_and_sae(args)
-    return default_store_path(model, sae, args.layer)
-
-
-CHOICE_KEYS = ("model", "sae", "layer", "revision")
-
-
-def same_world(options: Any, world: dict[str, Any] | None, **values: Any) -> bool:
-    """Whether a choice of model, SAE, layer and revision names the world a store was made for (without
-    loading anything).
-
-    ``options`` is anything with ``model``, ``sae``, ``layer`` and ``revision`` attributes (parsed
-    options, the TUI's WorldSpec) or None; keywords give plain values instead or on top, e.g.
-    ``same_world(None, store.world(), model="org/m", sae="org/s", layer=16)``. No model and SAE
-    mean the bundled toy world; no layer or revision matches any. A choice that names no world
-    (a model without an SAE) matches none. Local folders are fingerprinted from their files (cheap:
-    steering.revisions), so an SAE retrained in place is another world, and a copied one the same.
-    """
-    from agent.store import world_differences
-    from steering.errors import SteeringError
-    from steering.revisions import content_revision, local_path
-
-    unknown = set(values) - set(CHOICE_KEYS)
-    if unknown:
-        raise TypeError(f"same_world() got unexpected keywords {sorted(unknown)}: use {', '.join(CHOICE_KEYS)}")
-    choice = argparse.Namespace(**{k: values.get(k, getattr(options, k, None)) or None for k in CHOICE_KEYS})
-    if not world:
-        return False
-    try:
-        model, sae = resolve_model_and_sae(choice)
-    except SteeringError:
-        return False
-    model_path, sae_path = local_path(model), local_path(sae)
-    revision = choice.revision or (content_revision(model_path) if model_path and model_path.is_dir() else None)
-    want = {"model": model, "revision": revision, "sae": sae, "layer": choice.layer,
-            "sae_revision": content_revision(sae_path) if sae_path else None}
-    return not world_differences(world, want, wildcards=True)
+def judge_config(args: argparse.Namespace) -> JudgeConfig:
+    """The judge the options choose (openai when a judge model or URL is given and no --judge)."""
+    return JudgeConfig(kind=args.judge or default_kind(args.judge_model, args.judge_base_url),
+                       model=args.judge_model, base_url=args.judge_base_url, api_key_env=args.judge_api_key_env,
+                       json_mode=args.judge_format, timeout=args.judge_timeout, retries=args.judge_retries,
+                       backoff=args.judge_backoff, temperature=args.judge_temperature,
+                       max_tokens=args.judge_max_tokens, price=args.judge_price)
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -187,6 +133,12 @@ def build_config(args: argparse.Namespace) -> RunConfig:
                      overwrite_reviewed=args.overwrite_reviewed, note=args.note, evidence=args.evidence,
                      hybrid_strength=args.hybrid_strength, topk_images=args.topk_images,
                      judge_images=args.judge_images)
+
+
+def run_request(args: argparse.Namespace) -> RunRequest:
+    """The options as the typed request agent.plan checks."""
+    return RunRequest(features=args.features, world=world_spec(args), judge=judge_config(args),
+                      config=build_config(args), store=args.store)
 
 
 def evidence_problem(args: argparse.Namespace, kind: str) -> str | None:
@@ -204,59 +156,29 @@ def evidence_problem(args: argparse.Namespace, kind: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from agent.export import export_records
-    from agent.features import FeatureSpecError, parse_features
-    from agent.groundtruth import PURE, ground_truth_for, score
-    from agent.judges import JudgeFatalError, check_judge, make_judge
-    from agent.progress import RichProgress, summary_table
-    from agent.run import RunControl, run_features
-    from agent.store import Store, StoreError
-    from agent.topk import TopKMissing, require_topk
+    from agent.world import Engines
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line
-    out = Console(highlight=False)
+    request = run_request(args)
     try:
-        if args.features.strip().lower() != "all":
-            parse_features(args.features)  # fail on syntax before loading anything
-    except FeatureSpecError as exc:
+        check_features(request.features)  # fail on syntax before the other checks
+        problem = evidence_problem(args, request.judge.kind)
+        if problem:
+            raise ChoiceError(problem, field="evidence")
+        prepared = prepare_run(request, Engines())  # loads the engine only to learn the SAE's size
+    except ChoiceError as exc:
         err.print(f"error: {exc}", markup=False)
         return 2
-    kind = judge_kind(args)
-    problem = evidence_problem(args, kind)
-    if problem:
-        err.print(f"error: {problem}", markup=False)
-        return 2
-    try:
-        judge = make_judge(kind, model=args.judge_model, base_url=args.judge_base_url,
-                           api_key_env=args.judge_api_key_env, json_mode=args.judge_format,
-                           timeout=args.judge_timeout, retries=args.judge_retries, backoff=args.judge_backoff,
-                           temperature=args.judge_temperature, max_tokens=args.judge_max_tokens,
-                           price=args.judge_price)
-        if kind == "openai":
-            check_judge(judge, timeout=min(args.judge_timeout, 5.0))  # an unreachable endpoint fails now, not mid-run
-    except JudgeFatalError as exc:
-        err.print(f"error: {exc}", markup=False)
-        return 2
-    config = build_config(args)
-    t_load = time.perf_counter()
-    try:
-        store = Store(store_path(args))
-        if config.image_modes:
-            require_topk(store)  # TopKMissing names `steer-agent topk`
-        engine: Any = None
-        n_features = store.get_meta("n_features")
-        if n_features is None or not same_world(args, store.world()):
-            engine = build_engine(args)  # SteeringError -> exit 2 in cli.main
-            n_features = engine.sae.d_sae
-        features = parse_features(args.features, n_features)
-    except (FeatureSpecError, StoreError, TopKMissing) as exc:
-        err.print(f"error: {exc}", markup=False)
-        return 2
-    if engine is None:  # loaded only if some feature needs work: a finished run never touches torch
-        def engine_factory() -> Any:
-            return build_engine(args)
-        engine = engine_factory
-    load_s = time.perf_counter() - t_load
+    return execute(prepared, args, err)
+
+
+def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any) -> int:
+    """Run a prepared request to the end (Ctrl-C: finish the batch in progress; twice: quit), then report."""
+    from agent.cli.progress import RichProgress
+    from agent.export import export_records
+    from agent.groundtruth import ground_truth_for
+    from agent.run import RunControl, run_features
+    from agent.store import StoreError
 
     control = RunControl()
     interrupted = {"n": 0}
@@ -269,11 +191,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             raise KeyboardInterrupt
 
+    store, features = prepared.store, prepared.features
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         with store, RichProgress(err, enabled=not args.no_progress, verbose=args.verbose) as progress:
             try:
-                summary = run_features(engine, judge, store, features, config, on_event=progress, control=control)
+                summary = run_features(prepared.engine, prepared.judge, store, features, prepared.config,
+                                       on_event=progress, control=control)
             except StoreError as exc:
                 err.print(f"error: {exc}", markup=False)
                 return 2
@@ -283,7 +207,19 @@ def run(args: argparse.Namespace) -> int:
             exported = export_records(store, args.export, features) if args.export else None
     finally:
         signal.signal(signal.SIGINT, previous)
+    return report(prepared, summary, records, truth, exported, args, err)
 
+
+def report(prepared: PreparedRun, summary: Any, records: list[Any], truth: dict[int, Any] | None,
+           exported: int | None, args: argparse.Namespace, err: Any) -> int:
+    """Print the summary table and lines of a finished run; the exit code."""
+    from rich.console import Console
+
+    from agent.cli.progress import summary_table
+    from agent.groundtruth import PURE, score
+
+    out = Console(highlight=False)
+    store, features = prepared.store, prepared.features
     s = summary.stats
     if records and args.table_limit > 0:
         out.print(summary_table(records, truth, args.table_limit))
@@ -295,9 +231,9 @@ def run(args: argparse.Namespace) -> int:
               + (f" ({counts['skipped-reviewed']} reviewed)" if counts["skipped-reviewed"] else "")
               + (f", {counts['unreadable']} unreadable" if counts["unreadable"] else "")
               + (f", {counts['not-started']} not started" if counts["not-started"] else "")
-              + f" in {s.elapsed:.1f} s (+{load_s:.1f} s loading)", markup=False)
+              + f" in {s.elapsed:.1f} s (+{prepared.load_seconds:.1f} s loading)", markup=False)
     out.print(f"probes: {s.probes_run} run ({s.probes_per_s:.1f}/s, {s.probe_rows} rows), {s.probes_cached} from the "
-              f"store | judge {judge.name}: {s.judge_calls} calls ({s.judge_cached} from the store), "
+              f"store | judge {prepared.judge.name}: {s.judge_calls} calls ({s.judge_cached} from the store), "
               f"{s.tokens:,} tokens{cost}", markup=False)
     if summary.images:
         im = summary.images
@@ -318,5 +254,3 @@ def run(args: argparse.Namespace) -> int:
         err.print("interrupted: finished features are stored; run the same command again to resume", markup=False)
         return 130
     return summary.exit_code
-
-

@@ -6,11 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent.options import add_model_options
+from agent.cli.args import add_model_options, store_path
 
 
 def _open_store(args: argparse.Namespace):  # -> Store
-    from agent.run_cmd import store_path
     from agent.store import Store, StoreError
 
     path = store_path(args)

@@ -6,17 +6,8 @@ import argparse
 import json
 import sys
 
-from agent.options import add_model_options, build_engine
-
-
-def parse_strengths(text: str) -> list[float]:
-    try:
-        values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad --strengths {text!r}: use numbers like 0,50,100,200") from None
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"bad --strengths {text!r}: give one or more non-negative numbers")
-    return values
+from agent.cli.args import add_model_options, parse_strengths, world_spec
+from agent.world import load_engine
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -37,7 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-DEFAULT_MULTIPLES = (0.0, 0.5, 1.0, 2.0, 3.0)
+PROBE_MULTIPLES = (0.0, 0.5, 1.0, 2.0, 3.0)
+"""This command's strengths without --strengths, as multiples of the hidden-state norm at the layer: a
+short look from unsteered (0) to strong, where a run's sweep uses the denser config.SWEEP_MULTIPLES."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,13 +39,13 @@ def run(args: argparse.Namespace) -> int:
     if args.samples < 1:
         print("error: --samples must be >= 1", file=sys.stderr)
         return 2
-    engine = build_engine(args)
+    engine = load_engine(world_spec(args))
     engine.sae.check_feature(args.feature)
     if args.strengths:
         strengths = args.strengths
     else:
         norm = engine.hidden_norm(args.base_image)
-        strengths = [round(m * norm, 1) for m in DEFAULT_MULTIPLES]
+        strengths = [round(m * norm, 1) for m in PROBE_MULTIPLES]
     probes = [
         Probe(feature=args.feature, strength=s, samples=args.samples, seed=args.seed,
               prompt="ask" if args.question else "describe", question=args.question,

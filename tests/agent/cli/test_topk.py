@@ -15,7 +15,7 @@ from agent.judges.scripted import final_reply
 from agent.store import Store
 from tests.agent.conftest import TEST_KEY
 from tests.agent.fakes import ChatServer, Reply
-from tests.agent.test_cli import steer_agent, world_args
+from tests.agent.cli.test_run import steer_agent, world_args
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
-"""`steer-agent`: the headless command line. With no subcommand it runs the agent
-(`steer-agent --features 0-500` is `steer-agent run --features 0-500`)."""
+"""`steer-agent`: the parser and dispatch; with no subcommand it runs the agent (`steer-agent --features 0-9`)."""
 
 from __future__ import annotations
 
@@ -8,7 +7,8 @@ import logging
 import os
 import sys
 
-from agent import eval_cmd, export_cmd, probe_cmd, run_cmd, topk_cmd
+from agent.cli import eval as eval_command
+from agent.cli import export, probe, run, topk
 
 COMMANDS = ("run", "probe", "export", "review", "eval", "topk")
 
@@ -19,11 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Without a command, runs the agent: steer-agent --features 0-63 [--judge openai ...]")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="{run,probe,export,review,eval,topk}")
-    run_cmd.add_parser(sub)
-    probe_cmd.add_parser(sub)
-    export_cmd.add_parsers(sub)
-    eval_cmd.add_parser(sub)
-    topk_cmd.add_parser(sub)
+    run.add_parser(sub)
+    probe.add_parser(sub)
+    export.add_parsers(sub)
+    eval_command.add_parser(sub)
+    topk.add_parser(sub)
     return parser
 
 

@@ -1,5 +1,4 @@
-"""Pick a default strength schedule for a world: multiples of the median hidden-state norm at the
-hooked layer (measured once on the base image), or the toy world's recorded schedule."""
+"""A world's default strength schedule: multiples of the hidden-state norm at the layer, or the toy world's."""
 
 from __future__ import annotations
 

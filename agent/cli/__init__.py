@@ -1,0 +1,1 @@
+"""The `steer-agent` command line: argv -> argparse -> typed requests; nothing below agent/cli/ sees argparse."""

@@ -1,0 +1,90 @@
+"""Arguments the commands share (model and SAE, store, number lists) and their typed forms (WorldSpec, a store)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from agent.plan import default_store
+from agent.world import WorldSpec
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model and SAE (default: the bundled toy world)")
+    g.add_argument("--model", help="VLM hub id or local folder (default: the toy world's model)")
+    g.add_argument("--revision", help="hub revision of the model (branch, tag or commit)")
+    g.add_argument("--sae", help="SAE folder, decoder .safetensors, or hub owner/repo/subfolder")
+    g.add_argument("--layer", type=int, help="vision-encoder layer to steer (default: from the SAE config)")
+    g.add_argument("--dtype", default="auto", help="bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on CPU)")
+    g.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda when available)")
+    g.add_argument("--max-new-tokens", type=int, default=None, help="answer length cap (default 48)")
+    g.add_argument("--batch-size", type=int, default=None, help="rows per generate call (default: sized from free GPU memory; 32 on CPU)")
+    g.add_argument("--decode", choices=("auto", "hf", "fast"), default="auto",
+                   help="answer decoding: fast (one prefill, then the language model on a static cache), hf "
+                        "(transformers' generate), or auto (fast where the model supports it); same tokens")
+    g.add_argument("--no-compile", action="store_true",
+                   help="never torch.compile the fast decode step (default: compiled with CUDA graphs on a GPU)")
+
+
+def world_spec(args: argparse.Namespace) -> WorldSpec:
+    """The world the model options (add_model_options) choose."""
+    return WorldSpec(model=args.model or None, sae=args.sae or None, layer=args.layer, revision=args.revision,
+                     device=args.device, dtype=args.dtype, max_new_tokens=args.max_new_tokens,
+                     batch_size=args.batch_size, decode=args.decode, no_compile=args.no_compile)
+
+
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", type=Path, help="store folder (default: one per model/SAE/layer under "
+                                                   "$STEER_INTERP_CACHE or ~/.cache/steer-interp)")
+
+
+def store_path(args: argparse.Namespace) -> Path:
+    """--store, else the default store of the world the model options choose (raises SteeringError)."""
+    return args.store if args.store else default_store(world_spec(args))
+
+
+def parse_floats(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad number list {text!r}: use e.g. 0.1,1,4") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"bad number list {text!r}: give positive numbers")
+    return values
+
+
+def parse_strengths(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad --strengths {text!r}: use numbers like 0,50,100,200") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"bad --strengths {text!r}: give one or more non-negative numbers")
+    return values
+
+
+def parse_price(text: str) -> tuple[float, float]:
+    values = parse_floats(text)
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError("--judge-price takes INPUT,OUTPUT in USD per million tokens")
+    return values[0], values[1]
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
