@@ -127,20 +127,17 @@ def _cost(records: dict[int, Any], features: Sequence[int]) -> dict[str, Any]:
 
 def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
     """Run ``cfg``'s modes over ``inp.features`` and return the metrics."""
-    from agent.judges import OfflineJudge
     from agent.strengths import hidden_norm
 
-    engine, cache = inp.engine, inp.cache
-    truth = inp.truth
+    engine, truth = inp.engine, inp.truth
     if inp.embedder is not None and getattr(inp.embedder, "disk", False) is None:
-        inp.embedder.disk = cache.embeddings  # type: ignore[union-attr]
+        inp.embedder.disk = inp.cache.embeddings  # type: ignore[union-attr]
     fp = engine.fingerprint()
     world = {k: fp.get(k) for k in ("model", "revision", "sae", "layer")}
     features = pure_features(truth, inp.features, cfg.purity) if truth else list(inp.features)
     if not features:
         raise EvalError("no features to evaluate" + (f" (none of those asked for is at least {cfg.purity:g} pure)"
                                                       if truth else ""))
-    families = families_of(truth) if truth else {}
 
     done = _stage(inp, "strengths")
     norm = hidden_norm(engine)
@@ -148,17 +145,50 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
     hybrid_strengths = [round(m * norm, 2) for m in cfg.hybrid_multiples]
     done()
 
+    explained, by_strength, baseline, topk = _explain(inp, cfg, features, strengths, hybrid_strengths)
+    metrics: dict[str, Any] = {
+        "version": METRICS_VERSION, "world": world, "config": cfg.to_dict(), "baseline": baseline,
+        "features": {"requested": len(inp.features), "evaluated": features, "n": len(features)},
+        "strengths": strengths, "hidden_norm": round(norm, 4), "hybrid_strengths": hybrid_strengths,
+        "embedder": getattr(inp.embedder, "name", None), "modes": {}, "by_strength": {}, "controls": {},
+    }
+    done = _stage(inp, "scoring")
+    if truth:
+        _score_modes(inp, cfg, features, explained, by_strength, metrics)
+    else:
+        metrics["per_feature"] = [{"feature": f, "texts": {n: e.texts.get(f) for n, e in explained.items()}}
+                                  for f in features]
+    done()
+    _costs_and_warnings(features, explained, by_strength, metrics)
+
+    readers = {name: e for name, e in explained.items() if not name.startswith("random")}
+    if cfg.wants("forced-choice") and (inp.embedder is not None or inp.chooser is not None):
+        done = _stage(inp, "forced-choice")
+        metrics["forced_choice"] = _forced_choice(inp, cfg, features, strengths, readers)
+        done()
+    if cfg.wants("clip") and inp.clip is not None and topk is not None:
+        done = _stage(inp, "clip")
+        metrics["clip"] = _clip(inp, cfg, topk, features, readers)
+        done()
+    metrics["digest"] = digest(reproducible(metrics), 16)
+    metrics["timings"] = dict(inp.timings)
+    return metrics
+
+
+def _explain(inp: Inputs, cfg: EvalConfig, features: list[int], strengths: list[float],
+             hybrid_strengths: list[float]) -> tuple[dict[str, M.Explained], dict[str, list[M.Explained]], str, Any]:
+    """Run every wanted mode: (explained by mode, per-strength series by mode, the baseline text, top-k)."""
+    from agent.judges import OfflineJudge
+
+    engine, cache = inp.engine, inp.cache
     explained: dict[str, M.Explained] = {}
     by_strength: dict[str, list[M.Explained]] = {}
     baseline = ""
-    if cfg.wants("oneshot"):
-        done = _stage(inp, "oneshot")
-        by_strength["oneshot"], baseline = M.oneshot(cache, engine, features, strengths, cfg.seed)
-        done()
-    if cfg.wants("random"):
-        done = _stage(inp, "oneshot-random")
-        by_strength["oneshot-random"], baseline = M.oneshot(cache, engine, features, strengths, cfg.seed, "random")
-        done()
+    for mode, direction in (("oneshot", "feature"), ("oneshot-random", "random")):
+        if cfg.wants("oneshot" if direction == "feature" else "random"):
+            done = _stage(inp, mode)
+            by_strength[mode], baseline = M.oneshot(cache, engine, features, strengths, cfg.seed, direction)
+            done()
     run_cfg = M.run_config(strengths, cfg.seed, cfg.max_rounds, cfg.max_probes, rejudge=True)
     if cfg.wants("offline"):
         done = _stage(inp, "offline")
@@ -174,7 +204,7 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
         explained["random-offline"] = M.random_pipeline(cache, engine, OfflineJudge(), features, run_cfg)
         done()
     topk = inp.topk
-    if (cfg.wants("topk") or cfg.wants("hybrid") or cfg.wants("images") or cfg.wants("clip")) and topk is None and truth:
+    if any(cfg.wants(m) for m in ("topk", "hybrid", "images", "clip")) and topk is None and inp.truth:
         done = _stage(inp, "topk-collect")
         topk = M.toy_topk(cache, engine, cfg.topk_scenes)
         done()
@@ -193,53 +223,47 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
             else:
                 by_strength.setdefault("hybrid", []).append(e)
         done()
+    return explained, by_strength, baseline, topk
 
-    metrics: dict[str, Any] = {
-        "version": METRICS_VERSION, "world": world, "config": cfg.to_dict(), "baseline": baseline,
-        "features": {"requested": len(inp.features), "evaluated": features, "n": len(features)},
-        "strengths": strengths, "hidden_norm": round(norm, 4), "hybrid_strengths": hybrid_strengths,
-        "embedder": getattr(inp.embedder, "name", None), "modes": {}, "by_strength": {}, "controls": {},
-    }
 
-    # The best single strength of one-shot steering and of the hybrid, chosen on the features themselves
-    # (an optimistic pick for those baselines: the comparison can only flatter them).
-    done = _stage(inp, "scoring")
-    if truth:
-        metrics["features"]["by_family"] = {fam: sum(truth[f]["family"] == fam for f in features)
-                                            for fam in sorted({str(truth[f]["family"]) for f in features})}
-        for name, series in by_strength.items():
-            scored = {i: score(e.texts, features, truth, families, inp.embedder) for i, e in enumerate(series)}
-            metrics["by_strength"][name] = [{"strength": e.strength, **summarize(scored[i])}
-                                            for i, e in enumerate(series)]
-            best = _best(series, scored)
-            if name != "oneshot-random":
-                explained[f"{name}-best"] = series[best]
-        rows = {name: score(e.texts, features, truth, families, inp.embedder) for name, e in explained.items()}
-        for name, e in explained.items():
-            target = metrics["controls"] if name.startswith("random") else metrics["modes"]
-            target[name] = {**summarize(rows[name]), "strength": e.strength}
-        if "oneshot-random" in by_strength:
-            worst = max(metrics["by_strength"]["oneshot-random"], key=lambda d: d["word"]["hits"])
-            metrics["controls"]["oneshot-random-max"] = {**{k: v for k, v in worst.items() if k != "strength"},
-                                                         "strength": worst["strength"]}
-        if cfg.wants("permuted"):
-            perm = derangement(features, cfg.seed)
-            metrics["controls"]["permuted"] = {
-                name: {**summarize(score(e.texts, features, truth, families, inp.embedder, perm)),
-                       "strength": e.strength}
-                for name, e in explained.items() if not name.startswith("random")}
-            for name, e in explained.items():
-                if not name.startswith("random"):
-                    metrics["controls"]["permuted"][name]["expected_word_rate"] = expected_permuted(
-                        e.texts, features, truth, families)
-        metrics["per_feature"] = _per_feature(features, truth, explained, rows)
-        metrics["diagnostics"] = _diagnostics(features, truth, families, by_strength, explained, rows)
-        metrics["bar"] = _bar(metrics)
-    else:
-        metrics["per_feature"] = [{"feature": f, "texts": {n: e.texts.get(f) for n, e in explained.items()}}
-                                  for f in features]
-    done()
+def _score_modes(inp: Inputs, cfg: EvalConfig, features: list[int], explained: dict[str, M.Explained],
+                 by_strength: dict[str, list[M.Explained]], metrics: dict[str, Any]) -> None:
+    """Score every mode against the ground truth into ``metrics`` (adds each series' best strength to
+    ``explained``: chosen on the features themselves, an optimistic pick that can only flatter them)."""
+    truth, embedder = inp.truth, inp.embedder
+    families = families_of(truth)
+    metrics["features"]["by_family"] = {fam: sum(truth[f]["family"] == fam for f in features)
+                                        for fam in sorted({str(truth[f]["family"]) for f in features})}
+    for name, series in by_strength.items():
+        scored = {i: score(e.texts, features, truth, families, embedder) for i, e in enumerate(series)}
+        metrics["by_strength"][name] = [{"strength": e.strength, **summarize(scored[i])}
+                                        for i, e in enumerate(series)]
+        best = _best(series, scored)
+        if name != "oneshot-random":
+            explained[f"{name}-best"] = series[best]
+    rows = {name: score(e.texts, features, truth, families, embedder) for name, e in explained.items()}
+    for name, e in explained.items():
+        target = metrics["controls"] if name.startswith("random") else metrics["modes"]
+        target[name] = {**summarize(rows[name]), "strength": e.strength}
+    if "oneshot-random" in by_strength:
+        worst = max(metrics["by_strength"]["oneshot-random"], key=lambda d: d["word"]["hits"])
+        metrics["controls"]["oneshot-random-max"] = {**{k: v for k, v in worst.items() if k != "strength"},
+                                                     "strength": worst["strength"]}
+    if cfg.wants("permuted"):
+        perm = derangement(features, cfg.seed)
+        readers = {name: e for name, e in explained.items() if not name.startswith("random")}
+        metrics["controls"]["permuted"] = {
+            name: {**summarize(score(e.texts, features, truth, families, embedder, perm)), "strength": e.strength,
+                   "expected_word_rate": expected_permuted(e.texts, features, truth, families)}
+            for name, e in readers.items()}
+    metrics["per_feature"] = _per_feature(features, truth, explained, rows)
+    metrics["diagnostics"] = _diagnostics(features, truth, families, by_strength, explained, rows)
+    metrics["bar"] = _bar(metrics)
 
+
+def _costs_and_warnings(features: list[int], explained: dict[str, M.Explained],
+                        by_strength: dict[str, list[M.Explained]], metrics: dict[str, Any]) -> None:
+    """Each loop mode's cost, and a warning for each mode that left features unexplained or said nothing."""
     for name in ("offline", "offline-images", "llm", "random-offline"):
         if name in explained:
             metrics.setdefault("cost", {})[name] = _cost(explained[name].records, features)
@@ -258,19 +282,6 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
                 "(the explainer said nothing usable: is its prompt out of the model's distribution?)")
     for w in metrics["warnings"]:
         log.info("%s", w)
-
-    readers = {name: e for name, e in explained.items() if not name.startswith("random")}
-    if cfg.wants("forced-choice") and (inp.embedder is not None or inp.chooser is not None):
-        done = _stage(inp, "forced-choice")
-        metrics["forced_choice"] = _forced_choice(inp, cfg, features, strengths, readers)
-        done()
-    if cfg.wants("clip") and inp.clip is not None and topk is not None:
-        done = _stage(inp, "clip")
-        metrics["clip"] = _clip(inp, cfg, topk, features, readers)
-        done()
-    metrics["digest"] = digest(reproducible(metrics), 16)
-    metrics["timings"] = dict(inp.timings)
-    return metrics
 
 
 def reproducible(metrics: Any) -> Any:
