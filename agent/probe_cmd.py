@@ -7,6 +7,7 @@ import json
 import sys
 
 from agent.options import add_model_options, build_engine
+from agent.strengths_check import check_strengths, finite_or_none
 
 
 def parse_strengths(text: str) -> list[float]:
@@ -16,7 +17,7 @@ def parse_strengths(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"bad --strengths {text!r}: use numbers like 0,50,100,200") from None
     if not values or any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"bad --strengths {text!r}: give one or more non-negative numbers")
-    return values
+    return check_strengths(values, text)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -62,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     results = engine.run(probes)
     if args.json:
-        print(json.dumps([{"strength": r.probe.strength, "texts": list(r.texts), "kl_first": round(r.kl_first, 4)}
-                          for r in results], indent=2))
+        print(json.dumps([{"strength": r.probe.strength, "texts": list(r.texts),
+                           "kl_first": finite_or_none(round(r.kl_first, 4))} for r in results], indent=2, allow_nan=False))
         return 0
     from rich.console import Console
     from rich.table import Table
