@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from steering.errors import ModelLoadError, UnsupportedModelError
+from steering.processors import load_processor
 from steering.revisions import content_revision
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def load_vlm(
     attn_implementation: str | None = None,
 ) -> LoadedVLM:
     """Load a supported VLM and its processor from a hub id or a local folder."""
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig, AutoModelForImageTextToText
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -207,10 +208,7 @@ def load_vlm(
         ) from exc
     except OSError as exc:
         raise ModelLoadError(f"cannot load model weights for {model_id!r}: {_first_line(exc)}") from exc
-    try:
-        processor = AutoProcessor.from_pretrained(model_id, revision=revision)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ModelLoadError(f"cannot load the processor for {model_id!r}: {_first_line(exc)}") from exc
+    processor = load_processor(model_id, config.model_type, revision)
     model.to(device).eval()
     vision = inspect_vision(model)
     if revision is None:
