@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
+from agent.probe_isolation import run_probes, settle
 from agent.probes import Probe, ProbeResult
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,7 @@ class ProbeService:
                     continue
                 seconds = time.perf_counter() - t0
                 for key, (_p, fut), result in zip(keys, batch, results):
-                    if not fut.done():
-                        fut.set_result(result)
+                    settle(fut, result, EngineFailed)  # a probe that failed alone gets its own error
                     if self.cache is not None and self.read_cache:
                         self._known.pop(key, None)  # the store answers later requests
                 if self.on_batch is not None:
@@ -163,4 +163,4 @@ class ProbeService:
                 except Exception as exc:  # noqa: BLE001 - a full disk must not lose the batch
                     log.error("could not store probe result: %s", exc)
 
-        return self.engine.run(probes, on_result=on_result)
+        return run_probes(self.engine, probes, on_result=on_result)
