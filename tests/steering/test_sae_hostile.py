@@ -119,3 +119,63 @@ def test_apply_b_dec_to_input_is_honoured(tmp_path) -> None:
     assert torch.allclose(raw.pre_activations(x), x @ w["W_enc"].T + w["b_enc"], atol=1e-5)
     (folder / "cfg.json").write_text(json.dumps({**cfg, "apply_b_dec_to_input": "no"}))
     _refused(folder, "apply_b_dec_to_input")
+
+
+def _mutations(blob: bytes, rng) -> list[bytes]:
+    cuts = [blob[: int(rng.integers(0, len(blob)))] for _ in range(20)]
+    flips = []
+    for _ in range(30):
+        b = bytearray(blob)
+        for pos in rng.integers(0, len(b), size=int(rng.integers(1, 8))):
+            b[pos] = int(rng.integers(0, 256))
+        flips.append(bytes(b))
+    return cuts + flips + [b"", bytes(rng.integers(0, 256, size=300, dtype="uint8"))]
+
+
+CONFIG_VALUES = [None, "x", "12", -3, 2.5, 1e400, [], {}, True, "layer_99", 10**30]
+
+
+def test_fuzzed_sae_files_end_in_one_line_errors_or_clean_loads(tmp_path) -> None:
+    """A few hundred damaged files and configs: each loads cleanly or is one SAELoadError line."""
+    import numpy as np
+
+    rng = np.random.default_rng(17)
+    w = _weights()
+    cases = []
+    sl = _write_saelens(tmp_path / "sl", w)
+    dl = _write_dictionary_learning(tmp_path / "dl", w)
+    for folder, name in ((sl, "sae_weights.safetensors"), (dl, "ae.pt"), (sl, "cfg.json"), (dl, "config.json")):
+        for blob in _mutations((folder / name).read_bytes(), rng):
+            cases.append((folder, name, blob))
+    for value in CONFIG_VALUES:
+        for key in ("hook_layer", "activation_fn_kwargs", "apply_b_dec_to_input"):
+            cfg = json.loads((sl / "cfg.json").read_text())
+            cases.append((sl, "cfg.json", json.dumps({**cfg, key: value}).encode()))
+        for key in ("layer", "k", "submodule_name"):
+            config = json.loads((dl / "config.json").read_text())
+            config["trainer"][key] = value
+            cases.append((dl, "config.json", json.dumps(config).encode()))
+    assert len(cases) >= 200
+    for n, (folder, name, blob) in enumerate(cases):
+        case = tmp_path / f"case{n}"
+        case.mkdir()
+        for f in folder.iterdir():
+            (case / f.name).write_bytes(blob if f.name == name else f.read_bytes())
+        try:
+            sae = load_sae(case)
+        except SAELoadError as exc:
+            assert "\n" not in str(exc), (name, str(exc))
+        else:
+            assert all(bool(torch.isfinite(t).all()) for t in (sae.W_dec, sae.W_enc, sae.b_dec, sae.b_enc))
+
+
+def test_the_cli_exits_2_with_one_line_on_a_damaged_sae(tiny_world, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "dec.safetensors"
+    bad.write_bytes(b"garbage")
+    out = subprocess.run([sys.executable, "-m", "agent.cli", "probe", "--model", str(tiny_world[0]), "--sae", str(bad),
+                          "--feature", "0", "--strengths", "0"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "damaged or not safetensors" in out.stderr, out.stderr
+    assert out.stderr.strip().count("\n") == 0, out.stderr
