@@ -20,6 +20,7 @@ from steering.images import DEFAULT_SIZE, base_image
 from steering.models import LoadedVLM
 from steering.prefix import capture_layer, replay_prefix
 from steering.probes import Probe, ProbeResult
+from steering.run_state import RunState, first_line
 from steering.sae import SAE, check_layer
 from steering.sampling import (
     FirstStepLogProbs,
@@ -366,9 +367,6 @@ class SteeringEngine:
         Every (probe, sample) is one row; rows sharing a prompt and base image are packed into
         generate calls of ``batch_size`` rows, whichever probes they come from.
         """
-        for p in probes:
-            if p.feature is not None:
-                self.sae.check_feature(p.feature)
         return self._run(probes, on_result, isolate=False)  # type: ignore[return-value]
 
     def run_isolated(self, probes: Sequence[Probe],
@@ -379,7 +377,7 @@ class SteeringEngine:
 
     def _run(self, probes: Sequence[Probe], on_result: Callable[[ProbeResult], None] | None,
              isolate: bool) -> list[ProbeResult | ProbeError]:
-        run = _RunState(probes, on_result)
+        run = RunState(probes, on_result)
         groups: dict[tuple[str, str, str], list[tuple[int, int]]] = defaultdict(list)
         for i, p in enumerate(probes):
             try:
@@ -407,7 +405,7 @@ class SteeringEngine:
         assert all(r is not None for r in run.results)
         return run.results  # type: ignore[return-value]
 
-    def _run_rows(self, run: _RunState, group: tuple[str, str, str], chunk: list[tuple[int, int]],
+    def _run_rows(self, run: RunState, group: tuple[str, str, str], chunk: list[tuple[int, int]],
                   base: torch.Tensor, isolate: bool) -> None:
         """One generate call for ``chunk``'s (probe, sample) rows; if it fails, its probes are retried in halves."""
         text, prefix, image_spec = group
@@ -425,7 +423,7 @@ class SteeringEngine:
                 run.fail(owners[0], exc)
                 return
             log.warning("a generate call of %d probes failed (%s); retrying them in halves", len(owners),
-                        _first_line(exc))
+                        first_line(exc))
             half = set(owners[: len(owners) // 2])
             for part in ([r for r in chunk if r[0] in half], [r for r in chunk if r[0] not in half]):
                 self._run_rows(run, group, part, base, isolate)
@@ -439,59 +437,6 @@ class SteeringEngine:
         if probe.greedy:
             return torch.full((n,), float("nan"), dtype=torch.float64)
         return uniform_stream(probe.seed, sample, n)
-
-    @staticmethod
-    def _result(probe: Probe, parts: dict[int, tuple[str, int]], logp: torch.Tensor, base: torch.Tensor,
-                seconds: float) -> ProbeResult:
-        kl = float((logp.exp() * (logp - base)).sum().clamp_min(0.0))
-        ordered = [parts[j] for j in range(probe.samples)]
-        return ProbeResult(probe=probe, texts=tuple(t for t, _ in ordered), n_tokens=tuple(c for _, c in ordered),
-                           kl_first=kl, extra={"seconds": round(seconds, 4)})
-
-
-class _RunState:
-    """One run's answers by probe and sample, until every sample of a probe is in (or it failed)."""
-
-    def __init__(self, probes: Sequence[Probe], on_result: Callable[[ProbeResult], None] | None) -> None:
-        self.probes = probes
-        self.on_result = on_result
-        self.parts: dict[int, dict[int, tuple[str, int]]] = defaultdict(dict)
-        self.first: dict[int, torch.Tensor] = {}
-        self.seconds: dict[int, float] = defaultdict(float)
-        self.results: list[ProbeResult | ProbeError | None] = [None] * len(probes)
-
-    def add(self, i: int, sample: int, answer: tuple[str, int], logp: torch.Tensor, seconds: float,
-            base: torch.Tensor) -> None:
-        if self.results[i] is not None:  # failed in another chunk
-            return
-        self.parts[i][sample] = answer
-        self.first.setdefault(i, logp)
-        self.seconds[i] += seconds
-        if len(self.parts[i]) == self.probes[i].samples:
-            result = SteeringEngine._result(self.probes[i], self.parts.pop(i), self.first.pop(i), base,
-                                            self.seconds.pop(i))
-            self.results[i] = result
-            if self.on_result is not None:
-                self.on_result(result)
-
-    def fail(self, i: int, exc: BaseException) -> None:
-        probe = self.probes[i]
-        if isinstance(self.results[i], ProbeError):
-            return
-        log.warning("probe of feature %s at strength %g failed alone: %s", probe.feature, probe.strength,
-                    _first_line(exc))
-        self.parts.pop(i, None)
-        self.first.pop(i, None)
-        self.seconds.pop(i, None)
-        error = ProbeError(f"probe of feature {probe.feature} at strength {probe.strength:g} failed: "
-                           f"{_first_line(exc)}")
-        error.__cause__ = exc
-        self.results[i] = error
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _count_until(tokens: list[int], stops: set[int]) -> int:
