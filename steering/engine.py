@@ -14,12 +14,13 @@ import torch
 
 import prompts
 from steering.decode import FastDecoder, unsupported_reason
-from steering.errors import UnsupportedModelError
+from steering.errors import ProbeError, UnsupportedModelError
 from steering.hooks import capture, steer
 from steering.images import DEFAULT_SIZE, base_image
 from steering.models import LoadedVLM
 from steering.prefix import replay_prefix
 from steering.probes import Probe, ProbeResult
+from steering.run_state import RunState, first_line
 from steering.sae import SAE, check_layer
 from steering.sampling import (
     FirstStepLogProbs,
@@ -28,6 +29,7 @@ from steering.sampling import (
     repetition_penalty,
     uniform_stream,
 )
+from steering.special_tokens import special_tokens, strip_special_tokens
 from steering.text import strip_answer
 
 log = logging.getLogger(__name__)
@@ -128,7 +130,13 @@ class SteeringEngine:
 
     def _render_prompt(self, probe: Probe) -> tuple[str, str]:
         template = prompts.load("vlm_describe" if probe.prompt == "describe" else "vlm_ask")
-        user = template.render(question=probe.question) if probe.prompt == "ask" else template.render()
+        if probe.prompt == "ask":
+            # The question is judge-written: a special token in it (the image token above all) would
+            # make the processor count placeholders wrong and refuse the whole batch.
+            question = strip_special_tokens(probe.question or "", special_tokens(self.vlm.processor))
+            user = template.render(question=question)
+        else:
+            user = template.render()
         prefix = template.meta.get("answer_prefix", "")
         processor = self.vlm.processor
         if getattr(processor, "chat_template", None):
@@ -354,56 +362,81 @@ class SteeringEngine:
 
     def run(self, probes: Sequence[Probe],
             on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
-        """Execute probes; results come back in the order of ``probes``.
+        """Execute probes; results come back in the order of ``probes``. The first error is raised.
 
         Every (probe, sample) is one row; rows sharing a prompt and base image are packed into
         generate calls of ``batch_size`` rows, whichever probes they come from.
         """
-        for p in probes:
-            if p.feature is not None:
-                self.sae.check_feature(p.feature)
+        return self._run(probes, on_result, isolate=False)  # type: ignore[return-value]
+
+    def run_isolated(self, probes: Sequence[Probe],
+                     on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult | ProbeError]:
+        """Like ``run``, but a probe that fails fails alone: a generate call that raises is split and its
+        halves retried, down to the one probe that breaks it, whose entry is then its ProbeError."""
+        return self._run(probes, on_result, isolate=True)
+
+    def _run(self, probes: Sequence[Probe], on_result: Callable[[ProbeResult], None] | None,
+             isolate: bool) -> list[ProbeResult | ProbeError]:
+        run = RunState(probes, on_result)
         groups: dict[tuple[str, str, str], list[tuple[int, int]]] = defaultdict(list)
         for i, p in enumerate(probes):
-            text, prefix = self.prompt_text(p)
+            try:
+                if p.feature is not None:
+                    self.sae.check_feature(p.feature)
+                text, prefix = self.prompt_text(p)
+            except Exception as exc:
+                if not isolate:
+                    raise
+                run.fail(i, exc)
+                continue
             groups[(text, prefix, p.base_image)].extend((i, j) for j in range(p.samples))
-        parts: dict[int, dict[int, tuple[str, int]]] = defaultdict(dict)
-        first: dict[int, torch.Tensor] = {}
-        seconds: dict[int, float] = defaultdict(float)
-        results: list[ProbeResult | None] = [None] * len(probes)
         for (text, prefix, image_spec), rows in groups.items():
-            base = self._base_logprobs_for(text, image_spec)
+            try:
+                base = self._base_logprobs_for(text, image_spec)
+            except Exception as exc:  # e.g. the processor refuses this prompt: only its probes fail
+                if not isolate:
+                    raise
+                for i in sorted({i for i, _ in rows}):
+                    run.fail(i, exc)
+                continue
             size = self.batch_rows()
             for start in range(0, len(rows), size):
-                chunk = rows[start:start + size]
-                t0 = time.perf_counter()
-                vectors = torch.stack([self.vector(probes[i]) for i, _ in chunk])
-                uniforms = torch.stack([self._uniforms(probes[i], j) for i, j in chunk])
-                texts, counts, logp = self.generate(text, image_spec, vectors, uniforms=uniforms)
-                share = (time.perf_counter() - t0) / len(chunk)
-                for r, (i, j) in enumerate(chunk):
-                    parts[i][j] = (strip_answer(texts[r], prefix), counts[r])
-                    first.setdefault(i, logp[r])
-                    seconds[i] += share
-                    if len(parts[i]) == probes[i].samples:
-                        results[i] = self._result(probes[i], parts.pop(i), first.pop(i), base, seconds.pop(i))
-                        if on_result is not None:
-                            on_result(results[i])
-        assert all(r is not None for r in results)
-        return results  # type: ignore[return-value]
+                self._run_rows(run, (text, prefix, image_spec), rows[start:start + size], base, isolate)
+        assert all(r is not None for r in run.results)
+        return run.results  # type: ignore[return-value]
+
+    def _run_rows(self, run: RunState, group: tuple[str, str, str], chunk: list[tuple[int, int]],
+                  base: torch.Tensor, isolate: bool) -> None:
+        """One generate call for ``chunk``'s (probe, sample) rows; if it fails, its probes are retried in halves."""
+        text, prefix, image_spec = group
+        probes = run.probes
+        t0 = time.perf_counter()
+        try:
+            vectors = torch.stack([self.vector(probes[i]) for i, _ in chunk])
+            uniforms = torch.stack([self._uniforms(probes[i], j) for i, j in chunk])
+            texts, counts, logp = self.generate(text, image_spec, vectors, uniforms=uniforms)
+        except Exception as exc:
+            if not isolate:
+                raise
+            owners = sorted({i for i, _ in chunk})
+            if len(owners) == 1:
+                run.fail(owners[0], exc)
+                return
+            log.warning("a generate call of %d probes failed (%s); retrying them in halves", len(owners),
+                        first_line(exc))
+            half = set(owners[: len(owners) // 2])
+            for part in ([r for r in chunk if r[0] in half], [r for r in chunk if r[0] not in half]):
+                self._run_rows(run, group, part, base, isolate)
+            return
+        share = (time.perf_counter() - t0) / len(chunk)
+        for r, (i, j) in enumerate(chunk):
+            run.add(i, j, (strip_answer(texts[r], prefix), counts[r]), logp[r], share, base)
 
     def _uniforms(self, probe: Probe, sample: int) -> torch.Tensor:
         n = self.settings.max_new_tokens
         if probe.greedy:
             return torch.full((n,), float("nan"), dtype=torch.float64)
         return uniform_stream(probe.seed, sample, n)
-
-    @staticmethod
-    def _result(probe: Probe, parts: dict[int, tuple[str, int]], logp: torch.Tensor, base: torch.Tensor,
-                seconds: float) -> ProbeResult:
-        kl = float((logp.exp() * (logp - base)).sum().clamp_min(0.0))
-        ordered = [parts[j] for j in range(probe.samples)]
-        return ProbeResult(probe=probe, texts=tuple(t for t, _ in ordered), n_tokens=tuple(c for _, c in ordered),
-                           kl_first=kl, extra={"seconds": round(seconds, 4)})
 
 
 def _count_until(tokens: list[int], stops: set[int]) -> int:

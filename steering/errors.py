@@ -29,3 +29,7 @@ class LayerOutOfRangeError(SteeringError):
 
 class FeatureOutOfRangeError(SteeringError):
     """The requested feature id does not exist in the SAE."""
+
+
+class ProbeError(SteeringError):
+    """One probe failed on its own (its generate call was retried apart from the others)."""

@@ -11,11 +11,15 @@ import torch
 from torch import nn
 
 from steering.errors import ModelLoadError, UnsupportedModelError
+from steering.processors import load_processor
 from steering.revisions import content_revision
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_FAMILIES = "Gemma-3, PaliGemma 2, InternVL 3, LLaVA, LLaVA-OneVision, Qwen2.5-VL"
+FLAT_MODEL_TYPES = ("qwen2_5_vl",)
+"""Model types whose flat ``visual.blocks`` encoder is supported (Qwen2-VL, Qwen3-VL... share the
+structure but not the decode rules and image layout checked in tests/steering/test_decode.py)."""
 
 DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
@@ -80,8 +84,13 @@ def inspect_vision(model: nn.Module) -> VisionInfo:
     # Qwen2.5-VL style: a `visual` module whose `blocks` run on one flat token sequence.
     visual = getattr(inner, "visual", None)
     if visual is not None and isinstance(getattr(visual, "blocks", None), nn.ModuleList):
-        width = getattr(vision_config, "hidden_size", None) or visual.blocks[0].norm1.weight.shape[0]
-        return VisionInfo("Qwen2.5-VL", visual.blocks, int(width), None, False, True)
+        model_type = getattr(config, "model_type", type(model).__name__)
+        if model_type not in FLAT_MODEL_TYPES:
+            raise UnsupportedModelError(
+                f"{type(model).__name__} ({model_type}) is not supported (of the Qwen VLMs only Qwen2.5-VL is); "
+                f"supported families: {SUPPORTED_FAMILIES}"
+            )
+        return VisionInfo("Qwen2.5-VL", visual.blocks, block_width(visual.blocks), None, False, True)
     tower = getattr(inner, "vision_tower", None)
     if tower is None or vision_config is None:
         raise UnsupportedModelError(
@@ -99,8 +108,25 @@ def inspect_vision(model: nn.Module) -> VisionInfo:
         )
     has_cls = _has_cls(tower)
     family = getattr(model.config, "model_type", type(model).__name__)
-    width = int(getattr(vision_config, "hidden_size"))
-    return VisionInfo(family, layers, width, _grid(vision_config), has_cls, False)
+    return VisionInfo(family, layers, block_width(layers), _grid(vision_config), has_cls, False)
+
+
+def block_width(layers: nn.ModuleList) -> int:
+    """Residual width of an encoder, read from its first block's own weights.
+
+    The config's ``hidden_size`` is not it everywhere (Qwen2-VL's names the merger's output); the
+    block's norms act on the residual stream, and its last linear layer writes back into it.
+    """
+    block = layers[0]
+    norms = {p.shape[0] for name, p in block.named_parameters() if p.ndim == 1 and "norm" in name.lower()}
+    if len(norms) == 1:
+        return int(norms.pop())
+    linears = [m for m in block.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UnsupportedModelError(
+            f"cannot read the width of {type(block).__name__} blocks; supported families: {SUPPORTED_FAMILIES}"
+        )
+    return int(linears[-1].out_features)
 
 
 @dataclass
@@ -150,7 +176,7 @@ def load_vlm(
     attn_implementation: str | None = None,
 ) -> LoadedVLM:
     """Load a supported VLM and its processor from a hub id or a local folder."""
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig, AutoModelForImageTextToText
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -181,10 +207,7 @@ def load_vlm(
         ) from exc
     except OSError as exc:
         raise ModelLoadError(f"cannot load model weights for {model_id!r}: {_first_line(exc)}") from exc
-    try:
-        processor = AutoProcessor.from_pretrained(model_id, revision=revision)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ModelLoadError(f"cannot load the processor for {model_id!r}: {_first_line(exc)}") from exc
+    processor = load_processor(model_id, config.model_type, revision)
     model.to(device).eval()
     vision = inspect_vision(model)
     if revision is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -13,13 +12,24 @@ import torch
 
 from steering.errors import FeatureOutOfRangeError, LayerOutOfRangeError, SAELoadError, ShapeMismatchError
 from steering.revisions import content_revision
+from steering.sae_checks import (
+    as_bool,
+    as_int,
+    check_finite,
+    check_shape,
+    load_safetensors,
+    one_line,
+    read_json_object,
+    sub_object,
+    tensor,
+)
 
 log = logging.getLogger(__name__)
 
 DL_KEYS = {"encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "k", "threshold"}
 DL_REQUIRED = {"encoder.weight", "encoder.bias", "decoder.weight", "b_dec"}
 SAELENS_REQUIRED = {"W_enc", "b_enc", "W_dec", "b_dec"}
-SAELENS_OPTIONAL = {"threshold", "log_threshold"}
+SAELENS_OPTIONAL = {"threshold", "log_threshold", "scaling_factor"}
 DECODER_KEYS = ("W_dec", "decoder.weight", "decoder", "W_d")
 
 
@@ -30,7 +40,7 @@ class SAE:
     W_dec: torch.Tensor
     """Decoder, [d_in, d_sae]: column i is latent i's direction."""
     b_dec: torch.Tensor | None = None
-    """Decoder bias [d_in] (subtracted before encoding, added after decoding)."""
+    """Decoder bias [d_in] (added after decoding; subtracted before encoding when ``b_dec_on_input``)."""
     W_enc: torch.Tensor | None = None
     """Encoder, [d_sae, d_in]; None for a decoder-only SAE."""
     b_enc: torch.Tensor | None = None
@@ -47,6 +57,8 @@ class SAE:
     """What it holds: a fingerprint of its files (steering.revisions), for stores and cache keys."""
     meta: dict[str, Any] = field(default_factory=dict)
     """The SAE's own config, as read."""
+    b_dec_on_input: bool = True
+    """Whether encoding subtracts b_dec from the input first (SAELens' ``apply_b_dec_to_input``)."""
 
     @property
     def d_in(self) -> int:
@@ -71,11 +83,14 @@ class SAE:
         """[..., d_in] -> [..., d_sae] before the sparsity nonlinearity."""
         if self.W_enc is None:
             raise SAELoadError(f"SAE {self.sae_id} has only a decoder: encoding needs encoder weights")
-        x = x.to(self.W_enc.dtype)
-        if self.b_dec is not None:
-            x = x - self.b_dec
-        pre = x @ self.W_enc.T
+        pre = self.encoder_input(x) @ self.W_enc.T
         return pre + self.b_enc if self.b_enc is not None else pre
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., d_in] raw activations -> what the encoder multiplies (centred by b_dec where the SAE says so)."""
+        assert self.W_enc is not None
+        x = x.to(self.W_enc.dtype)
+        return x - self.b_dec if self.b_dec is not None and self.b_dec_on_input else x
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """f = TopK_k(ReLU(W_enc (x - b_dec) + b_enc)); JumpReLU or ReLU where there is no k."""
@@ -127,23 +142,16 @@ def _layer_from_text(text: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SAELoadError(f"cannot read {path}: {exc}; check the file is valid JSON") from exc
-
-
-def _check_keys(path: Path, keys: set[str], required: set[str], allowed: set[str]) -> None:
+def _check_keys(path: Path, keys: set[Any], required: set[str], allowed: set[str]) -> None:
     missing, extra = required - keys, keys - allowed
     if missing:
         raise SAELoadError(f"{path} lacks keys {sorted(missing)}: is this the right SAE format?")
     if extra:
-        raise SAELoadError(f"{path} has unexpected keys {sorted(extra)}: is this the right SAE format?")
+        raise SAELoadError(f"{path} has unexpected keys {sorted(map(str, extra))}: is this the right SAE format?")
 
 
 def _load_dictionary_learning(folder: Path) -> SAE:
-    ae_path = folder / "ae.pt"
+    ae_path, config_path = folder / "ae.pt", folder / "config.json"
     try:
         state = torch.load(ae_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt or pickled-code file: refuse, say why
@@ -151,51 +159,55 @@ def _load_dictionary_learning(folder: Path) -> SAE:
     if not isinstance(state, dict):
         raise SAELoadError(f"{ae_path} is not a state dict: expected dictionary_learning's ae.pt")
     _check_keys(ae_path, set(state), DL_REQUIRED, DL_KEYS)
-    config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
-    trainer = config.get("trainer", {})
-    W_dec = state["decoder.weight"].float()  # [d_in, d_sae]
-    W_enc = state["encoder.weight"].float()  # [d_sae, d_in]
-    if W_enc.shape != W_dec.T.shape:
+    config = read_json_object(config_path) if config_path.is_file() else {}
+    trainer = sub_object(config, "trainer", config_path)
+    W_dec = tensor(state, "decoder.weight", ae_path)  # [d_in, d_sae]
+    W_enc = tensor(state, "encoder.weight", ae_path)  # [d_sae, d_in]
+    if W_dec.ndim != 2 or W_enc.shape != W_dec.T.shape:
         raise SAELoadError(f"{ae_path}: encoder {tuple(W_enc.shape)} and decoder {tuple(W_dec.shape)} disagree")
-    k = state.get("k", trainer.get("k"))
-    k = int(k.item() if isinstance(k, torch.Tensor) else k) if k is not None else None
-    layer = trainer.get("layer")
+    k = state["k"] if "k" in state else trainer.get("k")
+    k = as_int(k, "k", ae_path if "k" in state else config_path, minimum=1)
+    layer = as_int(trainer.get("layer"), "layer", config_path)
     if layer is None:
         layer = _layer_from_text(trainer.get("submodule_name"))
     return SAE(
-        W_dec=W_dec, b_dec=state["b_dec"].float(), W_enc=W_enc, b_enc=state["encoder.bias"].float(),
-        k=k, layer=None if layer is None else int(layer), meta=config,
+        W_dec=W_dec, b_dec=tensor(state, "b_dec", ae_path), W_enc=W_enc, b_enc=tensor(state, "encoder.bias", ae_path),
+        k=k, layer=layer, meta=config,
     )
 
 
 def _load_saelens(folder: Path) -> SAE:
-    from safetensors.torch import load_file
-
-    weights_path = folder / "sae_weights.safetensors"
-    state = load_file(str(weights_path))
+    weights_path, cfg_path = folder / "sae_weights.safetensors", folder / "cfg.json"
+    state = load_safetensors(weights_path)
     _check_keys(weights_path, set(state), SAELENS_REQUIRED, SAELENS_REQUIRED | SAELENS_OPTIONAL)
-    cfg = _read_json(folder / "cfg.json")
-    W_dec = state["W_dec"].float().T.contiguous()  # stored [d_sae, d_in]
-    W_enc = state["W_enc"].float().T.contiguous()  # stored [d_in, d_sae]
-    threshold = state.get("threshold")
+    cfg = read_json_object(cfg_path)
+    if "scaling_factor" in state and not bool((state["scaling_factor"] == 1).all()):
+        # Older SAELens wrote an all-ones scaling_factor that changes nothing; any other value
+        # rescales activations in a way this loader does not reproduce.
+        raise SAELoadError(
+            f"{weights_path}: scaling_factor is not all ones: fold it into W_enc/W_dec (or re-export with SAELens) first"
+        )
+    W_dec, W_enc = tensor(state, "W_dec", weights_path), tensor(state, "W_enc", weights_path)
+    if W_dec.ndim != 2 or W_enc.shape != W_dec.T.shape:
+        raise SAELoadError(f"{weights_path}: W_enc {tuple(W_enc.shape)} and W_dec {tuple(W_dec.shape)} disagree")
+    threshold = tensor(state, "threshold", weights_path) if "threshold" in state else None
     if threshold is None and "log_threshold" in state:
-        threshold = state["log_threshold"].float().exp()
-    kwargs = cfg.get("activation_fn_kwargs") or {}
-    k = kwargs.get("k") or cfg.get("k")
-    layer = cfg.get("hook_layer")
+        threshold = tensor(state, "log_threshold", weights_path).exp()
+    kwargs = sub_object(cfg, "activation_fn_kwargs", cfg_path)
+    k = as_int(kwargs["k"] if kwargs.get("k") is not None else cfg.get("k"), "k", cfg_path, minimum=1)
+    layer = as_int(cfg.get("hook_layer"), "hook_layer", cfg_path)
     if layer is None:
         layer = _layer_from_text(cfg.get("hook_name"))
     return SAE(
-        W_dec=W_dec, b_dec=state["b_dec"].float(), W_enc=W_enc, b_enc=state["b_enc"].float(),
-        k=int(k) if k else None, threshold=None if threshold is None else threshold.float(),
-        layer=None if layer is None else int(layer), meta=cfg,
+        W_dec=W_dec.T.contiguous(), W_enc=W_enc.T.contiguous(),  # stored [d_sae, d_in] and [d_in, d_sae]
+        b_dec=tensor(state, "b_dec", weights_path), b_enc=tensor(state, "b_enc", weights_path),
+        k=k, threshold=threshold, layer=layer, meta=cfg,
+        b_dec_on_input=as_bool(cfg.get("apply_b_dec_to_input"), "apply_b_dec_to_input", cfg_path, True),
     )
 
 
 def _load_decoder_file(path: Path, d_in: int | None) -> SAE:
-    from safetensors.torch import load_file
-
-    state = load_file(str(path))
+    state = load_safetensors(path)
     key = next((k for k in DECODER_KEYS if k in state), None)
     if key is None:
         if len(state) != 1:
@@ -203,7 +215,7 @@ def _load_decoder_file(path: Path, d_in: int | None) -> SAE:
                 f"{path} holds {sorted(state)}; a decoder file needs one tensor or a key named {DECODER_KEYS[0]}"
             )
         key = next(iter(state))
-    W = state[key].float()
+    W = tensor(state, key, path)
     if W.ndim != 2:
         raise SAELoadError(f"{path}: decoder {key!r} has shape {tuple(W.shape)}, expected a 2-D matrix")
     # Orientation: match the model width when known, else SAEs are overcomplete (d_sae > d_in).
@@ -219,6 +231,19 @@ def _load_decoder_file(path: Path, d_in: int | None) -> SAE:
     return SAE(W_dec=W.contiguous())
 
 
+def _check_consistent(sae: SAE, where: Path) -> None:
+    """Every tensor fits the decoder's shape, k fits the dictionary, and no weight is NaN or infinite."""
+    d_in, d_sae = sae.d_in, sae.d_sae
+    check_shape(sae.b_dec, (d_in,), "b_dec", where)
+    check_shape(sae.b_enc, (d_sae,), "the encoder bias", where)
+    if sae.threshold is not None and sae.threshold.ndim != 0:
+        check_shape(sae.threshold, (d_sae,), "threshold", where)
+    if sae.k is not None and sae.k > d_sae:
+        raise SAELoadError(f"{where}: k={sae.k} exceeds the {d_sae} features of this SAE: fix the SAE config")
+    for name in ("W_dec", "b_dec", "W_enc", "b_enc", "threshold"):
+        check_finite(getattr(sae, name), name, str(where))
+
+
 def _fetch_hub(spec: str) -> Path:
     """``owner/repo/subfolder`` -> a local folder in the huggingface_hub cache."""
     from huggingface_hub import snapshot_download
@@ -228,16 +253,11 @@ def _fetch_hub(spec: str) -> Path:
     try:
         root = snapshot_download(f"{owner}/{repo}", allow_patterns=[f"{sub}/*"])
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
-        raise SAELoadError(f"cannot download SAE {spec!r} from the hub ({_short(exc)}): check the id or go online") from exc
+        raise SAELoadError(f"cannot download SAE {spec!r} from the hub ({one_line(exc)}): check the id or go online") from exc
     folder = Path(root) / sub
     if not folder.is_dir():
         raise SAELoadError(f"hub repo {owner}/{repo} has no folder {sub!r}: check the SAE subfolder name")
     return folder
-
-
-def _short(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def load_sae(
@@ -273,6 +293,7 @@ def load_sae(
         raise SAELoadError(
             f"{path} holds no SAE: expected ae.pt + config.json (dictionary_learning) or cfg.json + sae_weights.safetensors (SAELens)"
         )
+    _check_consistent(sae, path)
     sae.sae_id = spec
     sae.revision = content_revision(path)
     if layer is not None:

@@ -174,6 +174,43 @@ def tiny_processor(image_size: int = 56, tokens_per_image: int = 4, image_token_
                            image_seq_length=tokens_per_image)
 
 
+QWEN_SPECIALS = {"<|vision_start|>": VOCAB - 3, "<|video_pad|>": VOCAB - 2, "<|image_pad|>": IMAGE_TOKEN}
+QWEN_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def write_tiny_qwen2_5_vl(out: Path, seed: int = 0) -> Path:
+    """A tiny Qwen2.5-VL folder (model, word-level tokenizer, PIL image processor, chat template).
+
+    Written piecewise: Qwen2_5_VLProcessor itself cannot be built without torchvision (its video
+    processor), which is exactly what loading it must cope with.
+    """
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2VLImageProcessorPil
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_end|>", "<unk>"]
+    tokens = specials + _vocabulary() + list(".,:;!?\"'()-")
+    vocab = {t: i for i, t in enumerate(tokens[: min(QWEN_SPECIALS.values())])}
+    vocab.update(QWEN_SPECIALS)
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials + list(QWEN_SPECIALS)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|endoftext|>", eos_token="<|im_end|>",
+                                   unk_token="<unk>")
+    fast.padding_side = "left"
+    out.mkdir(parents=True, exist_ok=True)
+    tiny_model("qwen2_5_vl", seed).save_pretrained(out)
+    fast.save_pretrained(out)
+    # 56 px images stay 56 px: 4x4 patches of 14, merged 2x2 into 4 image tokens.
+    Qwen2VLImageProcessorPil(size={"shortest_edge": 56 * 56, "longest_edge": 56 * 56}).save_pretrained(out)
+    (out / "chat_template.jinja").write_text(QWEN_CHAT_TEMPLATE)
+    return out
+
+
 def write_tiny_sae(out: Path, d_in: int, d_sae: int = 64, k: int = 4, layer: int = 1, seed: int = 0) -> Path:
     """A random TopK SAE with unit-norm decoder columns, in the dictionary_learning format."""
     gen = torch.Generator().manual_seed(seed)

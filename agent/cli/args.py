@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from agent.plan import default_store
+from agent.strengths_check import check_strengths
 from agent.world import WorldSpec
 
 
@@ -60,7 +61,7 @@ def parse_strengths(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"bad --strengths {text!r}: use numbers like 0,50,100,200") from None
     if not values or any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"bad --strengths {text!r}: give one or more non-negative numbers")
-    return values
+    return check_strengths(values, text)
 
 
 def parse_price(text: str) -> tuple[float, float]:

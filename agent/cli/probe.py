@@ -8,6 +8,7 @@ import sys
 
 from agent.cli.args import add_model_options, parse_strengths, world_spec
 from agent.world import load_engine
+from agent.strengths_check import finite_or_none
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -55,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     results = engine.run(probes)
     if args.json:
-        print(json.dumps([{"strength": r.probe.strength, "texts": list(r.texts), "kl_first": round(r.kl_first, 4)}
-                          for r in results], indent=2))
+        print(json.dumps([{"strength": r.probe.strength, "texts": list(r.texts),
+                           "kl_first": finite_or_none(round(r.kl_first, 4))} for r in results], indent=2, allow_nan=False))
         return 0
     from rich.console import Console
     from rich.table import Table

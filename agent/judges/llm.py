@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import prompts
 from agent.evidence import EvidenceItem, ImageItem
 from agent.judges.base import JudgeContext, JudgeError, JudgeTurn, Usage
+from agent.judges.redact import redact
 from agent.probes import describe_probe
 from agent.verdicts import VERDICT_SCHEMA, VerdictError, parse_verdict
 
@@ -165,7 +166,8 @@ class LLMJudge:
                 if mode == "text":
                     raise
                 # The server refuses structured output: ask for JSON in words from now on.
-                log.warning("judge endpoint refuses JSON-schema output (%s); falling back to JSON in text", exc)
+                log.warning("judge endpoint refuses JSON-schema output (%s); falling back to JSON in text",
+                            redact(str(exc)))
                 self.backend.use_text_mode()
                 mode = "text"
                 messages = build_messages(ctx, mode)
@@ -182,8 +184,9 @@ class LLMJudge:
                 turn.error = None
                 break
             except VerdictError as exc:
-                turn.error = str(exc)
-                log.info("feature %d round %d: invalid verdict (attempt %d): %s", ctx.feature, ctx.round, attempt, exc)
+                turn.error = redact(str(exc))  # stored and shown: no credential a reply may quote
+                log.info("feature %d round %d: invalid verdict (attempt %d): %s", ctx.feature, ctx.round, attempt,
+                         turn.error)
                 messages = messages + [
                     {"role": "assistant", "content": completion.text},
                     {"role": "user", "content": prompts.load("judge_reask").render(error=str(exc))},

@@ -16,10 +16,12 @@ from typing import Any
 from agent.evidence import Evidence, words
 from agent.judges.base import JudgeContext, JudgeTurn, Usage
 from agent.probes import ProbeResult
-from agent.verdicts import ProbeRequest, Verdict
+from agent.verdicts import MAX_EXPLANATION_CHARS, ProbeRequest, Verdict
 
 VERSION = 1
 NOT_AN_LLM = "offline judge (deterministic word statistics, not an LLM)"
+QUOTE_CHARS = 120
+"""Longest description quoted in an explanation (the Verdict schema caps explanations)."""
 
 # Words that name a kind of thing rather than a thing: "the colour red" is about red, "a striped
 # pattern" about stripes. They can stand beside the concept but never be the concept.
@@ -244,7 +246,7 @@ class OfflineJudge:
         frame = lead if lead.word in CATEGORY_WORDS else self._frame(ranked, lead)
         if frame is not None:
             # The sentence frame itself is specific: quote the description that carries it.
-            phrase = f'"{self._representative(ctx.evidence, frame.word).rstrip(". ")}"'
+            phrase = f'"{_clip(self._representative(ctx.evidence, frame.word).rstrip(". "), QUOTE_CHARS)}"'
             label = " ".join(([frame.word] + named)[:4]) if named else f"{frame.word} frame"
         else:
             phrase = " ".join(named)
@@ -256,6 +258,7 @@ class OfflineJudge:
                        "unsteered baseline, and seldom for random directions or other features"
                        + (f"; the descriptions of its top-activating images say {' '.join(agree)} too." if agree
                           else "."))
+        explanation = _clip(explanation, MAX_EXPLANATION_CHARS)
         examples = "; ".join(f"s={i.probe.strength:g}: {i.result.texts[0]!r}" for i in ctx.evidence.by_role("steered")
                              if i.probe.prompt == "describe" and lead.word in words(i.result.texts[0]))[:600]
         cited = self._cite(ctx.evidence, lead.word) + [
@@ -279,13 +282,12 @@ class OfflineJudge:
         shared.sort(key=lambda w: (order.get(w, len(order)), w))
         named = shared[: self.params.max_named]
         phrase = " ".join(named)
-        quote = first.rstrip(". ")
-        quote = quote if len(quote) <= 120 else quote[:117].rstrip() + "..."
+        quote = _clip(first.rstrip(". "), QUOTE_CHARS)
         return Verdict(
             hypothesis=f"{head}; no steering consensus (top: {top_line}); the top-activating images share: {phrase}",
             confidence=self.params.image_confidence, action="final",
-            explanation=f"The images that most activate this feature show {phrase} in the regions where it fires "
-                        f"(\"{quote}\"); steering it up to strength {strongest:g} {what}.",
+            explanation=_clip(f"The images that most activate this feature show {phrase} in the regions where it fires "
+                              f"(\"{quote}\"); steering it up to strength {strongest:g} {what}.", MAX_EXPLANATION_CHARS),
             label=phrase if len(named) > 1 else f"{phrase} in images", evidence=[i.id for i in ctx.evidence.images if i.result.texts][:8], notes=NOT_AN_LLM,
         )
 
@@ -347,3 +349,12 @@ class OfflineJudge:
         if word is None:
             return [i.id for i in items][:8]
         return [i.id for i in items if any(word in words(t) for t in i.result.texts)][:8]
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary, marked with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3].rsplit(" ", 1)[0] or text[: limit - 3]
+    return cut.rstrip(" ,;:") + "..."

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from agent.judges.base import JudgeCallError, JudgeFatalError, JudgeQuotaError, JudgeUnreachable, Usage
 from agent.judges.llm import Completion, SchemaUnsupportedError
+from agent.judges.redact import install_log_redaction, redact
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class OpenAIChat:
         self.price = price or price_for(model)
         self._mode = "schema" if json_mode in ("auto", "schema") else "text"
         self._key = key
+        install_log_redaction([key])
         # One client per event loop: its connection pool belongs to the loop that opened it, and a UI
         # may start several runs (each with its own loop) with the same judge.
         self._clients: dict[int, Any] = {}
@@ -264,6 +266,7 @@ class OpenAIChat:
     def _classify(self, exc: Any, with_schema: bool) -> Exception:
         status = _status(exc)
         code, message = _error_fields(exc)
+        code, message = redact(code, [self._key]), redact(message, [self._key])  # servers may echo headers
         where = safe_url(self.base_url) or "the OpenAI API"
         if is_quota_error(exc):
             return JudgeQuotaError(f"the judge endpoint ({where}) says the quota or credit is exhausted "

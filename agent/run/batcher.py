@@ -124,7 +124,13 @@ class MicroBatcher(Generic[Req, Res]):
             return
         seconds = time.perf_counter() - t0
         for key, (_r, fut), result in zip(keys, batch, results):
-            if not fut.done():
+            if fut.done():
+                pass
+            elif isinstance(result, Exception):  # this request failed alone (the engine isolated it)
+                error = EngineFailed(f"{self.failure}: {result}")
+                error.__cause__ = result
+                fut.set_exception(error)
+            else:
                 fut.set_result(result)
             if self.lookup is not None:
                 self._known.pop(key, None)  # the store answers later requests

@@ -79,7 +79,10 @@ class ProbeService:
         if self.on_batch is not None:
             self.on_batch(len(probes), sum(p.samples for p in probes), seconds)
 
-    def _run_engine(self, probes: list[Probe], on_result: Callable[[Probe, ProbeResult], None]) -> list[ProbeResult]:
-        """In the engine's thread: run the batch, reporting each result as soon as it exists."""
-        return self.engine.run(probes, on_result=lambda result: on_result(result.probe, result))
+    def _run_engine(self, probes: list[Probe],
+                    on_result: Callable[[Probe, ProbeResult], None]) -> list[ProbeResult | Exception]:
+        """In the engine's thread: run the batch, reporting each result as soon as it exists. With an engine
+        that can isolate failures (``run_isolated``), a probe that fails alone comes back as its error."""
+        run = getattr(self.engine, "run_isolated", None) or self.engine.run
+        return list(run(probes, on_result=lambda result: on_result(result.probe, result)))
 

@@ -49,7 +49,7 @@ class ChunkedCodes:
         if sae.W_enc is None:
             raise TopKError(f"SAE {sae.sae_id} has only a decoder: top-k needs its encoder weights")
         self.sae, self.chunk = sae, chunk
-        self.x = x.to(sae.W_enc.dtype) - (sae.b_dec if sae.b_dec is not None else 0)  # [N, d]
+        self.x = sae.encoder_input(x)  # [N, d]
         self.vals = self.idx = None
         if sae.k is not None and not (sae.threshold is not None and sae.threshold.ndim == 1):
             self._sparse_topk(sae.k)

@@ -98,3 +98,15 @@ def test_the_concept_that_dominates_at_high_strength_is_named() -> None:
                80: "a large blue checkered cross", 160: "a large blue checkered cross"}
     v = decide(ctx(steered, force_final=True))
     assert v.action == "final" and "checkered" in v.explanation and "dotted" not in v.explanation
+
+
+def test_a_long_quoted_frame_still_gives_a_valid_verdict() -> None:
+    # Issue 17 item 5: the frame branch quoted the whole description; past 400 characters the
+    # Verdict failed validation and the feature ended with a traceback.
+    tail = " ".join(["and then more words that go on"] * 30)
+    reference = panel({f: [f"a {c} striped pattern filling the whole image"] for f, c in zip(range(20, 26), CONCEPTS)})
+    steered = {10: BASELINE, 20: f"the colour green filling the whole image {tail}",
+               40: f"the colour red filling the whole image {tail}", 80: f"the colour blue filling the whole image {tail}"}
+    v = decide(ctx(steered, background=reference))
+    assert v.action == "final" and 'describe "the colour green filling the whole image' in v.explanation
+    assert len(v.explanation) <= 400 and "..." in v.explanation

@@ -80,3 +80,36 @@ def test_content_revision_follows_content_not_timestamps(tmp_path) -> None:
     assert content_revision(tmp_path / "a") == content_revision(tmp_path / "b")
     tiny.tiny_model("gemma3", seed=1).save_pretrained(tmp_path / "b")
     assert content_revision(tmp_path / "a") != content_revision(tmp_path / "b")
+
+
+def _tiny_qwen2_vl():
+    import transformers as T
+    from transformers import AutoModelForImageTextToText
+
+    config = T.Qwen2VLConfig(
+        text_config=dict(tiny._TEXT, rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
+                         bos_token_id=1, eos_token_id=2),
+        # Qwen2-VL: the blocks run at embed_dim; hidden_size is the merger's output width.
+        vision_config=dict(embed_dim=32, hidden_size=48, depth=3, num_heads=2, mlp_ratio=2, patch_size=14,
+                           spatial_merge_size=2),
+        image_token_id=tiny.IMAGE_TOKEN, video_token_id=tiny.VOCAB - 2, vision_start_token_id=tiny.VOCAB - 3,
+    )
+    return AutoModelForImageTextToText.from_config(config)
+
+
+def test_qwen2_vl_is_refused_in_one_line_not_taken_for_qwen2_5_vl() -> None:
+    # Issue 17 item 2: it was taken for Qwen2.5-VL with the merger's width (48) as the encoder's.
+    with pytest.raises(UnsupportedModelError, match=r"\(qwen2_vl\) is not supported.*supported families") as info:
+        inspect_vision(_tiny_qwen2_vl())
+    assert "\n" not in str(info.value)
+
+
+def test_width_is_read_from_the_blocks_not_the_config(family_model) -> None:
+    family, model, _ = family_model
+    vision_config = model.config.vision_config
+    saved = vision_config.hidden_size
+    vision_config.hidden_size = 48  # a config that names another width (as Qwen2-VL's does)
+    try:
+        assert inspect_vision(model).width == 32
+    finally:
+        vision_config.hidden_size = saved

@@ -1,0 +1,100 @@
+"""Checks on untrusted SAE files: JSON configs, safetensors, numbers and tensor shapes (one-line errors)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from steering.errors import SAELoadError
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; a file that is not valid JSON, or not an object, is refused."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON and bad UTF-8 alike
+        raise SAELoadError(f"cannot read {path}: {one_line(exc)}; check the file is valid JSON") from exc
+    if not isinstance(data, dict):
+        raise SAELoadError(f"{path} holds a JSON {type(data).__name__}, not an object: is this the SAE's config?")
+    return data
+
+
+def sub_object(config: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    """``config[key]`` when it is an object (missing means empty); anything else is refused."""
+    value = config.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SAELoadError(f"{path}: {key!r} is a {type(value).__name__}, expected an object: fix the SAE config")
+    return value
+
+
+def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a .safetensors file; a truncated or garbage file is refused (safetensors runs no code)."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # SafetensorError, OSError, ...: whatever the bytes, one line
+        raise SAELoadError(
+            f"cannot read {path} ({type(exc).__name__}: {one_line(exc)}): the file is damaged or not safetensors"
+        ) from exc
+
+
+def as_int(value: Any, what: str, where: Path, *, minimum: int = 0) -> int | None:
+    """``value`` as a whole number >= ``minimum`` (None stays None); text, fractions and bools are refused."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_complex:
+        value = value.item()
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value, ok = int(value), True
+    if not ok or value < minimum:
+        raise SAELoadError(f"{where}: {what} is {value!r}, expected a whole number >= {minimum}: fix the SAE config")
+    return int(value)
+
+
+def as_bool(value: Any, what: str, where: Path, default: bool) -> bool:
+    """``value`` as a JSON boolean (None gives ``default``)."""
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise SAELoadError(f"{where}: {what} is {value!r}, expected true or false: fix the SAE config")
+    return value
+
+
+def tensor(state: dict[str, Any], key: str, where: Path) -> torch.Tensor:
+    """``state[key]`` as a float32 tensor; a non-tensor or non-numeric entry is refused."""
+    value = state[key]
+    if not isinstance(value, torch.Tensor) or value.dtype == torch.bool or value.dtype.is_complex:
+        raise SAELoadError(f"{where}: {key!r} is not a real-valued tensor: is this the right SAE file?")
+    return value.float()
+
+
+def check_shape(t: torch.Tensor | None, shape: tuple[int, ...], name: str, where: Path) -> None:
+    """Refuse ``t`` unless it has exactly ``shape`` (None passes)."""
+    if t is not None and tuple(t.shape) != shape:
+        raise SAELoadError(
+            f"{where}: {name} has shape {tuple(t.shape)}, expected {shape} for this decoder: the SAE file is inconsistent"
+        )
+
+
+def check_finite(t: torch.Tensor | None, name: str, where: str) -> None:
+    """Refuse NaN or infinite values: steering with them gives empty answers and NaN measurements."""
+    if t is None or bool(torch.isfinite(t).all()):
+        return
+    bad = int((~torch.isfinite(t)).sum())
+    raise SAELoadError(
+        f"{where}: {name} holds {bad} NaN or infinite values: the SAE is damaged, retrain or re-download it"
+    )
+
+
+def one_line(exc: BaseException) -> str:
+    """First line of an exception's message (its type name when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
