@@ -11,7 +11,7 @@ from agent.config import RunConfig, SweepConfig
 from agent.export import export_records
 from agent.judges import JudgeCallError, make_judge
 from agent.judges.redact import MASK, redact
-from agent.runner import run_features
+from agent.run import run_features
 from agent.store import Store
 from tests.agent.conftest import TEST_KEY
 from tests.agent.fakes import ChatServer, FakeEngine, Reply

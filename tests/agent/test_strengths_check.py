@@ -24,7 +24,7 @@ def test_sane_strengths_pass() -> None:
 
 
 def test_the_cli_parser_exits_2_on_nan() -> None:
-    from agent.cli import build_parser
+    from agent.cli.main import build_parser
 
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args(["probe", "--feature", "0", "--strengths", "nan"])
