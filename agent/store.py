@@ -1,22 +1,37 @@
 """The on-disk store (diskcache): probe results, judge calls, feature records and human reviews.
 
-Values are JSON text, so nothing is unpickled and a record is written whole in one transaction.
+Values are JSON text read through agent.store_disk, which refuses pickles (a store may come from
+someone else), and a record is written whole in one transaction. Every record is checked against
+its schema on read; one that fails is a corrupt record, named in one line, and the rest stays usable.
 Several processes may share a store (a CLI run and the TUI): diskcache's SQLite handles locking.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.evidence import ImageEvidence
 from agent.probes import ProbeResult
-from agent.records import DECISIONS, SCHEMA_VERSION, FeatureRecord, Review, default_reviewer, now_iso
+from agent.records import (
+    DECISIONS,
+    SCHEMA_VERSION,
+    FeatureRecord,
+    Review,
+    default_reviewer,
+    now_iso,
+    record_problem,
+    review_problem,
+)
+from agent.store_disk import CorruptValue, TextOnlyDisk
+from steering.errors import SteeringError
 from steering.revisions import is_local_revision
 
 log = logging.getLogger(__name__)
@@ -24,17 +39,56 @@ log = logging.getLogger(__name__)
 APP = "steer-interp"
 
 
-class StoreError(Exception):
-    """The store cannot be used as asked (wrong world, newer schema, missing record...)."""
+class StoreError(SteeringError):
+    """The store cannot be used as asked (wrong world, newer schema, damaged database...).
+
+    A SteeringError, so every command reports it in one line with exit code 2.
+    """
 
 
 class RecordUnreadable(StoreError):
-    """One entry could not be read; the message names the store and the key."""
+    """One entry is corrupt (not the JSON its schema asks for); the message names the store, key and fix."""
 
     def __init__(self, store: Path, key: str, why: str) -> None:
-        super().__init__(f"store {store}: entry {key!r} is unreadable ({why}); rerun that feature with --force")
+        super().__init__(f"store {store}: entry {key!r} is corrupt ({why}); {_fix_for(key)}")
         self.store = store
         self.key = key
+        self.why = why
+
+    @property
+    def feature(self) -> int | None:
+        """The feature the entry belongs to (record/N, review/N, manual/N), else None."""
+        head, _, tail = self.key.partition("/")
+        return int(tail) if head in ("record", "review", "manual") and tail.isdigit() else None
+
+
+class StoreDamaged(StoreError):
+    """SQLite cannot read the store's database (damaged pages, not a database)."""
+
+
+def _fix_for(key: str) -> str:
+    if key.startswith("record/"):
+        return f"rerun feature {key.split('/', 1)[1]} with --force to replace it"
+    if key.startswith("meta/world"):
+        return "pass another --store (this one cannot say which model and SAE it belongs to)"
+    return "it is skipped and recomputed when needed"
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _db_errors(method: _F) -> _F:
+    """Turn SQLite's errors about a damaged database into one StoreDamaged line."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise StoreDamaged(f"store {self.path}: its database cannot be read ({exc}); restore the folder "
+                               "from a copy or pass another --store") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def cache_root() -> Path:
@@ -119,7 +173,7 @@ class Store:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create store folder {self.path}: {exc.strerror}; pass another --store") from exc
-        opts: dict[str, Any] = {"eviction_policy": "none", "timeout": 120, "statistics": False}
+        opts: dict[str, Any] = {"eviction_policy": "none", "timeout": 120, "statistics": False, "disk": TextOnlyDisk}
         try:
             self._main = Cache(str(self.path / "main"), **opts)
             self._probes = Cache(str(self.path / "probes"), **opts)
@@ -127,11 +181,24 @@ class Store:
             self._images = Cache(str(self.path / "images"), **opts)
         except Exception as exc:  # sqlite errors, permissions
             raise StoreError(f"cannot open store {self.path}: {exc}; check the folder or pass another --store") from exc
+        try:
+            self._check_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    @_db_errors
+    def _check_schema(self) -> None:
         with self._main.transact():
-            schema = self._main.get("meta/schema")
+            try:
+                schema = self._main.get("meta/schema")
+            except CorruptValue as exc:
+                raise StoreError(f"store {self.path}: its schema entry is corrupt ({exc}); pass another --store") from None
             if schema is None:
                 self._main.set("meta/schema", SCHEMA_VERSION)
-            elif int(schema) > SCHEMA_VERSION:
+            elif not isinstance(schema, int) or isinstance(schema, bool):
+                raise StoreError(f"store {self.path}: its schema entry is corrupt ({schema!r}); pass another --store")
+            elif schema > SCHEMA_VERSION:
                 raise StoreError(f"store {self.path} has schema {schema}, newer than this steer-interp "
                                  f"({SCHEMA_VERSION}): upgrade, or pass another --store")
 
@@ -148,13 +215,28 @@ class Store:
         self.close()
 
     def _load(self, cache: Any, key: str) -> Any:
-        raw = cache.get(key)
+        raw = self._get(cache, key)
         if raw is None:
             return None
+        if not isinstance(raw, str):
+            raise RecordUnreadable(self.path, key, f"a {type(raw).__name__}, not JSON text")
         try:
             return json.loads(raw)
-        except (TypeError, ValueError) as exc:
+        except ValueError as exc:
             raise RecordUnreadable(self.path, key, f"not valid JSON: {exc}") from None
+
+    def _get(self, cache: Any, key: str) -> Any:
+        """The raw value at ``key``; a pickle, bytes or a missing value file is a RecordUnreadable."""
+        try:
+            return cache.get(key)
+        except CorruptValue as exc:
+            if not exc.missing_file:
+                raise RecordUnreadable(self.path, key, str(exc)) from None
+            first = exc
+        try:  # a concurrent write may have replaced the row (and its file) between the read and the open
+            return cache.get(key)
+        except CorruptValue:
+            raise RecordUnreadable(self.path, key, str(first)) from None
 
     @staticmethod
     def _dump(value: Any) -> str:
@@ -163,20 +245,29 @@ class Store:
     # ------------------------------------------------------------------ meta
 
     @property
+    @_db_errors
     def schema(self) -> int:
-        return int(self._main.get("meta/schema", SCHEMA_VERSION))
+        value = self._get(self._main, "meta/schema")
+        return value if isinstance(value, int) else SCHEMA_VERSION
 
+    @_db_errors
     def get_meta(self, name: str, default: Any = None) -> Any:
         value = self._load(self._main, f"meta/{name}")
         return default if value is None else value
 
+    @_db_errors
     def set_meta(self, name: str, value: Any) -> None:
         self._main.set(f"meta/{name}", self._dump(value))
 
+    @_db_errors
     def world(self) -> dict[str, Any] | None:
-        """The (model, revision, SAE, layer) this store's records belong to."""
-        return self.get_meta("world")
+        """The (model, revision, SAE, layer) this store's records belong to; RecordUnreadable when corrupt."""
+        world = self.get_meta("world")
+        if world is not None and not (isinstance(world, dict) and all(isinstance(k, str) for k in world)):
+            raise RecordUnreadable(self.path, "meta/world", f"expected an object, found {type(world).__name__}")
+        return world
 
+    @_db_errors
     def bind_world(self, world: dict[str, Any]) -> None:
         """Claim the store for ``world``; a store made for another model, SAE or layer is refused.
 
@@ -184,7 +275,7 @@ class Store:
         matches its name.
         """
         with self._main.transact():
-            current = self.get_meta("world")
+            current = self.world()
             if current is None:
                 self.set_meta("world", world)
                 return
@@ -200,6 +291,7 @@ class Store:
 
     # ------------------------------------------------------------------ probe results
 
+    @_db_errors
     def get_probe(self, key: str) -> ProbeResult | None:
         try:
             data = self._load(self._probes, key)
@@ -208,14 +300,17 @@ class Store:
             log.warning("store %s: cached probe %s unreadable (%s); recomputing it", self.path, key, exc)
             return None
 
+    @_db_errors
     def put_probe(self, key: str, result: ProbeResult) -> None:
         self._probes.set(key, self._dump(result.to_dict()))
 
+    @_db_errors
     def probe_count(self) -> int:
         return len(self._probes)
 
     # ------------------------------------------------------------------ top-k / hybrid descriptions
 
+    @_db_errors
     def get_image_evidence(self, key: str) -> ImageEvidence | None:
         try:
             data = self._load(self._images, key)
@@ -224,11 +319,13 @@ class Store:
             log.warning("store %s: cached top-k description %s unreadable (%s); recomputing it", self.path, key, exc)
             return None
 
+    @_db_errors
     def put_image_evidence(self, key: str, result: ImageEvidence) -> None:
         self._images.set(key, self._dump(result.to_dict()))
 
     # ------------------------------------------------------------------ judge calls
 
+    @_db_errors
     def get_judge_call(self, key: str) -> dict[str, Any] | None:
         try:
             data = self._load(self._judge, key)
@@ -237,9 +334,11 @@ class Store:
             return None
         return data if isinstance(data, dict) and isinstance(data.get("text"), str) else None
 
+    @_db_errors
     def put_judge_call(self, key: str, value: dict[str, Any]) -> None:
         self._judge.set(key, self._dump(value))
 
+    @_db_errors
     def judge_call_count(self) -> int:
         return len(self._judge)
 
@@ -250,19 +349,22 @@ class Store:
         data = self._load(self._main, key)
         if data is None:
             return None
-        if not isinstance(data, dict):
-            raise RecordUnreadable(self.path, key, f"expected an object, found {type(data).__name__}")
-        schema = data.get("schema")
-        if not isinstance(schema, int) or schema > SCHEMA_VERSION:
-            raise RecordUnreadable(self.path, key, f"schema {schema!r} is not one this version reads")
-        try:
-            return FeatureRecord.from_dict(data)
-        except (TypeError, ValueError, KeyError) as exc:
-            raise RecordUnreadable(self.path, key, f"fields do not match the record schema: {exc}") from None
+        schema = data.get("schema") if isinstance(data, dict) else None
+        if isinstance(schema, int) and schema > SCHEMA_VERSION:
+            raise RecordUnreadable(self.path, key, f"schema {schema!r} is newer than this version reads")
+        problem = record_problem(data)
+        if problem is None and data["feature"] != feature:
+            problem = f"it is filed under feature {feature} but names feature {data['feature']}"
+        if problem:
+            raise RecordUnreadable(self.path, key, problem)
+        return FeatureRecord.from_dict(data)
 
     def _read_review(self, feature: int) -> dict[str, Any]:
         try:
             data = self._load(self._main, _review_key(feature))
+            problem = None if data is None else review_problem(data)
+            if problem:
+                raise RecordUnreadable(self.path, _review_key(feature), problem)
         except RecordUnreadable as exc:
             log.error("%s", exc)
             data = None
@@ -272,6 +374,7 @@ class Store:
         data.setdefault("history", [])
         return data
 
+    @_db_errors
     def get_record(self, feature: int) -> FeatureRecord | None:
         """The record of ``feature`` with its current review and manual probes, or None.
         Raises RecordUnreadable."""
@@ -282,9 +385,11 @@ class Store:
             rec.manual = self.manual_probes(feature)
         return rec
 
+    @_db_errors
     def has_review(self, feature: int) -> bool:
         return self._read_review(feature)["current"] is not None
 
+    @_db_errors
     def put_record(self, record: FeatureRecord, *, overwrite_reviewed: bool = False) -> bool:
         """Write ``record`` whole. Returns False (and writes nothing) when a human has reviewed the
         feature, unless ``overwrite_reviewed``; then the old review moves to the review history."""
@@ -301,17 +406,32 @@ class Store:
             self._main.set(_record_key(feature), self._dump(record.to_dict()))
         return True
 
+    @_db_errors
     def delete_record(self, feature: int) -> None:
         self._main.delete(_record_key(feature))
 
+    @_db_errors
     def features(self) -> list[int]:
         """Ids of every feature with a record (readable or not)."""
+        return self._feature_keys("record")
+
+    def _feature_keys(self, prefix: str) -> list[int]:
+        """Feature ids of the keys ``prefix/N``; keys this store never writes are skipped with a warning."""
         out = []
         for key in self._main.iterkeys():
-            if isinstance(key, str) and key.startswith("record/"):
-                out.append(int(key.split("/", 1)[1]))
+            if not isinstance(key, str):
+                log.warning("store %s: skipping an entry whose key is %r, not text", self.path, key)
+                continue
+            head, _, tail = key.partition("/")
+            if head != prefix:
+                continue
+            if tail.isdigit() and tail.isascii():
+                out.append(int(tail))
+            else:
+                log.warning("store %s: skipping entry %r (not a feature id)", self.path, key)
         return sorted(out)
 
+    @_db_errors
     def list_records(self, features: Iterable[int] | None = None,
                      errors: list[RecordUnreadable] | None = None) -> list[FeatureRecord]:
         """Readable records in feature order; unreadable ones go to ``errors`` (or the log)."""
@@ -332,6 +452,7 @@ class Store:
 
     # ------------------------------------------------------------------ reviews
 
+    @_db_errors
     def set_review(self, feature: int, decision: str, *, explanation: str | None = None, label: str | None = None,
                    note: str | None = None, reviewer: str | None = None) -> Review:
         """Record a human decision (accept, edit or reject) about the feature's record."""
@@ -352,6 +473,7 @@ class Store:
             self._main.set(_review_key(feature), self._dump(data))
         return review
 
+    @_db_errors
     def clear_review(self, feature: int, reviewer: str | None = None) -> None:
         """Withdraw the current decision (it stays in the history)."""
         with self._main.transact():
@@ -363,24 +485,22 @@ class Store:
             data["current"] = None
             self._main.set(_review_key(feature), self._dump(data))
 
+    @_db_errors
     def get_review(self, feature: int) -> Review | None:
         current = self._read_review(feature)["current"]
         return Review.from_dict(current) if current else None
 
+    @_db_errors
     def review_history(self, feature: int) -> list[dict[str, Any]]:
         return list(self._read_review(feature)["history"])
 
+    @_db_errors
     def reviewed_features(self) -> set[int]:
-        out = set()
-        for key in self._main.iterkeys():
-            if isinstance(key, str) and key.startswith("review/"):
-                f = int(key.split("/", 1)[1])
-                if self._read_review(f)["current"] is not None:
-                    out.add(f)
-        return out
+        return {f for f in self._feature_keys("review") if self._read_review(f)["current"] is not None}
 
     # ------------------------------------------------------------------ manual probes
 
+    @_db_errors
     def add_manual_probe(self, feature: int, result: ProbeResult, *, baseline: ProbeResult | None = None,
                          reviewer: str | None = None) -> dict[str, Any]:
         """Append a probe a person ran by hand to the feature's record (kept apart from the automatic
@@ -393,6 +513,7 @@ class Store:
             self._main.set(_manual_key(feature), self._dump(entries))
         return entry
 
+    @_db_errors
     def manual_probes(self, feature: int) -> list[dict[str, Any]]:
         """Every manual probe of ``feature``, oldest first (``result`` is a ProbeResult dict)."""
         try:
@@ -405,6 +526,7 @@ class Store:
 
     # ------------------------------------------------------------------ summary
 
+    @_db_errors
     def counts(self) -> dict[str, int]:
         errors: list[RecordUnreadable] = []
         recs = self.list_records(errors=errors)
