@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     _model, sae = resolve_model_and_sae(args)  # SteeringError -> exit 2 in cli.main
     try:
-        truth = load_truth(args.ground_truth) if args.ground_truth else truth_for_sae(sae)
+        truth = load_truth(args.ground_truth) if args.ground_truth else truth_for_sae(sae, args.layer)
     except TruthError as exc:
         say(f"error: {exc}")
         return 2
