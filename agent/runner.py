@@ -36,6 +36,7 @@ from agent.image_evidence import (
     reference_hybrid_strength,
 )
 from agent.judges.base import Judge, JudgeFatalError, JudgeQuotaError, Usage
+from agent.leases import FeatureLeases
 from agent.loop import LoopContext, TokenBudget, explain_feature
 from agent.probe_service import Engine, ProbeService
 from agent.probes import ProbeResult
@@ -91,6 +92,20 @@ class RunSummary:
     def exit_code(self) -> int:
         """0 when every feature is done, 1 otherwise (failed, unreadable, or left by a stop)."""
         return 0 if self.complete and self.stop_reason is None else 1
+
+
+def _leases(store: Store | None, run_id: str, summary: RunSummary, stats: RunStats,
+            emit: Callable[[Callable[..., RunEvent]], None]) -> FeatureLeases | None:
+    """This run's feature leases on ``store``; a feature another run finishes meanwhile counts as done."""
+    if store is None:
+        return None
+
+    def done_elsewhere(f: int) -> None:
+        summary.statuses[f] = "skipped-done"
+        stats.skipped += 1
+        emit(lambda stats: FeatureSkipped(stats=stats, feature=f, reason="done"))
+
+    return FeatureLeases(store, run_id, on_done_elsewhere=done_elsewhere)
 
 
 def world_of(engine: Engine) -> dict[str, Any]:
@@ -335,6 +350,7 @@ async def _run_loops(to_run: list[int], cfg: RunConfig, engine: Engine, judge: J
     queue = list(to_run)
     queue.reverse()
     stop = asyncio.Event()
+    leases = _leases(store, run_id, summary, stats, emit)  # concurrent runs on one store share the work
 
     def halt(reason: str, message: str | None = None) -> None:
         if summary.stop_reason is None:
@@ -343,14 +359,16 @@ async def _run_loops(to_run: list[int], cfg: RunConfig, engine: Engine, judge: J
         stop.set()
 
     async def worker() -> None:
-        while queue and not stop.is_set():
+        while (queue or leases is not None and leases.deferred) and not stop.is_set():
             if budget.exhausted:  # no new features; the running ones end with a forced final
                 if summary.stop_reason is None:
                     summary.stop_reason = "budget"
                     summary.fatal_error = (f"the judge token budget ({budget.limit} tokens) is spent: "
                                            "features not started are left for a rerun")
                 return
-            f = queue.pop()
+            f = queue.pop() if leases is None else await leases.next(queue, stop)
+            if f is None:
+                return
             stats.in_flight[f] = 0
             emit(lambda stats, f=f: FeatureStarted(stats=stats, feature=f))
             try:
@@ -377,6 +395,9 @@ async def _run_loops(to_run: list[int], cfg: RunConfig, engine: Engine, judge: J
                     summary.statuses[f] = "failed"
                     stats.failed += 1
                     continue
+                finally:
+                    if leases is not None:
+                        leases.release(f)
             summary.records[f] = record
             summary.statuses[f] = record.status
             if record.status == "done":
@@ -397,6 +418,7 @@ async def _run_loops(to_run: list[int], cfg: RunConfig, engine: Engine, judge: J
     workers = [loop.create_task(worker(), name=f"feature-worker-{i}")
                for i in range(max(1, min(cfg.in_flight, len(to_run))))]
     watcher = loop.create_task(watch(), name="run-watch")
+    renewer = loop.create_task(leases.keep_alive(), name="run-leases") if leases is not None else None
     waiter = loop.create_task(stop.wait())
     try:
         pending = set(workers)
@@ -412,6 +434,10 @@ async def _run_loops(to_run: list[int], cfg: RunConfig, engine: Engine, judge: J
     finally:
         watcher.cancel()
         waiter.cancel()
+        if renewer is not None:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+            leases.release_all()  # type: ignore[union-attr]
         if background is not None and not background.done():
             background.cancel()
         await asyncio.gather(watcher, waiter, return_exceptions=True)

@@ -13,7 +13,9 @@ import json
 import logging
 import os
 import re
+import socket
 import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -160,6 +162,26 @@ def _review_key(feature: int) -> str:
 
 def _manual_key(feature: int) -> str:
     return f"manual/{int(feature)}"
+
+
+def _lease_key(feature: int) -> str:
+    return f"lease/{int(feature)}"
+
+
+def _lease_alive(lease: dict[str, Any], now: float) -> bool:
+    """Whether a lease still binds: not expired, and its process not known dead (same host only)."""
+    expires = lease.get("expires")
+    if not isinstance(expires, (int, float)) or expires <= now:
+        return False
+    pid = lease.get("pid")
+    if lease.get("host") == socket.gethostname() and isinstance(pid, int) and pid > 0 and pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:  # alive, owned by someone else
+            pass
+    return True
 
 
 class Store:
@@ -403,8 +425,17 @@ class Store:
                                           "superseded_by": record.run_id or "a later run"})
                 review["current"] = None
                 self._main.set(_review_key(feature), self._dump(review))
-            self._main.set(_record_key(feature), self._dump(record.to_dict()))
+            self._main.set(_record_key(feature), self._dump(record.to_dict()), tag=time.time())
         return True
+
+    @_db_errors
+    def record_stored_at(self, feature: int) -> float | None:
+        """When the feature's record was last written (time.time()), None when unknown."""
+        try:
+            _value, tag = self._main.get(_record_key(feature), tag=True)
+        except CorruptValue:
+            return None
+        return float(tag) if isinstance(tag, (int, float)) and not isinstance(tag, bool) else None
 
     @_db_errors
     def delete_record(self, feature: int) -> None:
@@ -523,6 +554,37 @@ class Store:
             return []
         return [e for e in data if isinstance(e, dict) and isinstance(e.get("result"), dict)] \
             if isinstance(data, list) else []
+
+    # ------------------------------------------------------------------ leases
+
+    @_db_errors
+    def claim(self, feature: int, holder: str, ttl: float) -> bool:
+        """Lease ``feature`` to ``holder`` for ``ttl`` seconds (or renew its lease); False when another
+        live holder has it. A lease lapses at its expiry, or at once when its process is known dead."""
+        key, now = _lease_key(feature), time.time()
+        with self._main.transact():
+            try:
+                lease = self._load(self._main, key)
+            except RecordUnreadable as exc:
+                log.warning("%s; taking the lease over", exc)
+                lease = None
+            if isinstance(lease, dict) and lease.get("holder") != holder and _lease_alive(lease, now):
+                return False
+            self._main.set(key, self._dump({"holder": holder, "expires": now + ttl, "pid": os.getpid(),
+                                            "host": socket.gethostname()}))
+        return True
+
+    @_db_errors
+    def release(self, feature: int, holder: str) -> None:
+        """End ``holder``'s lease on ``feature`` (another holder's lease is left alone)."""
+        key = _lease_key(feature)
+        with self._main.transact():
+            try:
+                lease = self._load(self._main, key)
+            except RecordUnreadable:
+                lease = {"holder": holder}
+            if isinstance(lease, dict) and lease.get("holder") == holder:
+                self._main.delete(key)
 
     # ------------------------------------------------------------------ summary
 
