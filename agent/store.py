@@ -195,7 +195,9 @@ class Store:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create store folder {self.path}: {exc.strerror}; pass another --store") from exc
-        opts: dict[str, Any] = {"eviction_policy": "none", "timeout": 120, "statistics": False, "disk": TextOnlyDisk}
+        # The disk settings are given, not read back from a cache.db that may come from someone else.
+        opts: dict[str, Any] = {"eviction_policy": "none", "timeout": 120, "statistics": False, "disk": TextOnlyDisk,
+                                "disk_min_file_size": 2**15, "disk_pickle_protocol": 0}
         try:
             self._main = Cache(str(self.path / "main"), **opts)
             self._probes = Cache(str(self.path / "probes"), **opts)
