@@ -8,17 +8,15 @@ Several processes may share a store (a CLI run and the TUI): diskcache's SQLite 
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import re
 import socket
-import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from agent.evidence import ImageEvidence
 from agent.probes import ProbeResult
@@ -33,64 +31,12 @@ from agent.records import (
     review_problem,
 )
 from agent.store_disk import CorruptValue, TextOnlyDisk
-from steering.errors import SteeringError
+from agent.store_errors import RecordUnreadable, StoreDamaged, StoreError, db_errors  # noqa: F401 - re-exported
 from steering.revisions import is_local_revision
 
 log = logging.getLogger(__name__)
 
 APP = "steer-interp"
-
-
-class StoreError(SteeringError):
-    """The store cannot be used as asked (wrong world, newer schema, damaged database...).
-
-    A SteeringError, so every command reports it in one line with exit code 2.
-    """
-
-
-class RecordUnreadable(StoreError):
-    """One entry is corrupt (not the JSON its schema asks for); the message names the store, key and fix."""
-
-    def __init__(self, store: Path, key: str, why: str) -> None:
-        super().__init__(f"store {store}: entry {key!r} is corrupt ({why}); {_fix_for(key)}")
-        self.store = store
-        self.key = key
-        self.why = why
-
-    @property
-    def feature(self) -> int | None:
-        """The feature the entry belongs to (record/N, review/N, manual/N), else None."""
-        head, _, tail = self.key.partition("/")
-        return int(tail) if head in ("record", "review", "manual") and tail.isdigit() else None
-
-
-class StoreDamaged(StoreError):
-    """SQLite cannot read the store's database (damaged pages, not a database)."""
-
-
-def _fix_for(key: str) -> str:
-    if key.startswith("record/"):
-        return f"rerun feature {key.split('/', 1)[1]} with --force to replace it"
-    if key.startswith("meta/world"):
-        return "pass another --store (this one cannot say which model and SAE it belongs to)"
-    return "it is skipped and recomputed when needed"
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _db_errors(method: _F) -> _F:
-    """Turn SQLite's errors about a damaged database into one StoreDamaged line."""
-
-    @functools.wraps(method)
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            raise StoreDamaged(f"store {self.path}: its database cannot be read ({exc}); restore the folder "
-                               "from a copy or pass another --store") from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def cache_root() -> Path:
@@ -211,13 +157,14 @@ class Store:
             self.close()
             raise
 
-    @_db_errors
+    @db_errors
     def _check_schema(self) -> None:
         with self._main.transact():
             try:
                 schema = self._main.get("meta/schema")
             except CorruptValue as exc:
-                raise StoreError(f"store {self.path}: its schema entry is corrupt ({exc}); pass another --store") from None
+                raise StoreError(f"store {self.path}: its schema entry is corrupt ({exc}); "
+                                 "pass another --store") from None
             if schema is None:
                 self._main.set("meta/schema", SCHEMA_VERSION)
             elif not isinstance(schema, int) or isinstance(schema, bool):
@@ -269,21 +216,21 @@ class Store:
     # ------------------------------------------------------------------ meta
 
     @property
-    @_db_errors
+    @db_errors
     def schema(self) -> int:
         value = self._get(self._main, "meta/schema")
         return value if isinstance(value, int) else SCHEMA_VERSION
 
-    @_db_errors
+    @db_errors
     def get_meta(self, name: str, default: Any = None) -> Any:
         value = self._load(self._main, f"meta/{name}")
         return default if value is None else value
 
-    @_db_errors
+    @db_errors
     def set_meta(self, name: str, value: Any) -> None:
         self._main.set(f"meta/{name}", self._dump(value))
 
-    @_db_errors
+    @db_errors
     def world(self) -> dict[str, Any] | None:
         """The (model, revision, SAE, layer) this store's records belong to; RecordUnreadable when corrupt."""
         world = self.get_meta("world")
@@ -291,7 +238,7 @@ class Store:
             raise RecordUnreadable(self.path, "meta/world", f"expected an object, found {type(world).__name__}")
         return world
 
-    @_db_errors
+    @db_errors
     def bind_world(self, world: dict[str, Any]) -> None:
         """Claim the store for ``world``; a store made for another model, SAE or layer is refused.
 
@@ -315,7 +262,7 @@ class Store:
 
     # ------------------------------------------------------------------ probe results
 
-    @_db_errors
+    @db_errors
     def get_probe(self, key: str) -> ProbeResult | None:
         try:
             data = self._load(self._probes, key)
@@ -324,17 +271,17 @@ class Store:
             log.warning("store %s: cached probe %s unreadable (%s); recomputing it", self.path, key, exc)
             return None
 
-    @_db_errors
+    @db_errors
     def put_probe(self, key: str, result: ProbeResult) -> None:
         self._probes.set(key, self._dump(result.to_dict()))
 
-    @_db_errors
+    @db_errors
     def probe_count(self) -> int:
         return len(self._probes)
 
     # ------------------------------------------------------------------ top-k / hybrid descriptions
 
-    @_db_errors
+    @db_errors
     def get_image_evidence(self, key: str) -> ImageEvidence | None:
         try:
             data = self._load(self._images, key)
@@ -343,13 +290,13 @@ class Store:
             log.warning("store %s: cached top-k description %s unreadable (%s); recomputing it", self.path, key, exc)
             return None
 
-    @_db_errors
+    @db_errors
     def put_image_evidence(self, key: str, result: ImageEvidence) -> None:
         self._images.set(key, self._dump(result.to_dict()))
 
     # ------------------------------------------------------------------ judge calls
 
-    @_db_errors
+    @db_errors
     def get_judge_call(self, key: str) -> dict[str, Any] | None:
         try:
             data = self._load(self._judge, key)
@@ -358,11 +305,11 @@ class Store:
             return None
         return data if isinstance(data, dict) and isinstance(data.get("text"), str) else None
 
-    @_db_errors
+    @db_errors
     def put_judge_call(self, key: str, value: dict[str, Any]) -> None:
         self._judge.set(key, self._dump(value))
 
-    @_db_errors
+    @db_errors
     def judge_call_count(self) -> int:
         return len(self._judge)
 
@@ -398,7 +345,7 @@ class Store:
         data.setdefault("history", [])
         return data
 
-    @_db_errors
+    @db_errors
     def get_record(self, feature: int) -> FeatureRecord | None:
         """The record of ``feature`` with its current review and manual probes, or None.
         Raises RecordUnreadable."""
@@ -409,11 +356,11 @@ class Store:
             rec.manual = self.manual_probes(feature)
         return rec
 
-    @_db_errors
+    @db_errors
     def has_review(self, feature: int) -> bool:
         return self._read_review(feature)["current"] is not None
 
-    @_db_errors
+    @db_errors
     def put_record(self, record: FeatureRecord, *, overwrite_reviewed: bool = False) -> bool:
         """Write ``record`` whole. Returns False (and writes nothing) when a human has reviewed the
         feature, unless ``overwrite_reviewed``; then the old review moves to the review history."""
@@ -430,7 +377,7 @@ class Store:
             self._main.set(_record_key(feature), self._dump(record.to_dict()), tag=time.time())
         return True
 
-    @_db_errors
+    @db_errors
     def record_stored_at(self, feature: int) -> float | None:
         """When the feature's record was last written (time.time()), None when unknown."""
         try:
@@ -439,11 +386,11 @@ class Store:
             return None
         return float(tag) if isinstance(tag, (int, float)) and not isinstance(tag, bool) else None
 
-    @_db_errors
+    @db_errors
     def delete_record(self, feature: int) -> None:
         self._main.delete(_record_key(feature))
 
-    @_db_errors
+    @db_errors
     def features(self) -> list[int]:
         """Ids of every feature with a record (readable or not)."""
         return self._feature_keys("record")
@@ -464,7 +411,7 @@ class Store:
                 log.warning("store %s: skipping entry %r (not a feature id)", self.path, key)
         return sorted(out)
 
-    @_db_errors
+    @db_errors
     def list_records(self, features: Iterable[int] | None = None,
                      errors: list[RecordUnreadable] | None = None) -> list[FeatureRecord]:
         """Readable records in feature order; unreadable ones go to ``errors`` (or the log)."""
@@ -485,7 +432,7 @@ class Store:
 
     # ------------------------------------------------------------------ reviews
 
-    @_db_errors
+    @db_errors
     def set_review(self, feature: int, decision: str, *, explanation: str | None = None, label: str | None = None,
                    note: str | None = None, reviewer: str | None = None) -> Review:
         """Record a human decision (accept, edit or reject) about the feature's record."""
@@ -506,7 +453,7 @@ class Store:
             self._main.set(_review_key(feature), self._dump(data))
         return review
 
-    @_db_errors
+    @db_errors
     def clear_review(self, feature: int, reviewer: str | None = None) -> None:
         """Withdraw the current decision (it stays in the history)."""
         with self._main.transact():
@@ -518,22 +465,22 @@ class Store:
             data["current"] = None
             self._main.set(_review_key(feature), self._dump(data))
 
-    @_db_errors
+    @db_errors
     def get_review(self, feature: int) -> Review | None:
         current = self._read_review(feature)["current"]
         return Review.from_dict(current) if current else None
 
-    @_db_errors
+    @db_errors
     def review_history(self, feature: int) -> list[dict[str, Any]]:
         return list(self._read_review(feature)["history"])
 
-    @_db_errors
+    @db_errors
     def reviewed_features(self) -> set[int]:
         return {f for f in self._feature_keys("review") if self._read_review(f)["current"] is not None}
 
     # ------------------------------------------------------------------ manual probes
 
-    @_db_errors
+    @db_errors
     def add_manual_probe(self, feature: int, result: ProbeResult, *, baseline: ProbeResult | None = None,
                          reviewer: str | None = None) -> dict[str, Any]:
         """Append a probe a person ran by hand to the feature's record (kept apart from the automatic
@@ -546,7 +493,7 @@ class Store:
             self._main.set(_manual_key(feature), self._dump(entries))
         return entry
 
-    @_db_errors
+    @db_errors
     def manual_probes(self, feature: int) -> list[dict[str, Any]]:
         """Every manual probe of ``feature``, oldest first (``result`` is a ProbeResult dict)."""
         try:
@@ -559,7 +506,7 @@ class Store:
 
     # ------------------------------------------------------------------ leases
 
-    @_db_errors
+    @db_errors
     def claim(self, feature: int, holder: str, ttl: float) -> bool:
         """Lease ``feature`` to ``holder`` for ``ttl`` seconds (or renew its lease); False when another
         live holder has it. A lease lapses at its expiry, or at once when its process is known dead."""
@@ -576,7 +523,7 @@ class Store:
                                             "host": socket.gethostname()}))
         return True
 
-    @_db_errors
+    @db_errors
     def release(self, feature: int, holder: str) -> None:
         """End ``holder``'s lease on ``feature`` (another holder's lease is left alone)."""
         key = _lease_key(feature)
@@ -590,7 +537,7 @@ class Store:
 
     # ------------------------------------------------------------------ summary
 
-    @_db_errors
+    @db_errors
     def counts(self) -> dict[str, int]:
         errors: list[RecordUnreadable] = []
         recs = self.list_records(errors=errors)
