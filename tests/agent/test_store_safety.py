@@ -191,3 +191,17 @@ def test_values_other_than_text_are_refused_on_write(tmp_path: Path) -> None:
             with pytest.raises(TypeError):
                 s._main.set("x", value)
         assert "x" not in list(s._main.iterkeys())
+
+
+@pytest.mark.parametrize("schema, why", [("pickle", "stored as a pickle"), ("text", "'one'")])
+def test_a_corrupt_schema_entry_is_refused_in_one_line(tmp_path: Path, schema: str, why: str) -> None:
+    store, marker = make_store(tmp_path / "s"), tmp_path / "PWNED"
+    if schema == "pickle":
+        sql(store, "UPDATE Cache SET mode=4, value=? WHERE key='meta/schema'", (pickle.dumps(Hostile(marker)),))
+    else:
+        sql(store, "UPDATE Cache SET value='one' WHERE key='meta/schema'")
+    with pytest.raises(StoreError, match=f"its schema entry is corrupt.*{why}"):
+        Store(store)
+    result = steer_agent("export", "--store", str(store), "--out", "-")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not marker.exists()
