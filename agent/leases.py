@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 60.0
 """How long a claim binds without renewal: a holder that dies frees its features after at most this."""
 POLL_SECONDS = 0.25
-"""How often a run with nothing else to do looks again at features another run holds."""
+"""How soon a run with nothing else to do looks again at features another run holds (doubling to
+MAX_POLL_SECONDS while nothing frees up, so a long wait does not hammer the store's lock)."""
+MAX_POLL_SECONDS = 5.0
 
 
 class FeatureLeases:
@@ -37,6 +39,7 @@ class FeatureLeases:
         self.started_at = time.time()
         self.held: set[int] = set()
         self.deferred: list[int] = []
+        self._wait = poll
 
     async def next(self, queue: list[int], stop: asyncio.Event) -> int | None:
         """The next feature of ``queue`` (popped from its end) this run now holds; None when none is left.
@@ -55,11 +58,12 @@ class FeatureLeases:
             for i, f in enumerate(waiting):
                 if self._take(f):  # a feature still held elsewhere goes back to self.deferred
                     self.deferred += waiting[i + 1:]
+                    self._wait = self.poll
                     return f
             try:
-                await asyncio.wait_for(stop.wait(), timeout=self.poll)
+                await asyncio.wait_for(stop.wait(), timeout=self._wait)
             except asyncio.TimeoutError:
-                pass
+                self._wait = min(MAX_POLL_SECONDS, self._wait * 2)
         return None
 
     def _take(self, f: int) -> bool:
