@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
@@ -9,6 +10,8 @@ from typing import Any
 
 from diskcache import Disk
 from diskcache.core import MODE_BINARY, MODE_PICKLE, MODE_RAW, MODE_TEXT, UNKNOWN
+
+log = logging.getLogger(__name__)
 
 _MODE_NAMES = {MODE_BINARY: "binary data", MODE_PICKLE: "a pickle", MODE_TEXT: "text in a file", MODE_RAW: "raw"}
 _VALUE_FILE = re.compile(r"^[0-9a-f]{2}[/\\][0-9a-f]{2}[/\\][0-9a-f]{28}\.val$")
@@ -85,3 +88,24 @@ class TextOnlyDisk(Disk):
         # A foreign row could name any path; only files diskcache itself would have made are deleted.
         if isinstance(file_path, str) and _VALUE_FILE.match(file_path):
             super().remove(file_path)
+
+
+class CacheDisk(TextOnlyDisk):
+    """For pure caches (eval evidence, embeddings): also keeps bytes, and answers a refused row as a miss."""
+
+    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[int, int, str | None, Any]:
+        if isinstance(value, bytes) and not read:
+            return Disk.store(self, value, read, key)
+        return super().store(value, read, key)
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        try:
+            if mode == MODE_RAW and isinstance(value, (bytes, sqlite3.Binary)):
+                return bytes(value)
+            if mode == MODE_BINARY and not read:
+                with open(self._value_path(filename), "rb") as fh:
+                    return fh.read()
+            return super().fetch(mode, filename, value, read)
+        except (CorruptValue, OSError) as exc:
+            log.warning("cache %s: ignoring an entry (%s); it is recomputed", self._directory, exc)
+            return None

@@ -205,3 +205,24 @@ def test_a_corrupt_schema_entry_is_refused_in_one_line(tmp_path: Path, schema: s
     result = steer_agent("export", "--store", str(store), "--out", "-")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert not marker.exists()
+
+
+def test_the_eval_caches_never_unpickle_either(tmp_path: Path) -> None:
+    from agent.eval.cache import EvalCache
+
+    marker = tmp_path / "PWNED"
+    with EvalCache(tmp_path / "eval") as cache:
+        cache.put_evidence("k", {"texts": ["red"]})
+        cache.embeddings.set("e", b"\x00\x00\x80\x3f")
+        cache.embeddings.set("big", b"\x01" * 40_000)  # kept in a value file
+        assert cache.get_evidence("k") == {"texts": ["red"]} and cache.embeddings.get("e") == b"\x00\x00\x80\x3f"
+        assert cache.embeddings.get("big") == b"\x01" * 40_000
+    blob = pickle.dumps(Hostile(marker))
+    for name, key in (("evidence", "k"), ("embeddings", "e")):
+        with sqlite3.connect(tmp_path / "eval" / name / "cache.db") as db:
+            db.execute("UPDATE Cache SET mode=4, value=? WHERE key=?", (blob, key))
+        db.close()
+    with EvalCache(tmp_path / "eval") as cache:
+        assert cache.get_evidence("k") is None and cache.embeddings.get("e") is None  # a miss: recomputed
+        assert cache.embeddings.get("big") == b"\x01" * 40_000
+    assert not marker.exists()
