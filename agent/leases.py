@@ -1,10 +1,4 @@
-"""Feature leases: concurrent runs on one store share the work instead of computing the same features twice.
-
-A run claims a feature in the store before explaining it (agent.store.Store.claim), renews its leases
-while it works, and releases each one once the record is stored. Another run that finds a feature
-claimed puts it aside and comes back to it when its own queue is empty: by then the holder has either
-stored it (skipped as done) or died (its lease lapses and this run takes the feature over).
-"""
+"""Feature leases: concurrent runs on one store share the work instead of computing the same features twice."""
 
 from __future__ import annotations
 
@@ -27,7 +21,13 @@ MAX_POLL_SECONDS = 5.0
 
 
 class FeatureLeases:
-    """One run's claims on a store's features (one asyncio loop; not shared across threads)."""
+    """One run's claims on a store's features (one asyncio loop; not shared across threads).
+
+    A run claims a feature in the store before explaining it (agent.store.Store.claim), renews its leases
+    while it works, and releases each one once the record is stored. Another run that finds a feature
+    claimed puts it aside and comes back to it when its own queue is empty: by then the holder has either
+    stored it (skipped as done) or died (its lease lapses and this run takes the feature over).
+    """
 
     def __init__(self, store: Store, run_id: str, *, ttl: float = LEASE_SECONDS, poll: float = POLL_SECONDS,
                  on_done_elsewhere: Callable[[int], None] | None = None) -> None:
