@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from agent.store import RecordUnreadable, Store
 def judge_name(judge: dict[str, Any]) -> str:
     if judge.get("kind") == "offline":
         return f"offline-v{judge.get('version', '?')} (not an LLM)"
-    backend = judge.get("backend") or {}
+    backend = judge.get("backend") if isinstance(judge.get("backend"), dict) else {}
     return f"{backend.get('kind', judge.get('kind', '?'))}:{backend.get('model', '?')}"
 
 
@@ -76,19 +77,66 @@ def manual_row(entry: dict[str, Any]) -> dict[str, Any]:
             "baseline": entry.get("baseline")}
 
 
+@dataclass
+class ExportResult:
+    """What an export wrote and what it could not."""
+
+    written: int
+    corrupt: list[RecordUnreadable] = field(default_factory=list)
+    """Requested records that exist but are corrupt (each names its key and the fix)."""
+    missing: list[int] = field(default_factory=list)
+    """Requested features the store holds no record for (only when features were named)."""
+    requested: int | None = None
+    """How many features were named (None: the whole store)."""
+    warnings: list[str] = field(default_factory=list)
+    """Problems that did not stop the export (a corrupt world entry: no ground truth)."""
+
+    def summary(self, out: str) -> str:
+        """One line: 'exported 1 records to x.jsonl; 127 of the 128 requested features are not in the store'."""
+        line = f"exported {self.written} records" + ("" if out == "-" else f" to {out}")
+        if self.corrupt:
+            line += f"; {len(self.corrupt)} corrupt (named above)"
+        if self.missing and self.requested is not None:
+            line += f"; {len(self.missing)} of the {self.requested} requested features are not in the store"
+        return line
+
+
 def export_records(store: Store, out: str | Path, features: Iterable[int] | None = None,
                    errors: list[RecordUnreadable] | None = None) -> int:
     """Write one JSON object per readable record to ``out`` (``-`` for stdout); returns the count.
 
     The file is replaced atomically, so a reader never sees half an export.
     """
-    records = store.list_records(features, errors=errors)
-    truth = ground_truth_for(store.world() or {})
+    result = export_store(store, out, features)
+    if errors is not None:
+        errors.extend(result.corrupt)
+    return result.written
+
+
+def export_store(store: Store, out: str | Path, features: Iterable[int] | None = None) -> ExportResult:
+    """Export like export_records, reporting corrupt and missing features instead of dropping them silently."""
+    wanted = None if features is None else sorted(set(features))
+    result = ExportResult(written=0, requested=None if wanted is None else len(wanted))
+    if wanted is not None:
+        held = set(store.features())
+        result.missing = [f for f in wanted if f not in held]
+    records = store.list_records(wanted, errors=result.corrupt)
+    try:
+        truth = ground_truth_for(store.world() or {})
+    except RecordUnreadable as exc:
+        result.warnings.append(f"store {store.path}: entry {exc.key!r} is corrupt ({exc.why}); "
+                               "exported without ground truth")
+        truth = None
     lines = [json.dumps(export_row(r, truth), ensure_ascii=False) for r in records]
-    text = "".join(line + "\n" for line in lines)
+    _write_atomic(out, "".join(line + "\n" for line in lines))
+    result.written = len(lines)
+    return result
+
+
+def _write_atomic(out: str | Path, text: str) -> None:
     if str(out) == "-":
         sys.stdout.write(text)
-        return len(lines)
+        return
     path = Path(out).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -99,4 +147,3 @@ def export_records(store: Store, out: str | Path, features: Iterable[int] | None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return len(lines)

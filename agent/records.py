@@ -115,13 +115,63 @@ class FeatureRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureRecord:
+        """A record from its stored form; raises ValueError naming the first field that does not fit."""
+        problem = record_problem(d)
+        if problem:
+            raise ValueError(problem)
         names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names and k not in ("review", "manual")}
-        if kw.get("status") not in STATUSES:
-            raise ValueError(f"unknown status {kw.get('status')!r}")
-        rec = cls(**kw)
-        rec.feature = int(rec.feature)
-        return rec
+        return cls(**{k: v for k, v in d.items() if k in names and k not in ("review", "manual")})
+
+
+_TEXT = (str, type(None))
+_NUMBER = (int, float, type(None))
+RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "feature": (int,), "status": (str,), "schema": (int,), "explanation": _TEXT, "label": _TEXT,
+    "confidence": _NUMBER, "hypothesis": _TEXT, "error": _TEXT, "raw_reply": _TEXT, "forced": (bool,),
+    "judge": (dict,), "world": (dict,), "fingerprint": (dict,), "prompt_versions": (list,), "transcript": (list,),
+    "evidence": (list,), "usage": (dict,), "timings": (dict,), "rounds": (int,), "n_probes": (int,),
+    "created_at": (str,), "run_id": (str,),
+}
+"""Every field a schema-1 record has always been written with, and the JSON types it may hold."""
+OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"image_evidence": (list,)}
+"""Fields added later: absent in older records."""
+
+
+def record_problem(d: Any) -> str | None:
+    """Why ``d`` is not a complete stored record (one phrase), or None when it is one."""
+    if not isinstance(d, dict):
+        return f"expected an object, found {type(d).__name__}"
+    missing = [k for k in RECORD_FIELDS if k not in d]
+    if missing:
+        return f"incomplete: no {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
+    for name, types in (RECORD_FIELDS | OPTIONAL_FIELDS).items():
+        value = d.get(name, [])
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f"field {name!r} holds {type(value).__name__}"
+    for name in ("transcript", "evidence", "image_evidence"):
+        if not all(isinstance(item, dict) for item in d.get(name, [])):
+            return f"field {name!r} holds an entry that is not an object"
+    if d["status"] not in STATUSES:
+        return f"unknown status {d['status']!r}"
+    if d["status"] == "done" and not (d["explanation"] or "").strip():
+        return "a done record without an explanation"
+    if d["status"] == "failed" and d["error"] is None:
+        return "a failed record without its error"
+    return None
+
+
+def review_problem(d: Any) -> str | None:
+    """Why ``d`` is not a stored review entry ({"current": ..., "history": [...]}), or None."""
+    if not isinstance(d, dict) or not isinstance(d.get("history", []), list):
+        return "expected an object with a history list"
+    current = d.get("current")
+    if current is None:
+        return None
+    if not isinstance(current, dict) or current.get("decision") not in DECISIONS:
+        return "its current decision is not one of " + ", ".join(DECISIONS)
+    if not all(isinstance(current.get(k), str) for k in ("reviewer", "at")):
+        return "its current decision lacks a reviewer or time"
+    return None
 
 
 def new_run_id() -> str:

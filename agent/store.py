@@ -1,6 +1,8 @@
 """The on-disk store (diskcache): probe results, judge calls, feature records and human reviews.
 
-Values are JSON text, so nothing is unpickled and a record is written whole in one transaction.
+Values are JSON text read through agent.store_disk, which refuses pickles (a store may come from
+someone else), and a record is written whole in one transaction. Every record is checked against
+its schema on read; one that fails is a corrupt record, named in one line, and the rest stays usable.
 Several processes may share a store (a CLI run and the TUI): diskcache's SQLite handles locking.
 """
 
@@ -10,32 +12,32 @@ import json
 import logging
 import os
 import re
+import socket
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from agent.evidence import ImageEvidence
 from agent.probes import ProbeResult
-from agent.records import DECISIONS, SCHEMA_VERSION, FeatureRecord, Review, default_reviewer, now_iso
+from agent.records import (
+    DECISIONS,
+    SCHEMA_VERSION,
+    FeatureRecord,
+    Review,
+    default_reviewer,
+    now_iso,
+    record_problem,
+    review_problem,
+)
+from agent.store_disk import CorruptValue, TextOnlyDisk
+from agent.store_errors import RecordUnreadable, StoreDamaged, StoreError, db_errors  # noqa: F401 - re-exported
 from agent.world import WORLD_KEYS as WORLD_KEYS  # re-exported: the keys a store is bound by
 from agent.world import world_differences
 
 log = logging.getLogger(__name__)
 
 APP = "steer-interp"
-
-
-class StoreError(Exception):
-    """The store cannot be used as asked (wrong world, newer schema, missing record...)."""
-
-
-class RecordUnreadable(StoreError):
-    """One entry could not be read; the message names the store and the key."""
-
-    def __init__(self, store: Path, key: str, why: str) -> None:
-        super().__init__(f"store {store}: entry {key!r} is unreadable ({why}); rerun that feature with --force")
-        self.store = store
-        self.key = key
 
 
 def cache_root() -> Path:
@@ -81,6 +83,26 @@ def _manual_key(feature: int) -> str:
     return f"manual/{int(feature)}"
 
 
+def _lease_key(feature: int) -> str:
+    return f"lease/{int(feature)}"
+
+
+def _lease_alive(lease: dict[str, Any], now: float) -> bool:
+    """Whether a lease still binds: not expired, and its process not known dead (same host only)."""
+    expires = lease.get("expires")
+    if not isinstance(expires, (int, float)) or expires <= now:
+        return False
+    pid = lease.get("pid")
+    if lease.get("host") == socket.gethostname() and isinstance(pid, int) and pid > 0 and pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:  # alive, owned by someone else
+            pass
+    return True
+
+
 class Store:
     """One store directory. Safe to share between threads and processes."""
 
@@ -92,7 +114,9 @@ class Store:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create store folder {self.path}: {exc.strerror}; pass another --store") from exc
-        opts: dict[str, Any] = {"eviction_policy": "none", "timeout": 120, "statistics": False}
+        # The disk settings are given, not read back from a cache.db that may come from someone else.
+        opts: dict[str, Any] = {"eviction_policy": "none", "timeout": 120, "statistics": False, "disk": TextOnlyDisk,
+                                "disk_min_file_size": 2**15, "disk_pickle_protocol": 0}
         try:
             self._main = Cache(str(self.path / "main"), **opts)
             self._probes = Cache(str(self.path / "probes"), **opts)
@@ -100,11 +124,25 @@ class Store:
             self._images = Cache(str(self.path / "images"), **opts)
         except Exception as exc:  # sqlite errors, permissions
             raise StoreError(f"cannot open store {self.path}: {exc}; check the folder or pass another --store") from exc
+        try:
+            self._check_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    @db_errors
+    def _check_schema(self) -> None:
         with self._main.transact():
-            schema = self._main.get("meta/schema")
+            try:
+                schema = self._main.get("meta/schema")
+            except CorruptValue as exc:
+                raise StoreError(f"store {self.path}: its schema entry is corrupt ({exc}); "
+                                 "pass another --store") from None
             if schema is None:
                 self._main.set("meta/schema", SCHEMA_VERSION)
-            elif int(schema) > SCHEMA_VERSION:
+            elif not isinstance(schema, int) or isinstance(schema, bool):
+                raise StoreError(f"store {self.path}: its schema entry is corrupt ({schema!r}); pass another --store")
+            elif schema > SCHEMA_VERSION:
                 raise StoreError(f"store {self.path} has schema {schema}, newer than this steer-interp "
                                  f"({SCHEMA_VERSION}): upgrade, or pass another --store")
 
@@ -121,13 +159,28 @@ class Store:
         self.close()
 
     def _load(self, cache: Any, key: str) -> Any:
-        raw = cache.get(key)
+        raw = self._get(cache, key)
         if raw is None:
             return None
+        if not isinstance(raw, str):
+            raise RecordUnreadable(self.path, key, f"a {type(raw).__name__}, not JSON text")
         try:
             return json.loads(raw)
-        except (TypeError, ValueError) as exc:
+        except ValueError as exc:
             raise RecordUnreadable(self.path, key, f"not valid JSON: {exc}") from None
+
+    def _get(self, cache: Any, key: str) -> Any:
+        """The raw value at ``key``; a pickle, bytes or a missing value file is a RecordUnreadable."""
+        try:
+            return cache.get(key)
+        except CorruptValue as exc:
+            if not exc.missing_file:
+                raise RecordUnreadable(self.path, key, str(exc)) from None
+            first = exc
+        try:  # a concurrent write may have replaced the row (and its file) between the read and the open
+            return cache.get(key)
+        except CorruptValue:
+            raise RecordUnreadable(self.path, key, str(first)) from None
 
     @staticmethod
     def _dump(value: Any) -> str:
@@ -136,20 +189,29 @@ class Store:
     # ------------------------------------------------------------------ meta
 
     @property
+    @db_errors
     def schema(self) -> int:
-        return int(self._main.get("meta/schema", SCHEMA_VERSION))
+        value = self._get(self._main, "meta/schema")
+        return value if isinstance(value, int) else SCHEMA_VERSION
 
+    @db_errors
     def get_meta(self, name: str, default: Any = None) -> Any:
         value = self._load(self._main, f"meta/{name}")
         return default if value is None else value
 
+    @db_errors
     def set_meta(self, name: str, value: Any) -> None:
         self._main.set(f"meta/{name}", self._dump(value))
 
+    @db_errors
     def world(self) -> dict[str, Any] | None:
-        """The (model, revision, SAE, layer) this store's records belong to."""
-        return self.get_meta("world")
+        """The (model, revision, SAE, layer) this store's records belong to; RecordUnreadable when corrupt."""
+        world = self.get_meta("world")
+        if world is not None and not (isinstance(world, dict) and all(isinstance(k, str) for k in world)):
+            raise RecordUnreadable(self.path, "meta/world", f"expected an object, found {type(world).__name__}")
+        return world
 
+    @db_errors
     def bind_world(self, world: dict[str, Any]) -> None:
         """Claim the store for ``world``; a store made for another model, SAE or layer is refused.
 
@@ -157,7 +219,7 @@ class Store:
         matches its name.
         """
         with self._main.transact():
-            current = self.get_meta("world")
+            current = self.world()
             if current is None:
                 self.set_meta("world", world)
                 return
@@ -184,6 +246,7 @@ class Store:
 
     # ------------------------------------------------------------------ probe results
 
+    @db_errors
     def get_probe(self, key: str) -> ProbeResult | None:
         try:
             data = self._load(self._probes, key)
@@ -192,14 +255,17 @@ class Store:
             log.warning("store %s: cached probe %s unreadable (%s); recomputing it", self.path, key, exc)
             return None
 
+    @db_errors
     def put_probe(self, key: str, result: ProbeResult) -> None:
         self._probes.set(key, self._dump(result.to_dict()))
 
+    @db_errors
     def probe_count(self) -> int:
         return len(self._probes)
 
     # ------------------------------------------------------------------ top-k / hybrid descriptions
 
+    @db_errors
     def get_image_evidence(self, key: str) -> ImageEvidence | None:
         try:
             data = self._load(self._images, key)
@@ -208,11 +274,13 @@ class Store:
             log.warning("store %s: cached top-k description %s unreadable (%s); recomputing it", self.path, key, exc)
             return None
 
+    @db_errors
     def put_image_evidence(self, key: str, result: ImageEvidence) -> None:
         self._images.set(key, self._dump(result.to_dict()))
 
     # ------------------------------------------------------------------ judge calls
 
+    @db_errors
     def get_judge_call(self, key: str) -> dict[str, Any] | None:
         try:
             data = self._load(self._judge, key)
@@ -221,9 +289,11 @@ class Store:
             return None
         return data if isinstance(data, dict) and isinstance(data.get("text"), str) else None
 
+    @db_errors
     def put_judge_call(self, key: str, value: dict[str, Any]) -> None:
         self._judge.set(key, self._dump(value))
 
+    @db_errors
     def judge_call_count(self) -> int:
         return len(self._judge)
 
@@ -234,19 +304,22 @@ class Store:
         data = self._load(self._main, key)
         if data is None:
             return None
-        if not isinstance(data, dict):
-            raise RecordUnreadable(self.path, key, f"expected an object, found {type(data).__name__}")
-        schema = data.get("schema")
-        if not isinstance(schema, int) or schema > SCHEMA_VERSION:
-            raise RecordUnreadable(self.path, key, f"schema {schema!r} is not one this version reads")
-        try:
-            return FeatureRecord.from_dict(data)
-        except (TypeError, ValueError, KeyError) as exc:
-            raise RecordUnreadable(self.path, key, f"fields do not match the record schema: {exc}") from None
+        schema = data.get("schema") if isinstance(data, dict) else None
+        if isinstance(schema, int) and schema > SCHEMA_VERSION:
+            raise RecordUnreadable(self.path, key, f"schema {schema!r} is newer than this version reads")
+        problem = record_problem(data)
+        if problem is None and data["feature"] != feature:
+            problem = f"it is filed under feature {feature} but names feature {data['feature']}"
+        if problem:
+            raise RecordUnreadable(self.path, key, problem)
+        return FeatureRecord.from_dict(data)
 
     def _read_review(self, feature: int) -> dict[str, Any]:
         try:
             data = self._load(self._main, _review_key(feature))
+            problem = None if data is None else review_problem(data)
+            if problem:
+                raise RecordUnreadable(self.path, _review_key(feature), problem)
         except RecordUnreadable as exc:
             log.error("%s", exc)
             data = None
@@ -256,6 +329,7 @@ class Store:
         data.setdefault("history", [])
         return data
 
+    @db_errors
     def get_record(self, feature: int) -> FeatureRecord | None:
         """The record of ``feature`` with its current review and manual probes, or None.
         Raises RecordUnreadable."""
@@ -266,9 +340,11 @@ class Store:
             rec.manual = self.manual_probes(feature)
         return rec
 
+    @db_errors
     def has_review(self, feature: int) -> bool:
         return self._read_review(feature)["current"] is not None
 
+    @db_errors
     def put_record(self, record: FeatureRecord, *, overwrite_reviewed: bool = False) -> bool:
         """Write ``record`` whole. Returns False (and writes nothing) when a human has reviewed the
         feature, unless ``overwrite_reviewed``; then the old review moves to the review history."""
@@ -282,20 +358,44 @@ class Store:
                                           "superseded_by": record.run_id or "a later run"})
                 review["current"] = None
                 self._main.set(_review_key(feature), self._dump(review))
-            self._main.set(_record_key(feature), self._dump(record.to_dict()))
+            self._main.set(_record_key(feature), self._dump(record.to_dict()), tag=time.time())
         return True
 
+    @db_errors
+    def record_stored_at(self, feature: int) -> float | None:
+        """When the feature's record was last written (time.time()), None when unknown."""
+        try:
+            _value, tag = self._main.get(_record_key(feature), tag=True)
+        except CorruptValue:
+            return None
+        return float(tag) if isinstance(tag, (int, float)) and not isinstance(tag, bool) else None
+
+    @db_errors
     def delete_record(self, feature: int) -> None:
         self._main.delete(_record_key(feature))
 
+    @db_errors
     def features(self) -> list[int]:
         """Ids of every feature with a record (readable or not)."""
+        return self._feature_keys("record")
+
+    def _feature_keys(self, prefix: str) -> list[int]:
+        """Feature ids of the keys ``prefix/N``; keys this store never writes are skipped with a warning."""
         out = []
         for key in self._main.iterkeys():
-            if isinstance(key, str) and key.startswith("record/"):
-                out.append(int(key.split("/", 1)[1]))
+            if not isinstance(key, str):
+                log.warning("store %s: skipping an entry whose key is %r, not text", self.path, key)
+                continue
+            head, _, tail = key.partition("/")
+            if head != prefix:
+                continue
+            if tail.isdigit() and tail.isascii():
+                out.append(int(tail))
+            else:
+                log.warning("store %s: skipping entry %r (not a feature id)", self.path, key)
         return sorted(out)
 
+    @db_errors
     def list_records(self, features: Iterable[int] | None = None,
                      errors: list[RecordUnreadable] | None = None) -> list[FeatureRecord]:
         """Readable records in feature order; unreadable ones go to ``errors`` (or the log)."""
@@ -316,6 +416,7 @@ class Store:
 
     # ------------------------------------------------------------------ reviews
 
+    @db_errors
     def set_review(self, feature: int, decision: str, *, explanation: str | None = None, label: str | None = None,
                    note: str | None = None, reviewer: str | None = None) -> Review:
         """Record a human decision (accept, edit or reject) about the feature's record."""
@@ -336,6 +437,7 @@ class Store:
             self._main.set(_review_key(feature), self._dump(data))
         return review
 
+    @db_errors
     def clear_review(self, feature: int, reviewer: str | None = None) -> None:
         """Withdraw the current decision (it stays in the history)."""
         with self._main.transact():
@@ -347,24 +449,22 @@ class Store:
             data["current"] = None
             self._main.set(_review_key(feature), self._dump(data))
 
+    @db_errors
     def get_review(self, feature: int) -> Review | None:
         current = self._read_review(feature)["current"]
         return Review.from_dict(current) if current else None
 
+    @db_errors
     def review_history(self, feature: int) -> list[dict[str, Any]]:
         return list(self._read_review(feature)["history"])
 
+    @db_errors
     def reviewed_features(self) -> set[int]:
-        out = set()
-        for key in self._main.iterkeys():
-            if isinstance(key, str) and key.startswith("review/"):
-                f = int(key.split("/", 1)[1])
-                if self._read_review(f)["current"] is not None:
-                    out.add(f)
-        return out
+        return {f for f in self._feature_keys("review") if self._read_review(f)["current"] is not None}
 
     # ------------------------------------------------------------------ manual probes
 
+    @db_errors
     def add_manual_probe(self, feature: int, result: ProbeResult, *, baseline: ProbeResult | None = None,
                          reviewer: str | None = None) -> dict[str, Any]:
         """Append a probe a person ran by hand to the feature's record (kept apart from the automatic
@@ -377,6 +477,7 @@ class Store:
             self._main.set(_manual_key(feature), self._dump(entries))
         return entry
 
+    @db_errors
     def manual_probes(self, feature: int) -> list[dict[str, Any]]:
         """Every manual probe of ``feature``, oldest first (``result`` is a ProbeResult dict)."""
         try:
@@ -387,8 +488,40 @@ class Store:
         return [e for e in data if isinstance(e, dict) and isinstance(e.get("result"), dict)] \
             if isinstance(data, list) else []
 
+    # ------------------------------------------------------------------ leases
+
+    @db_errors
+    def claim(self, feature: int, holder: str, ttl: float) -> bool:
+        """Lease ``feature`` to ``holder`` for ``ttl`` seconds (or renew its lease); False when another
+        live holder has it. A lease lapses at its expiry, or at once when its process is known dead."""
+        key, now = _lease_key(feature), time.time()
+        with self._main.transact():
+            try:
+                lease = self._load(self._main, key)
+            except RecordUnreadable as exc:
+                log.warning("%s; taking the lease over", exc)
+                lease = None
+            if isinstance(lease, dict) and lease.get("holder") != holder and _lease_alive(lease, now):
+                return False
+            self._main.set(key, self._dump({"holder": holder, "expires": now + ttl, "pid": os.getpid(),
+                                            "host": socket.gethostname()}))
+        return True
+
+    @db_errors
+    def release(self, feature: int, holder: str) -> None:
+        """End ``holder``'s lease on ``feature`` (another holder's lease is left alone)."""
+        key = _lease_key(feature)
+        with self._main.transact():
+            try:
+                lease = self._load(self._main, key)
+            except RecordUnreadable:
+                lease = {"holder": holder}
+            if isinstance(lease, dict) and lease.get("holder") == holder:
+                self._main.delete(key)
+
     # ------------------------------------------------------------------ summary
 
+    @db_errors
     def counts(self) -> dict[str, int]:
         errors: list[RecordUnreadable] = []
         recs = self.list_records(errors=errors)

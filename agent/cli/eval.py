@@ -173,7 +173,7 @@ def load_inputs(args: argparse.Namespace, cfg: EvalConfig) -> Any:
     spec = world_spec(args)
     _model, sae = spec.resolved()
     try:
-        truth = load_truth(args.ground_truth) if args.ground_truth else truth_for_sae(sae)
+        truth = load_truth(args.ground_truth) if args.ground_truth else truth_for_sae(sae, args.layer)
     except TruthError as exc:
         raise ChoiceError(str(exc), field="ground_truth") from None
     engine = _load_engine(spec)

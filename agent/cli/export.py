@@ -22,7 +22,9 @@ def _open_store(args: argparse.Namespace):  # -> Store
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("export", help="write the store's records as JSON lines",
-                       description="Write one JSON object per feature (explanation, label, review, ground truth...).")
+                       description="Write one JSON object per feature (explanation, label, review, ground truth...). "
+                       "Corrupt records are named on stderr and skipped (exit 1); requested features the store "
+                       "does not hold are counted (exit 0).")
     e.add_argument("--store", type=Path, help="store folder (default: the toy world's / the given model's)")
     e.add_argument("--out", required=True, help="output .jsonl file, or - for stdout")
     e.add_argument("--features", help="only these features (e.g. 0-63)")
@@ -43,9 +45,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def export(args: argparse.Namespace) -> int:
-    from agent.export import export_records
+    from agent.export import export_store
     from agent.features import FeatureSpecError, parse_features
-    from agent.store import RecordUnreadable, StoreError
+    from agent.store import StoreError
 
     try:
         features = parse_features(args.features) if args.features else None
@@ -53,14 +55,12 @@ def export(args: argparse.Namespace) -> int:
     except (FeatureSpecError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    errors: list[RecordUnreadable] = []
     with store:
-        n = export_records(store, args.out, features, errors=errors)
-    for exc in errors:
-        print(f"error: {exc}", file=sys.stderr)
-    if args.out != "-":
-        print(f"exported {n} records to {args.out}" + (f" ({len(errors)} unreadable)" if errors else ""))
-    return 1 if errors else 0
+        result = export_store(store, args.out, features)
+    for line in [f"warning: {w}" for w in result.warnings] + [f"error: {exc}" for exc in result.corrupt]:
+        print(line, file=sys.stderr)
+    print(result.summary(args.out), file=sys.stderr if args.out == "-" else sys.stdout)
+    return 1 if result.corrupt else 0  # missing features are reported, not failed: a store may be partial
 
 
 def review(args: argparse.Namespace) -> int:

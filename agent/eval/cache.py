@@ -54,11 +54,14 @@ class EvalCache:
     def __init__(self, root: str | Path) -> None:
         from diskcache import Cache
 
+        from agent.store_disk import CacheDisk
+
         self.root = Path(root).expanduser()
         self.root.mkdir(parents=True, exist_ok=True)
         self.shared = Store(self.root / "shared")
-        self._evidence = Cache(str(self.root / "evidence"), eviction_policy="none", timeout=120)
-        self.embeddings = Cache(str(self.root / "embeddings"), eviction_policy="none", timeout=120)
+        safe = {"eviction_policy": "none", "timeout": 120, "disk": CacheDisk, "disk_min_file_size": 2**15}
+        self._evidence = Cache(str(self.root / "evidence"), **safe)  # never unpickles (agent.store_disk)
+        self.embeddings = Cache(str(self.root / "embeddings"), **safe)
         """Sentence embeddings by model and text (raw float32 bytes)."""
         self._stores: dict[str, Store] = {}
 

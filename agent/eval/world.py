@@ -46,18 +46,37 @@ def load_truth(path: str | Path) -> dict[int, dict[str, Any]]:
     return out
 
 
-def truth_for_sae(sae: str | None) -> dict[int, dict[str, Any]] | None:
-    """The ground truth shipped beside a local SAE folder (the toy world ships one), else None."""
+def truth_for_sae(sae: str | None, layer: int | None = None) -> dict[int, dict[str, Any]] | None:
+    """The ground truth shipped beside a local SAE folder (the toy world ships one), else None.
+
+    ``layer``: the layer the SAE is run at (None: its own); truth measured at another layer does not apply.
+    """
     if not sae:
         return None
     folder = Path(str(sae)).expanduser()
     if not (folder / GROUND_TRUTH_FILE).is_file():
         return None
     try:
+        measured_at = truth_layer(folder)
+        if layer is not None and measured_at is not None and layer != measured_at:
+            log.warning("no ground truth: the SAE's truth was measured at layer %s, not %s", measured_at, layer)
+            return None
         return load_truth(folder)
     except TruthError as exc:
         log.warning("ignoring ground truth beside the SAE: %s", exc)
         return None
+
+
+def truth_layer(path: str | Path) -> int | None:
+    """The layer a ground-truth file (or the folder holding one) says its features were measured at."""
+    p = Path(path).expanduser()
+    p = p / GROUND_TRUTH_FILE if p.is_dir() else p
+    try:
+        meta = json.loads(p.read_text()).get("meta")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise TruthError(f"{p} is not a ground-truth object ({exc.__class__.__name__})") from None
+    layer = meta.get("layer") if isinstance(meta, dict) else None
+    return layer if isinstance(layer, int) and not isinstance(layer, bool) else None
 
 
 def families_of(truth: dict[int, dict[str, Any]]) -> dict[str, list[str]]:

@@ -14,6 +14,7 @@ from typing import Any
 from agent.config import RunConfig
 from agent.events import FeatureStarted, RunPlanned, RunStarted
 from agent.judges.base import Judge, JudgeFatalError, JudgeQuotaError
+from agent.leases import FeatureLeases
 from agent.records import FeatureRecord
 from agent.run.images import (
     Describer,
@@ -253,9 +254,13 @@ async def _run_loops(run: Run, lc: LoopContext, store: Store | None, to_run: lis
     """Keep up to ``in_flight`` feature loops going until every feature is done or the run halts."""
     loop = asyncio.get_running_loop()
     queue = list(reversed(to_run))
-    workers = [loop.create_task(_worker(run, lc, store, queue), name=f"feature-worker-{i}")
+    # concurrent runs on one store share the work: a feature another run finishes meanwhile counts as done
+    leases = (FeatureLeases(store, run.run_id, on_done_elsewhere=lambda f: run.skipped(f, "skipped-done", "done"))
+              if store is not None else None)
+    workers = [loop.create_task(_worker(run, lc, store, queue, leases), name=f"feature-worker-{i}")
                for i in range(max(1, min(run.config.in_flight, len(to_run))))]
     watcher = loop.create_task(_watch(run), name="run-watch")
+    renewer = loop.create_task(leases.keep_alive(), name="run-leases") if leases is not None else None
     waiter = loop.create_task(run.stop.wait())
     try:
         pending = set(workers)
@@ -271,6 +276,10 @@ async def _run_loops(run: Run, lc: LoopContext, store: Store | None, to_run: lis
     finally:
         watcher.cancel()
         waiter.cancel()
+        if renewer is not None and leases is not None:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+            leases.release_all()
         background = lc.background
         if background is not None and not background.done():
             background.cancel()
@@ -280,40 +289,53 @@ async def _run_loops(run: Run, lc: LoopContext, store: Store | None, to_run: lis
     run.stats.in_flight.clear()
 
 
-async def _worker(run: Run, lc: LoopContext, store: Store | None, queue: list[int]) -> None:
-    """Explain features from ``queue`` one after another, storing each record, until the run stops."""
-    while queue and not run.stop.is_set():
+async def _worker(run: Run, lc: LoopContext, store: Store | None, queue: list[int],
+                  leases: FeatureLeases | None = None) -> None:
+    """Explain features from ``queue`` one after another, storing each record, until the run stops
+    (with ``leases``: only features no other run holds, coming back to those when the queue is empty)."""
+    while (queue or leases is not None and leases.deferred) and not run.stop.is_set():
         if lc.budget.exhausted:  # no new features; the running ones end with a forced final
             run.note_stop("budget", f"the judge token budget ({lc.budget.limit} tokens) is spent: "
                                     "features not started are left for a rerun")
             return
-        f = queue.pop()
-        run.stats.in_flight[f] = 0
-        run.emit(lambda stats, f=f: FeatureStarted(stats=stats, feature=f))
-        try:
-            record = await explain_feature(f, lc)
-        except JudgeFatalError as exc:
-            run.stats.in_flight.pop(f, None)
-            run.halt("quota" if isinstance(exc, JudgeQuotaError) else "judge", str(exc))
-            run.error(str(exc), feature=f, fatal=True)
+        f = queue.pop() if leases is None else await leases.next(queue, run.stop)
+        if f is None:
             return
-        except asyncio.CancelledError:
-            run.stats.in_flight.pop(f, None)
-            raise
-        except Exception as exc:
-            log.exception("feature %d crashed", f)
-            record = FeatureRecord(feature=f, status="failed", error=f"internal error: {exc!r}",
-                                   judge=lc.judge.describe(), world=lc.world, fingerprint=lc.fingerprint,
-                                   run_id=lc.run_id)
+        try:
+            await _explain_and_store(run, lc, store, f)
+        finally:
+            if leases is not None:
+                leases.release(f)
+
+
+async def _explain_and_store(run: Run, lc: LoopContext, store: Store | None, f: int) -> None:
+    """One feature: explain it and store its record (a fatal judge error halts the run)."""
+    run.stats.in_flight[f] = 0
+    run.emit(lambda stats, f=f: FeatureStarted(stats=stats, feature=f))
+    try:
+        record = await explain_feature(f, lc)
+    except JudgeFatalError as exc:
         run.stats.in_flight.pop(f, None)
-        written = True
-        if store is not None:
-            try:
-                written = store.put_record(record, overwrite_reviewed=run.config.overwrite_reviewed)
-            except Exception as exc:  # noqa: BLE001
-                run.store_failed(f, f"could not store feature {f}: {exc}")
-                continue
-        run.finished(record, written)
+        run.halt("quota" if isinstance(exc, JudgeQuotaError) else "judge", str(exc))
+        run.error(str(exc), feature=f, fatal=True)
+        return
+    except asyncio.CancelledError:
+        run.stats.in_flight.pop(f, None)
+        raise
+    except Exception as exc:
+        log.exception("feature %d crashed", f)
+        record = FeatureRecord(feature=f, status="failed", error=f"internal error: {exc!r}",
+                               judge=lc.judge.describe(), world=lc.world, fingerprint=lc.fingerprint,
+                               run_id=lc.run_id)
+    run.stats.in_flight.pop(f, None)
+    written = True
+    if store is not None:
+        try:
+            written = store.put_record(record, overwrite_reviewed=run.config.overwrite_reviewed)
+        except Exception as exc:  # noqa: BLE001
+            run.store_failed(f, f"could not store feature {f}: {exc}")
+            return
+    run.finished(record, written)
 
 
 async def _watch(run: Run) -> None:
