@@ -271,6 +271,10 @@ class FastDecoder:
                  repetition_penalty: float | None = None) -> DecodeOutput:
         """Greedy (or per-row seeded) answers for processor outputs ``batch``.
 
+        One function on purpose: prefill, cache fan-out and the per-step loop share a dozen tensors whose
+        shapes must stay in step (rows, cache length, slots); split apart, each piece would take and
+        return most of them, and the loop is the hot path a GPU profile reads as one block.
+
         batch: the model's inputs for the distinct prompt rows (input_ids [unique, prompt], ...), run
         inside whatever steering / prefix-cache context the caller holds. rows_of: [rows] index of the
         prefill row each output row continues (rows that only differ in their samples share a

@@ -326,7 +326,8 @@ def _method_section(m: dict[str, Any], command: str | None) -> list[str]:
 
 
 def write_plots(metrics: dict[str, Any], out: Path) -> list[str]:
-    """PNG plots beside the report; returns the file names written."""
+    """PNG plots beside the report; returns the file names written (one block per figure, in report
+    order: long, but each block is independent plotting code)."""
     import matplotlib
 
     matplotlib.use("Agg")

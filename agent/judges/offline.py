@@ -190,6 +190,9 @@ class OfflineJudge:
     # ------------------------------------------------------------------ decisions
 
     def assess(self, ctx: JudgeContext) -> Verdict:
+        """The verdict for the evidence so far: final, or a follow-up probe request. One decision list
+        read top to bottom (ranked concepts, then each way to conclude or ask); the issue that rewrites
+        this judge's strategy (hypothesis tests instead of votes) replaces it as a whole."""
         p = self.params
         ranked, n_changed, n_steered = self.scores(ctx.evidence, ctx.background, ctx.feature)
         concepts = [s for s in ranked

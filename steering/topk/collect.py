@@ -122,6 +122,10 @@ def collect_topk(
 ) -> TopKResult | None:
     """One pass over ``source``; writes ``out`` and returns the loaded result.
 
+    Long on purpose: the streaming loop, its checkpoint cadence and the resume state are one piece of
+    state (what was absorbed, up to which image, with which config); keeping them in one function keeps
+    "resume gives the same result as one pass" checkable by reading it.
+
     Resumes from ``out/checkpoint.safetensors`` when it belongs to the same run. ``max_batches``
     stops early after a checkpoint (for tests and time-boxed runs) and then returns None.
     """

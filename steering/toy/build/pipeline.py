@@ -34,6 +34,9 @@ def build(out: Path, seed: int = 0, cfg: ToyConfig | None = None, threads: int |
           reuse_model: bool = False) -> dict:
     """Run the whole pipeline into ``out``; returns the figures written to ``build.json``.
 
+    A straight sequence of stages (data, VLM, SAE, ground truth, figures), kept together so the build
+    reads top to bottom; each stage is its own module.
+
     ``reuse_model`` skips VLM training and takes the model already in ``out/model`` (to redo
     only the SAE and the ground truth).
     """

@@ -43,6 +43,9 @@ def decode(state: dict[str, torch.Tensor], f: torch.Tensor) -> torch.Tensor:
 def train_sae(acts: torch.Tensor, cfg: SAEConfig, seed: int, centre: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Train on activations [N, d]; returns the ``ae.pt`` state dict acting on raw activations.
 
+    One training loop in one function (as nanoGPT and sparsify write theirs): its schedule, dead-latent
+    revival and logging share the loop's state.
+
     ``centre`` [d], when given, is the frozen decoder bias: the toy centres its SAE on the blank
     white canvas, so every latent is a departure from the empty image (the very image steering
     starts from) instead of from the middle of the data cloud, where a latent's direction added to
