@@ -15,8 +15,27 @@ DIRECTIONS = ("feature", "random")
 EVIDENCE_MODES = ("topk", "hybrid")
 
 
+class _Keyed:
+    """A frozen dataclass that round-trips through a plain dict and names its cache entries by a hash of
+    itself plus the engine fingerprint (under ``_KEY_NAME``: "probe" or "request", as stores hold them)."""
+
+    _KEY_NAME = "item"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        return cls(**d)
+
+    def key(self, fingerprint: dict[str, Any]) -> str:
+        """Cache key: this item plus everything about the engine (and the top-k) that changes its answer."""
+        payload = json.dumps({self._KEY_NAME: self.to_dict(), "engine": fingerprint}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
-class Probe:
+class Probe(_Keyed):
     """One request to the steered VLM."""
 
     feature: int | None
@@ -57,17 +76,7 @@ class Probe:
     def is_baseline(self) -> bool:
         return self.feature is None or self.strength == 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Probe:
-        return cls(**d)
-
-    def key(self, fingerprint: dict[str, Any]) -> str:
-        """Cache key: this probe plus everything about the engine that changes its answer."""
-        payload = json.dumps({"probe": self.to_dict(), "engine": fingerprint}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()
+    _KEY_NAME = "probe"
 
 
 @dataclass(frozen=True)
@@ -102,7 +111,7 @@ class ProbeResult:
 
 
 @dataclass(frozen=True)
-class EvidenceRequest:
+class EvidenceRequest(_Keyed):
     """One top-k or hybrid description of one feature."""
 
     feature: int
@@ -124,14 +133,4 @@ class EvidenceRequest:
             raise ValueError(f"n_images must be >= 1, got {self.n_images}")
         object.__setattr__(self, "strength", float(self.strength))  # 50 and 50.0 key alike
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EvidenceRequest:
-        return cls(**d)
-
-    def key(self, fingerprint: dict[str, Any]) -> str:
-        """Cache key: this request plus everything about the engine and the top-k that changes it."""
-        payload = json.dumps({"request": self.to_dict(), "engine": fingerprint}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()
+    _KEY_NAME = "request"
