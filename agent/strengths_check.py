@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Sequence
 
@@ -12,12 +11,12 @@ in the hundreds for the supported encoders), far below what overflows bf16/fp16 
 
 
 def check_strengths(values: Sequence[float], text: str) -> list[float]:
-    """``values`` when every one is finite and within 0..MAX_STRENGTH; else a one-line argparse error."""
+    """``values`` when every one is finite and within 0..MAX_STRENGTH; else ValueError with a one-line message."""
     for v in values:
         if not math.isfinite(v):
-            raise argparse.ArgumentTypeError(f"bad --strengths {text!r}: {v} is not a finite number")
+            raise ValueError(f"bad --strengths {text!r}: {v} is not a finite number")
         if not 0 <= v <= MAX_STRENGTH:
-            raise argparse.ArgumentTypeError(
+            raise ValueError(
                 f"bad --strengths {text!r}: {v:g} is outside 0..{MAX_STRENGTH:g} (strengths are L2 norms, "
                 "a few times the hidden-state norm)"
             )

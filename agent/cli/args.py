@@ -61,7 +61,10 @@ def parse_strengths(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"bad --strengths {text!r}: use numbers like 0,50,100,200") from None
     if not values or any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"bad --strengths {text!r}: give one or more non-negative numbers")
-    return check_strengths(values, text)
+    try:
+        return check_strengths(values, text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_price(text: str) -> tuple[float, float]:
