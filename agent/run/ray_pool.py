@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from agent.probes import Probe, ProbeResult
-from agent.run.ray_actor import RayOptions, connect, start_actors
+from agent.run.ray_actor import RayOptions, connect, first_line, start_actors
 from agent.world import Engines, WorldSpec
 
 log = logging.getLogger(__name__)
@@ -181,12 +181,14 @@ class RayEnginePool:
         """An actor died under a chunk: send its probes again, and keep the actor while Ray restarts it."""
         pending.extendleft(reversed(chunk.indices))
         self.retried_chunks += 1
+        if not worker.alive:  # another chunk queued on the same dead process
+            return
         worker.deaths += 1
         worker.alive = False  # out of the rotation until Ray has restarted it
         restarts = worker.restarting = worker.deaths <= self.options.max_restarts
         log.warning("Ray engine actor %d (pid %s) died under a chunk of %d probes; sending them again%s: %s",
                     worker.index, worker.pid, len(chunk.indices), "" if restarts else " (actor dropped)",
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                    first_line(exc))
         if restarts:
             threading.Thread(target=self._await_restart, args=(worker,), daemon=True).start()
 
@@ -194,13 +196,19 @@ class RayEnginePool:
         """Put the actor back in the rotation once Ray has restarted it (or leave it out)."""
         import ray
 
-        try:
-            info = ray.get(self.actors[worker.index].info.remote(), timeout=600)
-        except Exception as exc:  # noqa: BLE001 - restarts exhausted, node lost: the others carry on
-            log.warning("Ray engine actor %d did not come back: %s", worker.index, exc)
-            worker.restarting = False
-            return
-        worker.pid, worker.alive = info["pid"], True
+        deadline = time.monotonic() + 600
+        info = None
+        while info is None and time.monotonic() < deadline and not self._closed.is_set():
+            try:
+                info = ray.get(self.actors[worker.index].info.remote(), timeout=60)
+            except ray.exceptions.ActorUnavailableError:
+                time.sleep(0.5)  # still restarting
+            except Exception as exc:  # noqa: BLE001 - restarts exhausted, node lost: the others carry on
+                log.warning("Ray engine actor %d did not come back: %s", worker.index, first_line(exc))
+                break
+        if info is not None:
+            worker.pid, worker.alive = info["pid"], True
+            log.info("Ray engine actor %d is back (pid %s)", worker.index, worker.pid)
         worker.restarting = False
 
     def _call(self, method: str, *args: Any) -> Any:

@@ -1,0 +1,149 @@
+"""Scale-out on a local Ray cluster (CPU, the toy world): the same export as one process, an actor killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+FEATURES = list(range(32))
+VOLATILE = ("seconds", "created_at", "run_id")
+"""Export fields that differ between any two runs (timings and ids)."""
+
+ray = pytest.importorskip("ray")
+toy = pytest.importorskip("steering.toy")
+pytestmark = pytest.mark.skipif(not toy.is_available(), reason="the toy world is not installed")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Any:
+    """A small local cluster (2 CPUs, a small object store, no dashboard), always shut down."""
+    from agent.run.ray_actor import RayOptions, connect
+
+    connect(RayOptions(init={"num_cpus": 2, "object_store_memory": 80 * 2**20}))
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+class CountingStore:
+    """Counts every probe result a store is asked to write, by key (nothing may be written twice)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from agent.store import Store
+
+        self.puts: Counter[str] = Counter()
+        real = Store.put_probe
+
+        def put_probe(store: Any, key: str, result: Any) -> None:
+            self.puts[key] += 1
+            real(store, key, result)
+
+        monkeypatch.setattr(Store, "put_probe", put_probe)
+
+
+def _explain(engine: Any, folder: Path) -> dict[int, dict[str, Any]]:
+    """Run the 32 features with the offline judge into a fresh store; the export, timings left out."""
+    from agent.export import export_records
+    from agent.judges import JudgeConfig, checked_judge
+    from agent.run import run_features
+    from agent.store import Store
+
+    with Store(folder / "store") as store:
+        summary = run_features(engine, checked_judge(JudgeConfig()), store, FEATURES)
+        assert summary.exit_code == 0
+        export_records(store, folder / "export.jsonl", FEATURES)
+    rows = [json.loads(line) for line in (folder / "export.jsonl").read_text().splitlines()]
+    return {r["feature"]: {k: v for k, v in r.items() if k not in VOLATILE} for r in rows}
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, Any]]:
+    from agent.world import WorldSpec, load_engine
+
+    return _explain(load_engine(WorldSpec(device="cpu")), tmp_path_factory.mktemp("one-process"))
+
+
+def _pool(workers: int = 2) -> Any:
+    from agent.run.ray_pool import RayEnginePool, RayOptions
+    from agent.world import WorldSpec
+
+    return RayEnginePool(WorldSpec(), RayOptions(workers=workers))
+
+
+@pytest.mark.slow
+def test_two_actors_export_what_one_process_does(cluster: Any, one_process: dict[int, dict[str, Any]],
+                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    counting = CountingStore(monkeypatch)
+    pool = _pool()
+    try:
+        exported = _explain(pool, tmp_path)
+        stats = pool.stats()
+    finally:
+        pool.close()
+    assert exported == one_process
+    assert all(r["status"] == "done" for r in exported.values())
+    assert all(w.rows_done > 0 for w in stats), "both actors ran chunks"
+    assert counting.puts and max(counting.puts.values()) == 1
+
+
+@pytest.mark.slow
+def test_an_actor_killed_mid_run_loses_nothing(cluster: Any, one_process: dict[int, dict[str, Any]],
+                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    counting = CountingStore(monkeypatch)
+    pool = _pool()
+    victim = pool.workers[0]
+    pid = ray.get(pool.actors[0].info.remote())["pid"]  # the actor's process, as Ray runs it
+    killed = threading.Event()
+
+    def kill_when_busy() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (victim.rows_done > 0 and victim.in_flight > 0):
+            time.sleep(0.005)
+        os.kill(pid, signal.SIGKILL)
+        killed.set()
+
+    killer = threading.Thread(target=kill_when_busy, daemon=True)
+    killer.start()
+    try:
+        exported = _explain(pool, tmp_path)
+        killer.join(timeout=5)
+    finally:
+        pool.close()
+    assert killed.is_set()
+    assert victim.deaths == 1 and pool.retried_chunks >= 1, "the killed actor's chunks were sent again"
+    assert exported == one_process
+    assert max(counting.puts.values()) == 1, "no probe result stored twice"
+
+
+def test_a_run_without_ray_never_imports_it(tmp_path: Path) -> None:
+    """The CLI's engines without --ray are in-process ones, and nothing imports ray on the way."""
+    code = ("import sys\n"
+            "from agent.cli.main import build_parser, with_default_command\n"
+            "from agent.cli.args import engines_for\n"
+            "args = build_parser().parse_args(with_default_command(['--features', '0-3']))\n"
+            "engines = engines_for(args)\n"
+            "print(type(engines).__name__, 'ray' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.stdout.split() == ["Engines", "False"], out.stderr
+
+
+@pytest.mark.slow
+def test_a_whole_cli_run_without_ray_never_imports_it(tmp_path: Path) -> None:
+    code = ("import sys\n"
+            "from agent.cli.main import main\n"
+            f"code = main(['--features', '0-1', '--store', {str(tmp_path / 'store')!r}, '--no-progress'])\n"
+            "print('RESULT', code, 'ray' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.stdout.split()[-3:] == ["RESULT", "0", "False"], out.stdout[-500:] + out.stderr[-2000:]
