@@ -31,6 +31,9 @@ class RayOptions:
     """CPUs each CPU actor reserves (and torch threads it uses)."""
     chunks_per_worker: int = 2
     """Chunks queued on one actor at a time: the next one waits there while the current one runs."""
+    loader: str | None = None
+    """``module:function`` that builds an engine from a WorldSpec in each actor (None: agent.world.load_engine;
+    benches and tests swap in others)."""
     max_restarts: int = 2
     """Times Ray restarts an actor that died (a replacement: the model loaded again), before it is dropped."""
     init: dict[str, Any] = field(default_factory=dict)
@@ -40,12 +43,12 @@ class RayOptions:
 class EngineActor:
     """One engine (model + SAE) in one Ray actor; stateless apart from the model and its caches."""
 
-    def __init__(self, spec: WorldSpec, threads: int | None = None) -> None:
+    def __init__(self, spec: WorldSpec, threads: int | None = None, loader: str | None = None) -> None:
         if threads:
             import torch
 
             torch.set_num_threads(threads)
-        self.engine = _load(spec)
+        self.engine = _load(spec, loader)
 
     def info(self) -> dict[str, Any]:
         """What the driver needs to know of this actor: its engine's identity and size, where it runs."""
@@ -67,13 +70,12 @@ class EngineActor:
         return getattr(self.engine, method)(*args)
 
 
-def _load(spec: WorldSpec) -> Any:
-    """The engine a spec names; ``STEER_RAY_ENGINE`` = ``module:function`` swaps the loader (tests, benches)."""
-    factory = os.environ.get("STEER_RAY_ENGINE")
-    if factory:
+def _load(spec: WorldSpec, loader: str | None) -> Any:
+    """The engine a spec names, built by ``loader`` (``module:function``) or agent.world.load_engine."""
+    if loader:
         import importlib
 
-        module, _, name = factory.partition(":")
+        module, _, name = loader.partition(":")
         return getattr(importlib.import_module(module), name)(spec)
     from agent.world import load_engine
 
@@ -111,7 +113,7 @@ def first_line(exc: BaseException) -> str:
 def _actor_env() -> dict[str, str]:
     """Environment of every actor: this checkout first on the path, the driver's engine loader and hub settings."""
     env = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    for name in ("STEER_RAY_ENGINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "STEER_INTERP_CACHE"):
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "STEER_INTERP_CACHE"):
         if os.environ.get(name):
             env[name] = os.environ[name]
     return env
@@ -133,8 +135,8 @@ def start_actors(spec: WorldSpec, options: RayOptions) -> list[Any]:
         threads = max(1, int(options.cpus_per_worker))
         spec = _on_cpu(spec)
     log.info("starting %d engine actors (%s)", count, "one GPU each" if gpus else "CPU")
-    return [remote.options(max_restarts=options.max_restarts, max_task_retries=0, **opts).remote(spec, threads)
-            for _ in range(count)]
+    actor = remote.options(max_restarts=options.max_restarts, max_task_retries=0, **opts)
+    return [actor.remote(spec, threads, options.loader) for _ in range(count)]
 
 
 def _on_cpu(spec: WorldSpec) -> WorldSpec:
