@@ -147,3 +147,40 @@ def test_a_whole_cli_run_without_ray_never_imports_it(tmp_path: Path) -> None:
             "print('RESULT', code, 'ray' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.stdout.split()[-3:] == ["RESULT", "0", "False"], out.stdout[-500:] + out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_cluster_and_leaves_a_resumable_store(tmp_path: Path) -> None:
+    """Ctrl-C at a terminal (SIGINT to the whole process group, Ray's processes included): exit 130, the
+    finished features stored; the same command without --ray then finishes the rest."""
+    from agent.cli.main import main
+    from agent.store import Store
+
+    store = tmp_path / "store"
+    argv = ["--features", "0-63", "--store", str(store), "--no-progress", "--table-limit", "0"]
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "-v", *argv, "--ray", "--ray-workers", "2"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if ": done " in line:
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, rest[-2000:]
+    assert "run the same command again to resume" in rest
+    with Store(store) as s:
+        done = [r.feature for r in s.list_records(range(64)) if r.status == "done"]
+    assert 0 < len(done) < 64
+    assert main(argv) == 0
+    with Store(store) as s:
+        assert all(r.status == "done" for r in s.list_records(range(64)))
+
+
+@pytest.mark.slow
+def test_the_scale_out_bench_runs() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "scale_out.py"), "--rows", "64", "--repeats", "1",
+                          "--max-new-tokens", "4"], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # this checkout, not an installed copy
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ratio 2/1 actors:" in out.stdout and "driver overhead per chunk" in out.stdout
