@@ -181,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         return execute(prepared, args, err)
     finally:
+        for line in getattr(engines, "worker_lines", list)():
+            err.print(line, markup=False)
         close_engines(engines)  # a Ray pool's actors stop with the run, Ctrl-C included
 
 

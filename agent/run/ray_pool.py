@@ -38,7 +38,8 @@ class WorkerStats:
     """Chunks queued or running on it now."""
     rows_done: int = 0
     seconds: float = 0.0
-    """Wall seconds its finished chunks took, from sending to the result."""
+    """Wall seconds it was busy: each finished chunk from its sending (or the previous result) to its result."""
+    last_done: float = 0.0
     deaths: int = 0
     restarting: bool = False
     """Died, and Ray is starting it again."""
@@ -170,8 +171,10 @@ class RayEnginePool:
         except ray.exceptions.RayTaskError as exc:
             raise exc.as_instanceof_cause() from None  # the engine's own error, as in one process
         with self._lock:
+            now = time.perf_counter()
             worker.rows_done += chunk.rows
-            worker.seconds += time.perf_counter() - chunk.sent
+            worker.seconds += now - max(chunk.sent, worker.last_done)  # a queued chunk waited for the one before
+            worker.last_done = now
         for i, result in zip(chunk.indices, out):
             results[i] = result
             if on_result is not None and not isinstance(result, Exception):
@@ -259,6 +262,15 @@ class RayEngines(Engines):
     def __init__(self, options: RayOptions | None = None) -> None:
         self.options = options or RayOptions()
         super().__init__(factory=lambda spec: RayEnginePool(spec, self.options))
+
+    def worker_lines(self) -> list[str]:
+        """One line per actor of the pool this run used: where it ran, rows, rows/s, deaths (none: no pool)."""
+        pool = self._engine
+        if not isinstance(pool, RayEnginePool):
+            return []
+        return [f"ray worker {w.index} (pid {w.pid} on {w.host}): {w.rows_done} rows, {w.rows_per_s:.1f} rows/s, "
+                f"{w.rows} rows per chunk" + (f", died {w.deaths}x" if w.deaths else "")
+                + ("" if w.alive else ", dropped") for w in pool.stats()]
 
     def close(self) -> None:
         with self._lock:
