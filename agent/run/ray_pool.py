@@ -106,6 +106,11 @@ class RayEnginePool:
     def batch_rows(self) -> int:
         return sum(w.rows for w in self.workers if w.alive)
 
+    @property
+    def batch_probes(self) -> int:
+        """Probes per batch that fill every actor's queue (the scheduler's batches grow to it)."""
+        return self.options.chunks_per_worker * sum(w.rows for w in self.workers)
+
     # ------------------------------------------------------------------ dispatch
 
     def _run(self, probes: list[Probe], on_result: Callable[[ProbeResult], None] | None,
