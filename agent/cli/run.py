@@ -179,14 +179,14 @@ def run(args: argparse.Namespace) -> int:
         except ChoiceError as exc:
             err.print(f"error: {exc}", markup=False)
             return 2
-        return execute(prepared, args, err)
+        return execute(prepared, args, err, live=getattr(engines, "live_line", None))
     finally:
         for line in getattr(engines, "worker_lines", list)():
             err.print(line, markup=False)
         close_engines(engines)  # a Ray pool's actors stop with the run, Ctrl-C included
 
 
-def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any) -> int:
+def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any = None) -> int:
     """Run a prepared request to the end (Ctrl-C: finish the batch in progress; twice: quit), then report."""
     from agent.cli.progress import RichProgress
     from agent.export import export_records
@@ -208,7 +208,8 @@ def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any) -> int:
     store, features = prepared.store, prepared.features
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        with store, RichProgress(err, enabled=not args.no_progress, verbose=args.verbose) as progress:
+        with store, RichProgress(err, enabled=not args.no_progress, verbose=args.verbose,
+                                 extra=live) as progress:
             try:
                 summary = run_features(prepared.engine, prepared.judge, store, features, prepared.config,
                                        on_event=progress, control=control)

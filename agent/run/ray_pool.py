@@ -277,6 +277,15 @@ class RayEngines(Engines):
                 f"{w.rows} rows per chunk" + (f", died {w.deaths}x" if w.deaths else "")
                 + ("" if w.alive else ", dropped") for w in pool.stats()]
 
+    def live_line(self) -> str:
+        """Each actor's rows/s and chunks queued, for a live display."""
+        pool = self._engine
+        if not isinstance(pool, RayEnginePool):
+            return "ray: starting the engine actors"
+        return "ray: " + " | ".join(f"w{w.index} {w.rows_per_s:.1f} rows/s q{w.in_flight}"
+                                    + ("" if w.alive else " (restarting)" if w.restarting else " (dropped)")
+                                    for w in pool.stats())
+
     def close(self) -> None:
         with self._lock:
             pool, self._engine, self._key = self._engine, None, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -20,14 +21,28 @@ FEATURES = list(range(32))
 VOLATILE = ("seconds", "created_at", "run_id")
 """Export fields that differ between any two runs (timings and ids)."""
 
-ray = pytest.importorskip("ray")
-toy = pytest.importorskip("steering.toy")
-pytestmark = pytest.mark.skipif(not toy.is_available(), reason="the toy world is not installed")
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed: pip install -e '.[ray]'")
+
+
+def _toy_available() -> bool:
+    from steering import toy
+
+    return toy.is_available()
+
+
+def cluster_test(test: Any) -> Any:
+    """A slow test on a local Ray cluster with the toy world."""
+    for mark in (pytest.mark.slow, needs_ray,
+                 pytest.mark.skipif(not _toy_available(), reason="the toy world is not installed")):
+        test = mark(test)
+    return test
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Any:
     """A small local cluster (2 CPUs, a small object store, no dashboard), always shut down."""
+    import ray
+
     from agent.run.ray_actor import RayOptions, connect
 
     connect(RayOptions(init={"num_cpus": 2, "object_store_memory": 80 * 2**20}))
@@ -82,7 +97,7 @@ def _pool(workers: int = 2) -> Any:
     return RayEnginePool(WorldSpec(), RayOptions(workers=workers))
 
 
-@pytest.mark.slow
+@cluster_test
 def test_two_actors_export_what_one_process_does(cluster: Any, one_process: dict[int, dict[str, Any]],
                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     counting = CountingStore(monkeypatch)
@@ -98,13 +113,13 @@ def test_two_actors_export_what_one_process_does(cluster: Any, one_process: dict
     assert counting.puts and max(counting.puts.values()) == 1
 
 
-@pytest.mark.slow
+@cluster_test
 def test_an_actor_killed_mid_run_loses_nothing(cluster: Any, one_process: dict[int, dict[str, Any]],
                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     counting = CountingStore(monkeypatch)
     pool = _pool()
     victim = pool.workers[0]
-    pid = ray.get(pool.actors[0].info.remote())["pid"]  # the actor's process, as Ray runs it
+    pid = cluster.get(pool.actors[0].info.remote())["pid"]  # the actor's process, as Ray runs it
     killed = threading.Event()
 
     def kill_when_busy() -> None:
@@ -149,7 +164,7 @@ def test_a_whole_cli_run_without_ray_never_imports_it(tmp_path: Path) -> None:
     assert out.stdout.split()[-3:] == ["RESULT", "0", "False"], out.stdout[-500:] + out.stderr[-2000:]
 
 
-@pytest.mark.slow
+@cluster_test
 def test_ctrl_c_stops_the_cluster_and_leaves_a_resumable_store(tmp_path: Path) -> None:
     """Ctrl-C at a terminal (SIGINT to the whole process group, Ray's processes included): exit 130, the
     finished features stored; the same command without --ray then finishes the rest."""
@@ -177,10 +192,26 @@ def test_ctrl_c_stops_the_cluster_and_leaves_a_resumable_store(tmp_path: Path) -
         assert all(r.status == "done" for r in s.list_records(range(64)))
 
 
-@pytest.mark.slow
+@cluster_test
 def test_the_scale_out_bench_runs() -> None:
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "scale_out.py"), "--rows", "64", "--repeats", "1",
                           "--max-new-tokens", "4"], capture_output=True, text=True, timeout=600, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # this checkout, not an installed copy
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ratio 2/1 actors:" in out.stdout and "driver overhead per chunk" in out.stdout
+
+
+def test_the_display_lines_show_each_worker() -> None:
+    """Live: rows/s and chunks queued per actor; at the end: rows, rows/s, deaths (no cluster needed)."""
+    from agent.run.ray_pool import RayEnginePool, RayEngines, WorkerStats
+
+    pool = RayEnginePool.__new__(RayEnginePool)  # the numbers only, no actors behind them
+    pool._lock = threading.Lock()
+    pool.workers = [WorkerStats(0, pid=11, host="a", rows_done=64, seconds=2.0, in_flight=2),
+                    WorkerStats(1, pid=12, host="b", alive=False, restarting=True, deaths=1)]
+    engines = RayEngines()
+    assert engines.live_line() == "ray: starting the engine actors" and engines.worker_lines() == []
+    engines._engine = pool
+    assert engines.live_line() == "ray: w0 32.0 rows/s q2 | w1 0.0 rows/s q0 (restarting)"
+    assert engines.worker_lines()[0] == "ray worker 0 (pid 11 on a): 64 rows, 32.0 rows/s, 32 rows per chunk"
+    assert engines.worker_lines()[1].endswith("died 1x, dropped")
