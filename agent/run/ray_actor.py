@@ -93,7 +93,8 @@ def connect(options: RayOptions) -> bool:
         return False
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if options.address == LOCAL:
-        # a cluster of this machine alone stays on the loopback interface
+        # a cluster of this machine alone: no probe of the route to a public address to learn our own
+        # (Ray itself turns 127.0.0.1 into this machine's address, where its services listen)
         kwargs.update(address="local", _node_ip_address="127.0.0.1", include_dashboard=False)
     else:
         kwargs["address"] = options.address
