@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agent.plan import default_store
 from agent.strengths_check import check_strengths
-from agent.world import WorldSpec
+from agent.world import Engines, WorldSpec
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +32,31 @@ def world_spec(args: argparse.Namespace) -> WorldSpec:
     return WorldSpec(model=args.model or None, sae=args.sae or None, layer=args.layer, revision=args.revision,
                      device=args.device, dtype=args.dtype, max_new_tokens=args.max_new_tokens,
                      batch_size=args.batch_size, decode=args.decode, no_compile=args.no_compile)
+
+
+def add_ray_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("scale out on Ray (pip install -e '.[ray]')")
+    g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the engines in Ray actors, one per GPU: alone, a new local cluster on this machine; "
+                        "auto, the cluster `ray start` made; or host:6379 / ray://host:10001")
+    g.add_argument("--ray-workers", type=positive_int, metavar="N",
+                   help="engine actors (default: one per GPU of the cluster; on a cluster without GPUs, 1 CPU actor)")
+
+
+def engines_for(args: argparse.Namespace) -> Engines:
+    """Engines in this process, or (--ray) a pool of Ray actors; ray is imported only then."""
+    if getattr(args, "ray", None) is None:
+        return Engines()
+    from agent.run.ray_pool import RayEngines, RayOptions
+
+    return RayEngines(RayOptions(address=args.ray, workers=args.ray_workers))
+
+
+def close_engines(engines: Engines) -> None:
+    """Stop what the engines hold outside this process (a Ray pool's actors)."""
+    close = getattr(engines, "close", None)
+    if close is not None:
+        close()
 
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from rich import box
@@ -30,8 +31,11 @@ def stats_line(s: RunStats) -> str:
 class RichProgress:
     """Consumes run events; draws a live bar on a terminal, stays quiet elsewhere."""
 
-    def __init__(self, console: Console | None = None, enabled: bool = True, verbose: bool = False) -> None:
+    def __init__(self, console: Console | None = None, enabled: bool = True, verbose: bool = False,
+                 extra: Callable[[], str] | None = None) -> None:
         self.console = console or Console(stderr=True)
+        self.extra = extra
+        """A second line drawn under the statistics (a Ray pool's per-worker rows/s and queue depth)."""
         self.enabled = enabled and self.console.is_terminal
         self.verbose = verbose
         self._progress = Progress(TextColumn("[bold]features"), BarColumn(), MofNCompleteColumn(),
@@ -74,7 +78,10 @@ class RichProgress:
                 self._print(f"[red]error:[/red] {event.message}" if self.enabled else f"error: {event.message}")
         elif isinstance(event, RunFinished):
             self._progress.update(self._task, completed=s.finished_features)
-        self._line.plain = stats_line(s)
+        line = stats_line(s)
+        if self.extra is not None:
+            line += "\n" + self.extra()
+        self._line.plain = line
 
     def _print(self, message: str) -> None:
         if self.enabled:

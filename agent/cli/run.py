@@ -9,6 +9,9 @@ from typing import Any
 
 from agent.cli.args import (
     add_model_options,
+    add_ray_options,
+    close_engines,
+    engines_for,
     add_store_option,
     parse_floats,
     parse_price,
@@ -25,6 +28,7 @@ from agent.plan import ChoiceError, PreparedRun, RunRequest, check_features, pre
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", required=True, help="feature ids: ranges and lists like 0-9,42,100-120, or all")
     add_model_options(p)
+    add_ray_options(p)
     _add_judge_options(p)
     _add_sweep_options(p)
     _add_evidence_options(p)
@@ -148,6 +152,8 @@ def evidence_problem(args: argparse.Namespace, kind: str) -> str | None:
         return "--hybrid-strength goes with --evidence hybrid or all"
     if args.judge_images and not modes:
         return "--judge-images needs top-k evidence: add --evidence topk, hybrid or all"
+    if getattr(args, "ray", None) is not None and modes:
+        return "--ray runs steering evidence only for now: leave out --evidence, or run without --ray"
     if args.judge_images and kind == "offline":
         return "--judge-images needs an LLM judge that reads images (--judge openai); the offline judge reads the texts"
     return None
@@ -156,8 +162,6 @@ def evidence_problem(args: argparse.Namespace, kind: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from agent.world import Engines
-
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line
     request = run_request(args)
     try:
@@ -165,14 +169,24 @@ def run(args: argparse.Namespace) -> int:
         problem = evidence_problem(args, request.judge.kind)
         if problem:
             raise ChoiceError(problem, field="evidence")
-        prepared = prepare_run(request, Engines())  # loads the engine only to learn the SAE's size
     except ChoiceError as exc:
         err.print(f"error: {exc}", markup=False)
         return 2
-    return execute(prepared, args, err)
+    engines = engines_for(args)
+    try:
+        try:
+            prepared = prepare_run(request, engines)  # loads the engine only to learn the SAE's size
+        except ChoiceError as exc:
+            err.print(f"error: {exc}", markup=False)
+            return 2
+        return execute(prepared, args, err, live=getattr(engines, "live_line", None))
+    finally:
+        for line in getattr(engines, "worker_lines", list)():
+            err.print(line, markup=False)
+        close_engines(engines)  # a Ray pool's actors stop with the run, Ctrl-C included
 
 
-def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any) -> int:
+def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any = None) -> int:
     """Run a prepared request to the end (Ctrl-C: finish the batch in progress; twice: quit), then report."""
     from agent.cli.progress import RichProgress
     from agent.export import export_records
@@ -194,7 +208,8 @@ def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any) -> int:
     store, features = prepared.store, prepared.features
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        with store, RichProgress(err, enabled=not args.no_progress, verbose=args.verbose) as progress:
+        with store, RichProgress(err, enabled=not args.no_progress, verbose=args.verbose,
+                                 extra=live) as progress:
             try:
                 summary = run_features(prepared.engine, prepared.judge, store, features, prepared.config,
                                        on_event=progress, control=control)

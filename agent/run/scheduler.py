@@ -71,7 +71,9 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
     world = world_of(loaded)
     if store is not None:
         _remember_run(run, store, loaded, world, judge)
-    service = ProbeService(loaded, store, read_cache=not cfg.force, max_batch=cfg.max_batch_probes,
+    # a pool of engines (agent.run.ray_pool) takes batches that fill every one of them
+    max_batch = max(cfg.max_batch_probes, int(getattr(loaded, "batch_probes", 0)))
+    service = ProbeService(loaded, store, read_cache=not cfg.force, max_batch=max_batch,
                            on_batch=run.on_batch)
     images: ImageEvidenceService | None = None
     try:

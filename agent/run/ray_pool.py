@@ -1,0 +1,293 @@
+"""An Engine over a pool of Ray actors: each batch split into chunks sized per actor, sent to the least busy."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from agent.probes import Probe, ProbeResult
+from agent.run.ray_actor import RayOptions, connect, first_line, start_actors
+from agent.world import Engines, WorldSpec
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PoolClosed", "RayEnginePool", "RayEngines", "RayOptions", "WorkerStats"]
+
+
+class PoolClosed(RuntimeError):
+    """The pool was closed (Ctrl-C, the end of the run) while a batch waited for it, or every actor is gone."""
+
+
+@dataclass
+class WorkerStats:
+    """One actor as the driver sees it."""
+
+    index: int
+    pid: int | None = None
+    host: str = ""
+    rows: int = 32
+    """Rows per chunk sent to it (its engine's rows per generate call)."""
+    alive: bool = True
+    in_flight: int = 0
+    """Chunks queued or running on it now."""
+    rows_done: int = 0
+    seconds: float = 0.0
+    """Wall seconds it was busy: each finished chunk from its sending (or the previous result) to its result."""
+    last_done: float = 0.0
+    deaths: int = 0
+    restarting: bool = False
+    """Died, and Ray is starting it again."""
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_done / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _Chunk:
+    indices: list[int]
+    rows: int
+    worker: int
+    sent: float = field(default_factory=time.perf_counter)
+
+
+class RayEnginePool:
+    """What the probe service needs of an engine (``run``, ``run_isolated``, ``fingerprint``, ``sae.d_sae``,
+    ``hidden_norm``), answered by Ray actors that each hold one engine.
+
+    The driver keeps the store: results come back to the thread that called ``run`` and go to
+    ``on_result`` there. An actor that dies has its chunk sent again to another (Ray restarts it, up to
+    ``max_restarts``, with its model loaded again); a chunk delivers its results once, when it succeeded.
+    """
+
+    def __init__(self, spec: WorldSpec, options: RayOptions | None = None) -> None:
+        import ray
+
+        self.options = options or RayOptions()
+        self.started_ray = connect(self.options)
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self.actors = start_actors(spec, self.options)
+        infos = ray.get([a.info.remote() for a in self.actors])
+        self.workers = [WorkerStats(i, pid=x["pid"], host=x["host"], rows=x["rows"]) for i, x in enumerate(infos)]
+        prints = {repr(sorted(x["fingerprint"].items())) for x in infos}
+        if len(prints) > 1:
+            self.close()
+            raise RuntimeError("the Ray actors loaded different engines (dtype or device differ): their answers "
+                               "would not share one store")
+        self._fingerprint: dict[str, Any] = infos[0]["fingerprint"]
+        self.sae = SimpleNamespace(d_sae=infos[0]["d_sae"])
+        self.retried_chunks = 0
+
+    # ------------------------------------------------------------------ the Engine interface
+
+    def fingerprint(self) -> dict[str, Any]:
+        return dict(self._fingerprint)
+
+    def run(self, probes: Sequence[Probe],
+            on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
+        """Results in the order of ``probes``; the first error an engine raises is raised here."""
+        return self._run(list(probes), on_result, isolate=False)
+
+    def run_isolated(self, probes: Sequence[Probe],
+                     on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult | Exception]:
+        """Like ``run``, but a probe that fails alone comes back as its error (the engines' run_isolated)."""
+        return self._run(list(probes), on_result, isolate=True)
+
+    def hidden_norm(self, base_image: str = "white") -> float:
+        return float(self._call("hidden_norm", base_image))
+
+    def batch_rows(self) -> int:
+        return sum(w.rows for w in self.workers if w.alive)
+
+    @property
+    def batch_probes(self) -> int:
+        """Probes per batch that fill every actor's queue (the scheduler's batches grow to it)."""
+        return self.options.chunks_per_worker * sum(w.rows for w in self.workers)
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _run(self, probes: list[Probe], on_result: Callable[[ProbeResult], None] | None,
+             isolate: bool) -> list[Any]:
+        import ray
+
+        results: list[Any] = [None] * len(probes)
+        pending = deque(range(len(probes)))
+        chunks: dict[Any, _Chunk] = {}
+        try:
+            while pending or chunks:
+                self._check_open()
+                self._fill(probes, pending, chunks, isolate)
+                if not chunks and any(w.restarting for w in self.workers):
+                    time.sleep(0.1)  # every actor is being restarted: wait for one
+                    continue
+                if not chunks:
+                    raise PoolClosed("every Ray engine actor is gone: nothing can run the remaining probes")
+                ready, _ = ray.wait(list(chunks), num_returns=1, timeout=0.5)
+                for ref in ready:
+                    self._collect(ref, chunks.pop(ref), probes, results, pending, on_result)
+        finally:
+            with self._lock:
+                for chunk in chunks.values():
+                    self.workers[chunk.worker].in_flight -= 1
+        return results
+
+    def _fill(self, probes: list[Probe], pending: deque[int], chunks: dict[Any, _Chunk], isolate: bool) -> None:
+        """Send chunks to the least busy actors until each has ``chunks_per_worker`` or nothing is left."""
+        while pending:
+            worker = self._least_busy()
+            if worker is None:
+                return
+            indices, rows = [], 0
+            while pending and (not indices or rows + probes[pending[0]].samples <= worker.rows):
+                i = pending.popleft()
+                indices.append(i)
+                rows += probes[i].samples
+            ref = self.actors[worker.index].run.remote([probes[i] for i in indices], isolate)
+            with self._lock:
+                worker.in_flight += 1
+            chunks[ref] = _Chunk(indices, rows, worker.index)
+
+    def _least_busy(self) -> WorkerStats | None:
+        """The live actor with the fewest chunks queued (the fastest on a tie), or None when all are full."""
+        free = [w for w in self.workers if w.alive and w.in_flight < self.options.chunks_per_worker]
+        return min(free, key=lambda w: (w.in_flight, -w.rows_per_s, w.index)) if free else None
+
+    def _collect(self, ref: Any, chunk: _Chunk, probes: list[Probe], results: list[Any], pending: deque[int],
+                 on_result: Callable[[ProbeResult], None] | None) -> None:
+        """One finished chunk: its results delivered, or (its actor died) its probes queued again."""
+        import ray
+
+        worker = self.workers[chunk.worker]
+        with self._lock:
+            worker.in_flight -= 1
+        try:
+            out = ray.get(ref)
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                ray.exceptions.ObjectLostError) as exc:
+            self._lost(worker, chunk, pending, exc)
+            return
+        except ray.exceptions.RayTaskError as exc:
+            raise exc.as_instanceof_cause() from None  # the engine's own error, as in one process
+        with self._lock:
+            now = time.perf_counter()
+            worker.rows_done += chunk.rows
+            worker.seconds += now - max(chunk.sent, worker.last_done)  # a queued chunk waited for the one before
+            worker.last_done = now
+        for i, result in zip(chunk.indices, out):
+            results[i] = result
+            if on_result is not None and not isinstance(result, Exception):
+                on_result(result)
+
+    def _lost(self, worker: WorkerStats, chunk: _Chunk, pending: deque[int], exc: Exception) -> None:
+        """An actor died under a chunk: send its probes again, and keep the actor while Ray restarts it."""
+        pending.extendleft(reversed(chunk.indices))
+        self.retried_chunks += 1
+        if not worker.alive:  # another chunk queued on the same dead process
+            return
+        worker.deaths += 1
+        worker.alive = False  # out of the rotation until Ray has restarted it
+        restarts = worker.restarting = worker.deaths <= self.options.max_restarts
+        log.warning("Ray engine actor %d (pid %s) died under a chunk of %d probes; sending them again%s: %s",
+                    worker.index, worker.pid, len(chunk.indices), "" if restarts else " (actor dropped)",
+                    first_line(exc))
+        if restarts:
+            threading.Thread(target=self._await_restart, args=(worker,), daemon=True).start()
+
+    def _await_restart(self, worker: WorkerStats) -> None:
+        """Put the actor back in the rotation once Ray has restarted it (or leave it out)."""
+        import ray
+
+        deadline = time.monotonic() + 600
+        info = None
+        while info is None and time.monotonic() < deadline and not self._closed.is_set():
+            try:
+                info = ray.get(self.actors[worker.index].info.remote(), timeout=60)
+            except ray.exceptions.ActorUnavailableError:
+                time.sleep(0.5)  # still restarting
+            except Exception as exc:  # noqa: BLE001 - restarts exhausted, node lost: the others carry on
+                log.warning("Ray engine actor %d did not come back: %s", worker.index, first_line(exc))
+                break
+        if info is not None:
+            worker.pid, worker.alive = info["pid"], True
+            log.info("Ray engine actor %d is back (pid %s)", worker.index, worker.pid)
+        worker.restarting = False
+
+    def _call(self, method: str, *args: Any) -> Any:
+        """One engine method on a live actor, moving on to another if it dies."""
+        import ray
+
+        for worker in [w for w in self.workers if w.alive]:
+            try:
+                return ray.get(self.actors[worker.index].call.remote(method, *args))
+            except ray.exceptions.RayActorError as exc:
+                log.warning("Ray engine actor %d died during %s: %s", worker.index, method, exc)
+            except ray.exceptions.RayTaskError as exc:
+                raise exc.as_instanceof_cause() from None
+        raise PoolClosed(f"every Ray engine actor is gone: cannot run {method}")
+
+    def _check_open(self) -> None:
+        if self._closed.is_set():
+            raise PoolClosed("the Ray engine pool was closed")
+
+    # ------------------------------------------------------------------ lifetime
+
+    def stats(self) -> list[WorkerStats]:
+        """A snapshot of each actor's numbers (rows/s, chunks queued)."""
+        with self._lock:
+            return [WorkerStats(**vars(w)) for w in self.workers]
+
+    def close(self) -> None:
+        """Stop the actors (a batch still waiting raises PoolClosed); shut Ray down if this pool started it."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        import ray
+
+        if not ray.is_initialized():
+            return
+        for actor in self.actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        if self.started_ray:
+            ray.shutdown()
+
+
+class RayEngines(Engines):
+    """Engines whose engine for a world is a RayEnginePool; ``close`` stops it."""
+
+    def __init__(self, options: RayOptions | None = None) -> None:
+        self.options = options or RayOptions()
+        super().__init__(factory=lambda spec: RayEnginePool(spec, self.options))
+
+    def worker_lines(self) -> list[str]:
+        """One line per actor of the pool this run used: where it ran, rows, rows/s, deaths (none: no pool)."""
+        pool = self._engine
+        if not isinstance(pool, RayEnginePool):
+            return []
+        return [f"ray worker {w.index} (pid {w.pid} on {w.host}): {w.rows_done} rows, {w.rows_per_s:.1f} rows/s, "
+                f"{w.rows} rows per chunk" + (f", died {w.deaths}x" if w.deaths else "")
+                + ("" if w.alive else ", dropped") for w in pool.stats()]
+
+    def live_line(self) -> str:
+        """Each actor's rows/s and chunks queued, for a live display."""
+        pool = self._engine
+        if not isinstance(pool, RayEnginePool):
+            return "ray: starting the engine actors"
+        return "ray: " + " | ".join(f"w{w.index} {w.rows_per_s:.1f} rows/s q{w.in_flight}"
+                                    + ("" if w.alive else " (restarting)" if w.restarting else " (dropped)")
+                                    for w in pool.stats())
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._engine, self._key = self._engine, None, None
+        if pool is not None:
+            pool.close()
