@@ -156,6 +156,7 @@ def evidence_problem(args: argparse.Namespace, kind: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from agent.cli.progress import loading
     from agent.world import Engines
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line
@@ -165,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
         problem = evidence_problem(args, request.judge.kind)
         if problem:
             raise ChoiceError(problem, field="evidence")
-        prepared = prepare_run(request, Engines())  # loads the engine only to learn the SAE's size
+        with loading(err, not args.no_progress):
+            prepared = prepare_run(request, Engines())  # loads the engine only to learn the SAE's size
     except ChoiceError as exc:
         err.print(f"error: {exc}", markup=False)
         return 2

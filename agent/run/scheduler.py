@@ -67,15 +67,17 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
         run.stats.finished = time.monotonic()
         _started(run, judge, store, [], [])
         return run.end()
+    if not _is_engine(engine):
+        run.phase("loading the model and SAE")
     loaded = await _load(engine)
     world = world_of(loaded)
     if store is not None:
         _remember_run(run, store, loaded, world, judge)
     service = ProbeService(loaded, store, read_cache=not cfg.force, max_batch=cfg.max_batch_probes,
-                           on_batch=run.on_batch)
+                           on_batch=run.on_batch, on_progress=run.on_probe_progress)
     images: ImageEvidenceService | None = None
     try:
-        strengths, source = await _strengths(loaded, cfg, store, service)
+        strengths, source = await _strengths(loaded, cfg, store, service, run.phase)
         run.summary.strengths, run.summary.strength_source = strengths, source
         if cfg.image_modes:
             if describer is None:
@@ -83,6 +85,7 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
                 describer = TopKDescriber(loaded, topk_root)
             images, run.summary.images = await _image_evidence(loaded, cfg, store, service, source, describer)
         _started(run, judge, store, to_run, strengths)
+        run.phase(f"probing {len(to_run)} features x {len(strengths)} strengths")
         await _run_loops(run, _loop_context(run, judge, store, service, world, images), store, to_run)
     finally:
         await _close(service, images, judge)
@@ -175,14 +178,16 @@ def _norm_key(engine: Engine, base_image: str) -> str:
     return f"hidden_norm/{fp_hash}/{base_image}"
 
 
-async def _strengths(engine: Engine, cfg: RunConfig, store: Store | None,
-                     service: ProbeService) -> tuple[list[float], dict[str, Any]]:
+async def _strengths(engine: Engine, cfg: RunConfig, store: Store | None, service: ProbeService,
+                     phase: Callable[[str], None] = lambda _m: None) -> tuple[list[float], dict[str, Any]]:
     """The schedule, measuring the hidden-state norm once per engine (remembered in the store)."""
     sweep = cfg.sweep
     if sweep.strengths:
         return resolve_strengths(engine, sweep)
     meta_key = _norm_key(engine, sweep.base_image)
     known = store.get_meta(meta_key) if store is not None else None
+    if known is None and not sweep.calibrate:
+        phase("measuring the hidden-state norm at the layer")
     strengths, source = await service.call(resolve_strengths, engine, sweep, known)
     if store is not None and "norm" in source and known is None:
         store.set_meta(meta_key, source["norm"])
