@@ -23,6 +23,10 @@ class Engine(Protocol):
         ...
 
 
+class BatchStopped(Exception):
+    """The run was cancelled in the middle of an engine batch."""
+
+
 class ProbeCache(Protocol):
     def get_probe(self, key: str) -> ProbeResult | None: ...
 
@@ -35,8 +39,11 @@ class ProbeService:
     def __init__(self, engine: Engine, cache: ProbeCache | None = None, *, read_cache: bool = True,
                  max_batch: int = 256, gather_s: float = 0.02,
                  on_batch: Callable[[int, int, float], None] | None = None,
-                 on_progress: Callable[[int, int], None] | None = None) -> None:
+                 on_progress: Callable[[int, int], None] | None = None,
+                 stop: Callable[[], bool] | None = None) -> None:
         self.engine = engine
+        self.stop = stop
+        """Polled after each probe of a batch: when true, the rest of the batch is dropped (a cancel)."""
         self.on_progress = on_progress
         """(probes handed to the engine, probes finished), called in the event loop's thread."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -90,12 +97,19 @@ class ProbeService:
         that can isolate failures (``run_isolated``), a probe that fails alone comes back as its error."""
         run = getattr(self.engine, "run_isolated", None) or self.engine.run
         self._progress(len(probes), 0)
+        finished: dict[Probe, ProbeResult] = {}
 
         def done(result: ProbeResult) -> None:
             on_result(result.probe, result)
+            finished[result.probe] = result
             self._progress(0, 1)
+            if self.stop is not None and self.stop():
+                raise BatchStopped("the run was cancelled")
 
-        return list(run(probes, on_result=done))
+        try:
+            return list(run(probes, on_result=done))
+        except BatchStopped as exc:  # finished probes are stored; the others fail alone, quietly
+            return [finished.get(p, exc) for p in probes]
 
     def _progress(self, queued: int, done: int) -> None:
         """From the engine's thread: report progress in the event loop's thread."""

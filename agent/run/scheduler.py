@@ -74,7 +74,8 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
     if store is not None:
         _remember_run(run, store, loaded, world, judge)
     service = ProbeService(loaded, store, read_cache=not cfg.force, max_batch=cfg.max_batch_probes,
-                           on_batch=run.on_batch, on_progress=run.on_probe_progress)
+                           on_batch=run.on_batch, on_progress=run.on_probe_progress,
+                           stop=lambda: run.control.cancelled)
     images: ImageEvidenceService | None = None
     try:
         strengths, source = await _strengths(loaded, cfg, store, service, run.phase)
@@ -333,6 +334,8 @@ async def _explain_and_store(run: Run, lc: LoopContext, store: Store | None, f: 
                                judge=lc.judge.describe(), world=lc.world, fingerprint=lc.fingerprint,
                                run_id=lc.run_id)
     run.stats.in_flight.pop(f, None)
+    if record.status == "failed" and run.control.cancelled:
+        return  # its batch was cut short by the cancel: left not started, not stored as failed
     written = True
     if store is not None:
         try:

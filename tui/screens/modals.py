@@ -37,6 +37,31 @@ class Dialog(ModalScreen):
         self.dismiss(None)
 
 
+class ConfirmModal(Dialog):
+    """A yes/no question; returns True, or None (escape, n, the other button)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("y", "yes", "yes"), Binding("n", "cancel", "no")]
+
+    def __init__(self, title: str, text: str, yes: str = "Yes", no: str = "Cancel") -> None:
+        super().__init__()
+        self.title_text, self.text, self.yes_word, self.no_word = title, text, yes, no
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label(self.title_text, classes="title")
+            yield Static(self.text, id="confirm-text")
+            with Horizontal(classes="buttons"):
+                yield Button(f"{self.yes_word} (y)", variant="error", id="yes")
+                yield Button(f"{self.no_word} (n)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    @on(Button.Pressed, "#yes")
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+
 class EditModal(Dialog):
     """New explanation and label for a feature; returns (explanation, label) or None."""
 

@@ -1,0 +1,91 @@
+"""Pilot tests of a run in the TUI: quitting asks first, cancel is quick, the run line ticks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from agent.probes import Probe, ProbeResult
+from tests.agent.fakes import FakeEngine as AgentFakeEngine
+from tests.tui.test_app import start_held_run, wait_until
+
+pytestmark = pytest.mark.asyncio
+
+
+def panel_on_screen(app: Any) -> str:
+    """The run line as the screen shows it (what was last drawn, not a fresh render)."""
+    return app.export_screenshot()
+
+
+class SlowEngine(AgentFakeEngine):
+    """The TUI's fake engine, taking ``per_probe`` seconds for each probe of a batch."""
+
+    def __init__(self, per_probe: float) -> None:
+        super().__init__(revision=None)
+        self.per_probe = per_probe
+        self.done = 0
+
+    def run(self, probes: Sequence[Probe], on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
+        out = []
+        for p in probes:
+            time.sleep(self.per_probe)
+            out += super().run([p], on_result)
+            self.done += 1
+        return out
+
+
+async def test_cancel_stops_the_engine_batch_within_seconds(filled: Any, make_app: Any) -> None:
+    slow = SlowEngine(per_probe=0.25)  # the first sweep of 8 features is one batch of ~10 s
+    app = make_app(filled, engine=slow)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start_held_run(app, pilot, range(8, 16))
+        await wait_until(pilot, lambda: slow.done >= 8)  # past the baseline, inside the sweep's batch
+        t0 = time.monotonic()
+        await pilot.press("c")
+        await wait_until(pilot, lambda: not app.running, timeout=20)
+        assert time.monotonic() - t0 < 3.0
+        assert all(app.rows[f].status == "pending" for f in range(8, 16))
+    assert filled.features() == list(range(8))  # nothing stored as failed by the cancel
+
+
+async def test_quit_during_a_run_asks_then_says_how_to_resume(filled: Any, make_app: Any, engine: Any) -> None:
+    from tui.screens.modals import ConfirmModal
+
+    engine.gate = threading.Event()
+    app = make_app(filled)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await start_held_run(app, pilot, range(8, 12))
+            await pilot.press("q")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            await pilot.press("n")
+            await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmModal))
+            assert app.is_running and app.running
+            await pilot.press("q")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            await pilot.press("y")
+            await wait_until(pilot, lambda: app.exit_message is not None)
+    finally:
+        engine.gate.set()
+    assert "resume" in app.exit_message and "stored" in app.exit_message
+
+
+async def test_the_run_line_ticks_between_events(filled: Any, make_app: Any, engine: Any) -> None:
+    engine.gate = threading.Event()
+    app = make_app(filled)
+    try:
+        async with app.run_test(size=(120, 24)) as pilot:
+            await start_held_run(app, pilot, range(8, 12))
+            panel = app.main_screen.run_panel
+            await pilot.pause(0.3)
+            before = panel_on_screen(app)
+            await pilot.pause(2.2)  # the engine holds: no event arrives meanwhile
+            assert panel_on_screen(app) != before
+            engine.gate.set()
+            await wait_until(pilot, lambda: not app.running)
+    finally:
+        engine.gate.set()
