@@ -189,6 +189,20 @@ class Services:
                 self.store.add_manual_probe(probe.feature, results[-1], baseline=results[0], reviewer=self.reviewer)
         return results
 
+    def run_strengths(self) -> list[float]:
+        """The strengths a run would sweep now (the hidden-norm multiples, the norm remembered in the
+        store or measured on the engine; blocking: may load the model)."""
+        from agent.run.scheduler import norm_key
+        from agent.strengths import resolve_strengths
+
+        engine = self.engines.get(self.current_world())
+        sweep = self.run_config.sweep
+        known = self.store.get_meta(norm_key(engine, sweep.base_image)) if self.store is not None else None
+        strengths, source = resolve_strengths(engine, sweep, known)
+        if self.store is not None and known is None and "norm" in source:
+            self.store.set_meta(norm_key(engine, sweep.base_image), source["norm"])
+        return strengths
+
     def manual_probes(self, feature: int) -> list[dict[str, Any]]:
         """The feature's stored manual probes, oldest first."""
         return self.store.manual_probes(feature) if self.store is not None else []

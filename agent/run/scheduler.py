@@ -173,7 +173,7 @@ async def _close(service: ProbeService, images: ImageEvidenceService | None, jud
             log.debug("closing the judge failed", exc_info=True)
 
 
-def _norm_key(engine: Engine, base_image: str) -> str:
+def norm_key(engine: Engine, base_image: str) -> str:
     """Where the store remembers the engine's hidden-state norm on ``base_image``."""
     fp_hash = hashlib.sha256(json.dumps(engine.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
     return f"hidden_norm/{fp_hash}/{base_image}"
@@ -185,7 +185,7 @@ async def _strengths(engine: Engine, cfg: RunConfig, store: Store | None, servic
     sweep = cfg.sweep
     if sweep.strengths:
         return resolve_strengths(engine, sweep)
-    meta_key = _norm_key(engine, sweep.base_image)
+    meta_key = norm_key(engine, sweep.base_image)
     known = store.get_meta(meta_key) if store is not None else None
     if known is None and not sweep.calibrate:
         phase("measuring the hidden-state norm at the layer")
@@ -199,7 +199,7 @@ async def _norm(engine: Engine, base_image: str, store: Store | None, service: P
     """The median hidden-state norm at the hooked layer on ``base_image`` (remembered in the store)."""
     from agent.strengths import hidden_norm
 
-    meta_key = _norm_key(engine, base_image)
+    meta_key = norm_key(engine, base_image)
     known = store.get_meta(meta_key) if store is not None else None
     if known is not None:
         return float(known)

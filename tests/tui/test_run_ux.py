@@ -89,3 +89,28 @@ async def test_the_run_line_ticks_between_events(filled: Any, make_app: Any, eng
             await wait_until(pilot, lambda: not app.running)
     finally:
         engine.gate.set()
+
+
+async def test_probing_an_unrun_feature_starts_at_a_runs_strengths(filled: Any, make_app: Any, engine: Any) -> None:
+    from agent.config import RunConfig, SweepConfig
+    from textual.widgets import Input
+
+    from tui.screens.probe import ProbeModal
+
+    engine.gate = threading.Event()
+    app = make_app(filled, run_config=RunConfig(sweep=SweepConfig(background=2)))  # hidden-norm multiples
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await start_held_run(app, pilot, range(8, 10))
+            await pilot.press("c")
+            engine.gate.set()
+            await wait_until(pilot, lambda: not app.running and app.rows[8].status == "pending")
+            app.main_screen.jump_to(8)
+            await pilot.press("p")
+            await wait_until(pilot, lambda: isinstance(app.screen, ProbeModal))
+            box = app.screen.query_one("#strength", Input)
+            await wait_until(pilot, lambda: box.value != "")
+            assert float(box.value) == 40.0  # 4 x the fake engine's norm of 10, as a run's sweep ends
+            assert "a run sweeps 5, 10, 15, 20, 25, 30, 40" in str(app.screen.query_one("#ladder").render())
+    finally:
+        engine.gate.set()

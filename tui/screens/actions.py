@@ -130,7 +130,7 @@ class FeatureActions(Screen[None]):
         self._on_current(self._probe)
 
     def _probe(self, feature: int, row: FeatureRow | None) -> None:
-        strength = row.strength if row is not None and row.strength else 10.0
+        strength = row.strength if row is not None and row.strength else None  # None: a run's strongest
         main = host(self).main_screen
         self.app.push_screen(ProbeModal(feature, strength), lambda _: main.feature_changed(feature))
 
