@@ -91,6 +91,21 @@ class Services:
         rows = [FeatureRow.from_record(r) for r in self.store.list_records(errors=errors)]
         return rows, [str(e) for e in errors]
 
+    def store_signature(self) -> tuple[Any, ...] | None:
+        """A cheap fingerprint of the store's records and reviews (the database files' times and sizes):
+        it changes when any process writes them."""
+        if self.store is None:
+            return None
+        out: list[Any] = [str(self.store.path)]
+        for name in ("cache.db", "cache.db-wal"):
+            try:
+                st = (self.store.path / "main" / name).stat()
+            except OSError:
+                out.append(None)
+                continue
+            out.append((st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
     def record(self, feature: int) -> FeatureRecord | None:
         return self.store.get_record(feature) if self.store is not None else None
 

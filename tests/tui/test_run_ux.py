@@ -114,3 +114,26 @@ async def test_probing_an_unrun_feature_starts_at_a_runs_strengths(filled: Any, 
             assert "a run sweeps 5, 10, 15, 20, 25, 30, 40" in str(app.screen.query_one("#ladder").render())
     finally:
         engine.gate.set()
+
+
+async def test_rows_written_by_another_process_appear_and_ctrl_r_reloads(filled: Any, make_app: Any) -> None:
+    import asyncio
+
+    from agent.store import Store
+    from tests.tui.fakes import FakeEngine, fill_store
+    from tests.tui.test_app import table_ids
+
+    def cli_run() -> None:  # what `steer-agent --features 8-9 --store ...` does, through its own Store
+        with Store(filled.path) as other:
+            fill_store(other, FakeEngine(), [8, 9])
+
+    app = make_app(filled)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: len(table_ids(app)) == 8)
+        await asyncio.to_thread(cli_run)
+        await wait_until(pilot, lambda: table_ids(app) == list(range(10)), timeout=10)
+        assert app.rows[9].status == "done"
+        with Store(filled.path) as other:
+            other.set_review(3, "reject", reviewer="bob")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: app.rows[3].review == "reject", timeout=1.5)

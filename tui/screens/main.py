@@ -43,7 +43,11 @@ class MainScreen(FeatureActions):
         Binding("o", "sort", "sort by next column", show=False),
         Binding("O,shift+o", "sort_reverse", "reverse the sort", show=False),
         Binding("escape", "clear_filter", "clear filters", show=False),
+        Binding("ctrl+r", "reload", "reload the store", show=False),
     ]
+
+    POLL_S: ClassVar[float] = 3.0
+    """How often the store is checked for writes by another process (a CLI run on the same store)."""
 
     filt: reactive[RowFilter] = reactive(RowFilter, init=False)
     sort_key: reactive[str] = reactive("id", init=False)
@@ -54,6 +58,7 @@ class MainScreen(FeatureActions):
         self.rows: dict[int, FeatureRow] = {}
         self._generation = 0
         self._in_run: set[int] = set()
+        self._signature: tuple[object, ...] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -71,6 +76,7 @@ class MainScreen(FeatureActions):
     def on_mount(self) -> None:
         self.query_one(FeatureTable).focus()
         self.reload_rows()
+        self.set_interval(self.POLL_S, self._poll)
 
     @property
     def table(self) -> FeatureTable:
@@ -222,23 +228,56 @@ class MainScreen(FeatureActions):
 
     def reload_rows(self) -> None:
         self._generation += 1
+        self._signature = host(self).services.store_signature()
         self._load_rows(self._generation)
 
+    def action_reload(self) -> None:
+        """Read the store again (another process may have written it)."""
+        self.reload_rows()
+        self.notify("store reloaded", timeout=2)
+
+    def _poll(self) -> None:
+        """Cheap check for writes by another process; the changed rows follow without a rebuild."""
+        signature = host(self).services.store_signature()
+        if signature == self._signature or self._signature is None:
+            return
+        self._signature = signature
+        self._generation += 1
+        self._load_rows(self._generation, merge=True)
+
     @work(thread=True, exclusive=True, group="rows", exit_on_error=False)
-    def _load_rows(self, generation: int) -> None:
+    def _load_rows(self, generation: int, merge: bool = False) -> None:
         rows, errors = host(self).services.load_rows()
-        self.post_message(RowsLoaded(rows, errors, generation))
+        self.post_message(RowsLoaded(rows, errors, generation, merge))
 
     def on_rows_loaded(self, msg: RowsLoaded) -> None:
         """Show the rows (the app then decides what opens first); a late answer is dropped."""
         if msg.generation != self._generation:  # an older request answered late
             msg.stop()
             return
+        if msg.merge:
+            msg.stop()
+            self._merge_rows(msg.rows)
+            return
         live = {f: r for f, r in self.rows.items() if f in self._in_run and r.status in ("pending", "running")}
         self.rows = {r.feature: r for r in msg.rows} | live
         self.refresh_view()
         for error in msg.errors[:3]:
             self.notify(error, severity="error", timeout=10)
+
+    def _merge_rows(self, rows: list[FeatureRow]) -> None:
+        """Take the rows another process changed (rows this app's run is working on stay as they are)."""
+        fresh = {r.feature: r for r in rows if not (r.feature in self._in_run
+                                                     and self.rows.get(r.feature, r).status in ("pending", "running"))}
+        changed = [r for f, r in fresh.items() if self.rows.get(f) != r]
+        added = [r.feature for r in changed if r.feature not in self.rows]
+        for row in changed:
+            self.rows[row.feature] = row
+            self.feature_changed(row.feature)
+        if added:
+            self.refresh_view()
+        else:
+            self.update_rows(r.feature for r in changed)
 
     # ------------------------------------------------------------------ the run
 
