@@ -34,6 +34,7 @@ def export_row(rec: FeatureRecord, truth: dict[int, dict[str, Any]] | None) -> d
         "confidence": rec.confidence,
         "status": rec.status,
         "review": rec.review.to_dict() if rec.review else None,
+        "note": rec.note,
         "model": world.get("model"),
         "revision": world.get("revision"),
         "sae": world.get("sae"),

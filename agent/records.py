@@ -86,6 +86,8 @@ class FeatureRecord:
     created_at: str = field(default_factory=now_iso)
     run_id: str = ""
     schema: int = SCHEMA_VERSION
+    note: str | None = None
+    """The reviewer's note to the judge this record was made with (a re-run request), if any."""
     review: Review | None = None
     """The current human decision (kept apart in the store; attached when read)."""
     manual: list[dict[str, Any]] = field(default_factory=list)
@@ -133,7 +135,7 @@ RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "created_at": (str,), "run_id": (str,),
 }
 """Every field a schema-1 record has always been written with, and the JSON types it may hold."""
-OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"image_evidence": (list,)}
+OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"image_evidence": (list,), "note": _TEXT}
 """Fields added later: absent in older records."""
 
 
