@@ -55,3 +55,26 @@ def test_note_questions() -> None:
                                                               "What shape is the highlighted element?"]
     assert note_questions("ask: is it round?") == ["Is it round?"]
     assert note_questions("") == [] and note_questions("good job") == []
+
+
+@pytest.mark.asyncio
+async def test_export_asks_before_replacing_and_names_the_full_path(filled: Any, make_app: Any,
+                                                                     tmp_path: Path) -> None:
+    from tui.screens.modals import ConfirmModal, ExportModal
+
+    out = tmp_path / "existing.jsonl"
+    out.write_text("old\n")
+    app = make_app(filled)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: len(table_ids(app)) == 8)
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportModal))
+        assert Path(app.screen.query_one("#path", Input).value).is_absolute()
+        app.screen.query_one("#path", Input).value = "existing.jsonl"  # relative to the working folder
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        assert out.read_text() == "old\n"
+        await pilot.press("y")
+        await wait_until(pilot, lambda: app.screen is app.main_screen and out.read_text() != "old\n")
+        await pilot.pause(0.2)
+        assert any(str(out) in str(n.message) for n in app._notifications)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
@@ -136,7 +137,7 @@ class FeatureActions(Screen[None]):
 
     def action_export(self) -> None:
         store = host(self).services.store
-        default = f"{store.path.name if store else 'steer'}-export.jsonl"
+        default = str(Path.cwd() / f"{store.path.name if store else 'steer'}-export.jsonl")
 
         def done(result: tuple[str, int] | None) -> None:
             if result is not None:

@@ -199,7 +199,20 @@ class PathDialog(Dialog):
             self.error(self.EMPTY)
             return
         self.error(None)
-        self._run(path)
+        question = self.confirm(path)
+        if question is None:
+            self._run(path)
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._run(path)
+
+        self.app.push_screen(ConfirmModal(self.TITLE, question, yes="Replace", no="Cancel"), answer)
+
+    def confirm(self, path: str) -> str | None:
+        """A question to confirm before acting on ``path`` (None: act at once)."""
+        return None
 
     @work(thread=True, exclusive=True, group="path-dialog", exit_on_error=False)
     def _run(self, path: str) -> Any:
@@ -226,12 +239,17 @@ class ExportModal(PathDialog):
     """Write the store as JSON lines; returns (path, count) or None."""
 
     TITLE = "Export every record as JSON lines"
-    HINT = "file"
+    HINT = "file (a relative path is taken from the folder steer-tui started in)"
     BUTTON = "Export"
     EMPTY = "give a file name"
 
+    def confirm(self, path: str) -> str | None:
+        full = Path(path).expanduser().absolute()
+        return f"{full} exists: replace it?" if full.exists() else None
+
     def act(self, path: str) -> tuple[str, int]:
-        return str(Path(path).expanduser()), host(self).services.export(path)
+        full = Path(path).expanduser().absolute()
+        return str(full), host(self).services.export(full)
 
     def failure(self, err: BaseException | None) -> str:
         why = getattr(err, "strerror", None) or str(err)
