@@ -91,6 +91,14 @@ class Services:
         rows = [FeatureRow.from_record(r) for r in self.store.list_records(errors=errors)]
         return rows, [str(e) for e in errors]
 
+    def ground_truth(self, feature: int) -> dict[str, Any] | None:
+        """The feature's known attribute (the toy world ships one for every feature), or None."""
+        from agent.groundtruth import ground_truth_for
+
+        world = self.store.world() if self.store is not None else None
+        truth = ground_truth_for(world) if world else None
+        return truth.get(feature) if truth else None
+
     def store_signature(self) -> tuple[Any, ...] | None:
         """A cheap fingerprint of the store's records and reviews (the database files' times and sizes):
         it changes when any process writes them."""
@@ -117,14 +125,14 @@ class Services:
                                      reviewer=self.reviewer)
 
     def submit_review(self, feature: int, decision: str | None, *, explanation: str | None = None,
-                      label: str | None = None) -> Future[FeatureRecord | None]:
+                      label: str | None = None, note: str | None = None) -> Future[FeatureRecord | None]:
         """Queue a decision (None withdraws the current one); the future holds the record as stored after it."""
 
         def write() -> FeatureRecord | None:
             if decision is None:
                 self.undo_review(feature)
             else:
-                self.review(feature, decision, explanation=explanation, label=label)
+                self.review(feature, decision, explanation=explanation, label=label, note=note)
             return self.record(feature)
 
         return self._writer.submit(write)

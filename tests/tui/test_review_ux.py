@@ -78,3 +78,54 @@ async def test_export_asks_before_replacing_and_names_the_full_path(filled: Any,
         await wait_until(pilot, lambda: app.screen is app.main_screen and out.read_text() != "old\n")
         await pilot.pause(0.2)
         assert any(str(out) in str(n.message) for n in app._notifications)
+
+
+@pytest.mark.asyncio
+async def test_review_flow_reasons_advance_next_unreviewed_and_bulk_accept(filled: Any, make_app: Any) -> None:
+    from tui.screens.help import HelpScreen
+    from tui.screens.modals import ConfirmModal
+
+    filled.set_review(2, "accept", reviewer="ann")
+    app = make_app(filled)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: len(table_ids(app)) == 8)
+        shown = {binding.key for _node, binding, _enabled, _tip in app.active_bindings.values() if binding.show}
+        assert {"u", "v", "slash", "o", "g"} <= shown
+        await pilot.press("a")  # feature 0 accepted; the cursor goes to 1
+        await wait_until(pilot, lambda: filled.get_review(0) is not None and app.main_screen.current_feature == 1)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.screen.query("#reason"))
+        app.screen.query_one("#reason", Input).value = "names the shape, steering changes the colour"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: filled.get_review(1) is not None)
+        assert filled.get_review(1).note == "names the shape, steering changes the colour"
+        await pilot.press("v")  # next undecided: 3 (2 was accepted before)
+        await wait_until(pilot, lambda: app.main_screen.current_feature == 3)
+        await pilot.press("slash", *"dotted", "enter")
+        await wait_until(pilot, lambda: len(table_ids(app)) < 8)
+        shown_ids = table_ids(app)
+        assert shown_ids == [5]
+        await pilot.press("A")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: all(filled.get_review(f) is not None for f in shown_ids))
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        terms = as_text(app.screen.query_one("#terms").content)
+        assert "conf" in terms and "KL" in terms and "label's words (right axis)" in terms
+    untouched = [f for f in range(8) if f not in (0, 1, 2, 5)]
+    assert all(filled.get_review(f) is None for f in untouched)
+
+
+@pytest.mark.asyncio
+async def test_the_detail_view_shows_ground_truth_without_a_report(filled: Any, make_app: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.groundtruth
+
+    monkeypatch.setattr(agent.groundtruth, "ground_truth_for",
+                        lambda world: {1: {"family": "shape", "value": "circle", "purity": 0.95}})
+    app = make_app(filled)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_detail(pilot, app, "down")
+        await wait_until(pilot, lambda: "ground truth: shape=circle" in str(app.screen.query_one("#verdict").render()))
+        assert app.screen.query_one("#verdict").display

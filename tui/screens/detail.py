@@ -28,9 +28,9 @@ class DetailScreen(FeatureActions):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *REVIEW_BINDINGS,
-        Binding("escape", "back", "back"),
-        Binding("left_square_bracket", "step(-1)", "previous feature", show=False),
-        Binding("right_square_bracket", "step(1)", "next feature", show=False),
+        Binding("escape", "back", "back", show=False),
+        Binding("left_square_bracket", "step(-1)", "prev"),
+        Binding("right_square_bracket", "step(1)", "next"),
         *[Binding(str(i), f"tab('{t}')", f"{t} tab", show=False) for i, t in enumerate(TABS, 1)],
     ]
 
@@ -62,7 +62,7 @@ class DetailScreen(FeatureActions):
                 yield Horizontal(id="topk-pictures", classes="pictures")
             with TabPane("Probes", id="probes"), VerticalScroll():
                 yield Static(id="manual")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.watch(self.app, "report", self.show_verdict)
@@ -130,9 +130,14 @@ class DetailScreen(FeatureActions):
         report = host(self).report
         box = self.query_one("#verdict", Static)
         line = report.verdict_line(self.feature) if report is not None else None
-        box.display = line is not None
         if report is None or line is None:
+            truth = host(self).services.ground_truth(self.feature)
+            box.display = truth is not None and bool(truth.get("value"))
+            if box.display:
+                box.update(Text.assemble(("ground truth: ", "bold"), f"{truth['family']}={truth['value']}",
+                                         (f" (purity {float(truth.get('purity', 0)):.2f})", "dim")))
             return
+        box.display = True
         text = Text(line)
         store = host(self).services.store
         if not same_world(report.world, store.world() if store is not None else None):
@@ -189,7 +194,9 @@ class DetailScreen(FeatureActions):
         self.query_one(TabbedContent).active = tab
 
     def action_step(self, delta: int) -> None:
-        feature = host(self).main_screen.neighbour(self.feature, delta)
+        self.go_to(host(self).main_screen.neighbour(self.feature, delta))
+
+    def go_to(self, feature: int | None) -> None:
         if feature is not None and feature != self.feature:
             self.feature = feature
             self._pictures_for = None

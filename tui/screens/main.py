@@ -38,9 +38,10 @@ class MainScreen(FeatureActions):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *REVIEW_BINDINGS,
-        Binding("slash", "focus_search", "search", show=False),
-        Binding("g", "jump", "jump to id", show=False),
-        Binding("o", "sort", "sort by next column", show=False),
+        Binding("slash", "focus_search", "find"),
+        Binding("g", "jump", "go", tooltip="jump to a feature id"),
+        Binding("o", "sort", "sort", tooltip="sort by the next column"),
+        Binding("A,shift+a", "accept_shown", "accept every feature shown (asks first)", show=False),
         Binding("O,shift+o", "sort_reverse", "reverse the sort", show=False),
         Binding("escape", "clear_filter", "clear filters", show=False),
         Binding("ctrl+r", "reload", "reload the store", show=False),
@@ -71,7 +72,7 @@ class MainScreen(FeatureActions):
         yield FeatureTable(id="features")
         yield Static("", id="table-info")
         yield RunPanel(host(self).services, id="run-panel")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one(FeatureTable).focus()
@@ -126,6 +127,38 @@ class MainScreen(FeatureActions):
             self.rows[row.feature] = row
             changed.append(row.feature)
         self.update_rows(changed)
+
+    def next_unreviewed(self, after: int | None) -> int | None:
+        """The next feature in the table's order, after ``after`` and wrapping, that has an answer and no decision."""
+        order = [r for r in view(self.rows.values(), self.filt, self.sort_key, self.sort_reverse)]
+        start = next((i + 1 for i, r in enumerate(order) if r.feature == after), 0)
+        for row in order[start:] + order[:start]:
+            if row.feature != after and row.review is None and row.status in ("done", "failed"):
+                return row.feature
+        return None
+
+    def go_to(self, feature: int | None) -> None:
+        if feature is not None:
+            self.table.select_feature(feature)
+
+    def action_accept_shown(self) -> None:
+        """Accept every done, undecided feature the filters show, after a confirmation."""
+        from tui.screens.modals import ConfirmModal
+
+        shown = [r.feature for r in view(self.rows.values(), self.filt, self.sort_key, self.sort_reverse)
+                 if r.status == "done" and r.review is None]
+        if not shown:
+            self.notify("no undecided explanation is shown", severity="warning")
+            return
+        ids = ", ".join(map(str, shown[:8])) + (" ..." if len(shown) > 8 else "")
+        question = f"Accept the {len(shown)} undecided explanations the table shows ({ids}) as {host(self).services.reviewer}?"
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                for f in shown:
+                    self.save_review(f, "accept")
+
+        self.app.push_screen(ConfirmModal("Accept every feature shown?", question, yes="Accept all"), answer)
 
     def neighbour(self, feature: int, delta: int) -> int | None:
         """The feature ``delta`` rows away in the table's current order."""
@@ -344,9 +377,10 @@ class MainScreen(FeatureActions):
     # ------------------------------------------------------------------ reviews
 
     def save_review(self, feature: int, decision: str | None, explanation: str | None = None,
-                    label: str | None = None) -> None:
+                    label: str | None = None, note: str | None = None) -> None:
         """Write a decision (None withdraws the current one); the row follows once it is stored."""
-        future = host(self).services.submit_review(feature, decision, explanation=explanation, label=label)
+        future = host(self).services.submit_review(feature, decision, explanation=explanation, label=label,
+                                                   note=note)
         self._await_review(future, feature, decision)
 
     @work(group="review", exit_on_error=False)

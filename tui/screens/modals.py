@@ -76,6 +76,8 @@ class EditModal(Dialog):
             yield Input(self.row.explanation, id="explanation")
             yield Label("label")
             yield Input(self.row.label, id="label")
+            yield Label("reason (optional)")
+            yield Input(placeholder="e.g. the colour is right, the shape is not", id="reason")
             yield Static("", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Save", variant="primary", id="save")
@@ -90,6 +92,10 @@ class EditModal(Dialog):
         self.query_one("#label", Input).focus()
 
     @on(Input.Submitted, "#label")
+    def _to_reason(self) -> None:
+        self.query_one("#reason", Input).focus()
+
+    @on(Input.Submitted, "#reason")
     @on(Button.Pressed, "#save")
     def _save(self) -> None:
         explanation = self.query_one("#explanation", Input).value.strip()
@@ -97,7 +103,32 @@ class EditModal(Dialog):
         if not explanation and not label:
             self.error("write an explanation or a label (escape cancels)")
             return
-        self.dismiss((explanation, label))
+        self.dismiss((explanation, label, self.query_one("#reason", Input).value.strip()))
+
+
+class ReasonModal(Dialog):
+    """Why an explanation is rejected; returns the reason ('' for none) or None (cancelled)."""
+
+    def __init__(self, row: FeatureRow) -> None:
+        super().__init__()
+        self.row = row
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label(f"Reject feature #{self.row.feature}: {self.row.label or ''}", classes="title")
+            yield Label("reason (optional; kept with the decision and exported)")
+            yield Input(placeholder="e.g. names the shape, but steering changes the colour", id="reason")
+            with Horizontal(classes="buttons"):
+                yield Button("Reject", variant="error", id="go")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#reason", Input).focus()
+
+    @on(Input.Submitted, "#reason")
+    @on(Button.Pressed, "#go")
+    def _go(self) -> None:
+        self.dismiss(self.query_one("#reason", Input).value.strip())
 
 
 class NoteModal(Dialog):
