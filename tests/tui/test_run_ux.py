@@ -137,3 +137,40 @@ async def test_rows_written_by_another_process_appear_and_ctrl_r_reloads(filled:
             other.set_review(3, "reject", reviewer="bob")
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: app.rows[3].review == "reject", timeout=1.5)
+
+
+async def test_the_setup_form_keeps_the_last_range_names_its_fields_and_spins(store: Any, make_app: Any,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from textual.widgets import Input, LoadingIndicator, Select
+
+    from tests.tui.fakes import scripted_judge
+    from tests.tui.test_app import setup_error, start
+    from tui.screens.setup import SetupScreen
+
+    app = make_app(store, judge=scripted_judge())
+    async with app.run_test(size=(100, 40)) as pilot:
+        await start(app, pilot, features="2-3")
+        await wait_until(pilot, lambda: not app.running and len(app.rows) == 2)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.query("#features"))
+        assert app.screen.query_one("#features", Input).value == "2-3"  # the last range run
+        # The judge's errors name a field of the form, and the form has it.
+        monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+        app.screen.query_one("#judge", Select).value = "openai"
+        app.screen.query_one("#judge_key_env", Input).value = "NO_SUCH_KEY_VAR"
+        gate = threading.Event()
+        prepare = app.services.prepare
+
+        def slow_prepare(request: Any) -> Any:
+            gate.wait(10)
+            return prepare(request)
+
+        monkeypatch.setattr(app.services, "prepare", slow_prepare)
+        await pilot.click("#start")
+        await wait_until(pilot, lambda: app.screen.query_one("#setup-checking").display)
+        assert app.screen.query_one(LoadingIndicator).display
+        gate.set()
+        await wait_until(pilot, lambda: "NO_SUCH_KEY_VAR" in setup_error(app))
+        assert "--judge-api-key-env" not in setup_error(app)
+        assert app.screen.query_one("#judge_key_env").has_class("-problem")
+        assert not app.screen.query_one("#setup-checking").display
