@@ -147,7 +147,9 @@ def record_problem(d: Any) -> str | None:
     if missing:
         return f"incomplete: no {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
     for name, types in (RECORD_FIELDS | OPTIONAL_FIELDS).items():
-        value = d.get(name, [])
+        if name not in d:  # an optional field an older record lacks
+            continue
+        value = d[name]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             return f"field {name!r} holds {type(value).__name__}"
     for name in ("transcript", "evidence", "image_evidence"):
