@@ -237,14 +237,28 @@ class Services:
 
         return topk_dir(self.store, self.topk_dir)
 
-    def topk_views(self, feature: int, n: int = 4) -> list[tuple[Any, str]]:
-        """(image, caption) of the feature's top images, masked to where it fires (loads torch; call in a worker)."""
+    def topk_views(self, feature: int, n: int | None = None) -> list[tuple[Any, str]]:
+        """(image, caption) of the feature's top images, all the collection kept unless ``n``, masked to where
+        it fires (loads torch; call in a worker)."""
         from agent.topk import feature_views
 
         root = self.topk_source()
         if root is None:
             return []
-        return [(v.image, v.caption) for v in feature_views(root, feature, n, "masked")]
+        return [(v.image, v.caption) for v in feature_views(root, feature, n or 10_000, "masked")]
+
+    def topk_stats(self, feature: int) -> dict[str, float] | None:
+        """How often the feature fires on the collection (image and patch frequency, largest activation)."""
+        from agent.topk import feature_stats
+
+        root = self.topk_source()
+        if root is None:
+            return None
+        try:
+            return feature_stats(root, feature)
+        except Exception as exc:  # noqa: BLE001 - a collection without these numbers still shows its images
+            log.debug("no activation statistics for feature %d: %s", feature, exc)
+            return None
 
     def base_image(self, spec: str, size: int = 64) -> Any:
         """The base image a sweep steered on, as a PIL image (raises for a missing custom image)."""

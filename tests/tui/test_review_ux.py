@@ -129,3 +129,32 @@ async def test_the_detail_view_shows_ground_truth_without_a_report(filled: Any, 
         await open_detail(pilot, app, "down")
         await wait_until(pilot, lambda: "ground truth: shape=circle" in str(app.screen.query_one("#verdict").render()))
         assert app.screen.query_one("#verdict").display
+
+
+@pytest.mark.asyncio
+async def test_the_images_tab_shows_every_collected_image_and_the_density(filled: Any, make_app: Any,
+                                                                         tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from tui.widgets.picture import Picture
+
+    app = make_app(filled)
+    app.services.topk_dir = tmp_path
+    asked: list[Any] = []
+
+    def views(feature: int, n: int | None = None) -> list[tuple[Any, str]]:
+        asked.append(n)
+        return [(Image.new("RGB", (8, 8), (200, 30, 30)), f"0.9{i} scene_{i}.png") for i in range(9)]
+
+    monkeypatch.setattr(app.services, "topk_views", views)
+    monkeypatch.setattr(app.services, "topk_stats", lambda feature: {"image_frequency": 0.0123,
+                                                                     "patch_frequency": 0.0004,
+                                                                     "max_activation": 7.5}, raising=False)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await open_detail(pilot, app)
+        await pilot.press("4")
+        await wait_until(pilot, lambda: len(app.screen.query(Picture)) == 10)  # the base image and all 9
+        status = str(app.screen.query_one("#topk-status").render())
+        assert "the 9 top-activating images collected" in status and "fires on 1.23% of the collection" in status
+    assert asked == [None]  # all the collection kept, not a fixed few

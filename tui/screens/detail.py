@@ -90,9 +90,9 @@ class DetailScreen(FeatureActions):
         elif w.group == "detail" and event.state == WorkerState.ERROR:
             self.query_one("#summary", Static).update(Text(f"#{self.feature}: {w.error}", style="red"))
         elif w.group == "pictures" and event.state == WorkerState.SUCCESS:
-            feature, views = w.result
+            feature, views, stats = w.result
             if feature == self.feature:
-                self.show_topk(views)
+                self.show_topk(views, stats)
         elif w.group == "pictures" and event.state == WorkerState.ERROR:
             self.query_one("#topk-status", Static).update(Text(f"top-k images unavailable: {w.error}", style="red"))
 
@@ -172,17 +172,24 @@ class DetailScreen(FeatureActions):
         self._pictures(self.feature)
 
     @work(thread=True, exclusive=True, group="pictures", exit_on_error=False)
-    def _pictures(self, feature: int) -> tuple[int, list[tuple[Any, str]]]:
-        return feature, host(self).services.topk_views(feature)
+    def _pictures(self, feature: int) -> tuple[int, list[tuple[Any, str]], dict[str, float] | None]:
+        services = host(self).services
+        return feature, services.topk_views(feature), services.topk_stats(feature)
 
-    def show_topk(self, views: list[tuple[Any, str]]) -> None:
+    def show_topk(self, views: list[tuple[Any, str]], stats: dict[str, float] | None = None) -> None:
         status = self.query_one("#topk-status", Static)
         box = self.query_one("#topk-pictures", Horizontal)
         box.remove_children()
+        density = ""
+        if stats:
+            density = (f"; fires on {100 * stats['image_frequency']:.2f}% of the collection's images "
+                       f"({100 * stats['patch_frequency']:.3f}% of patches), largest activation "
+                       f"{stats['max_activation']:.3g}")
         if not views:
-            status.update("This feature has no top-activating images (it never fired on the collection).")
+            status.update("This feature has no top-activating images (it never fired on the collection)" + density)
             return
-        status.update("top-activating images (black: patches where the feature is silent)")
+        status.update(f"the {len(views)} top-activating images collected (black: patches where the feature is "
+                      f"silent){density}")
         box.mount_all(Picture(img, caption, cells=16) for img, caption in views)
 
     # ------------------------------------------------------------------ actions
