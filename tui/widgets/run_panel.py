@@ -12,7 +12,7 @@ from textual.reactive import reactive, var
 from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
-from agent.events import RunPlanned
+from agent.events import RunPhase, RunPlanned
 from agent.run import RunControl
 from tui.messages import RunEnded, RunFailed, RunProgress
 from tui.services import PreparedRun, Services
@@ -121,6 +121,8 @@ class RunPanel(Widget):
         self.stats = ev.stats
         if isinstance(ev, RunPlanned):
             self.state = "loading the model" if ev.to_run else "nothing to do"
+        elif isinstance(ev, RunPhase) and self.state != "cancelling":  # loading, measuring the norm, probing
+            self.state = "running" if ev.message.startswith("probing") else ev.message
         elif self.state in ("starting", "loading the model"):
             self.state = "running"
 
