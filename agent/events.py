@@ -34,6 +34,12 @@ class RunStats:
     probes_run: int = 0
     probe_rows: int = 0
     probes_cached: int = 0
+    probes_queued: int = 0
+    """Probes handed to the engine so far (the batch in progress included)."""
+    probes_done: int = 0
+    """Probes the engine has finished, counted as each one finishes (not only per batch)."""
+    phase: str = ""
+    """What the run does now, in words (loading the model, measuring the norm, probing)."""
     engine_seconds: float = 0.0
     judge_calls: int = 0
     judge_cached: int = 0
@@ -106,6 +112,18 @@ class ProbesFinished(RunEvent):
     n_probes: int
     n_rows: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class RunPhase(RunEvent):
+    """The run moved to another step (loading the model, measuring the hidden-state norm, probing)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class ProbeProgress(RunEvent):
+    """Probes were handed to the engine or finished inside a batch (sent at most a few times a second)."""
 
 
 @dataclass(frozen=True)

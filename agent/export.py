@@ -26,14 +26,18 @@ def judge_name(judge: dict[str, Any]) -> str:
 def export_row(rec: FeatureRecord, truth: dict[int, dict[str, Any]] | None) -> dict[str, Any]:
     world = rec.world or {}
     gt = truth.get(rec.feature) if truth else None
-    explanation = rec.final_explanation if rec.status == "done" else None
+    rejected = rec.review is not None and rec.review.decision == "reject"
+    valid = rec.status == "done" and not rejected  # a rejected answer stays only as judge_explanation/label
+    explanation = rec.final_explanation if valid else None
     return {
         "feature": rec.feature,
         "explanation": explanation,
-        "label": rec.final_label if rec.status == "done" else None,
+        "label": rec.final_label if valid else None,
+        "rejected": rejected,
         "confidence": rec.confidence,
         "status": rec.status,
         "review": rec.review.to_dict() if rec.review else None,
+        "note": rec.note,
         "model": world.get("model"),
         "revision": world.get("revision"),
         "sae": world.get("sae"),

@@ -86,6 +86,8 @@ class FeatureRecord:
     created_at: str = field(default_factory=now_iso)
     run_id: str = ""
     schema: int = SCHEMA_VERSION
+    note: str | None = None
+    """The reviewer's note to the judge this record was made with (a re-run request), if any."""
     review: Review | None = None
     """The current human decision (kept apart in the store; attached when read)."""
     manual: list[dict[str, Any]] = field(default_factory=list)
@@ -133,7 +135,7 @@ RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "created_at": (str,), "run_id": (str,),
 }
 """Every field a schema-1 record has always been written with, and the JSON types it may hold."""
-OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"image_evidence": (list,)}
+OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"image_evidence": (list,), "note": _TEXT}
 """Fields added later: absent in older records."""
 
 
@@ -145,7 +147,9 @@ def record_problem(d: Any) -> str | None:
     if missing:
         return f"incomplete: no {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
     for name, types in (RECORD_FIELDS | OPTIONAL_FIELDS).items():
-        value = d.get(name, [])
+        if name not in d:  # an optional field an older record lacks
+            continue
+        value = d[name]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             return f"field {name!r} holds {type(value).__name__}"
     for name in ("transcript", "evidence", "image_evidence"):

@@ -235,8 +235,17 @@ class Engines:
         return engine
 
     def check(self, spec: WorldSpec) -> None:
-        """Cheap checks of a spec before loading it: that it names a world (raises SteeringError)."""
+        """Cheap checks of a spec before loading it: that it names a world (raises SteeringError), and that
+        a hub id can be fetched (offline: said at once, not after the hub's retries)."""
         spec.resolved()
+        if self.factory is not load_engine:  # an injected factory (tests, benches) loads no hub weights
+            return
+        from agent.hub import hub_problem
+
+        for field, value in (("model", spec.model), ("sae", spec.sae)):
+            problem = hub_problem(value, "SAE" if field == "sae" else "model")
+            if problem:
+                raise ChoiceError(problem, field=field)
 
     def loaded(self, spec: WorldSpec) -> bool:
         return self._engine is not None and self._key == spec

@@ -26,6 +26,7 @@ from tui.screens.actions import APP_BINDINGS, FeatureActions
 from tui.screens.evaluation import EvaluationScreen, open_report
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
+from tui.screens.modals import ConfirmModal
 from tui.screens.setup import SetupScreen
 from tui.services import Services
 
@@ -48,6 +49,8 @@ class SteerApp(App[None]):
         self.startup_error = startup_error
         """Why the model or store could not be resolved at start; the setup screen shows it."""
         self._loaded_once = False
+        self.exit_message: str | None = None
+        """What the app printed on leaving (a quit during a run says how to resume)."""
 
     def get_default_screen(self) -> Screen[Any]:
         return MainScreen()
@@ -106,8 +109,23 @@ class SteerApp(App[None]):
             self.push_screen(HelpScreen())
 
     async def action_quit(self) -> None:
-        self.main_screen.run_panel.halt()
-        self.exit()
+        """Quit; during a run, ask first, and say how to resume once the app is gone."""
+        panel = self.main_screen.run_panel
+        if not panel.running:
+            self.exit()
+            return
+        if isinstance(self.screen, ConfirmModal):
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.exit_message = panel.summary()
+                panel.halt()
+                self.exit(message=self.exit_message)
+
+        self.push_screen(ConfirmModal("Quit during a run?", "The run stops after the probe in progress; finished "
+                                      "features are stored, and running the same features again resumes.",
+                                      yes="Quit", no="Keep running"), answer)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

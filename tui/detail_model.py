@@ -240,6 +240,8 @@ def _probe_request(p: dict[str, Any]) -> Text:
 
 def transcript(record: Any) -> RenderableType:
     lines: list[Text] = []
+    if getattr(record, "note", None):
+        lines.append(Text.assemble(("reviewer's note to the judge: ", "bold magenta"), str(record.note)))
     for e in record.transcript or []:
         rnd, kind = e.get("round"), e.get("kind")
         if kind == "sweep":

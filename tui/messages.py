@@ -12,11 +12,13 @@ from tui.rows import FeatureRow
 class RowsLoaded(Message):
     """The store's rows, read in a worker; ``generation`` drops a late answer to an older request."""
 
-    def __init__(self, rows: list[FeatureRow], errors: list[str], generation: int) -> None:
+    def __init__(self, rows: list[FeatureRow], errors: list[str], generation: int, merge: bool = False) -> None:
         super().__init__()
         self.rows = rows
         self.errors = errors
         self.generation = generation
+        self.merge = merge
+        """Read because another process changed the store: update what differs, keep the view."""
 
 
 class RunProgress(Message):

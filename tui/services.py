@@ -91,6 +91,29 @@ class Services:
         rows = [FeatureRow.from_record(r) for r in self.store.list_records(errors=errors)]
         return rows, [str(e) for e in errors]
 
+    def ground_truth(self, feature: int) -> dict[str, Any] | None:
+        """The feature's known attribute (the toy world ships one for every feature), or None."""
+        from agent.groundtruth import ground_truth_for
+
+        world = self.store.world() if self.store is not None else None
+        truth = ground_truth_for(world) if world else None
+        return truth.get(feature) if truth else None
+
+    def store_signature(self) -> tuple[Any, ...] | None:
+        """A cheap fingerprint of the store's records and reviews (the database files' times and sizes):
+        it changes when any process writes them."""
+        if self.store is None:
+            return None
+        out: list[Any] = [str(self.store.path)]
+        for name in ("cache.db", "cache.db-wal"):
+            try:
+                st = (self.store.path / "main" / name).stat()
+            except OSError:
+                out.append(None)
+                continue
+            out.append((st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
     def record(self, feature: int) -> FeatureRecord | None:
         return self.store.get_record(feature) if self.store is not None else None
 
@@ -102,14 +125,14 @@ class Services:
                                      reviewer=self.reviewer)
 
     def submit_review(self, feature: int, decision: str | None, *, explanation: str | None = None,
-                      label: str | None = None) -> Future[FeatureRecord | None]:
+                      label: str | None = None, note: str | None = None) -> Future[FeatureRecord | None]:
         """Queue a decision (None withdraws the current one); the future holds the record as stored after it."""
 
         def write() -> FeatureRecord | None:
             if decision is None:
                 self.undo_review(feature)
             else:
-                self.review(feature, decision, explanation=explanation, label=label)
+                self.review(feature, decision, explanation=explanation, label=label, note=note)
             return self.record(feature)
 
         return self._writer.submit(write)
@@ -189,6 +212,20 @@ class Services:
                 self.store.add_manual_probe(probe.feature, results[-1], baseline=results[0], reviewer=self.reviewer)
         return results
 
+    def run_strengths(self) -> list[float]:
+        """The strengths a run would sweep now (the hidden-norm multiples, the norm remembered in the
+        store or measured on the engine; blocking: may load the model)."""
+        from agent.run.scheduler import norm_key
+        from agent.strengths import resolve_strengths
+
+        engine = self.engines.get(self.current_world())
+        sweep = self.run_config.sweep
+        known = self.store.get_meta(norm_key(engine, sweep.base_image)) if self.store is not None else None
+        strengths, source = resolve_strengths(engine, sweep, known)
+        if self.store is not None and known is None and "norm" in source:
+            self.store.set_meta(norm_key(engine, sweep.base_image), source["norm"])
+        return strengths
+
     def manual_probes(self, feature: int) -> list[dict[str, Any]]:
         """The feature's stored manual probes, oldest first."""
         return self.store.manual_probes(feature) if self.store is not None else []
@@ -200,14 +237,28 @@ class Services:
 
         return topk_dir(self.store, self.topk_dir)
 
-    def topk_views(self, feature: int, n: int = 4) -> list[tuple[Any, str]]:
-        """(image, caption) of the feature's top images, masked to where it fires (loads torch; call in a worker)."""
+    def topk_views(self, feature: int, n: int | None = None) -> list[tuple[Any, str]]:
+        """(image, caption) of the feature's top images, all the collection kept unless ``n``, masked to where
+        it fires (loads torch; call in a worker)."""
         from agent.topk import feature_views
 
         root = self.topk_source()
         if root is None:
             return []
-        return [(v.image, v.caption) for v in feature_views(root, feature, n, "masked")]
+        return [(v.image, v.caption) for v in feature_views(root, feature, n or 10_000, "masked")]
+
+    def topk_stats(self, feature: int) -> dict[str, float] | None:
+        """How often the feature fires on the collection (image and patch frequency, largest activation)."""
+        from agent.topk import feature_stats
+
+        root = self.topk_source()
+        if root is None:
+            return None
+        try:
+            return feature_stats(root, feature)
+        except Exception as exc:  # noqa: BLE001 - a collection without these numbers still shows its images
+            log.debug("no activation statistics for feature %d: %s", feature, exc)
+            return None
 
     def base_image(self, spec: str, size: int = 64) -> Any:
         """The base image a sweep steered on, as a PIL image (raises for a missing custom image)."""

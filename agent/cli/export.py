@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent.cli.args import add_model_options, store_path
+from agent.cli.args import store_path
 
 
 def _open_store(args: argparse.Namespace):  # -> Store
@@ -27,8 +27,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "does not hold are counted (exit 0).")
     e.add_argument("--store", type=Path, help="store folder (default: the toy world's / the given model's)")
     e.add_argument("--out", required=True, help="output .jsonl file, or - for stdout")
+    e.add_argument("--overwrite", action="store_true", help="replace --out when it exists (default: refuse)")
     e.add_argument("--features", help="only these features (e.g. 0-63)")
-    add_model_options(e)
+    add_world_options(e)
     e.set_defaults(func=export)
 
     r = sub.add_parser("review", help="accept, edit or reject a feature's explanation",
@@ -40,8 +41,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--label", help="new label (edit)")
     r.add_argument("--note", help="why")
     r.add_argument("--reviewer", help="who decides (default: $STEER_REVIEWER or the user name)")
-    add_model_options(r)
+    add_world_options(r)
     r.set_defaults(func=review)
+
+
+def add_world_options(p: argparse.ArgumentParser) -> None:
+    """Only the options that find the default store (nothing is loaded: no device, dtype or decoding)."""
+    g = p.add_argument_group("which store, without --store (default: the bundled toy world's)")
+    g.add_argument("--model", help="VLM hub id or local folder the store was made with")
+    g.add_argument("--sae", help="SAE folder or hub owner/repo/subfolder the store was made with")
+    g.add_argument("--layer", type=int, help="vision-encoder layer (default: from the SAE config)")
+    p.set_defaults(revision=None, dtype="auto", device="auto", max_new_tokens=None, batch_size=None, decode="auto",
+                   no_compile=False)
 
 
 def export(args: argparse.Namespace) -> int:
@@ -49,6 +60,9 @@ def export(args: argparse.Namespace) -> int:
     from agent.features import FeatureSpecError, parse_features
     from agent.store import StoreError
 
+    if args.out != "-" and Path(args.out).expanduser().exists() and not args.overwrite:
+        print(f"error: {args.out} exists: pass --overwrite to replace it, or another --out", file=sys.stderr)
+        return 2
     try:
         features = parse_features(args.features) if args.features else None
         store = _open_store(args)

@@ -3,52 +3,84 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from agent.events import FeatureFinished, RunError, RunEvent, RunFinished, RunStarted, RunStats
+from agent.events import FeatureFinished, RunError, RunEvent, RunPhase, RunPlanned, RunStarted, RunStats
 from agent.groundtruth import names_truth
 
 log = logging.getLogger(__name__)
 
 
-def stats_line(s: RunStats) -> str:
-    rounds = Counter(s.in_flight.values())
-    in_flight = ", ".join(f"r{r}:{n}" for r, n in sorted(rounds.items())) or "-"
+def in_flight_words(s: RunStats) -> str:
+    """Features in flight, in words: how many still run their sweep and how many are with the judge."""
+    if not s.in_flight:
+        return "none in flight"
+    sweeping = sum(1 for r in s.in_flight.values() if r == 0)
+    judging = len(s.in_flight) - sweeping
+    parts = [f"{sweeping} sweeping" if sweeping else "", f"{judging} judging" if judging else ""]
+    return f"{len(s.in_flight)} in flight: " + ", ".join(p for p in parts if p)
+
+
+def stats_lines(s: RunStats) -> list[str]:
+    """The live statistics as short lines (each fits 80 columns for any plausible numbers)."""
     cost = f" ${s.cost_usd:.4f}" if s.cost_usd is not None else ""
-    return (f"in flight {len(s.in_flight)} ({in_flight}) | probes {s.probes_run} ({s.probes_per_s:.1f}/s) | "
-            f"judge {s.judge_calls} calls, {s.tokens:,} tok{cost} | failed {s.failed} | errors {s.errors}")
+    rate = s.probes_done / s.elapsed if s.elapsed > 0 else 0.0
+    probes = f"probes {s.probes_done}/{s.probes_queued} done ({rate:.1f}/s)"
+    first = f"{in_flight_words(s)} | {probes}"
+    second = f"judge {s.judge_calls} calls, {s.tokens:,} tok{cost}"
+    if s.failed:
+        second += f" | {s.failed} failed"
+    if s.errors:
+        second += f" | {s.errors} errors"
+    return [first, second]
+
+
+def stats_line(s: RunStats) -> str:
+    """The live statistics on one line (for logs)."""
+    return " | ".join(stats_lines(s))
+
+
+def loading(console: Console, enabled: bool = True) -> AbstractContextManager[Any]:
+    """A spinner saying what happens while the options are checked and the model loads (terminals only)."""
+    if not (enabled and console.is_terminal):
+        return nullcontext()
+    return console.status("checking the options, loading the model and SAE (the first load takes a while) ...")
 
 
 class RichProgress:
-    """Consumes run events; draws a live bar on a terminal, stays quiet elsewhere."""
+    """Consumes run events; draws a live display on a terminal (what the run does now, features and
+    probes as they finish), and prints each step as a plain line elsewhere."""
 
     def __init__(self, console: Console | None = None, enabled: bool = True, verbose: bool = False,
                  extra: Callable[[], str] | None = None) -> None:
         self.console = console or Console(stderr=True)
         self.extra = extra
         """A second line drawn under the statistics (a Ray pool's per-worker rows/s and queue depth)."""
-        self.enabled = enabled and self.console.is_terminal
+        self.live_display = enabled and self.console.is_terminal
+        self.enabled = enabled
         self.verbose = verbose
-        self._progress = Progress(TextColumn("[bold]features"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=self.console, transient=False)
-        self._task = self._progress.add_task("features", total=1)
-        self._line = Text("")
+        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description:<8}"), BarColumn(bar_width=24),
+                                  MofNCompleteColumn(), TimeElapsedColumn(), console=self.console, transient=False)
+        self._features = self._progress.add_task("features", total=None)
+        self._probes = self._progress.add_task("probes", total=None)
+        self._phase = Text("starting", style="bold", no_wrap=True, overflow="ellipsis")
+        self._line = Text("", no_wrap=True, overflow="ellipsis")
         self._live: Live | None = None
         self.errors: list[str] = []
 
     def __enter__(self) -> RichProgress:
-        if self.enabled:
-            self._live = Live(Group(self._progress, self._line), console=self.console, refresh_per_second=4,
-                              transient=True)
+        if self.live_display:
+            self._live = Live(Group(self._phase, self._progress, self._line), console=self.console,
+                              refresh_per_second=4, transient=True)
             self._live.__enter__()
         return self
 
@@ -59,32 +91,40 @@ class RichProgress:
 
     def __call__(self, event: RunEvent) -> None:
         s = event.stats
-        if isinstance(event, RunStarted):
-            self._progress.update(self._task, total=max(1, s.to_run), completed=0)
-            if s.skipped:
-                self._print(f"{s.skipped} of {s.total} features already finished or reviewed: resuming with "
-                            f"{s.to_run} (--rejudge or --force to redo)")
-            if event.to_run:
-                self._print(f"judge: {event.judge} | strengths: {', '.join(f'{x:g}' for x in event.strengths)} | "
-                            f"store: {event.store}")
-        elif isinstance(event, FeatureFinished):
-            self._progress.update(self._task, completed=s.finished_features)
-            if self.verbose:
-                r = event.record
-                self._print(f"feature {r.feature}: {r.status} {r.label or ''} ({r.rounds} rounds, {r.n_probes} probes)")
+        if isinstance(event, RunPlanned):
+            self._progress.update(self._features, total=max(1, len(event.to_run)), completed=0)
+        elif isinstance(event, RunPhase):
+            self._set_phase(event.message)
+        elif isinstance(event, RunStarted):
+            self._started(event)
+        elif isinstance(event, FeatureFinished) and self.verbose:
+            r = event.record
+            self._print(f"feature {r.feature}: {r.status} {r.label or ''} ({r.rounds} rounds, {r.n_probes} probes)")
         elif isinstance(event, RunError):
             self.errors.append(event.message)
-            if self.verbose or event.fatal or not self.enabled:
-                self._print(f"[red]error:[/red] {event.message}" if self.enabled else f"error: {event.message}")
-        elif isinstance(event, RunFinished):
-            self._progress.update(self._task, completed=s.finished_features)
-        line = stats_line(s)
-        if self.extra is not None:
-            line += "\n" + self.extra()
-        self._line.plain = line
+            if self.verbose or event.fatal or not self.live_display:
+                self._print(f"[red]error:[/red] {event.message}" if self.live_display else f"error: {event.message}")
+        self._progress.update(self._features, completed=s.finished_features)
+        self._progress.update(self._probes, total=max(s.probes_queued, 1), completed=s.probes_done)
+        self._line.plain = "\n".join(stats_lines(s) + ([self.extra()] if self.extra is not None else []))
+
+    def _started(self, event: RunStarted) -> None:
+        s = event.stats
+        if s.skipped:
+            self._print(f"{s.skipped} of {s.total} features already finished or reviewed: resuming with "
+                        f"{s.to_run} (--rejudge or --force to redo)")
+        if event.to_run:
+            strengths = ", ".join(f"{x:.4g}" for x in event.strengths)
+            self._print(f"judge: {event.judge} | strengths: {strengths}")
+            self._print(f"store: {event.store}")
+
+    def _set_phase(self, message: str) -> None:
+        self._phase.plain = message + " ..."
+        if not self.live_display:
+            self._print(message + " ...")
 
     def _print(self, message: str) -> None:
-        if self.enabled:
+        if self.live_display:
             self.console.print(message)
         else:
             self.console.print(message, markup=False, highlight=False)
@@ -97,7 +137,7 @@ def summary_table(records: list[Any], truth: dict[int, dict[str, Any]] | None, l
     table.add_column("status", no_wrap=True)
     table.add_column("label", ratio=1, min_width=12, overflow="fold")
     table.add_column("conf", justify="right", no_wrap=True)
-    table.add_column("rounds\nprobes", justify="right", no_wrap=True)
+    table.add_column("rounds/\nprobes", justify="right", no_wrap=True)
     if truth:
         table.add_column("ground truth", no_wrap=True)
         table.add_column("named", no_wrap=True)
@@ -111,6 +151,8 @@ def summary_table(records: list[Any], truth: dict[int, dict[str, Any]] | None, l
             row += [f"{t['family']}={t['value']} {purity}" if t and t.get("value") else "",
                     "" if hit is None else ("yes" if hit else "no")]
         table.add_row(*row)
+    caption = "rounds/probes: judge rounds and probes run for the feature; conf: the judge's confidence"
     if len(records) > limit:
-        table.caption = f"{len(records) - limit} more not shown; see --export"
+        caption += f"\n{len(records) - limit} more not shown; see --export"
+    table.caption = caption
     return table

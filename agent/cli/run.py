@@ -162,6 +162,8 @@ def evidence_problem(args: argparse.Namespace, kind: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from agent.cli.progress import loading
+
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line
     request = run_request(args)
     try:
@@ -175,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
     engines = engines_for(args)
     try:
         try:
-            prepared = prepare_run(request, engines)  # loads the engine only to learn the SAE's size
+            with loading(err, not args.no_progress):
+                prepared = prepare_run(request, engines)  # loads the engine only to learn the SAE's size
         except ChoiceError as exc:
             err.print(f"error: {exc}", markup=False)
             return 2

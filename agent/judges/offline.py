@@ -15,6 +15,7 @@ from typing import Any
 
 from agent.evidence import Evidence, words
 from agent.judges.base import JudgeContext, JudgeTurn, Usage
+from agent.judges.notes import answered_line, asked, note_questions
 from agent.probes import ProbeResult
 from agent.verdicts import MAX_EXPLANATION_CHARS, ProbeRequest, Verdict
 
@@ -190,7 +191,35 @@ class OfflineJudge:
     # ------------------------------------------------------------------ decisions
 
     def assess(self, ctx: JudgeContext) -> Verdict:
-        """The verdict for the evidence so far: final, or a follow-up probe request. One decision list
+        """The verdict on the evidence; a reviewer's note is first asked as targeted questions, and
+        the final explanation says what they answered."""
+        asking = self._note_probes(ctx)
+        if asking is not None:
+            return asking
+        verdict = self._assess_evidence(ctx)
+        extra = answered_line(ctx.evidence, ctx.note)
+        if verdict.action != "final" or not extra or not verdict.explanation:
+            return verdict
+        room = MAX_EXPLANATION_CHARS - len(extra) - 1
+        explanation = f"{_clip(verdict.explanation, room)} {extra}" if room > 80 else verdict.explanation
+        return verdict.model_copy(update={"explanation": explanation,
+                                          "notes": f"{verdict.notes} | reviewer's note: {ctx.note}. {extra}"})
+
+    def _note_probes(self, ctx: JudgeContext) -> Verdict | None:
+        """Probes asking the questions of the reviewer's note not asked yet (None: nothing to ask)."""
+        pending = [q for q in note_questions(ctx.note) if q not in asked(ctx.evidence)]
+        strengths = sorted({i.probe.strength for i in ctx.evidence.by_role("steered")})
+        if not pending or not strengths or ctx.force_final or ctx.round >= ctx.max_rounds or ctx.probes_left <= 0:
+            return None
+        why = f"the reviewer's note: {ctx.note}"
+        steered = [ProbeRequest(strength=strengths[-1], question=q, reason=why) for q in pending]
+        unsteered = [ProbeRequest(strength=0.0, question=q, reason=f"{why} (unsteered answer)") for q in pending]
+        return Verdict(hypothesis=f"[{NOT_AN_LLM}] asking what the reviewer's note asks: {'; '.join(pending)}",
+                       confidence=0.1, action="probe", probes=(steered + unsteered)[: ctx.probes_left],
+                       notes=f"{NOT_AN_LLM}; reviewer's note: {ctx.note}")
+
+    def _assess_evidence(self, ctx: JudgeContext) -> Verdict:
+        """The verdict the steered texts support: final, or a follow-up probe request. One decision list
         read top to bottom (ranked concepts, then each way to conclude or ask); the issue that rewrites
         this judge's strategy (hypothesis tests instead of votes) replaces it as a whole."""
         p = self.params

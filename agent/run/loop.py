@@ -120,7 +120,8 @@ class _FeatureLoop:
         self.transcript: list[dict[str, Any]] = []
         self.record = FeatureRecord(feature=feature, status="failed", judge=lc.judge.describe(), world=lc.world,
                                     fingerprint=lc.fingerprint,
-                                    prompt_versions=list(lc.fingerprint.get("prompts", [])), run_id=lc.run_id)
+                                    prompt_versions=list(lc.fingerprint.get("prompts", [])), run_id=lc.run_id,
+                                    note=lc.notes.get(feature, lc.config.note))
         self.strengths: list[float] = []
         self.pictures: list[str] = []
         self.background: list[ProbeResult] = []

@@ -23,6 +23,10 @@ class Engine(Protocol):
         ...
 
 
+class BatchStopped(Exception):
+    """The run was cancelled in the middle of an engine batch."""
+
+
 class ProbeCache(Protocol):
     def get_probe(self, key: str) -> ProbeResult | None: ...
 
@@ -34,8 +38,15 @@ class ProbeService:
 
     def __init__(self, engine: Engine, cache: ProbeCache | None = None, *, read_cache: bool = True,
                  max_batch: int = 256, gather_s: float = 0.02,
-                 on_batch: Callable[[int, int, float], None] | None = None) -> None:
+                 on_batch: Callable[[int, int, float], None] | None = None,
+                 on_progress: Callable[[int, int], None] | None = None,
+                 stop: Callable[[], bool] | None = None) -> None:
         self.engine = engine
+        self.stop = stop
+        """Polled after each probe of a batch: when true, the rest of the batch is dropped (a cancel)."""
+        self.on_progress = on_progress
+        """(probes handed to the engine, probes finished), called in the event loop's thread."""
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.cache = cache
         self.read_cache = read_cache
         self.on_batch = on_batch
@@ -68,6 +79,7 @@ class ProbeService:
 
     async def run(self, probes: Sequence[Probe]) -> list[ProbeResult]:
         """Results for ``probes`` in order: from the cache, from a batch already queued, or computed."""
+        self._loop = asyncio.get_running_loop()
         return await self._batcher.get(probes)
 
     def _lookup(self, key: str, probe: Probe) -> ProbeResult | None:
@@ -84,5 +96,23 @@ class ProbeService:
         """In the engine's thread: run the batch, reporting each result as soon as it exists. With an engine
         that can isolate failures (``run_isolated``), a probe that fails alone comes back as its error."""
         run = getattr(self.engine, "run_isolated", None) or self.engine.run
-        return list(run(probes, on_result=lambda result: on_result(result.probe, result)))
+        self._progress(len(probes), 0)
+        finished: dict[Probe, ProbeResult] = {}
+
+        def done(result: ProbeResult) -> None:
+            on_result(result.probe, result)
+            finished[result.probe] = result
+            self._progress(0, 1)
+            if self.stop is not None and self.stop():
+                raise BatchStopped("the run was cancelled")
+
+        try:
+            return list(run(probes, on_result=done))
+        except BatchStopped as exc:  # finished probes are stored; the others fail alone, quietly
+            return [finished.get(p, exc) for p in probes]
+
+    def _progress(self, queued: int, done: int) -> None:
+        """From the engine's thread: report progress in the event loop's thread."""
+        if self.on_progress is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.on_progress, queued, done)
 

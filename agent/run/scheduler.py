@@ -67,6 +67,8 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
         run.stats.finished = time.monotonic()
         _started(run, judge, store, [], [])
         return run.end()
+    if not _is_engine(engine):
+        run.phase("loading the model and SAE")
     loaded = await _load(engine)
     world = world_of(loaded)
     if store is not None:
@@ -74,10 +76,11 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
     # a pool of engines (agent.run.ray_pool) takes batches that fill every one of them
     max_batch = max(cfg.max_batch_probes, int(getattr(loaded, "batch_probes", 0)))
     service = ProbeService(loaded, store, read_cache=not cfg.force, max_batch=max_batch,
-                           on_batch=run.on_batch)
+                           on_batch=run.on_batch, on_progress=run.on_probe_progress,
+                           stop=lambda: run.control.cancelled)
     images: ImageEvidenceService | None = None
     try:
-        strengths, source = await _strengths(loaded, cfg, store, service)
+        strengths, source = await _strengths(loaded, cfg, store, service, run.phase)
         run.summary.strengths, run.summary.strength_source = strengths, source
         if cfg.image_modes:
             if describer is None:
@@ -85,6 +88,7 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
                 describer = TopKDescriber(loaded, topk_root)
             images, run.summary.images = await _image_evidence(loaded, cfg, store, service, source, describer)
         _started(run, judge, store, to_run, strengths)
+        run.phase(f"probing {len(to_run)} features x {len(strengths)} strengths")
         await _run_loops(run, _loop_context(run, judge, store, service, world, images), store, to_run)
     finally:
         await _close(service, images, judge)
@@ -171,20 +175,22 @@ async def _close(service: ProbeService, images: ImageEvidenceService | None, jud
             log.debug("closing the judge failed", exc_info=True)
 
 
-def _norm_key(engine: Engine, base_image: str) -> str:
+def norm_key(engine: Engine, base_image: str) -> str:
     """Where the store remembers the engine's hidden-state norm on ``base_image``."""
     fp_hash = hashlib.sha256(json.dumps(engine.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
     return f"hidden_norm/{fp_hash}/{base_image}"
 
 
-async def _strengths(engine: Engine, cfg: RunConfig, store: Store | None,
-                     service: ProbeService) -> tuple[list[float], dict[str, Any]]:
+async def _strengths(engine: Engine, cfg: RunConfig, store: Store | None, service: ProbeService,
+                     phase: Callable[[str], None] = lambda _m: None) -> tuple[list[float], dict[str, Any]]:
     """The schedule, measuring the hidden-state norm once per engine (remembered in the store)."""
     sweep = cfg.sweep
     if sweep.strengths:
         return resolve_strengths(engine, sweep)
-    meta_key = _norm_key(engine, sweep.base_image)
+    meta_key = norm_key(engine, sweep.base_image)
     known = store.get_meta(meta_key) if store is not None else None
+    if known is None and not sweep.calibrate:
+        phase("measuring the hidden-state norm at the layer")
     strengths, source = await service.call(resolve_strengths, engine, sweep, known)
     if store is not None and "norm" in source and known is None:
         store.set_meta(meta_key, source["norm"])
@@ -195,7 +201,7 @@ async def _norm(engine: Engine, base_image: str, store: Store | None, service: P
     """The median hidden-state norm at the hooked layer on ``base_image`` (remembered in the store)."""
     from agent.strengths import hidden_norm
 
-    meta_key = _norm_key(engine, base_image)
+    meta_key = norm_key(engine, base_image)
     known = store.get_meta(meta_key) if store is not None else None
     if known is not None:
         return float(known)
@@ -330,6 +336,8 @@ async def _explain_and_store(run: Run, lc: LoopContext, store: Store | None, f: 
                                judge=lc.judge.describe(), world=lc.world, fingerprint=lc.fingerprint,
                                run_id=lc.run_id)
     run.stats.in_flight.pop(f, None)
+    if record.status == "failed" and run.control.cancelled:
+        return  # its batch was cut short by the cancel: left not started, not stored as failed
     written = True
     if store is not None:
         try:

@@ -5,12 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import RunConfig
-from agent.events import FeatureFinished, FeatureSkipped, ProbesFinished, RunError, RunEvent, RunFinished, RunStats
+from agent.events import (
+    FeatureFinished,
+    FeatureSkipped,
+    ProbeProgress,
+    ProbesFinished,
+    RunError,
+    RunEvent,
+    RunFinished,
+    RunPhase,
+    RunStats,
+)
 from agent.judges.base import Usage
 from agent.records import FeatureRecord, new_run_id
 
@@ -78,6 +89,7 @@ class Run:
         self.run_id = new_run_id()
         self.stop = asyncio.Event()
         """Set by ``halt``: the workers stop taking features and the running ones are cancelled."""
+        self._progress_sent = 0.0
 
     # ------------------------------------------------------------------ events
 
@@ -115,6 +127,20 @@ class Run:
         self.stats.probe_rows += n_rows
         self.stats.engine_seconds += seconds
         self.emit(lambda stats: ProbesFinished(stats=stats, n_probes=n_probes, n_rows=n_rows, seconds=seconds))
+
+    def phase(self, message: str) -> None:
+        """Say what the run does now (a step that may take a while)."""
+        self.stats.phase = message
+        self.emit(lambda stats: RunPhase(stats=stats, message=message))
+
+    def on_probe_progress(self, queued: int, done: int) -> None:
+        """Probes handed to the engine (``queued``) or finished (``done``); reported a few times a second."""
+        self.stats.probes_queued += queued
+        self.stats.probes_done += done
+        now = time.monotonic()
+        if queued or now - self._progress_sent >= 0.2:
+            self._progress_sent = now
+            self.emit(lambda stats: ProbeProgress(stats=stats))
 
     def on_round(self, feature: int, rnd: int) -> None:
         self.stats.in_flight[feature] = rnd

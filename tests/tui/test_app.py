@@ -209,17 +209,21 @@ async def test_accept_reject_edit_and_undo_persist_at_once(filled: Any, make_app
     app = make_app(filled)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: len(table_ids(app)) == 8)
-        await pilot.press("a")
+        await pilot.press("a")  # accept moves on to the next undecided feature
         await wait_until(pilot, lambda: filled.get_review(0) is not None)
-        await pilot.press("down", "r")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.screen.query("#reason"))
+        await pilot.press("enter")  # no reason given
         await wait_until(pilot, lambda: filled.get_review(1) is not None)
         await pilot.press("down", "e")
         app.screen.query_one("#explanation", Input).value = "Stripes, drawn in any colour."
         app.screen.query_one("#label", Input).value = "striped pattern"
-        await pilot.press("enter", "enter")
+        await pilot.press("enter", "enter", "enter")
         await wait_until(pilot, lambda: filled.get_review(2) is not None)
         await wait_until(pilot, lambda: app.rows[2].label == "striped pattern")
-        await pilot.press("down", "a", "u")
+        await pilot.press("down", "a")
+        await wait_until(pilot, lambda: filled.get_review(3) is not None)
+        await pilot.press("up", "u")
         await wait_until(pilot, lambda: len(filled.review_history(3)) == 1)
     accept, reject, edit = (filled.get_review(f) for f in (0, 1, 2))
     assert (accept.decision, accept.reviewer) == ("accept", REVIEWER) and accept.at
@@ -237,8 +241,11 @@ async def test_review_keys_work_on_the_detail_screen(filled: Any, make_app: Any)
         assert app.screen.feature == 1
         await pilot.press("right_square_bracket")
         await wait_until(pilot, lambda: app.screen.record is not None and app.screen.record.feature == 2)
-        await pilot.press("a")
-        await wait_until(pilot, lambda: app.screen.record.review is not None)
+        await pilot.press("a")  # accept, then on to the next undecided feature
+        await wait_until(pilot, lambda: filled.get_review(2) is not None and app.screen.feature == 3)
+        await pilot.press("left_square_bracket")
+        await wait_until(pilot, lambda: app.screen.record is not None and app.screen.record.feature == 2
+                         and app.screen.record.review is not None)
         assert "accepted by tester" in str(app.screen.query_one("#summary").render())
         for tab in "2345":
             await pilot.press(tab)
@@ -346,7 +353,7 @@ async def test_palette_has_every_action_and_runs_them(filled: Any, make_app: Any
                        "Jump to feature", "Show failed features"):
             assert any(t.startswith(wanted) for t in titles), wanted
         text = await palette_then_help(pilot, app, "export every", ExportModal)
-        for key in ("accept", "edit", "reject", "re-run", "probe", "export", "jump to id", "new run"):
+        for key in ("accept", "edit", "reject", "re-run", "probe", "export", "jump to a feature id", "new run"):
             assert key in text
 
 

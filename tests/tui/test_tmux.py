@@ -99,7 +99,7 @@ def test_review_in_the_real_app_shows_in_export(tmp_path: Path) -> None:
         tmux.keys("Edited by a person in tmux.", literal=True)
         tmux.keys("Enter")
         tmux.keys("tmux label", literal=True)
-        tmux.keys("Enter")
+        tmux.keys("Enter", "Enter")  # the label, then an empty reason
         tmux.wait_for("edited")
         tmux.keys("q")
         t0 = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
@@ -10,11 +11,11 @@ from textual.screen import Screen
 
 from tui.rows import FeatureRow
 from tui.screens.host import host
-from tui.screens.modals import EditModal, ExportModal, NoteModal
+from tui.screens.modals import EditModal, ExportModal, NoteModal, ReasonModal
 from tui.screens.probe import ProbeModal
 
 APP_BINDINGS: list[BindingType] = [
-    Binding("q", "quit", "quit"),
+    Binding("q", "quit", "quit", show=False),
     Binding("question_mark,f1", "help", "help"),
     Binding("s", "setup", "new run", show=False),
     Binding("c", "cancel_run", "cancel run", show=False),
@@ -25,10 +26,11 @@ REVIEW_BINDINGS = [
     Binding("a", "accept", "accept"),
     Binding("e", "edit", "edit"),
     Binding("r", "reject", "reject"),
-    Binding("n", "rerun", "re-run"),
+    Binding("n", "rerun", "rerun", tooltip="re-run the feature with a note to the judge"),
     Binding("p", "probe", "probe"),
-    Binding("x", "export", "export"),
-    Binding("u", "undo", "undo review", show=False),
+    Binding("x", "export", "export", show=False),
+    Binding("u", "undo", "undo"),
+    Binding("v", "next_unreviewed", "todo", tooltip="the next feature without a review decision"),
 ]
 
 ACTION_HELP = {
@@ -39,6 +41,7 @@ ACTION_HELP = {
     "probe": "Probe the feature by hand (strength, samples, question)",
     "export": "Export every record as JSON lines",
     "undo": "Withdraw the current review decision",
+    "next_unreviewed": "Go to the next feature without a review decision",
 }
 
 
@@ -77,26 +80,46 @@ class FeatureActions(Screen[None]):
 
         self._on_current(check)
 
-    def _decide(self, row: FeatureRow, decision: str) -> None:
+    def _decide(self, row: FeatureRow, decision: str, note: str | None = None) -> None:
         if decision == "accept" and row.status == "failed":
             self.notify(f"feature {row.feature} failed: nothing to accept; edit it (e) or re-run it (n)",
                         severity="warning")
             return
-        host(self).main_screen.save_review(row.feature, decision)
+        host(self).main_screen.save_review(row.feature, decision, note=note)
+        if decision == "accept":
+            self.go_to(host(self).main_screen.next_unreviewed(row.feature))
+
+    def go_to(self, feature: int | None) -> None:
+        """Show ``feature`` (this screen's way: the table moves its cursor, the detail screen its feature)."""
+
+    def action_next_unreviewed(self) -> None:
+        current = self.current_feature
+        feature = host(self).main_screen.next_unreviewed(current)
+        if feature is None:
+            self.notify("every feature shown has a review decision", timeout=3)
+        self.go_to(feature)
 
     def action_accept(self) -> None:
         self._with_row(lambda row: self._decide(row, "accept"), "explanation")
 
     def action_reject(self) -> None:
-        self._with_row(lambda row: self._decide(row, "reject"), "explanation")
+        self._with_row(self._reject, "explanation")
+
+    def _reject(self, row: FeatureRow) -> None:
+        def save(reason: str | None) -> None:
+            if reason is not None:
+                self._decide(row, "reject", reason or None)
+
+        self.app.push_screen(ReasonModal(row), save)
 
     def action_edit(self) -> None:
         self._with_row(self._edit, "record to edit")
 
     def _edit(self, row: FeatureRow) -> None:
-        def save(result: tuple[str, str] | None) -> None:
+        def save(result: tuple[str, str, str] | None) -> None:
             if result is not None:
-                host(self).main_screen.save_review(row.feature, "edit", result[0] or None, result[1] or None)
+                host(self).main_screen.save_review(row.feature, "edit", result[0] or None, result[1] or None,
+                                                   note=result[2] or None)
 
         self.app.push_screen(EditModal(row), save)
 
@@ -130,13 +153,13 @@ class FeatureActions(Screen[None]):
         self._on_current(self._probe)
 
     def _probe(self, feature: int, row: FeatureRow | None) -> None:
-        strength = row.strength if row is not None and row.strength else 10.0
+        strength = row.strength if row is not None and row.strength else None  # None: a run's strongest
         main = host(self).main_screen
         self.app.push_screen(ProbeModal(feature, strength), lambda _: main.feature_changed(feature))
 
     def action_export(self) -> None:
         store = host(self).services.store
-        default = f"{store.path.name if store else 'steer'}-export.jsonl"
+        default = str(Path.cwd() / f"{store.path.name if store else 'steer'}-export.jsonl")
 
         def done(result: tuple[str, int] | None) -> None:
             if result is not None:

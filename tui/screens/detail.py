@@ -28,9 +28,9 @@ class DetailScreen(FeatureActions):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *REVIEW_BINDINGS,
-        Binding("escape", "back", "back"),
-        Binding("left_square_bracket", "step(-1)", "previous feature", show=False),
-        Binding("right_square_bracket", "step(1)", "next feature", show=False),
+        Binding("escape", "back", "back", show=False),
+        Binding("left_square_bracket", "step(-1)", "prev"),
+        Binding("right_square_bracket", "step(1)", "next"),
         *[Binding(str(i), f"tab('{t}')", f"{t} tab", show=False) for i, t in enumerate(TABS, 1)],
     ]
 
@@ -62,7 +62,7 @@ class DetailScreen(FeatureActions):
                 yield Horizontal(id="topk-pictures", classes="pictures")
             with TabPane("Probes", id="probes"), VerticalScroll():
                 yield Static(id="manual")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.watch(self.app, "report", self.show_verdict)
@@ -90,9 +90,9 @@ class DetailScreen(FeatureActions):
         elif w.group == "detail" and event.state == WorkerState.ERROR:
             self.query_one("#summary", Static).update(Text(f"#{self.feature}: {w.error}", style="red"))
         elif w.group == "pictures" and event.state == WorkerState.SUCCESS:
-            feature, views = w.result
+            feature, views, stats = w.result
             if feature == self.feature:
-                self.show_topk(views)
+                self.show_topk(views, stats)
         elif w.group == "pictures" and event.state == WorkerState.ERROR:
             self.query_one("#topk-status", Static).update(Text(f"top-k images unavailable: {w.error}", style="red"))
 
@@ -130,9 +130,14 @@ class DetailScreen(FeatureActions):
         report = host(self).report
         box = self.query_one("#verdict", Static)
         line = report.verdict_line(self.feature) if report is not None else None
-        box.display = line is not None
         if report is None or line is None:
+            truth = host(self).services.ground_truth(self.feature)
+            box.display = truth is not None and bool(truth.get("value"))
+            if box.display:
+                box.update(Text.assemble(("ground truth: ", "bold"), f"{truth['family']}={truth['value']}",
+                                         (f" (purity {float(truth.get('purity', 0)):.2f})", "dim")))
             return
+        box.display = True
         text = Text(line)
         store = host(self).services.store
         if not same_world(report.world, store.world() if store is not None else None):
@@ -167,17 +172,24 @@ class DetailScreen(FeatureActions):
         self._pictures(self.feature)
 
     @work(thread=True, exclusive=True, group="pictures", exit_on_error=False)
-    def _pictures(self, feature: int) -> tuple[int, list[tuple[Any, str]]]:
-        return feature, host(self).services.topk_views(feature)
+    def _pictures(self, feature: int) -> tuple[int, list[tuple[Any, str]], dict[str, float] | None]:
+        services = host(self).services
+        return feature, services.topk_views(feature), services.topk_stats(feature)
 
-    def show_topk(self, views: list[tuple[Any, str]]) -> None:
+    def show_topk(self, views: list[tuple[Any, str]], stats: dict[str, float] | None = None) -> None:
         status = self.query_one("#topk-status", Static)
         box = self.query_one("#topk-pictures", Horizontal)
         box.remove_children()
+        density = ""
+        if stats:
+            density = (f"; fires on {100 * stats['image_frequency']:.2f}% of the collection's images "
+                       f"({100 * stats['patch_frequency']:.3f}% of patches), largest activation "
+                       f"{stats['max_activation']:.3g}")
         if not views:
-            status.update("This feature has no top-activating images (it never fired on the collection).")
+            status.update("This feature has no top-activating images (it never fired on the collection)" + density)
             return
-        status.update("top-activating images (black: patches where the feature is silent)")
+        status.update(f"the {len(views)} top-activating images collected (black: patches where the feature is "
+                      f"silent){density}")
         box.mount_all(Picture(img, caption, cells=16) for img, caption in views)
 
     # ------------------------------------------------------------------ actions
@@ -189,7 +201,9 @@ class DetailScreen(FeatureActions):
         self.query_one(TabbedContent).active = tab
 
     def action_step(self, delta: int) -> None:
-        feature = host(self).main_screen.neighbour(self.feature, delta)
+        self.go_to(host(self).main_screen.neighbour(self.feature, delta))
+
+    def go_to(self, feature: int | None) -> None:
         if feature is not None and feature != self.feature:
             self.feature = feature
             self._pictures_for = None

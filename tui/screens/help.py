@@ -25,6 +25,28 @@ EXTRA = [
 ]
 
 
+TERMS = [
+    ("conf", "the judge's confidence in its explanation, 0 to 1 (the offline judge: how consistent and "
+             "specific the recurring words are)"),
+    ("KL", "first-token KL divergence of the steered model from the unsteered one: how much steering changes "
+           "its answer (0: not at all)"),
+    ("response plot", "x: steering strength; KL (left axis) and the share of answers that name the label's "
+                      "words (right axis); the table below it holds the same numbers"),
+    ("rounds / probes", "judge rounds used, and steering probes run for the feature"),
+    ("review", "accepted / edited / rejected by a person; u withdraws; v goes to the next undecided feature"),
+]
+
+
+def terms_table() -> Table:
+    """What the numbers and words of the table and the detail screen mean."""
+    table = Table(expand=True, box=None, show_header=True, header_style="bold")
+    table.add_column("term", style="bold", no_wrap=True)
+    table.add_column("means")
+    for term, means in TERMS:
+        table.add_row(term, means)
+    return table
+
+
 def key_table(app: App[Any]) -> Table:
     """Every binding of every screen, the review keys once (``app`` spells the keys)."""
     table = Table(expand=True, box=None, show_header=True, header_style="bold")
@@ -40,7 +62,7 @@ def key_table(app: App[Any]) -> Table:
             if not isinstance(b, Binding) or (where != "table + detail" and b.key in review_keys):
                 continue
             keys = " ".join(app.get_key_display(Binding(k, b.action)) for k in b.key.split(","))
-            table.add_row(where, keys, b.description)
+            table.add_row(where, keys, b.tooltip or b.description)
     for where, key, does in EXTRA:
         table.add_row(where, key, does)
     return table
@@ -55,3 +77,5 @@ class HelpScreen(ModalScreen):
             yield Label("Keys  (escape closes)", classes="title")
             with VerticalScroll():
                 yield Static(key_table(self.app), id="keys")
+                yield Label("What the numbers mean", classes="title")
+                yield Static(terms_table(), id="terms")

@@ -38,12 +38,17 @@ class MainScreen(FeatureActions):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *REVIEW_BINDINGS,
-        Binding("slash", "focus_search", "search", show=False),
-        Binding("g", "jump", "jump to id", show=False),
-        Binding("o", "sort", "sort by next column", show=False),
+        Binding("slash", "focus_search", "find"),
+        Binding("g", "jump", "go", tooltip="jump to a feature id"),
+        Binding("o", "sort", "sort", tooltip="sort by the next column"),
+        Binding("A,shift+a", "accept_shown", "accept every feature shown (asks first)", show=False),
         Binding("O,shift+o", "sort_reverse", "reverse the sort", show=False),
         Binding("escape", "clear_filter", "clear filters", show=False),
+        Binding("ctrl+r", "reload", "reload the store", show=False),
     ]
+
+    POLL_S: ClassVar[float] = 3.0
+    """How often the store is checked for writes by another process (a CLI run on the same store)."""
 
     filt: reactive[RowFilter] = reactive(RowFilter, init=False)
     sort_key: reactive[str] = reactive("id", init=False)
@@ -54,6 +59,7 @@ class MainScreen(FeatureActions):
         self.rows: dict[int, FeatureRow] = {}
         self._generation = 0
         self._in_run: set[int] = set()
+        self._signature: tuple[object, ...] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -66,11 +72,12 @@ class MainScreen(FeatureActions):
         yield FeatureTable(id="features")
         yield Static("", id="table-info")
         yield RunPanel(host(self).services, id="run-panel")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one(FeatureTable).focus()
         self.reload_rows()
+        self.set_interval(self.POLL_S, self._poll)
 
     @property
     def table(self) -> FeatureTable:
@@ -120,6 +127,38 @@ class MainScreen(FeatureActions):
             self.rows[row.feature] = row
             changed.append(row.feature)
         self.update_rows(changed)
+
+    def next_unreviewed(self, after: int | None) -> int | None:
+        """The next feature in the table's order, after ``after`` and wrapping, that has an answer and no decision."""
+        order = [r for r in view(self.rows.values(), self.filt, self.sort_key, self.sort_reverse)]
+        start = next((i + 1 for i, r in enumerate(order) if r.feature == after), 0)
+        for row in order[start:] + order[:start]:
+            if row.feature != after and row.review is None and row.status in ("done", "failed"):
+                return row.feature
+        return None
+
+    def go_to(self, feature: int | None) -> None:
+        if feature is not None:
+            self.table.select_feature(feature)
+
+    def action_accept_shown(self) -> None:
+        """Accept every done, undecided feature the filters show, after a confirmation."""
+        from tui.screens.modals import ConfirmModal
+
+        shown = [r.feature for r in view(self.rows.values(), self.filt, self.sort_key, self.sort_reverse)
+                 if r.status == "done" and r.review is None]
+        if not shown:
+            self.notify("no undecided explanation is shown", severity="warning")
+            return
+        ids = ", ".join(map(str, shown[:8])) + (" ..." if len(shown) > 8 else "")
+        question = f"Accept the {len(shown)} undecided explanations the table shows ({ids}) as {host(self).services.reviewer}?"
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                for f in shown:
+                    self.save_review(f, "accept")
+
+        self.app.push_screen(ConfirmModal("Accept every feature shown?", question, yes="Accept all"), answer)
 
     def neighbour(self, feature: int, delta: int) -> int | None:
         """The feature ``delta`` rows away in the table's current order."""
@@ -222,23 +261,56 @@ class MainScreen(FeatureActions):
 
     def reload_rows(self) -> None:
         self._generation += 1
+        self._signature = host(self).services.store_signature()
         self._load_rows(self._generation)
 
+    def action_reload(self) -> None:
+        """Read the store again (another process may have written it)."""
+        self.reload_rows()
+        self.notify("store reloaded", timeout=2)
+
+    def _poll(self) -> None:
+        """Cheap check for writes by another process; the changed rows follow without a rebuild."""
+        signature = host(self).services.store_signature()
+        if signature == self._signature or self._signature is None:
+            return
+        self._signature = signature
+        self._generation += 1
+        self._load_rows(self._generation, merge=True)
+
     @work(thread=True, exclusive=True, group="rows", exit_on_error=False)
-    def _load_rows(self, generation: int) -> None:
+    def _load_rows(self, generation: int, merge: bool = False) -> None:
         rows, errors = host(self).services.load_rows()
-        self.post_message(RowsLoaded(rows, errors, generation))
+        self.post_message(RowsLoaded(rows, errors, generation, merge))
 
     def on_rows_loaded(self, msg: RowsLoaded) -> None:
         """Show the rows (the app then decides what opens first); a late answer is dropped."""
         if msg.generation != self._generation:  # an older request answered late
             msg.stop()
             return
+        if msg.merge:
+            msg.stop()
+            self._merge_rows(msg.rows)
+            return
         live = {f: r for f, r in self.rows.items() if f in self._in_run and r.status in ("pending", "running")}
         self.rows = {r.feature: r for r in msg.rows} | live
         self.refresh_view()
         for error in msg.errors[:3]:
             self.notify(error, severity="error", timeout=10)
+
+    def _merge_rows(self, rows: list[FeatureRow]) -> None:
+        """Take the rows another process changed (rows this app's run is working on stay as they are)."""
+        fresh = {r.feature: r for r in rows if not (r.feature in self._in_run
+                                                     and self.rows.get(r.feature, r).status in ("pending", "running"))}
+        changed = [r for f, r in fresh.items() if self.rows.get(f) != r]
+        added = [r.feature for r in changed if r.feature not in self.rows]
+        for row in changed:
+            self.rows[row.feature] = row
+            self.feature_changed(row.feature)
+        if added:
+            self.refresh_view()
+        else:
+            self.update_rows(r.feature for r in changed)
 
     # ------------------------------------------------------------------ the run
 
@@ -305,9 +377,10 @@ class MainScreen(FeatureActions):
     # ------------------------------------------------------------------ reviews
 
     def save_review(self, feature: int, decision: str | None, explanation: str | None = None,
-                    label: str | None = None) -> None:
+                    label: str | None = None, note: str | None = None) -> None:
         """Write a decision (None withdraws the current one); the row follows once it is stored."""
-        future = host(self).services.submit_review(feature, decision, explanation=explanation, label=label)
+        future = host(self).services.submit_review(feature, decision, explanation=explanation, label=label,
+                                                   note=note)
         self._await_review(future, feature, decision)
 
     @work(group="review", exit_on_error=False)

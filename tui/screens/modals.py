@@ -37,6 +37,31 @@ class Dialog(ModalScreen):
         self.dismiss(None)
 
 
+class ConfirmModal(Dialog):
+    """A yes/no question; returns True, or None (escape, n, the other button)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("y", "yes", "yes"), Binding("n", "cancel", "no")]
+
+    def __init__(self, title: str, text: str, yes: str = "Yes", no: str = "Cancel") -> None:
+        super().__init__()
+        self.title_text, self.text, self.yes_word, self.no_word = title, text, yes, no
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label(self.title_text, classes="title")
+            yield Static(self.text, id="confirm-text")
+            with Horizontal(classes="buttons"):
+                yield Button(f"{self.yes_word} (y)", variant="error", id="yes")
+                yield Button(f"{self.no_word} (n)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    @on(Button.Pressed, "#yes")
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+
 class EditModal(Dialog):
     """New explanation and label for a feature; returns (explanation, label) or None."""
 
@@ -51,6 +76,8 @@ class EditModal(Dialog):
             yield Input(self.row.explanation, id="explanation")
             yield Label("label")
             yield Input(self.row.label, id="label")
+            yield Label("reason (optional)")
+            yield Input(placeholder="e.g. the colour is right, the shape is not", id="reason")
             yield Static("", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Save", variant="primary", id="save")
@@ -65,6 +92,10 @@ class EditModal(Dialog):
         self.query_one("#label", Input).focus()
 
     @on(Input.Submitted, "#label")
+    def _to_reason(self) -> None:
+        self.query_one("#reason", Input).focus()
+
+    @on(Input.Submitted, "#reason")
     @on(Button.Pressed, "#save")
     def _save(self) -> None:
         explanation = self.query_one("#explanation", Input).value.strip()
@@ -72,7 +103,32 @@ class EditModal(Dialog):
         if not explanation and not label:
             self.error("write an explanation or a label (escape cancels)")
             return
-        self.dismiss((explanation, label))
+        self.dismiss((explanation, label, self.query_one("#reason", Input).value.strip()))
+
+
+class ReasonModal(Dialog):
+    """Why an explanation is rejected; returns the reason ('' for none) or None (cancelled)."""
+
+    def __init__(self, row: FeatureRow) -> None:
+        super().__init__()
+        self.row = row
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label(f"Reject feature #{self.row.feature}: {self.row.label or ''}", classes="title")
+            yield Label("reason (optional; kept with the decision and exported)")
+            yield Input(placeholder="e.g. names the shape, but steering changes the colour", id="reason")
+            with Horizontal(classes="buttons"):
+                yield Button("Reject", variant="error", id="go")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#reason", Input).focus()
+
+    @on(Input.Submitted, "#reason")
+    @on(Button.Pressed, "#go")
+    def _go(self) -> None:
+        self.dismiss(self.query_one("#reason", Input).value.strip())
 
 
 class NoteModal(Dialog):
@@ -174,7 +230,20 @@ class PathDialog(Dialog):
             self.error(self.EMPTY)
             return
         self.error(None)
-        self._run(path)
+        question = self.confirm(path)
+        if question is None:
+            self._run(path)
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._run(path)
+
+        self.app.push_screen(ConfirmModal(self.TITLE, question, yes="Replace", no="Cancel"), answer)
+
+    def confirm(self, path: str) -> str | None:
+        """A question to confirm before acting on ``path`` (None: act at once)."""
+        return None
 
     @work(thread=True, exclusive=True, group="path-dialog", exit_on_error=False)
     def _run(self, path: str) -> Any:
@@ -201,12 +270,17 @@ class ExportModal(PathDialog):
     """Write the store as JSON lines; returns (path, count) or None."""
 
     TITLE = "Export every record as JSON lines"
-    HINT = "file"
+    HINT = "file (a relative path is taken from the folder steer-tui started in)"
     BUTTON = "Export"
     EMPTY = "give a file name"
 
+    def confirm(self, path: str) -> str | None:
+        full = Path(path).expanduser().absolute()
+        return f"{full} exists: replace it?" if full.exists() else None
+
     def act(self, path: str) -> tuple[str, int]:
-        return str(Path(path).expanduser()), host(self).services.export(path)
+        full = Path(path).expanduser().absolute()
+        return str(full), host(self).services.export(full)
 
     def failure(self, err: BaseException | None) -> str:
         why = getattr(err, "strerror", None) or str(err)

@@ -22,7 +22,7 @@ from tui.screens.modals import Dialog
 class ProbeModal(Dialog):
     """Runs one probe (and its unsteered baseline) on the engine; answers stay listed until closed."""
 
-    def __init__(self, feature: int, strength: float = 10.0) -> None:
+    def __init__(self, feature: int, strength: float | None = None) -> None:
         super().__init__()
         self.feature = feature
         self.strength = strength
@@ -35,7 +35,8 @@ class ProbeModal(Dialog):
             yield Label(f"Probe feature #{self.feature} by hand", classes="title")
             with Grid(classes="form"):
                 yield Label("strength")
-                yield Input(f"{self.strength:g}", type="number", id="strength", compact=True)
+                yield Input("" if self.strength is None else f"{self.strength:g}", type="number", id="strength",
+                            compact=True, placeholder="finding a run's strengths…")
                 yield Label("samples")
                 yield Input("1", type="integer", id="samples", compact=True)
                 yield Label("question")
@@ -43,6 +44,7 @@ class ProbeModal(Dialog):
                 yield Label("base image")
                 yield Select([(s, s) for s in ("white", "black", "noise")], value="white", allow_blank=False,
                              id="base", compact=True)
+            yield Static("", id="ladder", classes="hint")
             yield Checkbox("random direction of the same norm (control)", id="control", compact=True)
             yield Static("", classes="error")
             with Horizontal(classes="buttons"):
@@ -54,6 +56,20 @@ class ProbeModal(Dialog):
     def on_mount(self) -> None:
         self.error(None)
         self.query_one("#strength", Input).focus()
+        self._ladder()
+
+    @work(thread=True, exclusive=True, group="ladder", exit_on_error=False)
+    def _ladder(self) -> list[float]:
+        """The strengths a run sweeps (a feature never run starts at the strongest, as a run's would)."""
+        return host(self).services.run_strengths()
+
+    def _show_ladder(self, strengths: list[float]) -> None:
+        if not strengths:
+            return
+        self.query_one("#ladder", Static).update("a run sweeps " + ", ".join(f"{s:g}" for s in strengths))
+        box = self.query_one("#strength", Input)
+        if self.strength is None and not box.value:
+            box.value = f"{max(strengths):g}"
 
     def _probe(self) -> Probe | None:
         try:
@@ -122,6 +138,12 @@ class ProbeModal(Dialog):
         self._status("")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "ladder":
+            if event.state == WorkerState.SUCCESS:
+                self._show_ladder(event.worker.result or [])
+            elif event.state == WorkerState.ERROR and self.strength is None:
+                self.error(f"could not find a run's strengths ({event.worker.error}): type one")
+            return
         if event.worker.group != "probe":
             return
         if event.state == WorkerState.ERROR:

@@ -17,6 +17,7 @@ from textual.widgets import (
     Header,
     Input,
     Label,
+    LoadingIndicator,
     Select,
     Static,
 )
@@ -27,7 +28,11 @@ from tui.backends import INJECTED, JudgeSpec, SetupError
 from tui.screens.host import host
 from tui.services import PreparedRun, RunRequest, display_path
 
-FIELDS = ("store", "features", "model", "sae", "layer", "judge", "judge_model", "judge_url", "samples", "rounds")
+FIELDS = ("store", "features", "model", "sae", "layer", "judge", "judge_model", "judge_url", "judge_key_env", "samples",
+          "rounds")
+CLI_WORDS = {"--judge-api-key-env NAME": "the API key var field", "--judge-api-key-env": "the API key var field",
+             "--judge-base-url": "the judge URL field", "--judge-model": "the judge model field"}
+"""The judge's errors name CLI flags; the form names its fields."""
 
 
 class SetupScreen(Screen[PreparedRun | None]):
@@ -64,13 +69,18 @@ class SetupScreen(Screen[PreparedRun | None]):
                 yield Label("judge URL")
                 yield Input(judge.base_url or "", id="judge_url", compact=True,
                             placeholder="OpenAI, or http://localhost:8000/v1")
+                yield Label("API key var")
+                yield Input(judge.api_key_env or "OPENAI_API_KEY", id="judge_key_env", compact=True,
+                            placeholder="OPENAI_API_KEY (the environment variable holding the key)")
                 yield Label("samples")
                 yield Input(str(cfg.sweep.samples), id="samples", type="integer", compact=True)
                 yield Label("judge rounds")
                 yield Input(str(cfg.max_rounds), id="rounds", type="integer", compact=True)
             yield Checkbox("re-judge features that are already done", id="rejudge", compact=True)
             yield Static("", id="setup-error", classes="error")
-            yield Static("", id="setup-status", classes="dim")
+            with Horizontal(id="setup-checking"):
+                yield LoadingIndicator(id="setup-spinner")
+                yield Static("", id="setup-status", classes="dim")
             with Horizontal(classes="buttons"):
                 yield Button("Start run", variant="primary", id="start")
                 yield Button("Cancel", id="cancel")
@@ -81,11 +91,16 @@ class SetupScreen(Screen[PreparedRun | None]):
         self.show_error(startup_error, "model" if startup_error else None)
         if not startup_error:
             self.query_one("#features", Input).focus()
+        self.status("")
 
     # ------------------------------------------------------------------ inline messages
 
     def show_error(self, message: str | None, field: str | None = None) -> None:
         box = self.query_one("#setup-error", Static)
+        for flag, words in CLI_WORDS.items():
+            message = message.replace(flag, words) if message else message
+        if field == "judge" and message and "API key" in message:
+            field = "judge_key_env"
         box.update(f"✗ {message}" if message else "")
         box.display = bool(message)
         for name in FIELDS:
@@ -94,7 +109,9 @@ class SetupScreen(Screen[PreparedRun | None]):
             self.query_one(f"#{field}").focus()
 
     def status(self, text: str) -> None:
+        """What the form is doing (a spinner turns while its checks run)."""
         self.query_one("#setup-status", Static).update(text)
+        self.query_one("#setup-checking").display = bool(text)
 
     @on(Input.Changed, "#features")
     def _check_features(self, event: Input.Changed) -> None:
@@ -131,7 +148,8 @@ class SetupScreen(Screen[PreparedRun | None]):
         world = replace(current, model=text("model") or None, sae=text("sae") or None, layer=layer_n,
                         revision=current.revision if text("model") == (current.model or "") else None)
         judge = JudgeSpec(kind=str(self.query_one("#judge", Select).value), model=text("judge_model") or None,
-                          base_url=text("judge_url") or None, api_key_env=s.judge_spec.api_key_env)
+                          base_url=text("judge_url") or None,
+                          api_key_env=text("judge_key_env") or s.judge_spec.api_key_env)
         cfg = s.run_config
         config = replace(cfg, sweep=replace(cfg.sweep, samples=number("samples", "samples")),
                          max_rounds=number("rounds", "judge rounds"),
@@ -164,6 +182,7 @@ class SetupScreen(Screen[PreparedRun | None]):
         self.query_one("#start", Button).disabled = False
         self.status("")
         if event.state == WorkerState.SUCCESS:
+            host(self).services.features = self.query_one("#features", Input).value.strip()  # the next form's
             self.dismiss(event.worker.result)
             return
         err = event.worker.error

@@ -12,7 +12,7 @@ from textual.reactive import reactive, var
 from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
-from agent.events import RunPlanned
+from agent.events import RunPhase, RunPlanned
 from agent.run import RunControl
 from tui.messages import RunEnded, RunFailed, RunProgress
 from tui.services import PreparedRun, Services
@@ -35,7 +35,8 @@ def stats_text(state: str, title: str, s: Any) -> Text:
         rounds = Counter(s.in_flight.values())
         spread = " ".join(f"r{r}:{n}" for r, n in sorted(rounds.items()))
         out.append(f"· {len(s.in_flight)} in flight" + (f" ({spread})" if len(rounds) <= 2 else "") + " ")
-    out.append(f"· {s.rounds} rounds · {s.probes_per_s:.1f} probes/s · {s.tokens:,} tok")
+    rate = s.probes_done / s.elapsed if s.elapsed > 0 else 0.0
+    out.append(f"· {s.rounds} rounds · {rate:.1f} probes/s · {s.tokens:,} tok")
     if s.cost_usd is not None:
         out.append(f" · ${s.cost_usd:.4f}")
     out.append(f" · {s.elapsed:.0f}s")
@@ -63,6 +64,21 @@ class RunPanel(Widget):
         self.services = services
         self._control: RunControl | None = None
 
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        """Elapsed time and rate move on between events (an engine batch may run for a while)."""
+        if self.running and self.stats is not None:
+            self.refresh()
+
+    def summary(self) -> str:
+        """What the run has done so far, and how to resume it (for a quit in the middle of a run)."""
+        s = self.stats
+        done = f"{s.done + s.failed} of {s.to_run} features finished" if s is not None else "nothing finished yet"
+        return (f"{self.run_title} stopped: {done}; finished features are stored. Start the same run again "
+                "(steer-tui, s; or steer-agent --features ... --store ...) to resume: finished features are skipped.")
+
     def render(self) -> Text:
         return stats_text(self.state, self.run_title, self.stats)
 
@@ -84,7 +100,7 @@ class RunPanel(Widget):
         self.post_message(RunEnded(summary, prepared.title))
 
     def cancel(self, reason: str = "cancelled") -> None:
-        """Stop the run after the engine batch in progress."""
+        """Stop the run: no new work, and the engine batch in progress stops after its current probe."""
         if not self.running or self._control is None:
             self.notify("no run in progress")
             return
@@ -105,6 +121,8 @@ class RunPanel(Widget):
         self.stats = ev.stats
         if isinstance(ev, RunPlanned):
             self.state = "loading the model" if ev.to_run else "nothing to do"
+        elif isinstance(ev, RunPhase) and self.state != "cancelling":  # loading, measuring the norm, probing
+            self.state = "running" if ev.message.startswith("probing") else ev.message
         elif self.state in ("starting", "loading the model"):
             self.state = "running"
 

@@ -1,0 +1,176 @@
+"""Pilot tests of a run in the TUI: quitting asks first, cancel is quick, the run line ticks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from agent.probes import Probe, ProbeResult
+from tests.agent.fakes import FakeEngine as AgentFakeEngine
+from tests.tui.test_app import start_held_run, wait_until
+
+pytestmark = pytest.mark.asyncio
+
+
+def panel_on_screen(app: Any) -> str:
+    """The run line as the screen shows it (what was last drawn, not a fresh render)."""
+    return app.export_screenshot()
+
+
+class SlowEngine(AgentFakeEngine):
+    """The TUI's fake engine, taking ``per_probe`` seconds for each probe of a batch."""
+
+    def __init__(self, per_probe: float) -> None:
+        super().__init__(revision=None)
+        self.per_probe = per_probe
+        self.done = 0
+
+    def run(self, probes: Sequence[Probe], on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
+        out = []
+        for p in probes:
+            time.sleep(self.per_probe)
+            out += super().run([p], on_result)
+            self.done += 1
+        return out
+
+
+async def test_cancel_stops_the_engine_batch_within_seconds(filled: Any, make_app: Any) -> None:
+    slow = SlowEngine(per_probe=0.25)  # the first sweep of 8 features is one batch of ~10 s
+    app = make_app(filled, engine=slow)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start_held_run(app, pilot, range(8, 16))
+        await wait_until(pilot, lambda: slow.done >= 8)  # past the baseline, inside the sweep's batch
+        t0 = time.monotonic()
+        await pilot.press("c")
+        await wait_until(pilot, lambda: not app.running, timeout=20)
+        assert time.monotonic() - t0 < 3.0
+        assert all(app.rows[f].status == "pending" for f in range(8, 16))
+    assert filled.features() == list(range(8))  # nothing stored as failed by the cancel
+
+
+async def test_quit_during_a_run_asks_then_says_how_to_resume(filled: Any, make_app: Any, engine: Any) -> None:
+    from tui.screens.modals import ConfirmModal
+
+    engine.gate = threading.Event()
+    app = make_app(filled)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await start_held_run(app, pilot, range(8, 12))
+            await pilot.press("q")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            await pilot.press("n")
+            await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmModal))
+            assert app.is_running and app.running
+            await pilot.press("q")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            await pilot.press("y")
+            await wait_until(pilot, lambda: app.exit_message is not None)
+    finally:
+        engine.gate.set()
+    assert "resume" in app.exit_message and "stored" in app.exit_message
+
+
+async def test_the_run_line_ticks_between_events(filled: Any, make_app: Any, engine: Any) -> None:
+    engine.gate = threading.Event()
+    app = make_app(filled)
+    try:
+        async with app.run_test(size=(120, 24)) as pilot:
+            await start_held_run(app, pilot, range(8, 12))
+            panel = app.main_screen.run_panel
+            await pilot.pause(0.3)
+            before = panel_on_screen(app)
+            await pilot.pause(2.2)  # the engine holds: no event arrives meanwhile
+            assert panel_on_screen(app) != before
+            engine.gate.set()
+            await wait_until(pilot, lambda: not app.running)
+    finally:
+        engine.gate.set()
+
+
+async def test_probing_an_unrun_feature_starts_at_a_runs_strengths(filled: Any, make_app: Any, engine: Any) -> None:
+    from agent.config import RunConfig, SweepConfig
+    from textual.widgets import Input
+
+    from tui.screens.probe import ProbeModal
+
+    engine.gate = threading.Event()
+    app = make_app(filled, run_config=RunConfig(sweep=SweepConfig(background=2)))  # hidden-norm multiples
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await start_held_run(app, pilot, range(8, 10))
+            await pilot.press("c")
+            engine.gate.set()
+            await wait_until(pilot, lambda: not app.running and app.rows[8].status == "pending")
+            app.main_screen.jump_to(8)
+            await pilot.press("p")
+            await wait_until(pilot, lambda: isinstance(app.screen, ProbeModal))
+            box = app.screen.query_one("#strength", Input)
+            await wait_until(pilot, lambda: box.value != "")
+            assert float(box.value) == 40.0  # 4 x the fake engine's norm of 10, as a run's sweep ends
+            assert "a run sweeps 5, 10, 15, 20, 25, 30, 40" in str(app.screen.query_one("#ladder").render())
+    finally:
+        engine.gate.set()
+
+
+async def test_rows_written_by_another_process_appear_and_ctrl_r_reloads(filled: Any, make_app: Any) -> None:
+    import asyncio
+
+    from agent.store import Store
+    from tests.tui.fakes import FakeEngine, fill_store
+    from tests.tui.test_app import table_ids
+
+    def cli_run() -> None:  # what `steer-agent --features 8-9 --store ...` does, through its own Store
+        with Store(filled.path) as other:
+            fill_store(other, FakeEngine(), [8, 9])
+
+    app = make_app(filled)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: len(table_ids(app)) == 8)
+        await asyncio.to_thread(cli_run)
+        await wait_until(pilot, lambda: table_ids(app) == list(range(10)), timeout=10)
+        assert app.rows[9].status == "done"
+        with Store(filled.path) as other:
+            other.set_review(3, "reject", reviewer="bob")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: app.rows[3].review == "reject", timeout=1.5)
+
+
+async def test_the_setup_form_keeps_the_last_range_names_its_fields_and_spins(store: Any, make_app: Any,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from textual.widgets import Input, LoadingIndicator, Select
+
+    from tests.tui.fakes import scripted_judge
+    from tests.tui.test_app import setup_error, start
+    from tui.screens.setup import SetupScreen
+
+    app = make_app(store, judge=scripted_judge())
+    async with app.run_test(size=(100, 40)) as pilot:
+        await start(app, pilot, features="2-3")
+        await wait_until(pilot, lambda: not app.running and len(app.rows) == 2)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.query("#features"))
+        assert app.screen.query_one("#features", Input).value == "2-3"  # the last range run
+        # The judge's errors name a field of the form, and the form has it.
+        monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+        app.screen.query_one("#judge", Select).value = "openai"
+        app.screen.query_one("#judge_key_env", Input).value = "NO_SUCH_KEY_VAR"
+        gate = threading.Event()
+        prepare = app.services.prepare
+
+        def slow_prepare(request: Any) -> Any:
+            gate.wait(10)
+            return prepare(request)
+
+        monkeypatch.setattr(app.services, "prepare", slow_prepare)
+        await pilot.click("#start")
+        await wait_until(pilot, lambda: app.screen.query_one("#setup-checking").display)
+        assert app.screen.query_one(LoadingIndicator).display
+        gate.set()
+        await wait_until(pilot, lambda: "NO_SUCH_KEY_VAR" in setup_error(app))
+        assert "--judge-api-key-env" not in setup_error(app)
+        assert app.screen.query_one("#judge_key_env").has_class("-problem")
+        assert not app.screen.query_one("#setup-checking").display
