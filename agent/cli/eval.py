@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.cli.args import add_model_options, parse_floats, world_spec
+from agent.cli.args import add_model_options, judge_url, parse_floats, world_spec
 from agent.eval.config import ALL_MODES, DEFAULT_MODES, EvalConfig
 from agent.plan import check_features
 from agent.world import ChoiceError, WorldSpec, load_engine
@@ -67,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.add_argument("--max-probes", type=int, default=24, help="extra probes per feature in the agent loop (default 24)")
     j = p.add_argument_group("LLM judge (the llm mode and the LLM forced-choice reader; off without an endpoint)")
     j.add_argument("--judge-model", help="model name at the endpoint (default gpt-4o-mini)")
-    j.add_argument("--judge-base-url", help="OpenAI-compatible endpoint URL (default: $OPENAI_BASE_URL or OpenAI)")
+    j.add_argument("--judge-base-url", type=judge_url, help="OpenAI-compatible endpoint URL (default: $OPENAI_BASE_URL or OpenAI)")
     j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
                    help="environment variable holding the API key")
     j.add_argument("--judge-format", choices=("auto", "schema", "text"), default="auto")

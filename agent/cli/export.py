@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent.cli.args import add_model_options, store_path
+from agent.cli.args import add_model_options, output_file, store_path
 
 
 def _open_store(args: argparse.Namespace):  # -> Store
@@ -26,7 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "Corrupt records are named on stderr and skipped (exit 1); requested features the store "
                        "does not hold are counted (exit 0).")
     e.add_argument("--store", type=Path, help="store folder (default: the toy world's / the given model's)")
-    e.add_argument("--out", required=True, help="output .jsonl file, or - for stdout")
+    e.add_argument("--out", required=True, type=output_file, help="output .jsonl file, or - for stdout")
     e.add_argument("--features", help="only these features (e.g. 0-63)")
     add_model_options(e)
     e.set_defaults(func=export)

@@ -10,6 +10,8 @@ from typing import Any
 from agent.cli.args import (
     add_model_options,
     add_store_option,
+    judge_url,
+    output_file,
     parse_floats,
     parse_price,
     parse_strengths,
@@ -39,7 +41,7 @@ def _add_judge_options(p: argparse.ArgumentParser) -> None:
                    help="offline, or openai for any OpenAI-compatible endpoint (default: openai when "
                         "--judge-model or --judge-base-url is given, else offline)")
     j.add_argument("--judge-model", help="model name at the endpoint (default gpt-4o-mini)")
-    j.add_argument("--judge-base-url", help="endpoint URL, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL "
+    j.add_argument("--judge-base-url", type=judge_url, help="endpoint URL, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL "
                                             "or OpenAI)")
     j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
                    help="environment variable holding the API key (default OPENAI_API_KEY)")
@@ -97,7 +99,7 @@ def _add_budget_options(p: argparse.ArgumentParser) -> None:
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("store and output")
     add_store_option(o)
-    o.add_argument("--export", type=Path, metavar="FILE.jsonl", help="export the requested features when done")
+    o.add_argument("--export", type=output_file, metavar="FILE.jsonl", help="export the requested features when done")
     o.add_argument("--force", action="store_true", help="recompute everything (ignore stored probes and answers)")
     o.add_argument("--rejudge", action="store_true", help="ask the judge again, reusing stored probe results")
     o.add_argument("--overwrite-reviewed", action="store_true",
