@@ -140,9 +140,10 @@ def engine_source(engines: Engines, spec: WorldSpec) -> Any:
 
 def prepare_run(request: RunRequest, engines: Engines, *, judges: JudgeSource = checked_judge,
                 current: Store | None = None) -> PreparedRun:
-    """Check ``request`` cheapest first: feature syntax, judge (and its endpoint), world, store, top-k
-    collection, the store's world, the SAE's size (loading the engine only when the store does not
-    know it). Raises ChoiceError naming the field to fix; a store opened here is closed again."""
+    """Check ``request`` cheapest first: feature syntax, judge URL, judge (and its endpoint), world (from
+    configs and file headers: steering.preflight), features against the SAE's size and the base image,
+    store, top-k collection, the store's world, the SAE's size (loading the engine only when neither the
+    checks nor the store know it). Raises ChoiceError naming the field to fix; a store opened here is closed again."""
     check_features(request.features)
     url = request.judge.base_url or (os.environ.get("OPENAI_BASE_URL") if request.judge.kind == "openai" else None)
     if url and url_problem(url):
@@ -155,6 +156,7 @@ def prepare_run(request: RunRequest, engines: Engines, *, judges: JudgeSource = 
     spec = request.world
     if not engines.loaded(spec):
         _steering(engines.check, spec)
+    _check_before_store(request, engines)
     store = open_store(request.store, spec, current)
     try:
         require_collection(store, request.config, request.topk)
@@ -166,6 +168,23 @@ def prepare_run(request: RunRequest, engines: Engines, *, judges: JudgeSource = 
     return PreparedRun(features=features, engine=engine, judge=judge, config=request.config, world=spec,
                        judge_config=request.judge, store=store, title=f"run {request.features}",
                        load_seconds=time.perf_counter() - t0)
+
+
+def _check_before_store(request: RunRequest, engines: Engines) -> None:
+    """The features against the SAE's size where the checks already know it, and the base image, before
+    a store folder is created."""
+    from steering.images import check_base_image
+
+    n = engines.n_features(request.world)
+    if n is not None:
+        try:
+            check_ranges(parse_ranges(request.features), n) if request.features.strip().lower() != "all" else None
+        except FeatureSpecError as exc:
+            raise ChoiceError(str(exc), field="features") from None
+    try:
+        check_base_image(request.config.sweep.base_image)
+    except SteeringError as exc:
+        raise ChoiceError(str(exc), field="base_image") from None
 
 
 def _size(store: Store, text: str, spec: WorldSpec, engines: Engines) -> tuple[list[int], Any]:
