@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,14 +151,17 @@ def inspect_sae(spec: str, layer: int | None = None) -> SAEFacts | None:
         d_sae = _ae_width(path / "ae.pt") or as_int(trainer.get("dict_size"), "dict_size", config_path, minimum=1)
         named = as_int(trainer.get("layer"), "layer", config_path)
         named = named if named is not None else _layer_from_text(trainer.get("submodule_name"))
-    elif (path / "sae_weights.safetensors").is_file() and (path / "cfg.json").is_file():
+    elif (path / "sae_weights.safetensors").is_file():
+        if not (path / "cfg.json").is_file():
+            raise SAELoadError(f"{path} has sae_weights.safetensors but no cfg.json: copy the SAELens config beside it")
         cfg = read_json_object(path / "cfg.json")
         w_dec = _shapes(path / "sae_weights.safetensors").get("W_dec")
         d_sae = w_dec[0] if w_dec and len(w_dec) == 2 else None
         named = as_int(cfg.get("hook_layer"), "hook_layer", path / "cfg.json")
         named = named if named is not None else _layer_from_text(cfg.get("hook_name"))
     else:
-        return None  # the loader names what is missing
+        raise SAELoadError(f"{path} holds no SAE: expected ae.pt + config.json (dictionary_learning) or "
+                           "cfg.json + sae_weights.safetensors (SAELens)")
     return SAEFacts(d_sae, layer if layer is not None else named)
 
 
@@ -171,12 +175,20 @@ def _shapes(path: Path) -> dict[str, list[int]]:
 
 
 def _ae_width(path: Path) -> int | None:
-    """d_sae from ae.pt's decoder shape, memory-mapped (no data read; safe: weights only); None if unreadable."""
+    """d_sae from ae.pt's decoder shape (memory-mapped where the file allows: no data read; weights only,
+    so no code runs). Raises SAELoadError for a file the loader would refuse; None when it holds no matrix."""
     import torch
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        shape = state["decoder.weight"].shape
-    except Exception:  # legacy or damaged files: the loader reports them
-        return None
+    state: Any = None
+    for mmap in (True, False):  # legacy (non-zip) files cannot be memory-mapped
+        try:
+            with warnings.catch_warnings():  # a pickle-protocol note would add lines to a one-line refusal
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            break
+        except Exception as exc:  # a corrupt or pickled-code file: refuse, say why (as the loader does)
+            if not mmap:
+                raise SAELoadError(f"cannot load {path} safely ({type(exc).__name__}); expected a plain state dict") from None
+    weight = state.get("decoder.weight") if isinstance(state, dict) else None
+    shape = getattr(weight, "shape", ())
     return int(shape[1]) if len(shape) == 2 else None

@@ -50,7 +50,7 @@ def export(args: argparse.Namespace) -> int:
     from agent.store import StoreError
 
     try:
-        features = parse_features(args.features) if args.features else None
+        features = parse_features(args.features) if args.features is not None else None
         store = _open_store(args)
     except (FeatureSpecError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
