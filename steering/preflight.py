@@ -97,7 +97,8 @@ def _check_weights(folder: Path) -> None:
         try:
             shards = set(json.loads(index.read_text())["weight_map"].values())
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            raise ModelLoadError(f"cannot read {index}: the weight index is damaged; download the model again") from None
+            raise ModelLoadError(f"cannot read {index}: the weight index is damaged; download the model "
+                                 "again") from None
         missing = sorted(s for s in shards if not (folder / str(s)).is_file())
         if missing:
             raise ModelLoadError(f"model folder {folder} lacks weight files {missing[:3]}: download the model again")
@@ -138,7 +139,8 @@ def inspect_sae(spec: str, layer: int | None = None) -> SAEFacts | None:
     if not path.exists():
         if spec.count("/") >= 2 and not spec.startswith((".", "/", "~")):
             return None
-        raise SAELoadError(f"SAE path {spec} does not exist: pass a folder, a .safetensors file or owner/repo/subfolder")
+        raise SAELoadError(f"SAE path {spec} does not exist: pass a folder, a .safetensors file or "
+                           "owner/repo/subfolder")
     d_sae, named = None, None
     if path.is_file():
         shapes = _shapes(path)
@@ -188,7 +190,8 @@ def _ae_width(path: Path) -> int | None:
             break
         except Exception as exc:  # a corrupt or pickled-code file: refuse, say why (as the loader does)
             if not mmap:
-                raise SAELoadError(f"cannot load {path} safely ({type(exc).__name__}); expected a plain state dict") from None
+                raise SAELoadError(f"cannot load {path} safely ({type(exc).__name__}); expected a plain "
+                                   "state dict") from None
     weight = state.get("decoder.weight") if isinstance(state, dict) else None
     shape = getattr(weight, "shape", ())
     return int(shape[1]) if len(shape) == 2 else None

@@ -67,7 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.add_argument("--max-probes", type=int, default=24, help="extra probes per feature in the agent loop (default 24)")
     j = p.add_argument_group("LLM judge (the llm mode and the LLM forced-choice reader; off without an endpoint)")
     j.add_argument("--judge-model", help="model name at the endpoint (default gpt-4o-mini)")
-    j.add_argument("--judge-base-url", type=judge_url, help="OpenAI-compatible endpoint URL (default: $OPENAI_BASE_URL or OpenAI)")
+    j.add_argument("--judge-base-url", type=judge_url,
+                   help="OpenAI-compatible endpoint URL (default: $OPENAI_BASE_URL or OpenAI)")
     j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
                    help="environment variable holding the API key")
     j.add_argument("--judge-format", choices=("auto", "schema", "text"), default="auto")

@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--strengths", type=parse_strengths, default=None,
                    help="comma-separated strengths (default: 0, 0.5, 1, 2 and 3 times the hidden-state norm "
                         "at the hooked layer)")
-    p.add_argument("--samples", type=positive_int, default=1, help="descriptions per strength (>1 samples; default 1, greedy)")
+    p.add_argument("--samples", type=positive_int, default=1,
+                   help="descriptions per strength (>1 samples; default 1, greedy)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--question", help="ask this question about the highlighted element instead of describing it")
     p.add_argument("--base-image", default="white", help="white (default), black, noise or an image file")

@@ -41,7 +41,8 @@ def _add_judge_options(p: argparse.ArgumentParser) -> None:
                    help="offline, or openai for any OpenAI-compatible endpoint (default: openai when "
                         "--judge-model or --judge-base-url is given, else offline)")
     j.add_argument("--judge-model", help="model name at the endpoint (default gpt-4o-mini)")
-    j.add_argument("--judge-base-url", type=judge_url, help="endpoint URL, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL "
+    j.add_argument("--judge-base-url", type=judge_url,
+                   help="endpoint URL, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL "
                                             "or OpenAI)")
     j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
                    help="environment variable holding the API key (default OPENAI_API_KEY)")

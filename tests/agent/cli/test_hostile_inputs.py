@@ -93,7 +93,8 @@ def bad_argvs(tiny_world: tuple[Path, Path], files: dict[str, Path], out: Path) 
         cases += [[*run, flag, v] for v in BAD_POSITIVE_INTS]
     for flag in ("--max-new-tokens", "--batch-size", "--samples"):
         cases += [[*probe, flag, v] for v in BAD_POSITIVE_INTS]
-    cases += [["--features", v, *w, *store] for v in BAD_RANGES] + [["run", *w, "--features", v, *store] for v in BAD_RANGES]
+    cases += [["--features", v, *w, *store] for v in BAD_RANGES]
+    cases += [["run", *w, "--features", v, *store] for v in BAD_RANGES]
     for flag in ("--max-new-tokens", "--batch-size"):
         cases += [[*evals, flag, v] for v in BAD_POSITIVE_INTS]
     cases += [["export", *store, "--out", "-", "--features", v] for v in ("0-999999999", "x", "3-1", "")]

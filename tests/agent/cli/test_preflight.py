@@ -1,4 +1,4 @@
-"""Checks before any weights load (issue 18.2), huge ranges (17.6), other bad inputs (17.11), one-line usage errors (18.3)."""
+"""Checks before weights load (18.2), huge ranges (17.6), other bad inputs (17.11), one-line usage errors (18.3)."""
 
 from __future__ import annotations
 

@@ -93,7 +93,8 @@ def test_the_cli_reads_back_only_the_features_it_reached(tmp_path, monkeypatch, 
     store = Store(tmp_path / "store")
     read: list[int] = []
     original = Store.list_records
-    monkeypatch.setattr(Store, "list_records", lambda self, fs=None, **kw: read.append(len(fs or [])) or original(self, fs, **kw))
+    monkeypatch.setattr(Store, "list_records",
+                        lambda self, fs=None, **kw: read.append(len(fs or [])) or original(self, fs, **kw))
     args = build_parser().parse_args(["run", "--features", "0-99999", "--no-progress", "--table-limit", "0",
                                       "--export", str(tmp_path / "x.jsonl")])
     prepared = PreparedRun(features=list(range(100_000)), engine=engine, judge=OfflineJudge(), config=CFG,
