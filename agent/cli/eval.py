@@ -14,7 +14,7 @@ from typing import Any
 from agent.cli.args import add_model_options, judge_url, parse_floats, world_spec
 from agent.eval.config import ALL_MODES, DEFAULT_MODES, EvalConfig
 from agent.plan import check_features
-from agent.world import ChoiceError, WorldSpec, load_engine
+from agent.world import ChoiceError, WorldSpec, check_world, load_engine
 
 CPU_BATCH = 128
 """Rows per generate call on a CPU unless --batch-size says otherwise."""
@@ -177,6 +177,12 @@ def load_inputs(args: argparse.Namespace, cfg: EvalConfig) -> Any:
         truth = load_truth(args.ground_truth) if args.ground_truth else truth_for_sae(sae, args.layer)
     except TruthError as exc:
         raise ChoiceError(str(exc), field="ground_truth") from None
+    n = check_world(spec).n_features  # a range past the SAE is refused before the weights load
+    if n is not None and args.features.strip().lower() != "all":
+        try:
+            parse_features(args.features, n)
+        except FeatureSpecError as exc:
+            raise ChoiceError(str(exc), field="features") from None
     engine = _load_engine(spec)
     try:
         features = parse_features(args.features, engine.sae.d_sae)

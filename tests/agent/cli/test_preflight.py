@@ -52,6 +52,7 @@ CHEAP = [
     (["probe", "--feature", "64"], "feature 64 is out of range"),
     (["probe", "--feature", "1", "--layer", "5"], "layer 5 is out of range"),
     (["probe", "--feature", "1", "--device", "tpu"], "unknown device 'tpu'"),
+    (["eval", "--features", "0-500"], "features 64, 65, 66, 67, 68 ... are out of range"),
 ]
 
 
@@ -61,8 +62,8 @@ def test_cheap_checks_never_wait_for_the_weights(argv, message, tiny_world, tmp_
     monkeypatch.setenv("STEER_INTERP_CACHE", str(tmp_path / "cache"))
     model, sae = tiny_world
     world = ["--model", str(model), "--sae", str(sae)]
-    store = ["--store", str(tmp_path / "store")] if argv[0] != "probe" else []
-    assert main([*argv, *world, *store]) == 2
+    store = {"probe": [], "eval": ["--report", str(tmp_path / "store"), "--eval-store", str(tmp_path / "store")]}
+    assert main([*argv, *world, *store.get(argv[0], ["--store", str(tmp_path / "store")])]) == 2
     assert message in _err(capsys)
     assert not (tmp_path / "store").exists() and not (tmp_path / "cache").exists()
 
