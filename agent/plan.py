@@ -143,7 +143,8 @@ def prepare_run(request: RunRequest, engines: Engines, *, judges: JudgeSource = 
     """Check ``request`` cheapest first: feature syntax, judge URL, judge (and its endpoint), world (from
     configs and file headers: steering.preflight), features against the SAE's size and the base image,
     store, top-k collection, the store's world, the SAE's size (loading the engine only when neither the
-    checks nor the store know it). Raises ChoiceError naming the field to fix; a store opened here is closed again."""
+    checks nor the store know it). Raises ChoiceError naming the field to fix; a store opened here is
+    closed again."""
     check_features(request.features)
     url = request.judge.base_url or (os.environ.get("OPENAI_BASE_URL") if request.judge.kind == "openai" else None)
     if url and url_problem(url):
@@ -176,9 +177,9 @@ def _check_before_store(request: RunRequest, engines: Engines) -> None:
     from steering.images import check_base_image
 
     n = engines.n_features(request.world)
-    if n is not None:
+    if n is not None and request.features.strip().lower() != "all":
         try:
-            check_ranges(parse_ranges(request.features), n) if request.features.strip().lower() != "all" else None
+            check_ranges(parse_ranges(request.features), n)
         except FeatureSpecError as exc:
             raise ChoiceError(str(exc), field="features") from None
     try:
