@@ -186,7 +186,8 @@ def test_the_sweep_in_real_processes(tiny_world, bad_files, tmp_path: Path) -> N
     """Every tenth generated case as its own `python -m agent.cli` process (warnings, logging, exit paths)."""
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "STEER_INTERP_CACHE": str(tmp_path / "cache")}
+    root = str(Path(__file__).resolve().parents[3])  # this checkout's code, whatever the cwd
+    env = {**os.environ, "STEER_INTERP_CACHE": str(tmp_path / "cache"), "PYTHONPATH": root}
     for argv in bad_argvs(tiny_world, bad_files, out)[::10]:
         done = subprocess.run([sys.executable, "-m", "agent.cli", *argv], capture_output=True, text=True,
                               timeout=120, env=env, cwd=tmp_path)
