@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent.config import RunConfig
-from agent.features import FeatureSpecError, parse_features
+from agent.features import FeatureSpecError, check_ranges, parse_features, parse_ranges
 from agent.judges import JudgeConfig, JudgeFatalError, JudgeUnreachable, checked_judge
 from agent.store import Store, StoreError, default_store_path
 from agent.topk import TopKMissing, require_topk
 from agent.world import ChoiceError, Engines, SteeringError, WorldSpec, wanted_world, world_of
 
 __all__ = ["ChoiceError", "PreparedRun", "RunRequest", "check_features", "default_store", "engine_source",
-           "field_of", "judge_error", "open_store", "prepare_run", "require_collection"]
+           "field_of", "judge_error", "open_store", "prepare_run", "require_collection", "url_problem"]
 
 JudgeSource = Callable[[JudgeConfig], Any]
 """JudgeConfig -> a judge ready to run (raises JudgeFatalError or ChoiceError)."""
@@ -74,11 +76,26 @@ def judge_error(exc: JudgeFatalError) -> ChoiceError:
     return ChoiceError(str(exc), field="judge_url" if isinstance(exc, JudgeUnreachable) else "judge")
 
 
+def url_problem(url: str) -> str | None:
+    """A one-line complaint about an endpoint URL (scheme, host, port), or None when it can be tried."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError past 65535
+    except ValueError as exc:
+        return f"bad judge URL {url!r} ({exc}): use e.g. http://localhost:8000/v1"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"bad judge URL {url!r}: use http(s)://HOST[:PORT]/PATH, e.g. http://localhost:8000/v1"
+    if port == 0:
+        return f"bad judge URL {url!r}: port 0 cannot be reached: use the server's port"
+    return None
+
+
 def check_features(text: str) -> None:
-    """Fail on the syntax of a feature list before anything is loaded (``all`` waits for the SAE's size)."""
+    """Fail on the syntax of a feature list before anything is loaded, without expanding its ranges
+    (``all`` and the bounds wait for the SAE's size)."""
     if text.strip().lower() != "all":
         try:
-            parse_features(text)
+            check_ranges(parse_ranges(text), None)
         except FeatureSpecError as exc:
             raise ChoiceError(str(exc), field="features") from None
 
@@ -123,10 +140,15 @@ def engine_source(engines: Engines, spec: WorldSpec) -> Any:
 
 def prepare_run(request: RunRequest, engines: Engines, *, judges: JudgeSource = checked_judge,
                 current: Store | None = None) -> PreparedRun:
-    """Check ``request`` cheapest first: feature syntax, judge (and its endpoint), world, store, top-k
-    collection, the store's world, the SAE's size (loading the engine only when the store does not
-    know it). Raises ChoiceError naming the field to fix; a store opened here is closed again."""
+    """Check ``request`` cheapest first: feature syntax, judge URL, judge (and its endpoint), world (from
+    configs and file headers: steering.preflight), features against the SAE's size and the base image,
+    store, top-k collection, the store's world, the SAE's size (loading the engine only when neither the
+    checks nor the store know it). Raises ChoiceError naming the field to fix; a store opened here is
+    closed again."""
     check_features(request.features)
+    url = request.judge.base_url or (os.environ.get("OPENAI_BASE_URL") if request.judge.kind == "openai" else None)
+    if url and url_problem(url):
+        raise ChoiceError(str(url_problem(url)), field="judge_url")
     try:
         judge = judges(request.judge)
     except JudgeFatalError as exc:
@@ -135,6 +157,7 @@ def prepare_run(request: RunRequest, engines: Engines, *, judges: JudgeSource = 
     spec = request.world
     if not engines.loaded(spec):
         _steering(engines.check, spec)
+    _check_before_store(request, engines)
     store = open_store(request.store, spec, current)
     try:
         require_collection(store, request.config, request.topk)
@@ -146,6 +169,23 @@ def prepare_run(request: RunRequest, engines: Engines, *, judges: JudgeSource = 
     return PreparedRun(features=features, engine=engine, judge=judge, config=request.config, world=spec,
                        judge_config=request.judge, store=store, title=f"run {request.features}",
                        load_seconds=time.perf_counter() - t0)
+
+
+def _check_before_store(request: RunRequest, engines: Engines) -> None:
+    """The features against the SAE's size where the checks already know it, and the base image, before
+    a store folder is created."""
+    from steering.images import check_base_image
+
+    n = engines.n_features(request.world)
+    if n is not None and request.features.strip().lower() != "all":
+        try:
+            check_ranges(parse_ranges(request.features), n)
+        except FeatureSpecError as exc:
+            raise ChoiceError(str(exc), field="features") from None
+    try:
+        check_base_image(request.config.sweep.base_image)
+    except SteeringError as exc:
+        raise ChoiceError(str(exc), field="base_image") from None
 
 
 def _size(store: Store, text: str, spec: WorldSpec, engines: Engines) -> tuple[list[int], Any]:

@@ -15,8 +15,8 @@ from steering.revisions import content_revision, is_local_revision, local_path
 if TYPE_CHECKING:
     from steering.engine import SteeringEngine
 
-__all__ = ["CHOICE_KEYS", "WORLD_KEYS", "ChoiceError", "Engines", "SteeringError", "WorldSpec", "load_engine",
-           "same_world", "toy_defaults", "wanted_world", "world_differences", "world_of"]
+__all__ = ["CHOICE_KEYS", "WORLD_KEYS", "ChoiceError", "Engines", "SteeringError", "WorldFacts", "WorldSpec",
+           "check_world", "load_engine", "same_world", "toy_defaults", "wanted_world", "world_differences", "world_of"]
 
 Engine = Any
 """Something with ``run(probes, on_result=)``, ``fingerprint()`` and ``sae.d_sae`` (SteeringEngine has them)."""
@@ -192,14 +192,56 @@ def same_world(choice: WorldSpec | Mapping[str, Any] | None, held: Mapping[str, 
     return want is not None and not world_differences(held, want, wildcards=wildcards)
 
 
+@dataclass(frozen=True)
+class WorldFacts:
+    """What the checks before loading learnt of a world (None: not known until it loads)."""
+
+    n_features: int | None
+    """The SAE's number of latents."""
+    layer: int | None
+    """The layer to steer (--layer, else the SAE's)."""
+    n_layers: int | None
+    """The vision encoder's depth."""
+
+
+def check_world(spec: WorldSpec) -> WorldFacts:
+    """Everything about ``spec`` that configs and file headers can tell, checked before any weights load:
+    the paths, device, dtype and sizes, the model's config and weight files, the SAE's size and layer
+    against the encoder's depth (imports torch, reads no weights; raises SteeringError in one line)."""
+    from steering.errors import LayerOutOfRangeError, ModelLoadError
+    from steering.models import resolve_device, resolve_dtype
+    from steering.preflight import inspect_model, inspect_sae
+
+    model_id, sae_id = spec.resolved()
+    for name, value in (("max_new_tokens", spec.max_new_tokens), ("batch_size", spec.batch_size)):
+        if value is not None and value < 1:
+            raise ModelLoadError(f"{name.replace('_', '-')} is {value}: give a whole number of at least 1")
+    if spec.layer is not None and spec.layer < 0:
+        raise LayerOutOfRangeError(f"layer {spec.layer} is negative: pass --layer 0 or more")
+    resolve_device(spec.device)
+    if spec.dtype != "auto":
+        resolve_dtype(spec.dtype)
+    model = inspect_model(model_id, spec.revision)
+    sae = inspect_sae(sae_id, spec.layer)
+    n_layers = model.n_layers if model else None
+    layer = sae.layer if sae else spec.layer
+    if sae is not None and layer is None:
+        raise LayerOutOfRangeError(f"SAE {sae_id} names no layer: pass --layer")
+    if layer is not None and n_layers is not None and not 0 <= layer < n_layers:
+        raise LayerOutOfRangeError(f"layer {layer} is out of range: the vision encoder has layers 0-{n_layers - 1}")
+    return WorldFacts(sae.d_sae if sae else None, layer, n_layers)
+
+
 def load_engine(spec: WorldSpec) -> SteeringEngine:
-    """Load model + SAE as ``spec`` says and return a ready engine (imports torch; raises SteeringError)."""
+    """Load model + SAE as ``spec`` says and return a ready engine (checks first with check_world;
+    imports torch; raises SteeringError)."""
     import torch
 
     from steering.engine import GenerationSettings, SteeringEngine
     from steering.models import load_vlm, resolve_device
     from steering.sae import load_sae
 
+    check_world(spec)
     model_id, sae_id = spec.resolved()
     device = resolve_device(spec.device)
     dtype = spec.dtype if spec.dtype != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
@@ -229,16 +271,19 @@ class Engines:
         self._lock = threading.Lock()
         self._key: WorldSpec | None = spec if engine is not None else None
         self._engine: Engine | None = self.wrap(engine) if engine is not None else None
+        self._facts: dict[WorldSpec, WorldFacts] = {}
 
     def wrap(self, engine: Engine) -> Engine:
         """What callers get for a loaded engine (the engine itself)."""
         return engine
 
     def check(self, spec: WorldSpec) -> None:
-        """Cheap checks of a spec before loading it: that it names a world (raises SteeringError), and that
-        a hub id can be fetched (offline: said at once, not after the hub's retries)."""
+        """Cheap checks of a spec before loading it (check_world; raises SteeringError): that it names a
+        world, that a hub id can be fetched (offline: said at once, not after the hub's retries), and what
+        the files tell (the SAE's size answers n_features until the engine loads). A custom factory's world
+        (tests, benches) is only resolved."""
         spec.resolved()
-        if self.factory is not load_engine:  # an injected factory (tests, benches) loads no hub weights
+        if self.factory is not load_engine:
             return
         from agent.hub import hub_problem
 
@@ -246,6 +291,7 @@ class Engines:
             problem = hub_problem(value, "SAE" if field == "sae" else "model")
             if problem:
                 raise ChoiceError(problem, field=field)
+        self._facts[spec] = check_world(spec)
 
     def loaded(self, spec: WorldSpec) -> bool:
         return self._engine is not None and self._key == spec
@@ -259,8 +305,9 @@ class Engines:
             return self._engine
 
     def n_features(self, spec: WorldSpec) -> int | None:
-        """The SAE's width when ``spec``'s engine is loaded, else None."""
+        """The SAE's width when ``spec``'s engine is loaded, else what check() read of it, else None."""
         if not self.loaded(spec):
-            return None
+            facts = self._facts.get(spec)
+            return facts.n_features if facts else None
         d = getattr(getattr(self._engine, "sae", None), "d_sae", None)
         return int(d) if d is not None else None

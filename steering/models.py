@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,10 +161,21 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def resolve_device(device: str | None) -> str:
+    """``device`` checked against this machine (auto: cuda when available); raises ModelLoadError in one line."""
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"device {device!r} asked for but CUDA is not available: use --device cpu")
+    match = re.fullmatch(r"(cpu|mps|cuda)(?::(\d+))?", device)
+    if match is None or (match.group(2) is not None and match.group(1) != "cuda"):
+        raise ModelLoadError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"device {device!r} asked for but CUDA is not available: use --device cpu")
+        index, count = int(match.group(2) or 0), torch.cuda.device_count()
+        if index >= count:
+            raise ModelLoadError(f"device {device!r} asked for but this machine has {count} CUDA device(s): "
+                                 f"use cuda:0-{count - 1}")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("device 'mps' asked for but MPS is not available: use --device cpu")
     return device
 
 
@@ -188,7 +200,7 @@ def load_vlm(
         raise ModelLoadError(f"model folder {model_id} does not exist: pass a hub id or an existing folder")
     try:
         config = AutoConfig.from_pretrained(model_id, revision=revision)
-    except OSError as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: no model_type (an empty folder)
         raise ModelLoadError(
             f"cannot load model config for {model_id!r} ({_first_line(exc)}): check the id or folder"
         ) from exc
@@ -205,8 +217,11 @@ def load_vlm(
         raise UnsupportedModelError(
             f"{model_id} ({config.model_type}) is not supported; supported families: {SUPPORTED_FAMILIES}"
         ) from exc
-    except OSError as exc:
-        raise ModelLoadError(f"cannot load model weights for {model_id!r}: {_first_line(exc)}") from exc
+    except ImportError:
+        raise
+    except Exception as exc:  # OSError, SafetensorError, ...: damaged or partial weight files
+        raise ModelLoadError(f"cannot load model weights for {model_id!r} ({type(exc).__name__}: "
+                             f"{_first_line(exc)}): download or save the model again") from exc
     processor = load_processor(model_id, config.model_type, revision)
     model.to(device).eval()
     vision = inspect_vision(model)

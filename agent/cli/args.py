@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-from agent.plan import default_store
+from agent.plan import default_store, url_problem
 from agent.strengths_check import check_strengths
 from agent.world import Engines, WorldSpec
 
@@ -18,8 +19,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--layer", type=int, help="vision-encoder layer to steer (default: from the SAE config)")
     g.add_argument("--dtype", default="auto", help="bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on CPU)")
     g.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda when available)")
-    g.add_argument("--max-new-tokens", type=int, default=None, help="answer length cap (default 48)")
-    g.add_argument("--batch-size", type=int, default=None, help="rows per generate call (default: sized from free GPU memory; 32 on CPU)")
+    g.add_argument("--max-new-tokens", type=positive_int, default=None, help="answer length cap (default 48)")
+    g.add_argument("--batch-size", type=positive_int, default=None, help="rows per generate call (default: sized from free GPU memory; 32 on CPU)")
     g.add_argument("--decode", choices=("auto", "hf", "fast"), default="auto",
                    help="answer decoding: fast (one prefill, then the language model on a static cache), hf "
                         "(transformers' generate), or auto (fast where the model supports it); same tokens")
@@ -117,3 +118,27 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
+
+
+def judge_url(text: str) -> str:
+    """An http(s) endpoint URL with a host and a valid port (checked here, not mid-run)."""
+    problem = url_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def output_file(text: str) -> str:
+    """A file to write (``-``: stdout) whose folder exists and is writable, as given; a folder is refused
+    before any work."""
+    if text == "-":
+        return text
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder: give a file path such as {path / 'features.jsonl'}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {folder} does not exist: create it or write elsewhere")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"folder {folder} is not writable: write elsewhere")
+    return text

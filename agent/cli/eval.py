@@ -11,10 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.cli.args import add_model_options, parse_floats, world_spec
+from agent.cli.args import add_model_options, judge_url, parse_floats, world_spec
 from agent.eval.config import ALL_MODES, DEFAULT_MODES, EvalConfig
 from agent.plan import check_features
-from agent.world import ChoiceError, WorldSpec, load_engine
+from agent.world import ChoiceError, WorldSpec, check_world, load_engine
 
 CPU_BATCH = 128
 """Rows per generate call on a CPU unless --batch-size says otherwise."""
@@ -67,7 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.add_argument("--max-probes", type=int, default=24, help="extra probes per feature in the agent loop (default 24)")
     j = p.add_argument_group("LLM judge (the llm mode and the LLM forced-choice reader; off without an endpoint)")
     j.add_argument("--judge-model", help="model name at the endpoint (default gpt-4o-mini)")
-    j.add_argument("--judge-base-url", help="OpenAI-compatible endpoint URL (default: $OPENAI_BASE_URL or OpenAI)")
+    j.add_argument("--judge-base-url", type=judge_url,
+                   help="OpenAI-compatible endpoint URL (default: $OPENAI_BASE_URL or OpenAI)")
     j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
                    help="environment variable holding the API key")
     j.add_argument("--judge-format", choices=("auto", "schema", "text"), default="auto")
@@ -176,6 +177,12 @@ def load_inputs(args: argparse.Namespace, cfg: EvalConfig) -> Any:
         truth = load_truth(args.ground_truth) if args.ground_truth else truth_for_sae(sae, args.layer)
     except TruthError as exc:
         raise ChoiceError(str(exc), field="ground_truth") from None
+    n = check_world(spec).n_features  # a range past the SAE is refused before the weights load
+    if n is not None and args.features.strip().lower() != "all":
+        try:
+            parse_features(args.features, n)
+        except FeatureSpecError as exc:
+            raise ChoiceError(str(exc), field="features") from None
     engine = _load_engine(spec)
     try:
         features = parse_features(args.features, engine.sae.d_sae)

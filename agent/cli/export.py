@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent.cli.args import store_path
+from agent.cli.args import output_file, store_path
 
 
 def _open_store(args: argparse.Namespace):  # -> Store
@@ -26,7 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "Corrupt records are named on stderr and skipped (exit 1); requested features the store "
                        "does not hold are counted (exit 0).")
     e.add_argument("--store", type=Path, help="store folder (default: the toy world's / the given model's)")
-    e.add_argument("--out", required=True, help="output .jsonl file, or - for stdout")
+    e.add_argument("--out", required=True, type=output_file, help="output .jsonl file, or - for stdout")
     e.add_argument("--overwrite", action="store_true", help="replace --out when it exists (default: refuse)")
     e.add_argument("--features", help="only these features (e.g. 0-63)")
     add_world_options(e)
@@ -64,7 +64,7 @@ def export(args: argparse.Namespace) -> int:
         print(f"error: {args.out} exists: pass --overwrite to replace it, or another --out", file=sys.stderr)
         return 2
     try:
-        features = parse_features(args.features) if args.features else None
+        features = parse_features(args.features) if args.features is not None else None
         store = _open_store(args)
     except (FeatureSpecError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from agent.cli import eval as eval_command
 from agent.cli import export, probe, run, topk
@@ -13,8 +15,15 @@ from agent.cli import export, probe, run, topk
 COMMANDS = ("run", "probe", "export", "review", "eval", "topk")
 
 
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line (the usage only with --help); its subparsers too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="steer-agent", description="Explain SAE features by steering a VLM.",
         epilog="Without a command, runs the agent: steer-agent --features 0-63 [--judge openai ...]")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -37,10 +46,48 @@ def with_default_command(argv: list[str]) -> list[str]:
     return argv
 
 
+def options_of(parser: argparse.ArgumentParser, command: str | None) -> list[str]:
+    """The long and short options ``command`` (None: the top level) accepts, the global ones included."""
+    options = list(parser._option_string_actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            options += list(action.choices[command]._option_string_actions)
+    return options
+
+
+def unknown_option(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """A one-line complaint about the first option no parser accepts (with the nearest real one), or None.
+
+    Checked before parsing, so that ``--featurs 0-3`` is named as the typo it is rather than as a
+    missing ``--features``. Prefixes argparse accepts (``--feat``) pass; words after ``--`` are values.
+    """
+    command = next((a for a in argv if a in COMMANDS), None)
+    options = options_of(parser, command)
+    for arg in argv:
+        if arg == "--":
+            break
+        if not arg.startswith("--") or len(arg) < 3:
+            continue
+        flag = arg.split("=", 1)[0]
+        if any(o.startswith(flag) for o in options):
+            continue
+        near = difflib.get_close_matches(flag, [o for o in options if o.startswith("--")], n=1, cutoff=0.6)
+        where = f"steer-agent {command}" if command else "steer-agent"
+        return f"unknown option {flag}" + (f": did you mean {near[0]}?" if near else f" (see {where} --help)")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = with_default_command(list(sys.argv[1:] if argv is None else argv))
-    args = parser.parse_args(argv)
+    problem = unknown_option(parser, argv)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a one-line usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):

@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from agent.cli.args import add_model_options, parse_strengths, world_spec
-from agent.world import load_engine
+from agent.cli.args import add_model_options, parse_strengths, positive_int, world_spec
 from agent.strengths_check import finite_or_none
+from agent.world import check_world, load_engine
+
+
+def feature_id(text: str) -> int:
+    """A feature id: a whole number >= 0 (its upper bound waits for the SAE's size)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a feature id: give a whole number like 42") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"feature {value} is negative: ids start at 0")
+    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="steer one feature and print the model's words per strength",
                        description="Steer one SAE feature at several strengths and print the model's answers.")
-    p.add_argument("--feature", type=int, required=True, help="SAE feature id")
+    p.add_argument("--feature", type=feature_id, required=True, help="SAE feature id")
     p.add_argument("--strengths", type=parse_strengths, default=None,
                    help="comma-separated strengths (default: 0, 0.5, 1, 2 and 3 times the hidden-state norm "
                         "at the hooked layer)")
-    p.add_argument("--samples", type=int, default=1, help="descriptions per strength (>1 samples; default 1, greedy)")
+    p.add_argument("--samples", type=positive_int, default=1,
+                   help="descriptions per strength (>1 samples; default 1, greedy)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--question", help="ask this question about the highlighted element instead of describing it")
     p.add_argument("--base-image", default="white", help="white (default), black, noise or an image file")
@@ -35,11 +46,15 @@ short look from unsteered (0) to strong, where a run's sweep uses the denser con
 
 
 def run(args: argparse.Namespace) -> int:
+    from steering.errors import FeatureOutOfRangeError
+    from steering.images import check_base_image
     from steering.probes import Probe
 
-    if args.samples < 1:
-        print("error: --samples must be >= 1", file=sys.stderr)
-        return 2
+    facts = check_world(world_spec(args))  # before any weights load: SteeringError, exit 2
+    if facts.n_features is not None and args.feature >= facts.n_features:
+        raise FeatureOutOfRangeError(f"feature {args.feature} is out of range: this SAE has features "
+                                     f"0-{facts.n_features - 1}")
+    check_base_image(args.base_image)
     engine = load_engine(world_spec(args))
     engine.sae.check_feature(args.feature)
     if args.strengths:

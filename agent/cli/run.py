@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-from pathlib import Path
 from typing import Any
 
 from agent.cli.args import (
@@ -13,6 +12,8 @@ from agent.cli.args import (
     close_engines,
     engines_for,
     add_store_option,
+    judge_url,
+    output_file,
     parse_floats,
     parse_price,
     parse_strengths,
@@ -43,7 +44,8 @@ def _add_judge_options(p: argparse.ArgumentParser) -> None:
                    help="offline, or openai for any OpenAI-compatible endpoint (default: openai when "
                         "--judge-model or --judge-base-url is given, else offline)")
     j.add_argument("--judge-model", help="model name at the endpoint (default gpt-4o-mini)")
-    j.add_argument("--judge-base-url", help="endpoint URL, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL "
+    j.add_argument("--judge-base-url", type=judge_url,
+                   help="endpoint URL, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL "
                                             "or OpenAI)")
     j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
                    help="environment variable holding the API key (default OPENAI_API_KEY)")
@@ -101,7 +103,7 @@ def _add_budget_options(p: argparse.ArgumentParser) -> None:
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("store and output")
     add_store_option(o)
-    o.add_argument("--export", type=Path, metavar="FILE.jsonl", help="export the requested features when done")
+    o.add_argument("--export", type=output_file, metavar="FILE.jsonl", help="export the requested features when done")
     o.add_argument("--force", action="store_true", help="recompute everything (ignore stored probes and answers)")
     o.add_argument("--rejudge", action="store_true", help="ask the judge again, reusing stored probe results")
     o.add_argument("--overwrite-reviewed", action="store_true",
@@ -189,8 +191,43 @@ def run(args: argparse.Namespace) -> int:
         close_engines(engines)  # a Ray pool's actors stop with the run, Ctrl-C included
 
 
+class LoadInterrupted(Exception):
+    """Ctrl-C while the model was loading: nothing was started."""
+
+
+def interruptible(engine: Any, control: Any) -> Any:
+    """``engine``, or its factory made to give up as soon as ``control`` is cancelled: the load runs in a
+    daemon thread that the process does not wait for (a model load cannot be stopped midway, and nothing
+    of the run has started yet)."""
+    if hasattr(engine, "run"):
+        return engine
+    import threading
+
+    def load() -> Any:
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["engine"] = engine()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                box["error"] = exc
+
+        loader = threading.Thread(target=target, name="engine-load", daemon=True)
+        loader.start()
+        while loader.is_alive():
+            loader.join(0.05)
+            if control.cancelled:
+                raise LoadInterrupted
+        if "error" in box:
+            raise box["error"]
+        return box["engine"]
+
+    return load
+
+
 def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any = None) -> int:
-    """Run a prepared request to the end (Ctrl-C: finish the batch in progress; twice: quit), then report."""
+    """Run a prepared request to the end (Ctrl-C: finish the batch in progress, or stop loading at once;
+    twice: quit), then report."""
     from agent.cli.progress import RichProgress
     from agent.export import export_records
     from agent.groundtruth import ground_truth_for
@@ -204,7 +241,7 @@ def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any
         interrupted["n"] += 1
         if interrupted["n"] == 1:
             control.cancel("interrupted")
-            err.print("stopping: finishing the engine batch in progress; Ctrl-C again to quit at once", markup=False)
+            err.print("stopping: finishing the generate call in progress; Ctrl-C again to quit at once", markup=False)
         else:
             raise KeyboardInterrupt
 
@@ -214,15 +251,24 @@ def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any
         with store, RichProgress(err, enabled=not args.no_progress, verbose=args.verbose,
                                  extra=live) as progress:
             try:
-                summary = run_features(prepared.engine, prepared.judge, store, features, prepared.config,
-                                       on_event=progress, control=control)
+                summary = run_features(interruptible(prepared.engine, control), prepared.judge, store, features,
+                                       prepared.config, on_event=progress, control=control)
             except StoreError as exc:
                 err.print(f"error: {exc}", markup=False)
                 return 2
+            except LoadInterrupted:
+                progress.__exit__()
+                err.print("interrupted while loading the model: nothing was started", markup=False)
+                return 130
             progress.__exit__()
-            records = store.list_records(features)
+            # An interrupted run reads back only the features it reached (not the 100k it never started),
+            # and exports nothing: the export of a partial run is one command away once it is resumed.
+            reached = features if summary.stop_reason != "interrupted" else \
+                [f for f in features if summary.statuses.get(f, "not-started") != "not-started"]
+            records = store.list_records(reached)
             truth = ground_truth_for(store.world() or {})
-            exported = export_records(store, args.export, features) if args.export else None
+            exported = export_records(store, args.export, features) \
+                if args.export and summary.stop_reason != "interrupted" else None
     finally:
         signal.signal(signal.SIGINT, previous)
     return report(prepared, summary, records, truth, exported, args, err)
@@ -269,6 +315,7 @@ def report(prepared: PreparedRun, summary: Any, records: list[Any], truth: dict[
     if summary.stop_reason in ("quota", "judge", "budget"):
         err.print(f"stopped: {summary.fatal_error}", markup=False)
     elif summary.stop_reason == "interrupted":
-        err.print("interrupted: finished features are stored; run the same command again to resume", markup=False)
+        err.print("interrupted: finished features are stored; run the same command again to resume"
+                  + (f" (nothing exported to {args.export})" if args.export else ""), markup=False)
         return 130
     return summary.exit_code

@@ -22,6 +22,10 @@ class EngineFailed(RuntimeError):
     """The engine raised while running a batch that held this request."""
 
 
+class BatchCut(Exception):
+    """The batch in progress was cut short at shutdown (its finished rows are stored)."""
+
+
 class MicroBatcher(Generic[Req, Res]):
     """Packs the requests of many feature loops into shared engine calls, one call at a time.
 
@@ -53,6 +57,8 @@ class MicroBatcher(Generic[Req, Res]):
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._current: asyncio.Future[list[Res]] | None = None
+        self._cut = False
+        """Set by close(cut=True): the engine call in progress stops at its next finished result."""
 
     async def get(self, requests: Sequence[Req]) -> list[Res]:
         """Results for ``requests`` in order."""
@@ -78,9 +84,11 @@ class MicroBatcher(Generic[Req, Res]):
         self._wake.set()
         return fut
 
-    async def close(self, finish_current: bool = True) -> None:
+    async def close(self, finish_current: bool = True, cut: bool = False) -> None:
         """Stop dispatching and cancel what waits. ``finish_current``: wait for the engine call in
-        progress (its results are stored) instead of cancelling it."""
+        progress (its results are stored) instead of cancelling it; ``cut``: only until the engine
+        finishes its current generate call (a stopped run need not wait for a whole batch)."""
+        self._cut = cut
         if self._task is not None:
             self._task.cancel()
             try:
@@ -116,6 +124,11 @@ class MicroBatcher(Generic[Req, Res]):
         self._current = self.submit(self._compute, requests, keys)
         try:
             results = await asyncio.shield(self._current)
+        except BatchCut:
+            for _r, fut in batch:
+                if not fut.done():
+                    fut.cancel()
+            return
         except Exception as exc:  # noqa: BLE001 - reported to each waiting loop
             log.error("%s on a batch of %d: %s", self.failure, len(requests), exc)
             for _r, fut in batch:
@@ -147,5 +160,7 @@ class MicroBatcher(Generic[Req, Res]):
                     self.store(by_request.get(request) or self.key(request), result)
                 except Exception as exc:  # noqa: BLE001 - a full disk must not lose the batch
                     log.error("%s: could not store a result: %s", self.name, exc)
+            if self._cut:
+                raise BatchCut  # out of the engine's call, between two generate calls
 
         return self.compute(requests, on_result)

@@ -61,9 +61,10 @@ class ProbeService:
     def cached_hits(self) -> int:
         return self._batcher.cached_hits
 
-    async def close(self) -> None:
-        """Stop dispatching; wait for the engine call in progress (its results are stored)."""
-        await self._batcher.close(finish_current=True)
+    async def close(self, cut: bool = False) -> None:
+        """Stop dispatching; wait for the engine call in progress (its results are stored), with ``cut``
+        only for its current generate call."""
+        await self._batcher.close(finish_current=True, cut=cut)
         self._executor.shutdown(wait=True)
 
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:

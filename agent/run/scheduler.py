@@ -88,10 +88,11 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
                 describer = TopKDescriber(loaded, topk_root)
             images, run.summary.images = await _image_evidence(loaded, cfg, store, service, source, describer)
         _started(run, judge, store, to_run, strengths)
-        run.phase(f"probing {len(to_run)} features x {len(strengths)} strengths")
-        await _run_loops(run, _loop_context(run, judge, store, service, world, images), store, to_run)
+        if not run.control.cancelled:  # a Ctrl-C while measuring starts no batch
+            run.phase(f"probing {len(to_run)} features x {len(strengths)} strengths")
+            await _run_loops(run, _loop_context(run, judge, store, service, world, images), store, to_run)
     finally:
-        await _close(service, images, judge)
+        await _close(service, images, judge, cut=run.stop.is_set() or run.control.cancelled)
     run.stats.probes_cached = service.cached_hits
     run.stats.finished = time.monotonic()
     if run.control.cancelled:
@@ -163,10 +164,12 @@ def _remember_run(run: Run, store: Store, engine: Engine, world: dict[str, Any],
         store.set_meta("n_features", int(d_sae))
 
 
-async def _close(service: ProbeService, images: ImageEvidenceService | None, judge: Judge) -> None:
+async def _close(service: ProbeService, images: ImageEvidenceService | None, judge: Judge,
+                 cut: bool = False) -> None:
+    """Release the services (``cut``: a halted run waits only for the generate call in progress)."""
     if images is not None:
         await images.close()
-    await service.close()
+    await service.close(cut=cut)
     close = getattr(judge, "aclose", None)
     if close is not None:
         try:
