@@ -64,3 +64,29 @@ def add_bench(inp: Any, cfg: Any, features: list[int], explained: dict[str, M.Ex
         target["applicable"] = row["applicable"]
         if not row["applicable"]:
             target["note"] = row["note"]
+
+
+def world_gates(engine: Any, truth: dict[int, dict[str, Any]], purity: float = 0.9, seed: int = 0) -> dict[str, Any]:
+    """The world's gates measured straight through an engine (no cache): the agent's strength schedule
+    over every feature at least ``purity`` pure, one-shot at the strength best on dev, and 4x onsets."""
+    from agent.config import SweepConfig
+    from agent.eval.world import pure_features
+    from agent.probes import Probe
+    from agent.strengths import hidden_norm
+
+    features = pure_features(truth, sorted(truth), purity)
+    norm = hidden_norm(engine)
+    strengths = [round(m * norm, 2) for m in SweepConfig().multiples]
+    probes = [Probe(feature=None, seed=seed)] + [Probe(feature=f, strength=s, seed=seed)
+                                                 for s in strengths for f in features]
+    res = engine.run(probes)
+    caption = res[0].texts[0] if res[0].texts else ""
+    it = iter(res[1:])
+    texts = [{f: next(it).texts[0] for f in features} for _ in strengths]
+    b = Bench(truth, split(features, truth, seed), Sweep(strengths, texts, caption), {}, seed=seed)
+    first = {f: s for f, s in onsets(b, features).items() if s is not None}
+    at4 = engine.run([Probe(feature=f, strength=round(4 * s, 4), seed=seed) for f, s in first.items()])
+    from agent.eval.bench import gates, mode_claims
+
+    out = gates(b, features, mode_claims(b).get("oneshot"), {f: r.texts[0] for f, r in zip(first, at4)})
+    return {**out, "strengths": strengths, "oneshot_strength": b.choices.get("oneshot_strength")}
