@@ -92,6 +92,10 @@ def render_markdown(metrics: dict[str, Any], images: list[str] | None = None, co
     L.append("")
     for w in metrics.get("warnings", []):
         L += [f"> **Warning**: {_cell(w, 400)}", ""]
+    if "bench" in metrics:
+        from agent.eval.report_bench import bench_section
+
+        L += bench_section(metrics)
     if "bar" in metrics:
         L += _bar_section(metrics)
         L += _modes_section(metrics)
