@@ -287,4 +287,9 @@ def summary_line(m: dict[str, Any]) -> str:
     line = f"{m['features']['n']} features: " + ", ".join(parts) if parts else f"{m['features']['n']} features"
     if bar is not None:
         line += f" | bar {'met' if bar.get('met') else 'NOT met'}"
+    d = m.get("diffs", {}).get("agent_vs_best_baseline")
+    if d:
+        f, split = d["f1"], m["bench"]["split"]
+        line += (f" | {split}: agent F1 {100 * m['modes']['agent']['f1']['mean']:.1f} vs {d['baseline']} "
+                 f"{100 * m['modes'][d['baseline']]['f1']['mean']:.1f} ({f['verdict']})")
     return line + f" | {m['timings'].get('total', 0):.0f} s"
