@@ -161,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
         say(f"error: {exc}")
         return 2
     metrics["timings"]["total"] = round(time.perf_counter() - t0, 2)
+    if args.planted_seed is not None:
+        metrics["planted_seed"] = args.planted_seed
     report = write_report(metrics, args.report, command=command_line(args), plots=not args.no_plots)
     if args.json:
         print(json.dumps(metrics, indent=1))

@@ -72,7 +72,7 @@ def render_markdown(metrics: dict[str, Any], images: list[str] | None = None, co
     w = metrics["world"]
     feats = metrics["features"]
     L: list[str] = []
-    L.append(f"# Explanation quality: {_world_name(w)}")
+    L.append(f"# Explanation quality: {_world_name(w, metrics.get('planted_seed'))}")
     L.append("")
     fam = feats.get("by_family")
     fam_txt = f" ({', '.join(f'{k} {v}' for k, v in fam.items())})" if fam else ""
@@ -117,7 +117,9 @@ def _has_specific(m: dict[str, Any]) -> bool:
     return any("specific" in d for d in m.get("modes", {}).values())
 
 
-def _world_name(w: dict[str, Any]) -> str:
+def _world_name(w: dict[str, Any], planted: int | None = None) -> str:
+    if planted is not None:
+        return f"planted features (seed {planted}) in the bundled toy world (SAE layer {w.get('layer')})"
     try:
         from steering import toy
 
