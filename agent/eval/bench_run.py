@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent.eval import modes as M
-from agent.eval.bench import MODES, Bench, Sweep, onsets, run_bench, split
+from agent.eval.bench import MODES, Bench, Sweep, mode_claims, onsets, run_bench, split
 from agent.eval.claims import parse_claims
+from agent.eval.metrics import rate
 
 NOT_APPLICABLE = {"mean": None, "ci": [None, None]}
 MODE_SOURCES = {"agent": "offline", "agent_r1": "offline-r1", "topk": "topk", "random": "random-offline"}
@@ -39,6 +40,18 @@ def at_4x_onset(inp: Any, b: Bench, features: Sequence[int], seed: int) -> dict[
     return {f: (r.texts[0] if r.texts else None) for f, r in zip(first, results)}
 
 
+def word_rate(b: Bench, name: str, part: str) -> dict[str, Any]:
+    """A benchmark mode's hit rate by words on ``part``: its claims name the truth's value and no rival of
+    that family (the word-level metric, read from claims)."""
+    claims = mode_claims(b).get(name) or {}
+    hits = []
+    for f in b.splits[part]:
+        fam, val = str(b.truth[f]["family"]), str(b.truth[f]["value"])
+        said = claims.get(f, frozenset())
+        hits.append((fam, val) in said and not any(c[0] == fam and c[1] != val for c in said))
+    return rate(hits).to_dict()
+
+
 def add_bench(inp: Any, cfg: Any, features: list[int], explained: dict[str, M.Explained],
               by_strength: dict[str, list[M.Explained]], baseline: str, metrics: dict[str, Any]) -> None:
     """Run the benchmark on ``cfg.split`` and merge it: ``gates``, ``floors``, ``diffs``, and each
@@ -62,6 +75,9 @@ def add_bench(inp: Any, cfg: Any, features: list[int], explained: dict[str, M.Ex
         target = metrics["modes"].setdefault(name, {})
         target.update({k: (row.get(k, NOT_APPLICABLE)) for k in ("f1", "precision", "recall", "exact", "auroc")})
         target["applicable"] = row["applicable"]
+        if "word" not in target:  # the word-level tables (report, TUI) read every mode: its hit rate on the split
+            target["word"] = word_rate(b, name, bench["split"]) if row["applicable"] else rate([]).to_dict()
+            target["embedding"] = rate([]).to_dict()
         if not row["applicable"]:
             target["note"] = row["note"]
 

@@ -37,6 +37,8 @@ def test_evaluate_reports_the_benchmark_keys(tmp_path: Path) -> None:
                              "polysemantic_oneshot_both"}
     assert g["oracle_hit"] == 1.0 and g["onset_spread"] == 1.0
     assert calls and m["modes"]["agent"]["auroc"]["mean"] == 1.0
+    # The word-level tables read every mode: a benchmark mode carries its split's hit rate by words.
+    assert m["modes"]["rule_majority"]["word"]["n"] == 8 and m["modes"]["agent_r1"]["embedding"]["n"] == 0
 
 
 def test_digest_ignores_absolute_paths() -> None:
