@@ -48,6 +48,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="feature ids like 0-99,120 or all (default); with ground truth only the pure ones are scored")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON on stdout")
     p.add_argument("--seed", type=int, default=0, help="seed of the sweep, controls, permutation and forced choice")
+    b = p.add_argument_group("benchmark (claims, simulation AUROC, baselines tuned on dev, gates)")
+    b.add_argument("--split", choices=("dev", "test"), default="test",
+                   help="the split the benchmark's tables report (default test; everything tunable is chosen on dev)")
+    b.add_argument("--split-seed", type=int, default=0, help="seed of the dev/test split of features (default 0)")
+    b.add_argument("--planted-seed", type=int, default=None, metavar="N",
+                   help="evaluate planted features (a dictionary built from class-mean differences of the toy "
+                        "world's activations; N chooses which values are combined) instead of the SAE's")
+    b.add_argument("--no-simulation", action="store_true", help="skip the simulation AUROC")
     add_model_options(p)
     g = p.add_argument_group("what is measured")
     g.add_argument("--ground-truth", type=Path, metavar="FILE",
@@ -124,7 +132,8 @@ def build_config(args: argparse.Namespace) -> EvalConfig:
         modes = DEFAULT_MODES + (("llm",) if _judge_wanted(args) else ()) + (("clip",) if args.clip else ())
     return EvalConfig(modes=modes, purity=args.purity, seed=args.seed, strengths=args.strengths,
                       hybrid_multiples=args.hybrid_multiples, n_images=args.n_images, topk_scenes=args.topk_scenes,
-                      max_rounds=args.max_rounds, max_probes=args.max_probes)
+                      max_rounds=args.max_rounds, max_probes=args.max_probes, split=args.split,
+                      split_seed=args.split_seed)
 
 
 def say(msg: str) -> None:
@@ -139,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = build_config(args)
         check_features(args.features)
+        use_planted(args)
     except (ValueError, ChoiceError) as exc:
         say(f"error: {exc}")
         return 2
@@ -152,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
         say(f"error: {exc}")
         return 2
     metrics["timings"]["total"] = round(time.perf_counter() - t0, 2)
+    if args.planted_seed is not None:
+        metrics["planted_seed"] = args.planted_seed
     report = write_report(metrics, args.report, command=command_line(args), plots=not args.no_plots)
     if args.json:
         print(json.dumps(metrics, indent=1))
@@ -160,6 +172,30 @@ def run(args: argparse.Namespace) -> int:
     say(summary_line(metrics) + f"\nreport: {report}")
     bar = metrics.get("bar", {})
     return 1 if args.require_bar and not bar.get("met") else 0
+
+
+def use_planted(args: argparse.Namespace) -> None:
+    """With --planted-seed N: point --sae at the planted dictionary of seed N (built once, in seconds)."""
+    if args.planted_seed is None:
+        return
+    if args.model or args.sae:
+        raise ValueError("--planted-seed plants features in the toy world: drop --model and --sae")
+    from agent.store import cache_root
+    from steering.toy.build.planted import ensure
+
+    say(f"eval: planted features, seed {args.planted_seed} ...")
+    args.sae = str(ensure(cache_root() / "planted" / f"seed-{args.planted_seed}", args.planted_seed))
+
+
+def _simulator(args: argparse.Namespace, engine: Any, truth: Any) -> Any:
+    """The simulation score, for the toy world's model (its scenes are what the claims render)."""
+    import steering.toy as toy
+
+    if args.no_simulation or truth is None or args.model or not toy.is_available():
+        return None
+    from agent.eval.simulation import Simulator
+
+    return Simulator(engine, seed=args.seed)
 
 
 def load_inputs(args: argparse.Namespace, cfg: EvalConfig) -> Any:
@@ -204,6 +240,7 @@ def load_inputs(args: argparse.Namespace, cfg: EvalConfig) -> Any:
         topk = load_topk(args.topk)
     return Inputs(engine=engine, cache=cache, features=features, truth=truth, embedder=embedder,
                   llm_judge=judge, chooser=chooser, topk=topk, clip=_clip(args, cfg, engine),
+                  simulator=_simulator(args, engine, truth),
                   on_stage=lambda name: say(f"eval: {name} ..."))
 
 
@@ -259,4 +296,9 @@ def summary_line(m: dict[str, Any]) -> str:
     line = f"{m['features']['n']} features: " + ", ".join(parts) if parts else f"{m['features']['n']} features"
     if bar is not None:
         line += f" | bar {'met' if bar.get('met') else 'NOT met'}"
+    d = m.get("diffs", {}).get("agent_vs_best_baseline")
+    if d:
+        f, split = d["f1"], m["bench"]["split"]
+        line += (f" | {split}: agent F1 {100 * m['modes']['agent']['f1']['mean']:.1f} vs {d['baseline']} "
+                 f"{100 * m['modes'][d['baseline']]['f1']['mean']:.1f} ({f['verdict']})")
     return line + f" | {m['timings'].get('total', 0):.0f} s"

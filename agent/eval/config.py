@@ -48,6 +48,10 @@ class EvalConfig:
     1 / (1 + this))."""
     fc_samples: int = 1
     """Forced choice: sampled (held-out) descriptions per strength of the schedule per feature."""
+    split: str = "test"
+    """The benchmark's split its tables report (dev or test); everything tunable is chosen on dev."""
+    split_seed: int = 0
+    """Seed of the dev/test split of features (stratified by kind)."""
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.modes if m not in ALL_MODES]
@@ -55,6 +59,8 @@ class EvalConfig:
             raise ValueError(f"unknown mode(s) {', '.join(unknown)}: choose from {', '.join(ALL_MODES)}")
         if not 0.0 <= self.purity <= 1.0:
             raise ValueError(f"purity must lie in 0..1, got {self.purity}")
+        if self.split not in ("dev", "test"):
+            raise ValueError(f"split must be dev or test, got {self.split!r}")
         if self.fc_distractors < 1:
             raise ValueError("forced choice needs at least one distractor")
 

@@ -72,7 +72,7 @@ def render_markdown(metrics: dict[str, Any], images: list[str] | None = None, co
     w = metrics["world"]
     feats = metrics["features"]
     L: list[str] = []
-    L.append(f"# Explanation quality: {_world_name(w)}")
+    L.append(f"# Explanation quality: {_world_name(w, metrics.get('planted_seed'))}")
     L.append("")
     fam = feats.get("by_family")
     fam_txt = f" ({', '.join(f'{k} {v}' for k, v in fam.items())})" if fam else ""
@@ -92,6 +92,10 @@ def render_markdown(metrics: dict[str, Any], images: list[str] | None = None, co
     L.append("")
     for w in metrics.get("warnings", []):
         L += [f"> **Warning**: {_cell(w, 400)}", ""]
+    if "bench" in metrics:
+        from agent.eval.report_bench import bench_section
+
+        L += bench_section(metrics)
     if "bar" in metrics:
         L += _bar_section(metrics)
         L += _modes_section(metrics)
@@ -113,7 +117,9 @@ def _has_specific(m: dict[str, Any]) -> bool:
     return any("specific" in d for d in m.get("modes", {}).values())
 
 
-def _world_name(w: dict[str, Any]) -> str:
+def _world_name(w: dict[str, Any], planted: int | None = None) -> str:
+    if planted is not None:
+        return f"planted features (seed {planted}) in the bundled toy world (SAE layer {w.get('layer')})"
     try:
         from steering import toy
 

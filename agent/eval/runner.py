@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.eval import modes as M
+from agent.eval.bench_run import add_bench
 from agent.eval.cache import EvalCache, digest
 from agent.eval.config import EvalConfig
 from agent.eval.embeddings import Embedder, embedding_hits
@@ -56,6 +57,8 @@ class Inputs:
     """A TopKResult; None builds one over toy scenes when the world has ground truth."""
     clip: tuple[Any, Any] | None = None
     """(model, processor) of a CLIP-like model."""
+    simulator: Callable[[int, frozenset], float | None] | None = None
+    """The simulation score (agent.eval.simulation.Simulator); None: no AUROC."""
     on_stage: Callable[[str], None] | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -155,6 +158,9 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
     done = _stage(inp, "scoring")
     if truth:
         _score_modes(inp, cfg, features, explained, by_strength, metrics)
+        done()
+        done = _stage(inp, "benchmark")
+        add_bench(inp, cfg, features, explained, by_strength, baseline, metrics)
     else:
         metrics["per_feature"] = [{"feature": f, "texts": {n: e.texts.get(f) for n, e in explained.items()}}
                                   for f in features]
@@ -198,6 +204,11 @@ def _explain(inp: Inputs, cfg: EvalConfig, features: list[int], strengths: list[
         done = _stage(inp, "llm")
         llm_cfg = M.run_config(strengths, cfg.seed, cfg.max_rounds, cfg.max_probes, rejudge=False)
         explained["llm"] = M.pipeline(cache, engine, inp.llm_judge, features, llm_cfg, "llm")
+        done()
+    if cfg.wants("offline") and cfg.max_rounds > 1:
+        done = _stage(inp, "offline-r1")
+        r1_cfg = M.run_config(strengths, cfg.seed, 1, cfg.max_probes, rejudge=True)
+        explained["offline-r1"] = M.pipeline(cache, engine, OfflineJudge(), features, r1_cfg, "offline-r1")
         done()
     if cfg.wants("random"):
         done = _stage(inp, "random")
@@ -285,12 +296,22 @@ def _costs_and_warnings(features: list[int], explained: dict[str, M.Explained],
 
 
 def reproducible(metrics: Any) -> Any:
-    """The metrics without what varies between identical runs (wall-clock times), for the digest."""
+    """The metrics without what varies between identical runs (wall-clock times) or between checkouts
+    (absolute paths: a local model or SAE is named by its folder, its revision is a content hash)."""
     if isinstance(metrics, dict):
-        return {k: reproducible(v) for k, v in metrics.items() if k not in ("timings", "digest", "seconds")}
+        return {k: (_local_name(v) if k in ("model", "sae") else reproducible(v)) for k, v in metrics.items()
+                if k not in ("timings", "digest", "seconds", "store")}
     if isinstance(metrics, list):
         return [reproducible(v) for v in metrics]
     return metrics
+
+
+def _local_name(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(("/", "~")) or isinstance(value, str) and ":\\" in value:
+        from pathlib import PurePath
+
+        return PurePath(value).name
+    return reproducible(value)
 
 
 def _per_feature(features: Sequence[int], truth: dict[int, dict[str, Any]], explained: dict[str, M.Explained],

@@ -1,6 +1,6 @@
 """Measure the toy world against its bar and print every figure.
 
-    python -m steering.toy.build.measure [--dir DIR] [--scenes 500] [--json OUT]
+    python -m steering.toy.build.measure [--dir DIR] [--scenes 500] [--json OUT] [--no-gates]
 
 Everything loads through the steering core (load_vlm, load_sae, SteeringEngine), so the figures
 prove the shipped files work on the product's own path.
@@ -112,7 +112,18 @@ def steering_figures(engine, gt: dict[int, dict], strengths: list[float]) -> dic
     }
 
 
-def measure(root: Path, n_scenes: int = 500, seed: int = 0, multiples: list[float] | None = None) -> dict:
+def gate_figures(engine, gt: dict[int, dict], seed: int) -> dict:
+    """The benchmark's gates (issue 15) on this world, computed by the evaluation's own code.
+
+    A build tool, not the runtime: it may reach the evaluation package (the runtime never does).
+    """
+    from agent.eval.bench_run import world_gates
+
+    return world_gates(engine, gt, PURITY_MIN, seed)
+
+
+def measure(root: Path, n_scenes: int = 500, seed: int = 0, multiples: list[float] | None = None,
+            with_gates: bool = True) -> dict:
     from steering.engine import GenerationSettings, SteeringEngine
     from steering.models import load_vlm
     from steering.sae import load_sae
@@ -128,6 +139,8 @@ def measure(root: Path, n_scenes: int = 500, seed: int = 0, multiples: list[floa
     out["sae_figures"] = sae_figures(vlm, sae, 1000, seed)
     strengths = meta["strengths"] if multiples is None else [m * meta["white_patch_norm"] for m in multiples]
     out["steering"] = steering_figures(engine, gt, strengths)
+    if with_gates:
+        out["gates"] = gate_figures(engine, gt, seed)
     files = [p for p in root.rglob("*") if p.is_file()]
     out["artifact_mb"] = round(sum(p.stat().st_size for p in files) / 2**20, 2)
     out["bar"] = {
@@ -142,6 +155,18 @@ def measure(root: Path, n_scenes: int = 500, seed: int = 0, multiples: list[floa
     return out
 
 
+def format_gates(g: dict) -> str:
+    """The gates, one line each: value, bar, PASS/FAIL."""
+    from agent.eval.bench import GATES
+
+    lines = [f"gates over {g['n']} features (strengths {g.get('strengths')}):"]
+    for name, (op, bar) in GATES.items():
+        v, ok = g.get(name), g.get("met", {}).get(name)
+        shown = "n/a" if v is None else f"{v:.3f}"
+        lines.append(f"  {name}: {shown} (bar {op} {bar:g}) {'n/a' if ok is None else 'PASS' if ok else 'FAIL'}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m steering.toy.build.measure", description=__doc__.split("\n")[0])
     parser.add_argument("--dir", type=Path, default=DATA_DIR, help=f"toy world folder (default {DATA_DIR})")
@@ -149,13 +174,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-gates", action="store_true", help="skip the benchmark's gates (their sweep takes minutes)")
     parser.add_argument("--multiples", type=float, nargs="+",
                         help="override the build's strength schedule (multiples of the white patch norm)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = measure(args.dir, args.scenes, args.seed, args.multiples)
+    out = measure(args.dir, args.scenes, args.seed, args.multiples, with_gates=not args.no_gates)
     c, s, st = out["captions"], out["sae_figures"], out["steering"]
     print(f"caption exact-match accuracy ({c['n']} held-out scenes): {c['caption_accuracy']:.3f}  by kind {c['by_kind']}")
     print(f"SAE (layer {out['layer']}): FVU {s['fvu']:.4f}  alive {s['alive']:.3f}")
@@ -166,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     for fam, v in st["by_family"].items():
         print(f"  {fam}: {v}")
     print(f"artifacts: {out['artifact_mb']} MB")
+    if "gates" in out:
+        print(format_gates(out["gates"]))
     print("bar: " + "  ".join(f"{k}={'PASS' if ok else 'FAIL'}" for k, ok in out["bar"].items()))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")

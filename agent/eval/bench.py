@@ -1,0 +1,265 @@
+"""The benchmark: a seeded dev/test split, baselines tuned on dev, floors, claim metrics with clustered
+CIs, paired differences and the world's gates. Pure Python: texts in, figures out."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.eval.claims import Claim, cluster_key, parse_claims, score_claims, truth_claims
+from agent.eval.metrics import degenerate, derangement
+from agent.eval.stats import cluster_ci, paired_diff
+
+Texts = Mapping[int, "str | None"]
+METRICS = ("f1", "precision", "recall", "exact")
+BASELINES = ("oneshot", "rule_majority", "rule_lowest")
+"""The no-follow-up baselines the agent must beat (the best of them is picked on dev)."""
+MODES = ("agent", "agent_r1", "oneshot", "rule_majority", "rule_lowest", "oracle", "topk", "hybrid")
+FLOORS = ("constant", "permuted", "random", "caption")
+GATES = {"best_global_strength_hit": ("<=", 0.70), "oracle_hit": (">=", 0.85), "onset_spread": (">=", 4.0),
+         "degenerate_at_4x_onset": (">=", 0.30), "polysemantic_oneshot_both": ("<=", 0.20)}
+"""The world's gates (issue 15): the figure's name -> (comparison, bar)."""
+
+
+def kind_of(t: Mapping[str, Any]) -> str:
+    """A feature's kind: the planted kind where given, else single or multi by its number of true claims."""
+    return str(t.get("kind") or ("multi" if len(truth_claims(t)) > 1 else "single"))
+
+
+def split(features: Sequence[int], truth: Mapping[int, Mapping[str, Any]], seed: int = 0) -> dict[str, list[int]]:
+    """Half of each kind to dev and half to test (dev takes the odd one), fixed by ``seed``."""
+    out: dict[str, list[int]] = {"dev": [], "test": []}
+    by_kind: dict[str, list[int]] = {}
+    for f in sorted(features):
+        by_kind.setdefault(kind_of(truth[f]), []).append(f)
+    for kind in sorted(by_kind):
+        fs = by_kind[kind]
+        random.Random(f"split-{seed}-{kind}").shuffle(fs)
+        cut = (len(fs) + 1) // 2
+        out["dev"] += fs[:cut]
+        out["test"] += fs[cut:]
+    return {k: sorted(v) for k, v in out.items()}
+
+
+@dataclass
+class Sweep:
+    """One-shot descriptions per strength of the schedule, and the unsteered caption."""
+
+    strengths: list[float]
+    texts: list[Texts]
+    caption: str = ""
+
+    def claims(self, f: int) -> list[frozenset[Claim]]:
+        return [parse_claims(t.get(f)) for t in self.texts]
+
+
+def rule_majority(sweep: Sweep, f: int) -> frozenset[Claim]:
+    """Claims named at more than half of the strengths, less those the unsteered caption names."""
+    base = parse_claims(sweep.caption)
+    per = sweep.claims(f)
+    counts: dict[Claim, int] = {}
+    for cs in per:
+        for c in cs:
+            counts[c] = counts.get(c, 0) + 1
+    return frozenset(c for c, n in counts.items() if n > len(per) / 2 and c not in base)
+
+
+def rule_lowest(sweep: Sweep, f: int) -> frozenset[Claim]:
+    """The claims of the lowest strength whose description differs from the unsteered caption."""
+    for t in sweep.texts:
+        text = t.get(f)
+        if text and text.strip() != sweep.caption.strip():
+            return parse_claims(text)
+    return frozenset()
+
+
+@dataclass
+class Bench:
+    """Everything the benchmark reads: truth, the split, the sweep and each explainer's texts."""
+
+    truth: Mapping[int, Mapping[str, Any]]
+    splits: dict[str, list[int]]
+    sweep: Sweep
+    texts: dict[str, Texts]
+    """agent, agent_r1, topk, hybrid, random (whichever were run): feature -> explanation."""
+    auroc: Callable[[int, frozenset[Claim]], float | None] | None = None
+    seed: int = 0
+    choices: dict[str, Any] = field(default_factory=dict)
+
+    def true(self, f: int) -> frozenset[Claim]:
+        return truth_claims(self.truth[f])
+
+    def scores(self, claims: Mapping[int, frozenset[Claim]], fs: Sequence[int], metric: str) -> list[float]:
+        return [score_claims(claims.get(f, frozenset()), self.true(f)).get(metric) for f in fs]
+
+    def mean_f1(self, claims: Mapping[int, frozenset[Claim]], fs: Sequence[int]) -> float:
+        vals = self.scores(claims, fs, "f1")
+        return statistics.fmean(vals) if vals else 0.0
+
+
+def _parsed(texts: Texts, fs: Sequence[int]) -> dict[int, frozenset[Claim]]:
+    return {f: parse_claims(texts.get(f)) for f in fs}
+
+
+def answers_prompt(texts: Texts, fs: Sequence[int]) -> bool:
+    """Whether a mode's model answered its prompt: most of its texts are neither degenerate nor empty of claims."""
+    ok = sum(not degenerate(texts.get(f)) and bool(parse_claims(texts.get(f))) for f in fs)
+    return bool(fs) and ok > len(fs) / 2
+
+
+def mode_claims(b: Bench) -> dict[str, dict[int, frozenset[Claim]] | None]:
+    """Each mode's claims for every feature of both splits (None: not applicable); tunes one-shot on dev."""
+    fs = b.splits["dev"] + b.splits["test"]
+    dev = b.splits["dev"]
+    per_strength = [_parsed(t, fs) for t in b.sweep.texts]
+    out: dict[str, dict[int, frozenset[Claim]] | None] = {}
+    for name in ("agent", "agent_r1"):
+        if name in b.texts:
+            out[name] = _parsed(b.texts[name], fs)
+    if per_strength:
+        best = max(range(len(per_strength)), key=lambda i: (b.mean_f1(per_strength[i], dev), -i))
+        b.choices["oneshot_strength"] = b.sweep.strengths[best]
+        out["oneshot"] = per_strength[best]
+        out["rule_majority"] = {f: rule_majority(b.sweep, f) for f in fs}
+        out["rule_lowest"] = {f: rule_lowest(b.sweep, f) for f in fs}
+        out["oracle"] = {f: max((p[f] for p in per_strength),
+                                key=lambda c: score_claims(c, b.true(f)).f1) for f in fs}
+    for name in ("topk", "hybrid"):
+        if name in b.texts:
+            out[name] = _parsed(b.texts[name], fs) if answers_prompt(b.texts[name], fs) else None
+    return out
+
+
+def constant_claims(b: Bench) -> frozenset[Claim]:
+    """The one- or two-claim explanation with the best mean F1 on dev (the metric's floor for a fixed guess)."""
+    from steering.toy.scenes import FAMILIES
+
+    vocab = [(f, v) for f, vals in FAMILIES.items() for v in vals]
+    dev = b.splits["dev"]
+    sets = [frozenset([c]) for c in vocab] + [frozenset(p) for p in itertools.combinations(vocab, 2)]
+    return max(sets, key=lambda s: (b.mean_f1({f: s for f in dev}, dev), sorted(s)))
+
+
+def floor_claims(b: Bench, agent: Mapping[int, frozenset[Claim]] | None) -> dict[str, dict[int, frozenset[Claim]]]:
+    """Constant (chosen on dev), permuted (the agent's claims scored against another feature), random
+    directions (the agent loop on norm-matched random vectors), and the unsteered caption."""
+    fs = b.splits["dev"] + b.splits["test"]
+    const = constant_claims(b)
+    b.choices["constant"] = sorted("=".join(c) for c in const)
+    out = {"constant": {f: const for f in fs}, "caption": {f: parse_claims(b.sweep.caption) for f in fs}}
+    if agent is not None:
+        out["permuted"] = {}
+        for part in ("dev", "test"):
+            perm = derangement(b.splits[part], b.seed)
+            out["permuted"].update({f: agent[perm.get(f, f)] for f in b.splits[part]})
+    if "random" in b.texts:
+        out["random"] = _parsed(b.texts["random"], fs)
+    return out
+
+
+def summarize_mode(b: Bench, claims: Mapping[int, frozenset[Claim]], fs: Sequence[int]) -> dict[str, Any]:
+    keys = [cluster_key(b.truth[f]) for f in fs]
+    out = {m: cluster_ci(b.scores(claims, fs, m), keys, b.seed) for m in METRICS}
+    if b.auroc is not None:
+        vals = [b.auroc(f, claims.get(f, frozenset())) for f in fs]
+        known = [(v, k) for v, k in zip(vals, keys) if v is not None]
+        out["auroc"] = cluster_ci([v for v, _ in known], [k for _, k in known], b.seed)
+    else:
+        out["auroc"] = {"mean": None, "ci": [None, None], "n": 0}
+    return out
+
+
+def diffs(b: Bench, claims: Mapping[str, Mapping[int, frozenset[Claim]] | None], fs: Sequence[int]) -> dict[str, Any]:
+    """The agent against each baseline on F1 (paired, clustered), and against the best no-follow-up
+    baseline picked on dev."""
+    agent = claims.get("agent")
+    if agent is None:
+        return {}
+    keys = [cluster_key(b.truth[f]) for f in fs]
+    a = b.scores(agent, fs, "f1")
+    out: dict[str, Any] = {}
+    for name in ("agent_r1", *BASELINES, "oracle", "topk", "hybrid"):
+        other = claims.get(name)
+        if other is not None:
+            out[f"agent_vs_{name}"] = {"f1": paired_diff(a, b.scores(other, fs, "f1"), keys, b.seed)}
+    avail = [n for n in BASELINES if claims.get(n) is not None]
+    if avail:
+        best = max(avail, key=lambda n: (b.mean_f1(claims[n], b.splits["dev"]), -BASELINES.index(n)))  # type: ignore[arg-type]
+        b.choices["best_baseline"] = best
+        out["agent_vs_best_baseline"] = {"baseline": best, **out[f"agent_vs_{best}"]}
+    return out
+
+
+def onsets(b: Bench, fs: Sequence[int]) -> dict[int, float | None]:
+    """The first strength of the sweep whose description names a true claim, per feature."""
+    out: dict[int, float | None] = {}
+    for f in fs:
+        true = b.true(f)
+        out[f] = next((s for s, cs in zip(b.sweep.strengths, b.sweep.claims(f)) if cs & true), None)
+    return out
+
+
+def _quantile(xs: Sequence[float], q: float) -> float:
+    s = sorted(xs)
+    pos = q * (len(s) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def gates(b: Bench, fs: Sequence[int], oneshot: Mapping[int, frozenset[Claim]] | None,
+          at_4x_onset: Mapping[int, str | None] | None = None) -> dict[str, Any]:
+    """The world's gates over ``fs``: a feature is named when a description names one of its true claims."""
+    out: dict[str, Any] = {"n": len(fs)}
+    if not fs or not b.sweep.texts:
+        return out
+    named = [[bool(cs & b.true(f)) for cs in b.sweep.claims(f)] for f in fs]
+    out["best_global_strength_hit"] = round(max(statistics.fmean(col) for col in zip(*named)), 6)
+    out["oracle_hit"] = round(statistics.fmean(any(row) for row in named), 6)
+    on = [s for s in onsets(b, fs).values() if s is not None]
+    out["onset_spread"] = round(_quantile(on, 0.9) / _quantile(on, 0.1), 6) if on else None
+    if at_4x_onset:
+        bad = [degenerate(t) or not (parse_claims(t) & b.true(f)) for f, t in at_4x_onset.items()]
+        out["degenerate_at_4x_onset"] = round(statistics.fmean(bad), 6) if bad else None
+    poly = [f for f in fs if len(b.true(f)) > 1]
+    out["n_polysemantic"] = len(poly)
+    if oneshot is not None and poly:
+        out["polysemantic_oneshot_both"] = round(statistics.fmean(b.true(f) <= oneshot[f] for f in poly), 6)
+    out["met"] = {k: _meets(out.get(k), *GATES[k]) for k in GATES}
+    return out
+
+
+def _meets(value: float | None, op: str, bar: float) -> bool | None:
+    if value is None:
+        return None
+    return value <= bar + 1e-9 if op == "<=" else value >= bar - 1e-9
+
+
+def run_bench(b: Bench, part: str, at_4x_onset: Mapping[int, str | None] | None = None) -> dict[str, Any]:
+    """The benchmark's figures on split ``part`` (everything tunable chosen on dev)."""
+    if part not in b.splits:
+        raise ValueError(f"unknown split {part!r}: choose dev or test")
+    fs = b.splits[part]
+    claims = mode_claims(b)
+    modes: dict[str, Any] = {}
+    for name in MODES:
+        if name in claims:
+            c = claims[name]
+            modes[name] = {"applicable": False, "note": "not applicable: the model does not answer this prompt"} \
+                if c is None else {"applicable": True, **summarize_mode(b, c, fs)}
+    floors = {name: {"f1": cluster_ci(b.scores(c, fs, "f1"), [cluster_key(b.truth[f]) for f in fs], b.seed)}
+              for name, c in floor_claims(b, claims.get("agent")).items()}
+    return {"split": part, "n": len(fs), "split_sizes": {k: len(v) for k, v in b.splits.items()},
+            "kinds": _kinds(b, fs), "modes": modes, "floors": floors, "diffs": diffs(b, claims, fs),
+            "gates": gates(b, fs, claims.get("oneshot"), at_4x_onset), "chosen_on_dev": dict(b.choices)}
+
+
+def _kinds(b: Bench, fs: Sequence[int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in fs:
+        out[kind_of(b.truth[f])] = out.get(kind_of(b.truth[f]), 0) + 1
+    return dict(sorted(out.items()))

@@ -1,0 +1,76 @@
+"""The benchmark: split, baselines tuned on dev, floors, diffs and gates on synthetic texts."""
+
+from __future__ import annotations
+
+from agent.eval.bench import Bench, Sweep, constant_claims, gates, rule_lowest, rule_majority, run_bench, split
+
+COLOURS = ["red", "orange", "yellow", "green", "blue", "purple", "black"]
+CAPTION = "The highlighted element is nothing, the image is empty and white."
+
+
+def _truth() -> dict[int, dict]:
+    t = {f: {"family": "colour", "value": COLOURS[f % 7], "purity": 1.0} for f in range(28)}
+    for f in range(28, 40):
+        t[f] = {"claims": [["colour", COLOURS[f % 7]], ["pattern", "dotted"]], "kind": "union"}
+    return t
+
+
+def _sweep(truth: dict[int, dict]) -> Sweep:
+    # Weak at 1, right at 2, saturated (always "black") at 4.
+    low = {f: CAPTION for f in truth}
+    mid = {f: f"a {truth[f].get('value') or truth[f]['claims'][0][1]} thing" for f in truth}
+    high = {f: "a large black striped square" for f in truth}
+    return Sweep([1.0, 2.0, 4.0], [low, mid, high], CAPTION)
+
+
+def test_split_is_stratified_seeded_and_disjoint() -> None:
+    truth = _truth()
+    s = split(list(truth), truth, seed=3)
+    assert set(s["dev"]).isdisjoint(s["test"]) and set(s["dev"]) | set(s["test"]) == set(truth)
+    assert sum(f >= 28 for f in s["test"]) == 6  # half of the 12 union features
+    assert s == split(list(truth), truth, seed=3)
+    assert s != split(list(truth), truth, seed=4)
+
+
+def test_rules_read_the_sweep() -> None:
+    truth = _truth()
+    sw = _sweep(truth)
+    assert rule_lowest(sw, 2) == {("colour", "yellow")}
+    assert rule_majority(sw, 2) == frozenset()  # no claim at more than half of 3 strengths
+
+
+def test_bench_tunes_on_dev_and_reports_losing_agent() -> None:
+    truth = _truth()
+    sw = _sweep(truth)
+    agent = {f: "a large black striped square" for f in truth}  # saturated text: mostly wrong
+    b = Bench(truth, split(list(truth), truth), sw, {"agent": agent, "agent_r1": agent,
+                                                    "topk": {f: "" for f in truth}})
+    out = run_bench(b, "test")
+    assert out["chosen_on_dev"]["oneshot_strength"] == 2.0
+    assert out["modes"]["oneshot"]["f1"]["mean"] > out["modes"]["agent"]["f1"]["mean"]
+    assert out["modes"]["topk"]["applicable"] is False
+    assert out["modes"]["oracle"]["f1"]["mean"] >= out["modes"]["oneshot"]["f1"]["mean"]
+    d = out["diffs"]["agent_vs_best_baseline"]
+    assert d["f1"]["verdict"] == "loses" and d["baseline"] in ("oneshot", "rule_lowest")
+    assert set(out["floors"]) == {"constant", "permuted", "caption"}
+    assert out["floors"]["caption"]["f1"]["mean"] == 0.0
+
+
+def test_constant_floor_is_chosen_on_dev_only() -> None:
+    truth = {f: {"family": "colour", "value": "red" if f < 10 else "blue"} for f in range(20)}
+    b = Bench(truth, {"dev": list(range(10)), "test": list(range(10, 20))}, Sweep([], []), {})
+    assert constant_claims(b) == {("colour", "red")}
+
+
+def test_gates_measure_saturation_onsets_and_polysemantic_recovery() -> None:
+    truth = _truth()
+    sw = _sweep(truth)
+    b = Bench(truth, split(list(truth), truth), sw, {})
+    fs = sorted(truth)
+    oneshot = {f: frozenset({("colour", COLOURS[f % 7])}) for f in fs}
+    g = gates(b, fs, oneshot, {f: "small small small small small small small small" for f in fs})
+    assert g["oracle_hit"] == 1.0 and g["best_global_strength_hit"] == 1.0
+    assert g["onset_spread"] == 1.0
+    assert g["degenerate_at_4x_onset"] == 1.0
+    assert g["polysemantic_oneshot_both"] == 0.0 and g["n_polysemantic"] == 12
+    assert g["met"]["oracle_hit"] is True and g["met"]["onset_spread"] is False
