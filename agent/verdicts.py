@@ -120,6 +120,38 @@ VERDICT_SCHEMA: dict[str, Any] = {
 }
 
 
+# The same verdict for a constrained decoder (llama.cpp's grammar from ``response_format.schema``): a union
+# discriminated on ``action``, so a probe request cannot have an empty list and a final answer always
+# carries its explanation and label; string lengths bounded so a runaway reply cannot fill the window.
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 300}
+_CONSTRAINED_PROBE: dict[str, Any] = {
+    **_PROBE_SCHEMA,
+    "properties": {**_PROBE_SCHEMA["properties"], "strength": {"type": "number", "minimum": 0},
+                   "samples": {"type": "integer", "minimum": 1, "maximum": 8},
+                   "question": {"type": ["string", "null"], "maxLength": 200},
+                   "reason": {"type": "string", "maxLength": 200}},
+}
+_COMMON = {"hypothesis": _TEXT, "confidence": {"type": "number", "minimum": 0, "maximum": 1}}
+CONSTRAINED_SCHEMA: dict[str, Any] = {"oneOf": [
+    {"type": "object", "additionalProperties": False,
+     "properties": {**_COMMON, "action": {"const": "probe"},
+                    "probes": {"type": "array", "items": _CONSTRAINED_PROBE, "minItems": 1, "maxItems": 4}},
+     "required": ["hypothesis", "confidence", "action", "probes"]},
+    {"type": "object", "additionalProperties": False,
+     "properties": {**_COMMON, "action": {"const": "final"},
+                    "explanation": {"type": "string", "minLength": 1, "maxLength": MAX_EXPLANATION_CHARS},
+                    "label": {"type": "string", "minLength": 3, "maxLength": 60},
+                    "evidence": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": 12}},
+     "required": ["hypothesis", "confidence", "action", "explanation", "label", "evidence"]},
+]}
+"""VERDICT_SCHEMA as a discriminated union with length bounds, for ``json_object`` + ``schema`` servers."""
+
+MINIMAL_EXAMPLE = ('{"hypothesis": "the colour red", "confidence": 0.8, "action": "final", "probes": [], '
+                   '"explanation": "The feature makes the model describe red things.", "label": "the colour red", '
+                   '"evidence": [1]}')
+"""A minimal valid final verdict, shown to a model whose reply did not validate."""
+
+
 class VerdictError(ValueError):
     """A raw reply is not a valid verdict; the message is written to be sent back to the model."""
 
