@@ -302,6 +302,17 @@ class LLMJudge:
         log.warning("judge endpoint refuses that response format (%s); trying %s", redact(str(exc)), mode)
         return mode
 
+    def call_line(self) -> str:
+        """One line for the run summary: the format in use and what the endpoint was really asked."""
+        stats = getattr(self.backend, "stats", None)
+        if stats is None or not stats.requests:
+            return ""
+        return f"format {self.backend.json_mode}, {stats.line()}"
+
+    def call_stats(self) -> dict[str, Any]:
+        stats = getattr(self.backend, "stats", None)
+        return {"format": self.backend.json_mode, **stats.to_dict()} if stats is not None else {}
+
     def check(self, timeout: float = 3.0) -> None:
         """The backend's own check (an OpenAI endpoint: reachable); backends without one pass."""
         check = getattr(self.backend, "check", None)

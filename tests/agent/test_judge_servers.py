@@ -227,3 +227,20 @@ def test_a_remote_endpoint_keeps_the_system_message() -> None:
         j = judge(server, instructions="system")
         decide(j)
     assert server.requests[0]["json"]["messages"][0]["role"] == "system"
+
+
+# -- 7. judge-check -------------------------------------------------------------------------------------
+
+
+def test_judge_check_prints_formats_latency_and_models(capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli.main import main
+
+    with ChatServer(Quirks("llama.cpp", always(FINAL))) as server:
+        server.models = ["smollm2-135m"]
+        code = main(["judge-check", "--judge-base-url", server.url, "--judge-model", "smolm2"])
+    out = capsys.readouterr().out
+    assert code == 0 and "smollm2-135m" in out and "'smolm2' is not among them" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.split()[0] in ("schema", "json_object", "text")}
+    assert "refused" in lines["schema"] and "Input should be 'text'" in lines["schema"]
+    assert "accepted: a valid verdict" in lines["json_object"] and "accepted" in lines["text"]
+    assert "instructions go in the user message" in out
