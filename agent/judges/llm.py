@@ -34,6 +34,8 @@ class Completion:
     seconds: float = 0.0
     format: str = ""
     """The response format the request used (schema, json_object or text)."""
+    stored: Usage = field(default_factory=Usage)
+    """For a reply served from the store: what it cost when it was first asked."""
 
 
 class SchemaUnsupportedError(JudgeError):
@@ -234,6 +236,7 @@ class LLMJudge:
             self._learned(ctx, mode, cached)
             turn.attempts += 1
             turn.usage.add(completion.usage)
+            turn.replayed.add(completion.stored)
             turn.cached = turn.cached and cached
             turn.calls.append({"key": key, "cached": cached, "tokens": completion.usage.total_tokens,
                                "cost_usd": completion.usage.cost_usd, "format": mode,
@@ -331,7 +334,8 @@ class LLMJudge:
         if ctx.cache is not None and ctx.read_cache:
             hit = ctx.cache.get_judge_call(key)
             if hit is not None and _still_valid(hit, ctx):
-                return Completion(text=hit["text"], usage=Usage(), model=hit.get("model", ""), format=mode), True, key
+                return Completion(text=hit["text"], usage=Usage(), model=hit.get("model", ""), format=mode,
+                                  stored=Usage.from_dict(hit.get("usage") or {})), True, key
         completion = await self.backend.complete(messages, schema=schema)
         if ctx.cache is not None:
             ctx.cache.put_judge_call(key, {

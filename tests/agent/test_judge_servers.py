@@ -244,3 +244,27 @@ def test_judge_check_prints_formats_latency_and_models(capsys: pytest.CaptureFix
     assert "refused" in lines["schema"] and "Input should be 'text'" in lines["schema"]
     assert "accepted: a valid verdict" in lines["json_object"] and "accepted" in lines["text"]
     assert "instructions go in the user message" in out
+
+
+def test_a_replayed_round_keeps_its_stored_cost_and_the_export_keeps_a_failed_raw_reply(tmp_path: Path) -> None:
+    from agent.export import export_records
+
+    def script(payload) -> Reply:
+        users = [m for m in payload["messages"] if m["role"] == "user"]
+        if len(users) == 1:
+            return Reply(content=json.dumps(probe_reply([15.0])), usage=(1000, 500))
+        return Reply(content=FINAL if script.fixed else "not json", usage=(2000, 100))
+
+    script.fixed = False
+    cfg = RunConfig(sweep=SweepConfig(strengths=(20.0,)))
+    with ChatServer(script) as server, Store(tmp_path / "s") as store:
+        first = run_features(FakeEngine(), judge(server), store, [0], cfg)
+        assert first.stats.failed == 1 and store.get_record(0).usage["total_tokens"] == 1500 + 3 * 2100
+        export_records(store, tmp_path / "out.jsonl")
+        row = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])
+        assert row["status"] == "failed" and row["raw_reply"] == "not json"
+        script.fixed = True
+        second = run_features(FakeEngine(), judge(server), store, [0], cfg)
+        rec = store.get_record(0)
+        assert second.stats.failed == 0 and rec.status == "done" and len(server.requests) == 5
+        assert rec.usage["replayed_tokens"] == 1500 and rec.usage["total_tokens"] == 1500 + 2100
