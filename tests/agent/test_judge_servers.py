@@ -268,3 +268,20 @@ def test_a_replayed_round_keeps_its_stored_cost_and_the_export_keeps_a_failed_ra
         rec = store.get_record(0)
         assert second.stats.failed == 0 and rec.status == "done" and len(server.requests) == 5
         assert rec.usage["replayed_tokens"] == 1500 and rec.usage["total_tokens"] == 1500 + 2100
+
+
+def test_the_constrained_schema_admits_valid_verdicts_and_refuses_an_empty_probe_list() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from agent.verdicts import CONSTRAINED_SCHEMA, MINIMAL_EXAMPLE, parse_verdict
+
+    final = json.loads(MINIMAL_EXAMPLE)
+    final.pop("probes")
+    probe = {"hypothesis": "red", "confidence": 0.5, "action": "probe", "probes": [
+        {"strength": 20.0, "samples": 2, "question": None, "base_image": "white", "control": False, "reason": "x"}]}
+    for ok in (final, probe):
+        jsonschema.validate(ok, CONSTRAINED_SCHEMA)
+        parse_verdict(json.dumps(ok))
+    for bad in ({**probe, "probes": []}, {**final, "label": ""}, {**final, "explanation": "x" * 401},
+                {**final, "action": "probe"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, CONSTRAINED_SCHEMA)
