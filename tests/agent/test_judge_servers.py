@@ -136,6 +136,7 @@ def test_a_local_server_gets_one_request_at_a_time_unless_told(tmp_path: Path, g
         cfg = RunConfig(sweep=SweepConfig(strengths=(20.0,)), concurrency=4)
         summary = run_features(FakeEngine(), j, store, [0, 1, 2, 3, 4, 5], cfg)
     assert summary.exit_code == 0 and overlap.most == most
+    assert j.call_line().startswith("format schema, 6 requests (0 retries, 0 timeouts, 0 abandoned")
 
 
 def test_a_timed_out_request_is_sent_again_once_and_the_error_names_the_flags() -> None:
