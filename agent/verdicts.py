@@ -122,20 +122,21 @@ VERDICT_SCHEMA: dict[str, Any] = {
 
 # The same verdict for a constrained decoder (llama.cpp's grammar from ``response_format.schema``): a union
 # discriminated on ``action``, so a probe request cannot have an empty list and a final answer always
-# carries its explanation and label; string lengths bounded so a runaway reply cannot fill the window.
+# carries its explanation and label; string lengths and list sizes bounded so that the longest reply
+# the grammar allows fits the default 600-token cap.
 _TEXT = {"type": "string", "minLength": 1, "maxLength": 300}
 _CONSTRAINED_PROBE: dict[str, Any] = {
     **_PROBE_SCHEMA,
     "properties": {**_PROBE_SCHEMA["properties"], "strength": {"type": "number", "minimum": 0},
                    "samples": {"type": "integer", "minimum": 1, "maximum": 8},
-                   "question": {"type": ["string", "null"], "maxLength": 200},
-                   "reason": {"type": "string", "maxLength": 200}},
+                   "question": {"type": ["string", "null"], "maxLength": 120},
+                   "reason": {"type": "string", "maxLength": 120}},
 }
 _COMMON = {"hypothesis": _TEXT, "confidence": {"type": "number", "minimum": 0, "maximum": 1}}
 CONSTRAINED_SCHEMA: dict[str, Any] = {"oneOf": [
     {"type": "object", "additionalProperties": False,
      "properties": {**_COMMON, "action": {"const": "probe"},
-                    "probes": {"type": "array", "items": _CONSTRAINED_PROBE, "minItems": 1, "maxItems": 4}},
+                    "probes": {"type": "array", "items": _CONSTRAINED_PROBE, "minItems": 1, "maxItems": 3}},
      "required": ["hypothesis", "confidence", "action", "probes"]},
     {"type": "object", "additionalProperties": False,
      "properties": {**_COMMON, "action": {"const": "final"},
