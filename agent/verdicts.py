@@ -147,6 +147,18 @@ CONSTRAINED_SCHEMA: dict[str, Any] = {"oneOf": [
 ]}
 """VERDICT_SCHEMA as a discriminated union with length bounds, for ``json_object`` + ``schema`` servers."""
 
+
+def constrained_schema(max_samples: int = 4, force_final: bool = False) -> dict[str, Any]:
+    """CONSTRAINED_SCHEMA for one round: samples capped at ``max_samples``; only the final branch when forced."""
+    probe_branch, final_branch = (dict(b) for b in CONSTRAINED_SCHEMA["oneOf"])
+    if force_final:
+        return final_branch
+    item = {**_CONSTRAINED_PROBE, "properties": {**_CONSTRAINED_PROBE["properties"],
+                                                 "samples": {"type": "integer", "minimum": 1, "maximum": max_samples}}}
+    probes = {**probe_branch["properties"]["probes"], "items": item}
+    probe_branch["properties"] = {**probe_branch["properties"], "probes": probes}
+    return {"oneOf": [probe_branch, final_branch]}
+
 MINIMAL_EXAMPLE = ('{"hypothesis": "the colour red", "confidence": 0.8, "action": "final", "probes": [], '
                    '"explanation": "The feature makes the model describe red things.", "label": "the colour red", '
                    '"evidence": [1]}')

@@ -14,7 +14,14 @@ from agent.evidence import EvidenceItem, ImageItem
 from agent.judges.base import JudgeCallError, JudgeContext, JudgeError, JudgeTurn, Usage
 from agent.judges.redact import redact
 from agent.probes import describe_probe
-from agent.verdicts import CONSTRAINED_SCHEMA, MINIMAL_EXAMPLE, VERDICT_SCHEMA, VerdictError, parse_verdict
+from agent.verdicts import (
+    CONSTRAINED_SCHEMA,
+    MINIMAL_EXAMPLE,
+    VERDICT_SCHEMA,
+    VerdictError,
+    constrained_schema,
+    parse_verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +337,8 @@ class LLMJudge:
     async def _call(self, ctx: JudgeContext, messages: list[dict[str, Any]],
                     mode: str) -> tuple[Completion, bool, str]:
         schema = SCHEMAS.get(mode)
+        if mode == "json_object":  # a grammar can enforce this round's own limits too
+            schema = constrained_schema(ctx.max_samples, ctx.force_final)
         key = request_key(self.backend.describe(), messages, schema)
         if ctx.cache is not None and ctx.read_cache:
             hit = ctx.cache.get_judge_call(key)

@@ -60,6 +60,7 @@ def test_llama_cpp_refuses_json_schema_once_then_json_object_with_the_schema(tmp
         schema = server.requests[1]["json"]["response_format"]["schema"]
         probe_branch = next(b for b in schema["oneOf"] if b["properties"]["action"] == {"const": "probe"})
         assert probe_branch["properties"]["probes"]["minItems"] == 1
+        assert probe_branch["properties"]["probes"]["items"]["properties"]["samples"]["maximum"] == 4
         assert decide(j, context(text="a blue field", cache=store)).verdict is not None
         assert formats(server)[2:] == ["json_object"], "learnt for the run"
         assert store.get_meta(j.backend.endpoint_key()) == "json_object"
@@ -282,6 +283,11 @@ def test_the_constrained_schema_admits_valid_verdicts_and_refuses_an_empty_probe
     for ok in (final, probe):
         jsonschema.validate(ok, CONSTRAINED_SCHEMA)
         parse_verdict(json.dumps(ok))
+    from agent.verdicts import constrained_schema
+
+    assert constrained_schema(force_final=True)["properties"]["action"] == {"const": "final"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(probe, constrained_schema(force_final=True))
     for bad in ({**probe, "probes": []}, {**final, "label": ""}, {**final, "explanation": "x" * 401},
                 {**final, "action": "probe"}):
         with pytest.raises(jsonschema.ValidationError):
