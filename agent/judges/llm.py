@@ -46,7 +46,11 @@ class Completion:
 
 
 class SchemaUnsupportedError(JudgeError):
-    """The endpoint refused a request because of its JSON-schema response format."""
+    """The endpoint refused a request because of its response format (``mode``: the one sent)."""
+
+    def __init__(self, message: str, mode: str | None = None) -> None:
+        super().__init__(message)
+        self.mode = mode
 
 
 class ContextTooLongError(JudgeError):
@@ -302,7 +306,7 @@ class LLMJudge:
     def _downgrade(self, ctx: JudgeContext, exc: Exception) -> str:
         """The next response format after a refusal (raises JudgeCallError when none is left)."""
         downgrade = getattr(self.backend, "downgrade", None)
-        mode = downgrade() if callable(downgrade) else None
+        mode = downgrade(getattr(exc, "mode", None)) if callable(downgrade) else None
         if mode is None and not callable(downgrade) and self.backend.json_mode != "text":
             self.backend.use_text_mode()
             mode = "text"

@@ -235,9 +235,14 @@ class OpenAIChat:
             self._mode = mode
             self.format_known = True
 
-    def downgrade(self) -> str | None:
-        """The next format down the ladder after a refusal (None: none left, or the user chose this one)."""
-        if self.requested_format != "auto" or self._mode == "text":
+    def downgrade(self, refused: str | None = None) -> str | None:
+        """The next format down the ladder after ``refused`` was refused (None: none left, or the user chose
+        this one). A refusal of a format already left behind (a concurrent request) changes nothing."""
+        if self.requested_format != "auto":
+            return None
+        if refused is not None and refused != self._mode:
+            return self._mode
+        if self._mode == "text":
             return None
         self._mode = FORMATS[FORMATS.index(self._mode) + 1]
         return self._mode
@@ -309,7 +314,7 @@ class OpenAIChat:
     async def complete(self, messages: list[dict[str, Any]], *, schema: dict[str, Any] | None) -> Completion:
         import openai
 
-        kwargs = self.request(messages, schema)
+        kwargs, sent = self.request(messages, schema), self._mode
         attempt, timeouts, timeout = 0, 0, self.retry.timeout
         while True:
             attempt += 1
@@ -335,8 +340,8 @@ class OpenAIChat:
                     continue
                 error: BaseException = exc
             except openai.APIStatusError as exc:
-                if not is_transient(exc) or self._is_format_refusal(exc, schema) or self._is_context_error(exc):
-                    raise self._classify(exc, schema is not None) from None
+                if not is_transient(exc) or self._is_format_refusal(exc, kwargs) or self._is_context_error(exc):
+                    raise self._classify(exc, kwargs, sent) from None
                 error = exc
             except (openai.APIResponseValidationError, json.JSONDecodeError) as exc:
                 error = exc
@@ -349,7 +354,7 @@ class OpenAIChat:
                 self.limit.release()
             if attempt >= self.retry.attempts:
                 if isinstance(error, openai.APIStatusError):
-                    raise self._classify(error, schema is not None) from None
+                    raise self._classify(error, kwargs, sent) from None
                 raise JudgeCallError(f"judge call failed after {self.retry.attempts} attempts: {_describe(error)} "
                                      f"(--judge-retries {self.retry.attempts})") from None
             log.warning("judge call failed (%s); retry %d of %d", _describe(error), attempt, self.retry.attempts - 1)
@@ -362,8 +367,9 @@ class OpenAIChat:
                 f"--judge-concurrency (now {self.concurrency or self.limit.limit}), or cap replies with "
                 f"--judge-max-tokens (now {self.max_tokens})")
 
-    def _is_format_refusal(self, exc: Any, schema: dict[str, Any] | None) -> bool:
-        if schema is None or self._mode == "text" or _status(exc) not in (400, 422, 500):
+    def _is_format_refusal(self, exc: Any, kwargs: dict[str, Any]) -> bool:
+        """The server refused the request's response_format (judged by what was sent, not the mode now)."""
+        if "response_format" not in kwargs or _status(exc) not in (400, 422, 500):
             return False
         return bool(_SCHEMA_TEXT.search(_error_fields(exc)[1])) and not self._is_context_error(exc)
 
@@ -373,7 +379,7 @@ class OpenAIChat:
         return _status(exc) in (400, 413, 422, 500) and (code == "context_length_exceeded"
                                                          or bool(_CONTEXT_TEXT.search(message)))
 
-    def _classify(self, exc: Any, with_schema: bool) -> Exception:
+    def _classify(self, exc: Any, kwargs: dict[str, Any], sent: str) -> Exception:
         status = _status(exc)
         code, message = _error_fields(exc)
         code, message = redact(code, [self._key]), redact(message, [self._key])  # servers may echo headers
@@ -385,9 +391,9 @@ class OpenAIChat:
         if self._is_context_error(exc):
             found = _CONTEXT_LIMIT.search(message)
             return ContextTooLongError(f"{status}: {_short(message)}", limit=int(found.group(1)) if found else None)
-        if with_schema and self._is_format_refusal(exc, {}):
+        if self._is_format_refusal(exc, kwargs):
             return SchemaUnsupportedError(f"{status}: {_short(message)} (--judge-format {self.requested_format}, "
-                                          f"sending {self._mode})")
+                                          f"sending {sent})", mode=sent)
         if status == 401:
             return JudgeFatalError(f"the judge endpoint ({where}) rejected the API key (401): check "
                                    f"${self.api_key_env} or --judge-api-key-env")

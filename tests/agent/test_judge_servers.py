@@ -292,3 +292,17 @@ def test_the_constrained_schema_admits_valid_verdicts_and_refuses_an_empty_probe
                 {**final, "action": "probe"}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, CONSTRAINED_SCHEMA)
+
+
+def test_concurrent_first_calls_refused_together_step_down_once() -> None:
+    """Found against the real server: 4 json_schema requests refused at once must not skip json_object."""
+    with ChatServer(Quirks("llama.cpp", always(FINAL), delay=0.2)) as server:
+        j = judge(server, concurrency=4)
+
+        async def four():
+            return await asyncio.gather(*(j.decide(context(text=f"a red field {i}")) for i in range(4)))
+
+        turns = asyncio.run(four())
+    assert all(t.verdict is not None for t in turns) and j.backend.json_mode == "json_object"
+    assert formats(server).count("json_schema") <= 4 and "text" not in formats(server)
+    assert len(server.requests) <= 8, "no refused request is retried"
