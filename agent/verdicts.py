@@ -141,7 +141,7 @@ CONSTRAINED_SCHEMA: dict[str, Any] = {"oneOf": [
     {"type": "object", "additionalProperties": False,
      "properties": {**_COMMON, "action": {"const": "final"},
                     "explanation": {"type": "string", "minLength": 1, "maxLength": MAX_EXPLANATION_CHARS},
-                    "label": {"type": "string", "minLength": 3, "maxLength": 60},
+                    "label": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,20}( [A-Za-z0-9-]{1,20}){1,4}$"},
                     "evidence": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": 12}},
      "required": ["hypothesis", "confidence", "action", "explanation", "label", "evidence"]},
 ]}
