@@ -50,6 +50,7 @@ def export_row(rec: FeatureRecord, truth: dict[int, dict[str, Any]] | None) -> d
         "hypothesis": rec.hypothesis,
         "forced": rec.forced,
         "error": rec.error,
+        "raw_reply": rec.raw_reply if rec.status == "failed" else None,
         "rounds": rec.rounds,
         "n_probes": rec.n_probes,
         "tokens": rec.usage.get("total_tokens", 0),

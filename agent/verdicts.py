@@ -120,6 +120,51 @@ VERDICT_SCHEMA: dict[str, Any] = {
 }
 
 
+# The same verdict for a constrained decoder (llama.cpp's grammar from ``response_format.schema``): a union
+# discriminated on ``action``, so a probe request cannot have an empty list and a final answer always
+# carries its explanation and label; string lengths and list sizes bounded so that the longest reply
+# the grammar allows fits the default 600-token cap.
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 300}
+_CONSTRAINED_PROBE: dict[str, Any] = {
+    **_PROBE_SCHEMA,
+    "properties": {**_PROBE_SCHEMA["properties"], "strength": {"type": "number", "minimum": 0},
+                   "samples": {"type": "integer", "minimum": 1, "maximum": 8},
+                   "question": {"type": ["string", "null"], "maxLength": 120},
+                   "reason": {"type": "string", "maxLength": 120}},
+}
+_COMMON = {"hypothesis": _TEXT, "confidence": {"type": "number", "minimum": 0, "maximum": 1}}
+CONSTRAINED_SCHEMA: dict[str, Any] = {"oneOf": [
+    {"type": "object", "additionalProperties": False,
+     "properties": {**_COMMON, "action": {"const": "probe"},
+                    "probes": {"type": "array", "items": _CONSTRAINED_PROBE, "minItems": 1, "maxItems": 3}},
+     "required": ["hypothesis", "confidence", "action", "probes"]},
+    {"type": "object", "additionalProperties": False,
+     "properties": {**_COMMON, "action": {"const": "final"},
+                    "explanation": {"type": "string", "minLength": 1, "maxLength": MAX_EXPLANATION_CHARS},
+                    "label": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,20}( [A-Za-z0-9-]{1,20}){1,4}$"},
+                    "evidence": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": 12}},
+     "required": ["hypothesis", "confidence", "action", "explanation", "label", "evidence"]},
+]}
+"""VERDICT_SCHEMA as a discriminated union with length bounds, for ``json_object`` + ``schema`` servers."""
+
+
+def constrained_schema(max_samples: int = 4, force_final: bool = False) -> dict[str, Any]:
+    """CONSTRAINED_SCHEMA for one round: samples capped at ``max_samples``; only the final branch when forced."""
+    probe_branch, final_branch = (dict(b) for b in CONSTRAINED_SCHEMA["oneOf"])
+    if force_final:
+        return final_branch
+    item = {**_CONSTRAINED_PROBE, "properties": {**_CONSTRAINED_PROBE["properties"],
+                                                 "samples": {"type": "integer", "minimum": 1, "maximum": max_samples}}}
+    probes = {**probe_branch["properties"]["probes"], "items": item}
+    probe_branch["properties"] = {**probe_branch["properties"], "probes": probes}
+    return {"oneOf": [probe_branch, final_branch]}
+
+MINIMAL_EXAMPLE = ('{"hypothesis": "the colour red", "confidence": 0.8, "action": "final", "probes": [], '
+                   '"explanation": "The feature makes the model describe red things.", "label": "the colour red", '
+                   '"evidence": [1]}')
+"""A minimal valid final verdict, shown to a model whose reply did not validate."""
+
+
 class VerdictError(ValueError):
     """A raw reply is not a valid verdict; the message is written to be sent back to the model."""
 

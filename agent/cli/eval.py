@@ -79,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="OpenAI-compatible endpoint URL (default: $OPENAI_BASE_URL or OpenAI)")
     j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
                    help="environment variable holding the API key")
-    j.add_argument("--judge-format", choices=("auto", "schema", "text"), default="auto")
+    j.add_argument("--judge-format", choices=("auto", "schema", "json_object", "text"), default="auto")
     j.add_argument("--judge-timeout", type=float, default=60.0)
     j.add_argument("--judge-retries", type=int, default=6)
     j.add_argument("--judge-concurrency", type=int, default=4, help="judge calls in flight (default 4)")

@@ -49,13 +49,20 @@ def _add_judge_options(p: argparse.ArgumentParser) -> None:
                                             "or OpenAI)")
     j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
                    help="environment variable holding the API key (default OPENAI_API_KEY)")
-    j.add_argument("--judge-format", choices=("auto", "schema", "text"), default="auto",
-                   help="JSON-schema structured output (auto falls back to JSON in text when refused)")
+    j.add_argument("--judge-format", choices=("auto", "schema", "json_object", "text"), default="auto",
+                   help="response format: schema (json_schema), json_object (schema in the prompt, and in "
+                        "response_format.schema for llama.cpp), text; auto learns once per endpoint what the "
+                        "server accepts (default)")
     j.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request (default 60)")
     j.add_argument("--judge-retries", type=positive_int, default=6, help="attempts per judge call (default 6)")
     j.add_argument("--judge-backoff", type=float, default=1.0, help="backoff scale in seconds (default 1)")
     j.add_argument("--judge-temperature", type=float, help="sampling temperature (default: the server's)")
-    j.add_argument("--judge-max-tokens", type=positive_int, help="reply length cap per call")
+    j.add_argument("--judge-max-tokens", type=positive_int, default=600,
+                   help="reply length cap per call (default 600; a cut reply is reported as truncated)")
+    j.add_argument("--judge-concurrency", type=positive_int,
+                   help="requests in flight to the endpoint (default: 1 for a local server, 4 otherwise)")
+    j.add_argument("--judge-down-limit", type=positive_float, default=120.0, metavar="SECONDS",
+                   help="stop the run when the endpoint has not answered for this long (default 120)")
     j.add_argument("--judge-price", type=parse_price, metavar="IN,OUT",
                    help="USD per million input,output tokens for the cost estimate (known models are built in)")
 
@@ -126,7 +133,8 @@ def judge_config(args: argparse.Namespace) -> JudgeConfig:
                        model=args.judge_model, base_url=args.judge_base_url, api_key_env=args.judge_api_key_env,
                        json_mode=args.judge_format, timeout=args.judge_timeout, retries=args.judge_retries,
                        backoff=args.judge_backoff, temperature=args.judge_temperature,
-                       max_tokens=args.judge_max_tokens, price=args.judge_price)
+                       max_tokens=args.judge_max_tokens, price=args.judge_price,
+                       concurrency=args.judge_concurrency, down_limit=args.judge_down_limit)
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -299,6 +307,9 @@ def report(prepared: PreparedRun, summary: Any, records: list[Any], truth: dict[
     out.print(f"probes: {s.probes_run} run ({s.probes_per_s:.1f}/s, {s.probe_rows} rows), {s.probes_cached} from the "
               f"store | judge {prepared.judge.name}: {s.judge_calls} calls ({s.judge_cached} from the store), "
               f"{s.tokens:,} tokens{cost}", markup=False)
+    judge_line = getattr(prepared.judge, "call_line", None)
+    if callable(judge_line) and judge_line():
+        out.print(f"judge endpoint: {judge_line()}", markup=False, soft_wrap=True)
     if summary.images:
         im = summary.images
         hybrid = (f", hybrid at strength {im['hybrid_strength']:g} ({im.get('hybrid_source')})"

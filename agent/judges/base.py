@@ -123,6 +123,8 @@ class JudgeTurn:
     error: str | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    replayed: Usage = field(default_factory=Usage)
+    """What the replies served from the store cost when they were first asked (not spent again)."""
 
 
 @runtime_checkable

@@ -38,8 +38,15 @@ class JudgeConfig:
     """Backoff scale in seconds between attempts."""
     temperature: float | None = None
     """Sampling temperature (None: the server's)."""
-    max_tokens: int | None = None
-    """Reply length cap per call."""
+    max_tokens: int | None = 600
+    """Reply length cap per call (a verdict needs about 500 tokens; a cut reply is reported as truncated)."""
+    concurrency: int | None = None
+    """Requests in flight to the endpoint (None: 1 for a local server, 4 for a remote one)."""
+    down_limit: float = 120.0
+    """Seconds without an answer from a down endpoint before the run stops."""
+    instructions: str = "auto"
+    """Where the instructions go: system, user (the first user message; every chat template keeps it), or
+    auto (user for a local server, system otherwise)."""
     price: tuple[float, float] | None = None
     """USD per million input, output tokens for the cost estimate (None: built in for known models)."""
 
@@ -60,7 +67,10 @@ def build_judge(config: JudgeConfig) -> Any:
                              api_key_env=config.api_key_env, json_mode=config.json_mode,
                              temperature=config.temperature, max_tokens=config.max_tokens, price=config.price,
                              retry=RetryPolicy(attempts=max(1, config.retries), initial=config.backoff,
-                                               timeout=config.timeout))
+                                               timeout=config.timeout),
+                             concurrency=config.concurrency, down_limit=config.down_limit)
+        if config.instructions != "auto":
+            backend.instructions = config.instructions
         return LLMJudge(backend)
     raise JudgeFatalError(f"unknown judge {config.kind!r}: use offline or openai")
 

@@ -1,7 +1,8 @@
-"""An OpenAI-compatible chat backend (OpenAI, vLLM, Ollama, OpenRouter...) with tenacity-owned retries."""
+"""An OpenAI-compatible chat backend (OpenAI, vLLM, llama.cpp, Ollama...): formats, retries, limits, a breaker."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -12,7 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from agent.judges.base import JudgeCallError, JudgeFatalError, JudgeQuotaError, JudgeUnreachable, Usage
-from agent.judges.llm import Completion, SchemaUnsupportedError
+from agent.judges.llm import Completion, ContextTooLongError, SchemaUnsupportedError
+from agent.judges.policy import REMOTE_CONCURRENCY, AdaptiveLimit, Breaker, CallStats, is_local
 from agent.judges.redact import install_log_redaction, redact
 
 log = logging.getLogger(__name__)
@@ -33,12 +35,22 @@ PRICES: dict[str, tuple[float, float]] = {
 _QUOTA_CODES = {"insufficient_quota", "billing_hard_limit_reached", "insufficient_credits", "billing_not_active"}
 _QUOTA_TEXT = re.compile(r"exceeded your current quota|insufficient[_ ](?:quota|credits?|balance|funds)|"
                          r"billing (?:hard )?limit|out of credits|credit balance is too low", re.IGNORECASE)
-_SCHEMA_TEXT = re.compile(r"response_format|json_schema|structured output", re.IGNORECASE)
+_SCHEMA_TEXT = re.compile(r"response_format|json_schema|json_object|structured output|argument supplied: schema|"
+                          r"Input should be 'text'", re.IGNORECASE)
+_CONTEXT_TEXT = re.compile(r"context[_ ]length|context window|maximum context|n_ctx|prompt is too long|"
+                           r"too many tokens", re.IGNORECASE)
+_CONTEXT_LIMIT = re.compile(r"(?:context window of|maximum context length is|context length (?:is|of)|n_ctx"
+                            r"(?:_slot)?\W{0,3}|limit of)\s*(\d{3,7})", re.IGNORECASE)
+DEFAULT_MAX_TOKENS = 600
+"""Reply cap of one verdict (a verdict needs about 500 tokens; without a cap a runaway reply fills the window)."""
+FORMATS = ("schema", "json_object", "text")
+"""The ladder ``auto`` walks down: JSON schema, JSON object (its schema in the prompt and, for llama.cpp,
+in ``response_format.schema``), then JSON asked for in words."""
 
 
 @dataclass
 class RetryPolicy:
-    """How transient failures are retried (tenacity owns this; the openai client's retries are off)."""
+    """How transient failures are retried (this module's loop owns them; the openai client's are off)."""
 
     attempts: int = 6
     """Calls in all, the first included."""
@@ -47,7 +59,10 @@ class RetryPolicy:
     max_wait: float = 60.0
     """Longest wait between two attempts (also caps a server's Retry-After)."""
     timeout: float = 60.0
-    """Seconds one HTTP request may take."""
+    """Seconds one HTTP request may take (once sent: time queued behind the in-flight limit is not counted)."""
+    timeout_retries: int = 1
+    """Times a timed-out request is sent again (with twice the timeout): a local server is still computing
+    the abandoned one, so re-queueing it blindly only lengthens the queue."""
 
 
 def price_for(model: str) -> tuple[float, float] | None:
@@ -136,12 +151,13 @@ def retry_after(exc: BaseException) -> float | None:
 
 
 class OpenAIChat:
-    """Chat Completions over the openai client; transient errors retried by tenacity."""
+    """Chat Completions over the openai client, with its own retry loop, in-flight limit and breaker."""
 
     def __init__(self, model: str = DEFAULT_MODEL, base_url: str | None = None, api_key: str | None = None,
                  *, api_key_env: str = DEFAULT_KEY_ENV, json_mode: str = "auto", temperature: float | None = None,
-                 max_tokens: int | None = None, retry: RetryPolicy | None = None,
-                 price: tuple[float, float] | None = None) -> None:
+                 max_tokens: int | None = DEFAULT_MAX_TOKENS, retry: RetryPolicy | None = None,
+                 price: tuple[float, float] | None = None, concurrency: int | None = None,
+                 down_limit: float = 120.0) -> None:
         import openai
 
         self.model = model
@@ -158,7 +174,18 @@ class OpenAIChat:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.price = price or price_for(model)
-        self._mode = "schema" if json_mode in ("auto", "schema") else "text"
+        self.requested_format = json_mode
+        self._mode = json_mode if json_mode in FORMATS else "schema"
+        self.format_known = json_mode != "auto"
+        """False while ``auto`` has not yet seen the server accept or refuse a format."""
+        self.local = is_local(self.base_url)
+        self.concurrency = concurrency
+        start = concurrency or (1 if self.local else REMOTE_CONCURRENCY)
+        self.limit = AdaptiveLimit(start, start)
+        self.stats = CallStats()
+        self.instructions = "user" if self.local else "system"
+        """Where the instructions go: a local server's chat template may drop system messages."""
+        self.breaker = Breaker(lambda: self._reachable(2.0), down_limit, safe_url(self.base_url) or "the OpenAI API")
         self._key = key
         install_log_redaction([key])
         # One client per event loop: its connection pool belongs to the loop that opened it, and a UI
@@ -188,8 +215,36 @@ class OpenAIChat:
         return {"kind": "openai", "model": self.model, "base_url": safe_url(self.base_url) or "openai",
                 "temperature": self.temperature, "max_tokens": self.max_tokens}
 
+    def endpoint_key(self) -> str:
+        """Where the learned format is remembered: the URL (no credentials) and the model."""
+        return f"judge_format:{safe_url(self.base_url) or 'openai'}|{self.model}"
+
+    def settings(self) -> str:
+        """The call settings in force, as the flags that change them."""
+        conc = self.concurrency or f"{self.limit.limit} (auto{', local server' if self.local else ''})"
+        return (f"--judge-format {self.requested_format} (using {self._mode}), --judge-timeout "
+                f"{self.retry.timeout:g}, --judge-concurrency {conc}, --judge-max-tokens {self.max_tokens}")
+
     @property
     def json_mode(self) -> str:
+        return self._mode
+
+    def use_format(self, mode: str) -> None:
+        """Use ``mode`` (one of FORMATS) from now on, e.g. the one remembered for this endpoint."""
+        if mode in FORMATS:
+            self._mode = mode
+            self.format_known = True
+
+    def downgrade(self, refused: str | None = None) -> str | None:
+        """The next format down the ladder after ``refused`` was refused (None: none left, or the user chose
+        this one). A refusal of a format already left behind (a concurrent request) changes nothing."""
+        if self.requested_format != "auto":
+            return None
+        if refused is not None and refused != self._mode:
+            return self._mode
+        if self._mode == "text":
+            return None
+        self._mode = FORMATS[FORMATS.index(self._mode) + 1]
         return self._mode
 
     def use_text_mode(self) -> None:
@@ -197,73 +252,134 @@ class OpenAIChat:
 
     # -- checks --------------------------------------------------------------------------------
 
-    def check(self, timeout: float = 3.0) -> None:
-        """Before a run: the URL names a host, and a TCP connection to it opens (no request is sent,
-        so nothing is billed). Raises JudgeUnreachable naming the fix."""
-        import socket
-
+    def _host_port(self) -> tuple[str, int]:
         url = self.base_url or DEFAULT_URL
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise JudgeUnreachable(f"judge URL {safe_url(url)!r} names no http(s) host: use e.g. "
                                    "http://localhost:8000/v1")
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
             raise JudgeUnreachable(f"judge URL {safe_url(url)!r} has a bad port: fix the judge URL") from None
+
+    def _reachable(self, timeout: float) -> bool:
+        import socket
+
         try:
-            with socket.create_connection((parts.hostname, port), timeout=timeout):
+            with socket.create_connection(self._host_port(), timeout=timeout):
+                return True
+        except OSError:
+            return False
+
+    def check(self, timeout: float = 3.0) -> None:
+        """Before a run: the URL names a host, and a TCP connection to it opens (no request is sent,
+        so nothing is billed). Raises JudgeUnreachable naming the fix."""
+        import socket
+
+        host, port = self._host_port()
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
                 pass
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            raise JudgeUnreachable(f"cannot reach the judge at {parts.hostname}:{port} ({reason}): start the "
+            raise JudgeUnreachable(f"cannot reach the judge at {host}:{port} ({reason}): start the "
                                    "server, fix the judge URL, or use the offline judge") from None
 
     # -- calls ---------------------------------------------------------------------------------
 
-    def _wait(self, state: Any) -> float:
+    def _backoff(self, exc: BaseException, attempt: int) -> float:
         import random
 
-        exc = state.outcome.exception() if state.outcome else None
-        asked = retry_after(exc) if exc is not None else None
+        asked = retry_after(exc)
         if asked is not None:
             return min(asked, self.retry.max_wait)
-        # Exponential backoff with full jitter.
-        ceiling = min(self.retry.max_wait, self.retry.initial * 2 ** (state.attempt_number - 1))
-        return random.uniform(0, ceiling)
+        return random.uniform(0, min(self.retry.max_wait, self.retry.initial * 2 ** (attempt - 1)))  # full jitter
 
-    async def complete(self, messages: list[dict[str, Any]], *, schema: dict[str, Any] | None) -> Completion:
-        import openai
-        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-
+    def request(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> dict[str, Any]:
+        """The request body's options for the format in use."""
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
         if self.max_tokens is not None:
             kwargs["max_tokens"] = self.max_tokens
-        if schema is not None:
+        if schema is not None and self._mode == "schema":
             kwargs["response_format"] = {"type": "json_schema",
                                          "json_schema": {"name": "verdict", "schema": schema, "strict": True}}
+        elif schema is not None and self._mode == "json_object":
+            # llama.cpp's servers turn ``schema`` into a grammar; others ignore the extra field.
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        return kwargs
 
-        def before_sleep(state: Any) -> None:
-            exc = state.outcome.exception()
-            log.warning("judge call failed (%s); retry %d of %d", _describe(exc), state.attempt_number,
-                        self.retry.attempts - 1)
+    async def complete(self, messages: list[dict[str, Any]], *, schema: dict[str, Any] | None) -> Completion:
+        import openai
 
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(is_transient), wait=self._wait,
-                stop=stop_after_attempt(self.retry.attempts), reraise=True, before_sleep=before_sleep,
-            ):
-                with attempt:
-                    response = await self._client().chat.completions.create(**kwargs)
-        except openai.APIStatusError as exc:
-            raise self._classify(exc, schema is not None) from None
-        except (openai.APIConnectionError, openai.APIResponseValidationError, json.JSONDecodeError) as exc:
-            raise JudgeCallError(f"judge call failed after {self.retry.attempts} attempts: {_describe(exc)}") from None
-        return self._completion(response, messages)
+        kwargs, sent = self.request(messages, schema), self._mode
+        attempt, timeouts, timeout = 0, 0, self.retry.timeout
+        while True:
+            attempt += 1
+            await self.limit.acquire()
+            self.stats.requests += 1
+            self.stats.retries += int(attempt > 1)
+            t0 = time.perf_counter()
+            try:
+                response = await self._client().chat.completions.create(**kwargs, timeout=timeout)
+            except openai.APITimeoutError:
+                self.stats.timeouts += 1
+                self.stats.abandoned += 1
+                self.limit.on_timeout()
+                timeouts += 1
+                if timeouts > self.retry.timeout_retries:
+                    raise JudgeCallError(self._timeout_message(timeout, timeouts)) from None
+                timeout = min(timeout * 2, self.retry.timeout * 4)
+                continue
+            except openai.APIConnectionError as exc:
+                if not await asyncio.to_thread(self._reachable, 2.0):
+                    await self.breaker.wait_until_up()  # raises JudgeFatalError past --judge-down-limit
+                    attempt -= 1  # a down server does not spend the call's attempts
+                    continue
+                error: BaseException = exc
+            except openai.APIStatusError as exc:
+                if not is_transient(exc) or self._is_format_refusal(exc, kwargs) or self._is_context_error(exc):
+                    raise self._classify(exc, kwargs, sent) from None
+                error = exc
+            except (openai.APIResponseValidationError, json.JSONDecodeError) as exc:
+                error = exc
+            else:
+                seconds = time.perf_counter() - t0
+                self.limit.on_answer(seconds, timeout)
+                self.breaker.mark_up()
+                return self._completion(response, messages, seconds)
+            finally:
+                self.limit.release()
+            if attempt >= self.retry.attempts:
+                if isinstance(error, openai.APIStatusError):
+                    raise self._classify(error, kwargs, sent) from None
+                raise JudgeCallError(f"judge call failed after {self.retry.attempts} attempts: {_describe(error)} "
+                                     f"(--judge-retries {self.retry.attempts})") from None
+            log.warning("judge call failed (%s); retry %d of %d", _describe(error), attempt, self.retry.attempts - 1)
+            await asyncio.sleep(self._backoff(error, attempt))
 
-    def _classify(self, exc: Any, with_schema: bool) -> Exception:
+    def _timeout_message(self, timeout: float, timeouts: int) -> str:
+        where = safe_url(self.base_url) or "the OpenAI API"
+        return (f"the judge at {where} did not answer within {timeout:g} s ({timeouts} timeouts; the server may "
+                f"still be computing them): raise --judge-timeout (now {self.retry.timeout:g}) or lower "
+                f"--judge-concurrency (now {self.concurrency or self.limit.limit}), or cap replies with "
+                f"--judge-max-tokens (now {self.max_tokens})")
+
+    def _is_format_refusal(self, exc: Any, kwargs: dict[str, Any]) -> bool:
+        """The server refused the request's response_format (judged by what was sent, not the mode now)."""
+        if "response_format" not in kwargs or _status(exc) not in (400, 422, 500):
+            return False
+        return bool(_SCHEMA_TEXT.search(_error_fields(exc)[1])) and not self._is_context_error(exc)
+
+    @staticmethod
+    def _is_context_error(exc: Any) -> bool:
+        code, message = _error_fields(exc)
+        return _status(exc) in (400, 413, 422, 500) and (code == "context_length_exceeded"
+                                                         or bool(_CONTEXT_TEXT.search(message)))
+
+    def _classify(self, exc: Any, kwargs: dict[str, Any], sent: str) -> Exception:
         status = _status(exc)
         code, message = _error_fields(exc)
         code, message = redact(code, [self._key]), redact(message, [self._key])  # servers may echo headers
@@ -272,8 +388,12 @@ class OpenAIChat:
             return JudgeQuotaError(f"the judge endpoint ({where}) says the quota or credit is exhausted "
                                    f"({status} {code or ''}: {_short(message)}); finished work is kept: top up the "
                                    "account or change --judge-model, then rerun to resume")
-        if with_schema and status in (400, 422) and _SCHEMA_TEXT.search(message):
-            return SchemaUnsupportedError(f"{status}: {_short(message)}")
+        if self._is_context_error(exc):
+            found = _CONTEXT_LIMIT.search(message)
+            return ContextTooLongError(f"{status}: {_short(message)}", limit=int(found.group(1)) if found else None)
+        if self._is_format_refusal(exc, kwargs):
+            return SchemaUnsupportedError(f"{status}: {_short(message)} (--judge-format {self.requested_format}, "
+                                          f"sending {sent})", mode=sent)
         if status == 401:
             return JudgeFatalError(f"the judge endpoint ({where}) rejected the API key (401): check "
                                    f"${self.api_key_env} or --judge-api-key-env")
@@ -285,15 +405,16 @@ class OpenAIChat:
                                    f"wrong (404: {_short(message)}): check --judge-model and --judge-base-url")
         if is_transient(exc):
             return JudgeCallError(f"judge call failed after {self.retry.attempts} attempts ({status}: "
-                                  f"{_short(message)})")
+                                  f"{_short(message)}) (--judge-retries {self.retry.attempts})")
         return JudgeCallError(f"the judge endpoint refused the request ({status}: {_short(message)})")
 
-    def _completion(self, response: Any, messages: list[dict[str, Any]]) -> Completion:
+    def _completion(self, response: Any, messages: list[dict[str, Any]], seconds: float = 0.0) -> Completion:
         choices = getattr(response, "choices", None) or []
-        text = ""
+        text, finish = "", None
         if choices:
             message = choices[0].message
             text = message.content or getattr(message, "refusal", None) or ""
+            finish = getattr(choices[0], "finish_reason", None)
         usage = getattr(response, "usage", None)
         prompt = getattr(usage, "prompt_tokens", None) if usage else None
         completion = getattr(usage, "completion_tokens", None) if usage else None
@@ -304,9 +425,16 @@ class OpenAIChat:
         cost = None
         if self.price is not None:
             cost = (prompt * self.price[0] + completion * self.price[1]) / 1e6
+        self.stats.answered += 1
+        self.stats.seconds += seconds
+        self.stats.prompt_tokens += int(prompt)
+        self.stats.completion_tokens += int(completion)
+        truncated = finish == "length"
+        self.stats.truncated += int(truncated)
         return Completion(text=text, usage=Usage(prompt_tokens=int(prompt), completion_tokens=int(completion),
                                                  cost_usd=cost, calls=1),
-                          model=str(getattr(response, "model", "") or self.model))
+                          model=str(getattr(response, "model", "") or self.model), truncated=truncated,
+                          seconds=seconds, format=self._mode)
 
     async def aclose(self) -> None:
         """Close the current loop's connection pool (call from inside the loop that used it)."""

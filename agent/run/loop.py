@@ -116,6 +116,8 @@ class _FeatureLoop:
         if lc.images is not None:
             self.timings["images"] = 0.0
         self.usage = Usage()
+        self.replayed = Usage()
+        """What the judge replies served from the store cost when first asked (kept in the record)."""
         self.evidence = Evidence()
         self.transcript: list[dict[str, Any]] = []
         self.record = FeatureRecord(feature=feature, status="failed", judge=lc.judge.describe(), world=lc.world,
@@ -136,6 +138,10 @@ class _FeatureLoop:
         record.evidence = [i.to_dict() for i in self.evidence.items]
         record.image_evidence = [i.to_dict() for i in self.evidence.images]
         record.usage = self.usage.to_dict()
+        if self.replayed.total_tokens:  # a replay keeps the stored cost instead of writing 0 over it
+            total = Usage(**{**self.usage.__dict__})
+            total.add(self.replayed)
+            record.usage = {**total.to_dict(), "replayed_tokens": self.replayed.total_tokens}
         record.n_probes = len(self.evidence.items)
         self.timings["total"] = time.perf_counter() - self.t0
         record.timings = {k: round_s(v) for k, v in self.timings.items()}
@@ -229,6 +235,7 @@ class _FeatureLoop:
         finally:
             self.timings["judge"] += time.perf_counter() - t
         self.usage.add(turn.usage)
+        self.replayed.add(getattr(turn, "replayed", Usage()))
         lc.budget.spend(turn.usage)
         if lc.on_usage:
             lc.on_usage(turn.usage, turn.cached)

@@ -103,12 +103,13 @@ class Reply:
     usage: tuple[int, int] = (120, 30)
     drop: bool = False
     """Close the connection without answering."""
+    finish_reason: str = "stop"
 
 
-def completion_body(content: str, model: str, usage: tuple[int, int]) -> dict[str, Any]:
+def completion_body(content: str, model: str, usage: tuple[int, int], finish: str = "stop") -> dict[str, Any]:
     return {
         "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
         "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)},
     }
 
@@ -120,8 +121,10 @@ class ChatServer:
     Every request is kept in ``requests`` (path, headers, json).
     """
 
-    def __init__(self, script: Sequence[Reply] | Callable[[dict[str, Any]], Reply]) -> None:
+    def __init__(self, script: Sequence[Reply] | Callable[[dict[str, Any]], Reply], port: int = 0) -> None:
         self.script = script
+        self.models: list[str] = ["served-model"]
+        """What GET /v1/models lists."""
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         server = self
@@ -131,6 +134,14 @@ class ChatServer:
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
+
+            def do_GET(self) -> None:
+                data = json.dumps({"object": "list", "data": [{"id": m, "object": "model"} for m in server.models]})
+                self.send_response(200 if self.path.endswith("/models") else 404)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data.encode())
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
@@ -155,7 +166,7 @@ class ChatServer:
                         body.encode() if isinstance(body, str) else body)
                 else:
                     data = json.dumps(completion_body(reply.content or "", payload.get("model", "m"),
-                                                      reply.usage)).encode()
+                                                      reply.usage, reply.finish_reason)).encode()
                 try:
                     self.send_response(reply.status)
                     self.send_header("content-type", "application/json")
@@ -167,7 +178,7 @@ class ChatServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -190,3 +201,94 @@ class ChatServer:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# ----------------------------------------------------------------------------- real servers' quirks
+
+
+LLAMA_CPP_SCHEMA_ERROR = {"error": {"message": "[{'type': 'literal_error', 'loc': ('body', 'response_format', "
+                                               "'type'), 'msg': \"Input should be 'text' or 'json_object'\", "
+                                               "'input': 'json_schema'}]", "type": "internal_server_error"}}
+
+
+def prompt_chars(payload: dict[str, Any]) -> int:
+    return sum(len(m["content"]) if isinstance(m["content"], str) else len(json.dumps(m["content"]))
+               for m in payload.get("messages", []))
+
+
+@dataclass
+class Quirks:
+    """How one real server answers, as measured (issue 20): a script for ChatServer.
+
+    ``answer(payload)`` gives the model's text; the quirks decide the HTTP status around it.
+    """
+
+    kind: str
+    """llama.cpp, vllm, ollama or openai."""
+    answer: Callable[[dict[str, Any]], str]
+    n_ctx: int = 0
+    """Context window in tokens (~4 characters a token; 0: unlimited)."""
+    delay: float = 0.0
+    """Seconds one request computes (llama.cpp: one slot, so requests queue behind each other)."""
+    drops_system: bool = False
+    """A chat template that silently drops system messages (llama-cpp-python's gemma format)."""
+    slot: threading.Lock = field(default_factory=threading.Lock)
+    busy: int = 0
+    most_busy: int = 0
+    seen: list[str] = field(default_factory=list)
+    """The prompt each request actually reached the model with (system dropped where the template does)."""
+
+    def __call__(self, payload: dict[str, Any]) -> Reply:
+        fmt = (payload.get("response_format") or {}).get("type", "text")
+        refused = self.refuses(payload, fmt)
+        if refused is not None:
+            return refused
+        messages = [m for m in payload["messages"] if not (self.drops_system and m["role"] == "system")]
+        tokens = prompt_chars({"messages": messages}) // 4
+        if self.n_ctx and tokens + int(payload.get("max_tokens") or 0) > self.n_ctx:
+            return self.too_long(tokens + int(payload.get("max_tokens") or 0))
+        self.seen.append("\n".join(str(m["content"]) for m in messages))
+        with self.slot if self.kind == "llama.cpp" else _nothing():
+            self.busy += 1
+            self.most_busy = max(self.most_busy, self.busy)
+            time.sleep(self.delay)
+            self.busy -= 1
+        text = self.answer({**payload, "messages": messages})
+        cap = payload.get("max_tokens")
+        if cap is not None and len(text) // 4 > cap:
+            return Reply(content=text[: cap * 4], finish_reason="length", usage=(tokens, cap))
+        return Reply(content=text, usage=(tokens, max(1, len(text) // 4)))
+
+    def refuses(self, payload: dict[str, Any], fmt: str) -> Reply | None:
+        if self.kind == "llama.cpp" and fmt == "json_schema":
+            return Reply(status=500, body=LLAMA_CPP_SCHEMA_ERROR)
+        if self.kind == "openai" and fmt == "json_object" and "schema" in payload["response_format"]:
+            return Reply(status=400, body={"error": {"message": "Unrecognized request argument supplied: schema",
+                                                     "type": "invalid_request_error"}})
+        if self.kind == "openai" and fmt == "json_schema":
+            schema = payload["response_format"]["json_schema"]["schema"]
+            if schema.get("additionalProperties") is not False or set(schema.get("required", [])) != set(
+                    schema.get("properties", {})):
+                return Reply(status=400, body={"error": {
+                    "message": "Invalid schema for response_format 'verdict': In context=(), 'required' is required "
+                               "to be supplied and to be an array including every key in properties",
+                    "type": "invalid_request_error", "param": "response_format"}})
+        return None
+
+    def too_long(self, asked: int) -> Reply:
+        if self.kind == "llama.cpp":
+            return Reply(status=400, body={"error": {
+                "message": f"Requested tokens ({asked}) exceed context window of {self.n_ctx}",
+                "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}})
+        return Reply(status=400, body={"error": {
+            "message": f"This model's maximum context length is {self.n_ctx} tokens. However, you requested "
+                       f"{asked} tokens. Please reduce the length of the messages or completion.",
+            "type": "BadRequestError", "param": None, "code": 400}})
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -115,14 +115,16 @@ def test_non_retryable_errors_are_not_retried(reply: Reply, error: type, match: 
     assert len(server.requests) == 1
 
 
-def test_schema_refusal_falls_back_to_json_in_text() -> None:
+def test_schema_refusal_walks_down_to_json_in_text() -> None:
     refusal = Reply(status=400, body={"error": {"message": "response_format json_schema is not supported"}})
-    with ChatServer([refusal, Reply(content="Here you go: " + FINAL)]) as server:
+    refusal2 = Reply(status=422, body={"error": {"message": "response_format json_object is not supported"}})
+    with ChatServer([refusal, refusal2, Reply(content="Here you go: " + FINAL)]) as server:
         j = judge(server)
         turn = decide(j)
-    assert turn.verdict is not None and j.backend.json_mode == "text"
-    second = server.requests[1]["json"]
-    assert "response_format" not in second and "Reply with exactly one JSON object" in second["messages"][0]["content"]
+    assert turn.verdict is not None and j.backend.json_mode == "text" and len(server.requests) == 3
+    second, third = server.requests[1]["json"], server.requests[2]["json"]
+    assert second["response_format"]["type"] == "json_object" and "oneOf" in second["response_format"]["schema"]
+    assert "response_format" not in third and "Reply with exactly one JSON object" in third["messages"][0]["content"]
 
 
 def test_missing_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,106 @@
+"""`steer-agent judge-check`: what a judge endpoint accepts, before a long run (one small verdict per format)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from agent.cli.args import positive_float, positive_int
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("judge-check", help="check a judge endpoint: formats it accepts, latency, models",
+                       description="Send one small verdict request in each response format and print what the "
+                                   "server accepts, its latency, its context limit where it says, and its models.")
+    p.add_argument("--judge-base-url", required=True, help="endpoint URL, e.g. http://127.0.0.1:8080/v1")
+    p.add_argument("--judge-model", help="model name at the endpoint (default: the first one it lists)")
+    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
+                   help="environment variable holding the API key (default OPENAI_API_KEY; local servers need none)")
+    p.add_argument("--judge-timeout", type=positive_float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument("--judge-max-tokens", type=positive_int, default=600, help="reply cap (default 600)")
+    p.set_defaults(func=main)
+
+
+def tiny_context() -> Any:
+    """One feature's opening evidence, small enough for any context window."""
+    from agent.evidence import Evidence
+    from agent.judges import JudgeContext
+    from agent.probes import Probe, ProbeResult
+
+    ev = Evidence()
+    ev.add([ProbeResult(Probe(None), ("nothing, the image is empty and white.",)),
+            ProbeResult(Probe(3, strength=40.0), ("a red circle",), kl_first=1.2),
+            ProbeResult(Probe(3, strength=80.0), ("the colour red filling the image",), kl_first=2.5)], round=1)
+    return JudgeContext(feature=3, round=1, max_rounds=2, evidence=ev, strengths=[40.0, 80.0], probes_left=2,
+                        force_final=True, world={"model": "a VLM", "sae": "an SAE", "layer": 8})
+
+
+async def list_models(backend: Any) -> tuple[list[str], int | None]:
+    """The served model names, and a context length where the listing gives one (vLLM: max_model_len)."""
+    page = await backend._client().models.list()
+    names, limit = [], None
+    for m in page.data:
+        names.append(m.id)
+        extra = getattr(m, "model_extra", None) or {}
+        found = extra.get("max_model_len") or (extra.get("meta") or {}).get("n_ctx_train")
+        limit = limit or (int(found) if found else None)
+    return names, limit
+
+
+async def try_format(args: argparse.Namespace, model: str, fmt: str) -> str:
+    """One verdict request in ``fmt``: a line saying whether it was accepted, valid, and how fast."""
+    from agent.judges import JudgeCallError, JudgeError, LLMJudge
+    from agent.judges.openai_chat import OpenAIChat, RetryPolicy
+
+    backend = OpenAIChat(model, args.judge_base_url, api_key_env=args.judge_api_key_env, json_mode=fmt,
+                         max_tokens=args.judge_max_tokens, concurrency=1, down_limit=10.0,
+                         retry=RetryPolicy(attempts=1, timeout=args.judge_timeout, timeout_retries=0))
+    judge = LLMJudge(backend, max_reasks=0)
+    t0 = time.perf_counter()
+    try:
+        turn = await judge.decide(tiny_context())
+    except JudgeCallError as exc:
+        return f"{fmt:12s} refused or failed: {exc}"
+    except JudgeError as exc:
+        return f"{fmt:12s} refused: {exc}"
+    finally:
+        await judge.aclose()
+    seconds = time.perf_counter() - t0
+    tokens = turn.usage.completion_tokens
+    verdict = "a valid verdict" if turn.verdict is not None else f"an invalid verdict ({turn.error})"
+    return f"{fmt:12s} accepted: {verdict} in {seconds:.2f} s, {tokens} reply tokens"
+
+
+async def check(args: argparse.Namespace) -> int:
+    from agent.judges.openai_chat import FORMATS, OpenAIChat, safe_url
+
+    probe = OpenAIChat(args.judge_model or "?", args.judge_base_url, api_key_env=args.judge_api_key_env)
+    probe.check(timeout=5.0)
+    try:
+        names, limit = await list_models(probe)
+    except Exception as exc:  # noqa: BLE001 - a server without /models is still worth checking
+        names, limit = [], None
+        print(f"models: not listed ({type(exc).__name__})")
+    finally:
+        await probe.aclose()
+    model = args.judge_model or (names[0] if names else "gpt-4o-mini")
+    if names:
+        known = "" if model in names else f"  <- {model!r} is not among them: check --judge-model"
+        print(f"models at {safe_url(args.judge_base_url)}: {', '.join(names)}{known}")
+    print(f"context limit: {limit if limit else 'not reported (a too-long request will say it)'}")
+    for fmt in FORMATS:
+        print(await try_format(args, model, fmt), flush=True)
+    print(f"instructions go in the {probe.instructions} message ({'local' if probe.local else 'remote'} endpoint)")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    from agent.judges import JudgeFatalError
+
+    try:
+        return asyncio.run(check(args))
+    except JudgeFatalError as exc:
+        print(f"error: {exc}")
+        return 2
