@@ -174,10 +174,8 @@ def test_breaker_stops_the_run_after_the_down_limit(tmp_path: Path) -> None:
     port = free_port()
     j = make_judge("openai", model="m", base_url=f"http://127.0.0.1:{port}/v1", api_key="k", retries=6,
                    backoff=0.01, timeout=1.0, down_limit=1.0)
-    t0 = time.monotonic()
     with pytest.raises(JudgeFatalError, match=r"has not answered for \d+ s.*--judge-down-limit, now 1 s"):
         decide(j)
-    assert time.monotonic() - t0 < 5
 
 
 # -- 4. context windows ------------------------------------------------------------------------------

@@ -22,33 +22,49 @@ def panel_on_screen(app: Any) -> str:
 
 
 class SlowEngine(AgentFakeEngine):
-    """The TUI's fake engine, taking ``per_probe`` seconds for each probe of a batch."""
+    """The TUI's fake engine, taking ``per_probe`` seconds for each probe of a batch; with ``hold_at``,
+    it waits before that many-th probe until ``release`` is set (``held`` says it got there)."""
 
-    def __init__(self, per_probe: float) -> None:
+    def __init__(self, per_probe: float, hold_at: int | None = None) -> None:
         super().__init__(revision=None)
         self.per_probe = per_probe
         self.done = 0
+        self.hold_at = hold_at
+        self.held, self.release, self.returned = threading.Event(), threading.Event(), threading.Event()
 
     def run(self, probes: Sequence[Probe], on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
         out = []
-        for p in probes:
-            time.sleep(self.per_probe)
-            out += super().run([p], on_result)
-            self.done += 1
+        try:
+            for p in probes:
+                if self.done == self.hold_at:
+                    self.held.set()
+                    assert self.release.wait(60), "the test never released the engine"
+                time.sleep(self.per_probe)
+                out += super().run([p], on_result)
+                self.done += 1
+        finally:
+            if self.held.is_set():
+                self.returned.set()  # the held batch's engine call is over
         return out
 
 
-async def test_cancel_stops_the_engine_batch_within_seconds(filled: Any, make_app: Any) -> None:
-    slow = SlowEngine(per_probe=0.25)  # the first sweep of 8 features is one batch of ~10 s
+async def test_cancel_stops_the_engine_batch_after_the_probe_in_progress(filled: Any, make_app: Any) -> None:
+    slow = SlowEngine(per_probe=0.01, hold_at=8)  # held inside the first sweep's batch (dozens of probes)
     app = make_app(filled, engine=slow)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await start_held_run(app, pilot, range(8, 16))
-        await wait_until(pilot, lambda: slow.done >= 8)  # past the baseline, inside the sweep's batch
-        t0 = time.monotonic()
-        await pilot.press("c")
-        await wait_until(pilot, lambda: not app.running, timeout=20)
-        assert time.monotonic() - t0 < 3.0
-        assert all(app.rows[f].status == "pending" for f in range(8, 16))
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await start_held_run(app, pilot, range(8, 16))
+            await wait_until(pilot, lambda: slow.held.is_set(), timeout=30)
+            await pilot.press("c")
+            panel = app.main_screen.run_panel
+            await wait_until(pilot, lambda: panel._control is not None and panel._control.cancelled)
+            slow.release.set()  # the probe in progress finishes; the batch must end there
+            await wait_until(pilot, lambda: not app.running, timeout=60)
+            assert slow.returned.wait(60)
+            assert slow.done == 8, f"{slow.done} probes ran: the batch went on after the cancel"
+            assert all(app.rows[f].status == "pending" for f in range(8, 16))
+    finally:
+        slow.release.set()
     assert filled.features() == list(range(8))  # nothing stored as failed by the cancel
 
 

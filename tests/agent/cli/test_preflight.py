@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -78,14 +77,12 @@ def test_cuda_without_cuda_is_refused_before_loading(tiny_world, tmp_path, capsy
 
 def test_a_bad_range_in_a_real_process_is_one_line_and_no_store(tiny_world, tmp_path: Path) -> None:
     model, sae = tiny_world
-    t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "agent.cli", "--features", "0-500", "--model", str(model),
                            "--sae", str(sae), "--store", str(tmp_path / "store")],
                           capture_output=True, text=True, timeout=120, env={**os.environ})
     assert done.returncode == 2 and done.stdout == "", done.stderr
     assert done.stderr == "error: features 64, 65, 66, 67, 68 ... are out of range: this SAE has features 0-63\n"
     assert not (tmp_path / "store").exists()
-    assert time.perf_counter() - t0 < 60
 
 
 def test_huge_ranges_are_checked_before_they_are_expanded() -> None:
