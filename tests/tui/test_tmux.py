@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,24 +68,61 @@ class Tmux:
             time.sleep(0.1)
         return time.monotonic() - t0
 
+    def wait_match(self, pattern: str, timeout: float = 20.0, first_line: bool = False) -> re.Match[str]:
+        """Wait until ``pattern`` matches the screen (or only its first line, the header); its match."""
+        t0 = time.monotonic()
+        while True:
+            screen = self.screen()
+            found = re.search(pattern, screen.splitlines()[0] if first_line and screen else screen)
+            if found:
+                return found
+            if time.monotonic() - t0 > timeout:
+                raise AssertionError(f"{pattern!r} never matched; the screen shows:\n{screen}")
+            time.sleep(0.1)
+
+    def wait_gone(self, text: str, timeout: float = 20.0) -> None:
+        t0 = time.monotonic()
+        while text in self.screen():
+            if time.monotonic() - t0 > timeout:
+                raise AssertionError(f"{text!r} never went away; the screen shows:\n{self.screen()}")
+            time.sleep(0.1)
+
     def stop(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True, check=False)
 
 
-def test_review_in_the_real_app_shows_in_export(tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    env = {**os.environ, "STEER_REVIEWER": REVIEWER, "STEER_INTERP_CACHE": str(tmp_path / "cache")}
-    made = subprocess.run([command("steer-agent"), "--features", "0-7", "--store", str(store), *world_args(tmp_path),
+def make_store(tmp: Path, env: dict[str, str]) -> Path:
+    """Features 0-7 of the world, run by `steer-agent` into a fresh store."""
+    store = tmp / "store"
+    made = subprocess.run([command("steer-agent"), "--features", "0-7", "--store", str(store), *world_args(tmp),
                            "--max-new-tokens", "6", "--max-rounds", "2", "--no-progress"],
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert made.returncode == 0, made.stderr
+    return store
+
+
+def open_tui(tmux: Tmux, store: Path, done: Path, home: Path) -> None:
+    """`steer-tui --store STORE` in the tmux session; its exit code goes to ``done``."""
+    tmux.start(f"sh -c '{command('steer-tui')} --store {store}; echo $? > {done}'",
+               {"STEER_REVIEWER": REVIEWER, "PATH": os.environ.get("PATH", ""), "TERM": "xterm-256color",
+                "HOME": os.environ.get("HOME", str(home))})
+
+
+def wait_exit(tmux: Tmux, done: Path, timeout: float = 10.0) -> None:
+    t0 = time.monotonic()
+    while not done.exists() and time.monotonic() - t0 < timeout:
+        time.sleep(0.1)
+    assert done.exists() and done.read_text().strip() == "0", tmux.screen()
+
+
+def test_review_in_the_real_app_shows_in_export(tmp_path: Path) -> None:
+    env = {**os.environ, "STEER_REVIEWER": REVIEWER, "STEER_INTERP_CACHE": str(tmp_path / "cache")}
+    store = make_store(tmp_path, env)
 
     tmux = Tmux(tmp_path / "tmux.sock")
     done = tmp_path / "exit-code"
     try:
-        tmux.start(f"sh -c '{command('steer-tui')} --store {store}; echo $? > {done}'",
-                   {"STEER_REVIEWER": REVIEWER, "PATH": os.environ.get("PATH", ""), "TERM": "xterm-256color",
-                    "HOME": os.environ.get("HOME", str(tmp_path))})
+        open_tui(tmux, store, done, tmp_path)
         tmux.wait_for("8 of 8 features", timeout=60)  # how fast it opens is bench/ matter, not a test's
         tmux.keys("Enter")  # open feature 0
         tmux.wait_for("Descriptions")
@@ -101,10 +139,7 @@ def test_review_in_the_real_app_shows_in_export(tmp_path: Path) -> None:
         tmux.keys("Enter", "Enter")  # the label, then an empty reason
         tmux.wait_for("edited")
         tmux.keys("q")
-        t0 = time.monotonic()
-        while not done.exists() and time.monotonic() - t0 < 10:
-            time.sleep(0.1)
-        assert done.exists() and done.read_text().strip() == "0", tmux.screen()
+        wait_exit(tmux, done)
     finally:
         tmux.stop()
 
@@ -117,3 +152,80 @@ def test_review_in_the_real_app_shows_in_export(tmp_path: Path) -> None:
     assert (edit["decision"], edit["explanation"], edit["label"]) == ("edit", "Edited by a person in tmux.",
                                                                        "tmux label")
     assert all(rows[f]["review"] is None for f in range(2, 8))
+
+
+def test_review_flow_at_80x24(tmp_path: Path) -> None:
+    """Issue 18's review walk in a small terminal: open, accept and advance, reject with a reason,
+    re-run with a note and see it in the Judge tab, export with x, then read the JSONL."""
+    env = {**os.environ, "STEER_REVIEWER": REVIEWER, "STEER_INTERP_CACHE": str(tmp_path / "cache")}
+    store = make_store(tmp_path, env)
+    export = tmp_path / "review.jsonl"
+    reason = "names the shape but steering changes the colour"
+    note = "look at colour"
+
+    def shown() -> int:
+        """The feature the detail view shows (its header, set once the record is loaded)."""
+        return int(tmux.wait_match(r"feature #(\d+)", first_line=True).group(1))
+
+    tmux = Tmux(tmp_path / "tmux.sock", width=80, height=24)
+    done = tmp_path / "exit-code"
+    try:
+        open_tui(tmux, store, done, tmp_path)
+        tmux.wait_for("8 of 8 features", timeout=60)
+        tmux.keys("Enter")  # open the first feature
+        tmux.wait_for("Descriptions")
+        tmux.wait_for("baseline")
+        first = shown()
+
+        tmux.keys("a")  # accept: the view moves on to the next undecided feature
+        tmux.wait_for(f"feature {first} accepted by {REVIEWER}")
+        rejected = int(tmux.wait_match(rf"feature #(?!{first}\b)(\d+)", first_line=True).group(1))
+        tmux.wait_for(f"#{rejected} ")
+        tmux.wait_for("baseline")
+
+        tmux.keys("r")  # reject, with a reason
+        tmux.wait_for(f"Reject feature #{rejected}")
+        tmux.keys(reason, literal=True)
+        tmux.keys("Enter")
+        tmux.wait_gone(f"Reject feature #{rejected}")
+        tmux.wait_for(f"rejected by {REVIEWER}")
+        assert shown() == rejected  # a rejection stays on the feature
+
+        tmux.keys("v")  # the next undecided feature
+        rerun = int(tmux.wait_match(rf"feature #(?!(?:{first}|{rejected})\b)(\d+)", first_line=True).group(1))
+        tmux.wait_for("baseline")
+        tmux.keys("n")  # re-run with a note to the judge
+        tmux.wait_for(f"Re-run feature #{rerun}")
+        tmux.keys(note, literal=True)
+        tmux.keys("Enter")
+        tmux.wait_gone(f"Re-run feature #{rerun}")
+        tmux.keys("3")  # the Judge tab: the note heads the transcript once the re-run has written its record
+        tmux.wait_for(f"reviewer's note to the judge: {note}", timeout=120)
+        tmux.wait_for("What colour")  # the offline judge asked what the note asks, not just echoed it
+        tmux.wait_for(f"re-run #{rerun}: 1 done", timeout=60)
+        assert shown() == rerun
+
+        tmux.keys("x")  # export, typing a path in place of the suggested one
+        tmux.wait_for("Export every record as JSON lines")
+        tmux.keys("End", "C-u")
+        tmux.keys(str(export), literal=True)
+        tmux.keys("Enter")
+        tmux.wait_gone("Export every record as JSON lines", timeout=60)
+        tmux.wait_for("exported 8 records", timeout=10)
+        assert export.exists()
+        tmux.keys("q")
+        wait_exit(tmux, done)
+    finally:
+        tmux.stop()
+
+    rows = {r["feature"]: r for r in map(json.loads, export.read_text().splitlines())}
+    assert sorted(rows) == list(range(8))
+    accepted = rows[first]["review"]
+    assert (accepted["decision"], accepted["reviewer"]) == ("accept", REVIEWER)
+    no = rows[rejected]
+    assert (no["review"]["decision"], no["review"]["reviewer"], no["review"]["note"]) == ("reject", REVIEWER, reason)
+    assert no["rejected"] is True and no["explanation"] is None and no["label"] is None
+    assert no["judge_explanation"]  # the judge's answer stays, out of the way
+    again = rows[rerun]
+    assert again["note"] == note and again["review"] is None and again["status"] == "done"
+    assert all(rows[f]["review"] is None for f in set(range(8)) - {first, rejected})
