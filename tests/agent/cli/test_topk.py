@@ -76,7 +76,8 @@ def test_judge_images_reach_an_openai_compatible_judge(tiny_world, image_dir: Pa
                              env={"IMG_TEST_KEY": TEST_KEY})
         assert result.returncode == 0, result.stderr
         assert "hybrid at strength 7 (given)" in result.stdout and "images attached" in result.stdout
-        firsts = [r["json"]["messages"][1]["content"] for r in server.requests]
+        # the first user message (a local server gets the instructions there, not as a system message)
+        firsts = [next(m for m in r["json"]["messages"] if m["role"] == "user")["content"] for r in server.requests]
     with_images = [c for c in firsts if isinstance(c, list)]
     assert with_images, "no request carried image content parts"
     for content in with_images:
