@@ -110,14 +110,20 @@ def positive_float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
+def whole_number(text: str, minimum: int, not_a_number: str = "{text!r} is not a whole number",
+                 too_small: str = "{value} must be at least {minimum}") -> int:
+    """``text`` as an int >= ``minimum``, else an argparse error from the given message templates."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+        raise argparse.ArgumentTypeError(not_a_number.format(text=text)) from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(too_small.format(value=value, minimum=minimum))
     return value
+
+
+def positive_int(text: str) -> int:
+    return whole_number(text, 1)
 
 
 def judge_url(text: str) -> str:

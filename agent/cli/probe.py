@@ -5,20 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from agent.cli.args import add_model_options, parse_strengths, positive_int, world_spec
+from agent.cli.args import add_model_options, parse_strengths, positive_int, whole_number, world_spec
 from agent.strengths_check import finite_or_none
 from agent.world import check_world, load_engine
 
 
 def feature_id(text: str) -> int:
     """A feature id: a whole number >= 0 (its upper bound waits for the SAE's size)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a feature id: give a whole number like 42") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"feature {value} is negative: ids start at 0")
-    return value
+    return whole_number(text, 0, "{text!r} is not a feature id: give a whole number like 42",
+                        "feature {value} is negative: ids start at 0")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
