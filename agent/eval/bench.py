@@ -225,7 +225,9 @@ def gates(b: Bench, fs: Sequence[int], oneshot: Mapping[int, frozenset[Claim]] |
     if at_4x_onset:
         bad = [degenerate(t) or not (parse_claims(t) & b.true(f)) for f, t in at_4x_onset.items()]
         out["degenerate_at_4x_onset"] = round(statistics.fmean(bad), 6) if bad else None
-    poly = [f for f in fs if len(b.true(f)) > 1]
+    # Polysemantic means a union (fires on red things OR on dotted ones), not a conjunction (every top
+    # scene is a red dotted thing: one meaning with two claims, which a single steered caption names).
+    poly = [f for f in fs if kind_of(b.truth[f]) == "union"]
     out["n_polysemantic"] = len(poly)
     if oneshot is not None and poly:
         out["polysemantic_oneshot_both"] = round(statistics.fmean(b.true(f) <= oneshot[f] for f in poly), 6)

@@ -12,6 +12,8 @@ def _truth() -> dict[int, dict]:
     t = {f: {"family": "colour", "value": COLOURS[f % 7], "purity": 1.0} for f in range(28)}
     for f in range(28, 40):
         t[f] = {"claims": [["colour", COLOURS[f % 7]], ["pattern", "dotted"]], "kind": "union"}
+    for f in range(40, 44):  # conjunctions: one meaning with two claims, not polysemantic
+        t[f] = {"claims": [["colour", COLOURS[f % 7]], ["pattern", "dotted"]], "kind": "conjunction"}
     return t
 
 
@@ -27,7 +29,7 @@ def test_split_is_stratified_seeded_and_disjoint() -> None:
     truth = _truth()
     s = split(list(truth), truth, seed=3)
     assert set(s["dev"]).isdisjoint(s["test"]) and set(s["dev"]) | set(s["test"]) == set(truth)
-    assert sum(f >= 28 for f in s["test"]) == 6  # half of the 12 union features
+    assert sum(28 <= f < 40 for f in s["test"]) == 6  # half of the 12 union features
     assert s == split(list(truth), truth, seed=3)
     assert s != split(list(truth), truth, seed=4)
 
@@ -68,6 +70,7 @@ def test_gates_measure_saturation_onsets_and_polysemantic_recovery() -> None:
     b = Bench(truth, split(list(truth), truth), sw, {})
     fs = sorted(truth)
     oneshot = {f: frozenset({("colour", COLOURS[f % 7])}) for f in fs}
+    oneshot |= {f: b.true(f) for f in range(40, 44)}  # conjunctions named in full
     g = gates(b, fs, oneshot, {f: "small small small small small small small small" for f in fs})
     assert g["oracle_hit"] == 1.0 and g["best_global_strength_hit"] == 1.0
     assert g["onset_spread"] == 1.0
