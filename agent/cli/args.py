@@ -1,4 +1,4 @@
-"""Arguments the commands share (model and SAE, store, number lists) and their typed forms (WorldSpec, a store)."""
+"""Arguments the commands share (model and SAE, judge, store, number lists) and their typed forms (WorldSpec, a store)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from agent.judges import JudgeConfig, default_kind
 from agent.plan import default_store, url_problem
 from agent.strengths_check import check_strengths
 from agent.world import Engines, WorldSpec
@@ -148,3 +149,44 @@ def output_file(text: str) -> str:
     if not os.access(folder, os.W_OK):
         raise argparse.ArgumentTypeError(f"folder {folder} is not writable: write elsewhere")
     return text
+
+
+def add_judge_options(p: argparse.ArgumentParser) -> None:
+    """The judge flags, one set for ``run`` and ``eval`` (so a judge is compared on the benchmark exactly as
+    it would run)."""
+    j = p.add_argument_group("judge (default: offline, a deterministic heuristic that is not an LLM)")
+    j.add_argument("--judge", choices=("offline", "openai"),
+                   help="offline, or openai for any OpenAI-compatible endpoint (default: openai when "
+                        "--judge-model or --judge-base-url is given, else offline)")
+    j.add_argument("--judge-model", help="model name at the endpoint (default gpt-4o-mini)")
+    j.add_argument("--judge-base-url", type=judge_url,
+                   help="endpoint URL, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL "
+                                            "or OpenAI)")
+    j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
+                   help="environment variable holding the API key (default OPENAI_API_KEY)")
+    j.add_argument("--judge-format", choices=("auto", "schema", "json_object", "text"), default="auto",
+                   help="response format: schema (json_schema), json_object (schema in the prompt, and in "
+                        "response_format.schema for llama.cpp), text; auto learns once per endpoint what the "
+                        "server accepts (default)")
+    j.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request (default 60)")
+    j.add_argument("--judge-retries", type=positive_int, default=6, help="attempts per judge call (default 6)")
+    j.add_argument("--judge-backoff", type=float, default=1.0, help="backoff scale in seconds (default 1)")
+    j.add_argument("--judge-temperature", type=float, help="sampling temperature (default: the server's)")
+    j.add_argument("--judge-max-tokens", type=positive_int, default=600,
+                   help="reply length cap per call (default 600; a cut reply is reported as truncated)")
+    j.add_argument("--judge-concurrency", type=positive_int,
+                   help="requests in flight to the endpoint (default: 1 for a local server, 4 otherwise)")
+    j.add_argument("--judge-down-limit", type=positive_float, default=120.0, metavar="SECONDS",
+                   help="stop the run when the endpoint has not answered for this long (default 120)")
+    j.add_argument("--judge-price", type=parse_price, metavar="IN,OUT",
+                   help="USD per million input,output tokens for the cost estimate (known models are built in)")
+
+
+def judge_config(args: argparse.Namespace) -> JudgeConfig:
+    """The judge the options choose (openai when a judge model or URL is given and no --judge)."""
+    return JudgeConfig(kind=args.judge or default_kind(args.judge_model, args.judge_base_url),
+                       model=args.judge_model, base_url=args.judge_base_url, api_key_env=args.judge_api_key_env,
+                       json_mode=args.judge_format, timeout=args.judge_timeout, retries=args.judge_retries,
+                       backoff=args.judge_backoff, temperature=args.judge_temperature,
+                       max_tokens=args.judge_max_tokens, price=args.judge_price,
+                       concurrency=args.judge_concurrency, down_limit=args.judge_down_limit)

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.cli.args import add_model_options, judge_url, parse_floats, world_spec
+from agent.cli.args import add_judge_options, add_model_options, judge_config, parse_floats, world_spec
 from agent.eval.config import ALL_MODES, DEFAULT_MODES, EvalConfig
 from agent.plan import check_features
 from agent.world import ChoiceError, WorldSpec, check_world, load_engine
@@ -73,16 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.add_argument("--clip", metavar="MODEL", help="a CLIP-like model (local folder or cached hub id) for CLIP similarity")
     g.add_argument("--max-rounds", type=int, default=4, help="judge rounds per feature in the agent loop (default 4)")
     g.add_argument("--max-probes", type=int, default=24, help="extra probes per feature in the agent loop (default 24)")
-    j = p.add_argument_group("LLM judge (the llm mode and the LLM forced-choice reader; off without an endpoint)")
-    j.add_argument("--judge-model", help="model name at the endpoint (default gpt-4o-mini)")
-    j.add_argument("--judge-base-url", type=judge_url,
-                   help="OpenAI-compatible endpoint URL (default: $OPENAI_BASE_URL or OpenAI)")
-    j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
-                   help="environment variable holding the API key")
-    j.add_argument("--judge-format", choices=("auto", "schema", "json_object", "text"), default="auto")
-    j.add_argument("--judge-timeout", type=float, default=60.0)
-    j.add_argument("--judge-retries", type=int, default=6)
-    j.add_argument("--judge-concurrency", type=int, default=4, help="judge calls in flight (default 4)")
+    add_judge_options(p)  # the llm mode (and the LLM forced-choice reader) runs this judge, as a run would
     o = p.add_argument_group("cache and output")
     o.add_argument("--eval-store", type=Path, metavar="DIR",
                    help="cache of probes, records and descriptions (default: one per world under "
@@ -114,7 +105,8 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def _judge_wanted(args: argparse.Namespace) -> bool:
-    return bool(args.judge_model or args.judge_base_url)
+    """An LLM judge is asked for: --judge openai, or a judge model or URL without --judge offline."""
+    return judge_config(args).kind == "openai"
 
 
 def eval_store_path(args: argparse.Namespace) -> Path:
@@ -258,15 +250,14 @@ def _judge(args: argparse.Namespace, cfg: EvalConfig, cache: Any) -> tuple[Any, 
     if not (_judge_wanted(args) and (cfg.wants("llm") or cfg.wants("forced-choice"))):
         return None, None
     from agent.eval.forced_choice import LLMChooser
-    from agent.judges import JudgeConfig, JudgeFatalError, build_judge
+    from agent.judges import JudgeFatalError, build_judge
 
     try:
-        judge = build_judge(JudgeConfig(kind="openai", model=args.judge_model, base_url=args.judge_base_url,
-                                        api_key_env=args.judge_api_key_env, json_mode=args.judge_format,
-                                        timeout=args.judge_timeout, retries=max(1, args.judge_retries)))
+        judge = build_judge(judge_config(args))
     except JudgeFatalError as exc:
         raise ChoiceError(str(exc), field="judge") from None
-    return judge, LLMChooser(judge.backend, cache=cache.shared, concurrency=args.judge_concurrency)
+    backend = judge.backend
+    return judge, LLMChooser(backend, cache=cache.shared, concurrency=backend.limit.limit)
 
 
 def _clip(args: argparse.Namespace, cfg: EvalConfig, engine: Any) -> Any:

@@ -12,17 +12,16 @@ from agent.cli.args import (
     close_engines,
     engines_for,
     add_store_option,
-    judge_url,
+    add_judge_options,
+    judge_config,
     output_file,
     parse_floats,
-    parse_price,
     parse_strengths,
     positive_float,
     positive_int,
     world_spec,
 )
 from agent.config import DEFAULT_KL_TARGETS, EVIDENCE_MODES, HYBRID_MULTIPLE, RunConfig, SweepConfig
-from agent.judges import JudgeConfig, default_kind
 from agent.plan import ChoiceError, PreparedRun, RunRequest, check_features, prepare_run
 
 
@@ -30,41 +29,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", required=True, help="feature ids: ranges and lists like 0-9,42,100-120, or all")
     add_model_options(p)
     add_ray_options(p)
-    _add_judge_options(p)
+    add_judge_options(p)
     _add_sweep_options(p)
     _add_evidence_options(p)
     _add_budget_options(p)
     _add_output_options(p)
     p.set_defaults(func=run)
-
-
-def _add_judge_options(p: argparse.ArgumentParser) -> None:
-    j = p.add_argument_group("judge (default: offline, a deterministic heuristic that is not an LLM)")
-    j.add_argument("--judge", choices=("offline", "openai"),
-                   help="offline, or openai for any OpenAI-compatible endpoint (default: openai when "
-                        "--judge-model or --judge-base-url is given, else offline)")
-    j.add_argument("--judge-model", help="model name at the endpoint (default gpt-4o-mini)")
-    j.add_argument("--judge-base-url", type=judge_url,
-                   help="endpoint URL, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL "
-                                            "or OpenAI)")
-    j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
-                   help="environment variable holding the API key (default OPENAI_API_KEY)")
-    j.add_argument("--judge-format", choices=("auto", "schema", "json_object", "text"), default="auto",
-                   help="response format: schema (json_schema), json_object (schema in the prompt, and in "
-                        "response_format.schema for llama.cpp), text; auto learns once per endpoint what the "
-                        "server accepts (default)")
-    j.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request (default 60)")
-    j.add_argument("--judge-retries", type=positive_int, default=6, help="attempts per judge call (default 6)")
-    j.add_argument("--judge-backoff", type=float, default=1.0, help="backoff scale in seconds (default 1)")
-    j.add_argument("--judge-temperature", type=float, help="sampling temperature (default: the server's)")
-    j.add_argument("--judge-max-tokens", type=positive_int, default=600,
-                   help="reply length cap per call (default 600; a cut reply is reported as truncated)")
-    j.add_argument("--judge-concurrency", type=positive_int,
-                   help="requests in flight to the endpoint (default: 1 for a local server, 4 otherwise)")
-    j.add_argument("--judge-down-limit", type=positive_float, default=120.0, metavar="SECONDS",
-                   help="stop the run when the endpoint has not answered for this long (default 120)")
-    j.add_argument("--judge-price", type=parse_price, metavar="IN,OUT",
-                   help="USD per million input,output tokens for the cost estimate (known models are built in)")
 
 
 def _add_sweep_options(p: argparse.ArgumentParser) -> None:
@@ -125,16 +95,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        description="Explain SAE features: sweep, judge, store; resumes by default.")
     add_run_options(p)
     return p
-
-
-def judge_config(args: argparse.Namespace) -> JudgeConfig:
-    """The judge the options choose (openai when a judge model or URL is given and no --judge)."""
-    return JudgeConfig(kind=args.judge or default_kind(args.judge_model, args.judge_base_url),
-                       model=args.judge_model, base_url=args.judge_base_url, api_key_env=args.judge_api_key_env,
-                       json_mode=args.judge_format, timeout=args.judge_timeout, retries=args.judge_retries,
-                       backoff=args.judge_backoff, temperature=args.judge_temperature,
-                       max_tokens=args.judge_max_tokens, price=args.judge_price,
-                       concurrency=args.judge_concurrency, down_limit=args.judge_down_limit)
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:

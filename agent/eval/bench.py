@@ -18,7 +18,7 @@ Texts = Mapping[int, "str | None"]
 METRICS = ("f1", "precision", "recall", "exact")
 BASELINES = ("oneshot", "rule_majority", "rule_lowest")
 """The no-follow-up baselines the agent must beat (the best of them is picked on dev)."""
-MODES = ("agent", "agent_r1", "oneshot", "rule_majority", "rule_lowest", "oracle", "topk", "hybrid")
+MODES = ("agent", "agent_r1", "agent_llm", "oneshot", "rule_majority", "rule_lowest", "oracle", "topk", "hybrid")
 FLOORS = ("constant", "permuted", "random", "caption")
 GATES = {"best_global_strength_hit": ("<=", 0.70), "oracle_hit": (">=", 0.85), "onset_spread": (">=", 4.0),
          "degenerate_at_4x_onset": (">=", 0.30), "polysemantic_oneshot_both": ("<=", 0.20)}
@@ -85,7 +85,7 @@ class Bench:
     splits: dict[str, list[int]]
     sweep: Sweep
     texts: dict[str, Texts]
-    """agent, agent_r1, topk, hybrid, random (whichever were run): feature -> explanation."""
+    """agent, agent_r1, agent_llm, topk, hybrid, random (whichever were run): feature -> explanation."""
     auroc: Callable[[int, frozenset[Claim]], float | None] | None = None
     seed: int = 0
     choices: dict[str, Any] = field(default_factory=dict)
@@ -117,7 +117,7 @@ def mode_claims(b: Bench) -> dict[str, dict[int, frozenset[Claim]] | None]:
     dev = b.splits["dev"]
     per_strength = [_parsed(t, fs) for t in b.sweep.texts]
     out: dict[str, dict[int, frozenset[Claim]] | None] = {}
-    for name in ("agent", "agent_r1"):
+    for name in ("agent", "agent_r1", "agent_llm"):
         if name in b.texts:
             out[name] = _parsed(b.texts[name], fs)
     if per_strength:
@@ -191,6 +191,14 @@ def diffs(b: Bench, claims: Mapping[str, Mapping[int, frozenset[Claim]] | None],
         best = max(avail, key=lambda n: (b.mean_f1(claims[n], b.splits["dev"]), -BASELINES.index(n)))  # type: ignore[arg-type]
         b.choices["best_baseline"] = best
         out["agent_vs_best_baseline"] = {"baseline": best, **out[f"agent_vs_{best}"]}
+    llm = claims.get("agent_llm")
+    if llm is not None:  # a user's LLM judge against the offline one, and against the best baseline
+        la = b.scores(llm, fs, "f1")
+        out["agent_llm_vs_agent"] = {"f1": paired_diff(la, a, keys, b.seed)}
+        if avail:
+            best_f1 = b.scores(claims[b.choices["best_baseline"]], fs, "f1")  # type: ignore[arg-type]
+            out["agent_llm_vs_best_baseline"] = {"baseline": b.choices["best_baseline"],
+                                                 "f1": paired_diff(la, best_f1, keys, b.seed)}
     return out
 
 

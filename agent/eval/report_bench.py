@@ -8,6 +8,7 @@ from typing import Any
 BENCH_NAMES = {
     "agent": "agent loop, offline judge (max_rounds as run)",
     "agent_r1": "agent loop, offline judge, max_rounds=1",
+    "agent_llm": "agent loop, your LLM judge (the run's judge flags)",
     "oneshot": "one-shot steering at the dev-chosen strength",
     "rule_majority": "rule: claims named at most strengths (no follow-up)",
     "rule_lowest": "rule: lowest strength that changes the text (no follow-up)",
@@ -67,7 +68,10 @@ def bench_section(m: dict[str, Any]) -> list[str]:
           "| against | difference [95% CI] | agent better / worse | verdict |", "|---|---|---|---|"]
     for name, d in b["diffs"].items():
         f = d["f1"]
-        label = f"best baseline ({d['baseline']})" if name == "agent_vs_best_baseline" else name.removeprefix("agent_vs_")
+        label = {"agent_vs_best_baseline": f"best baseline ({d.get('baseline')})",
+                 "agent_llm_vs_agent": "LLM judge's agent minus the offline judge's",
+                 "agent_llm_vs_best_baseline": f"LLM judge's agent minus the best baseline ({d.get('baseline')})",
+                 }.get(name, name.removeprefix("agent_vs_"))
         L.append(f"| {label} | {_ci(f)} | {f['wins']} / {f['losses']} | {f['verdict']} |")
     L += [""] + gates_table(b["gates"])
     return L

@@ -96,3 +96,33 @@ def test_eval_with_a_judge_endpoint_runs_the_llm_modes(tiny_world, truth_file: P
     assert fc["llm"]["llm"]["accuracy"]["n"] == 6 and fc["llm_reader"]["backend"]["model"] == "test-model"
     assert "sk-test" not in json.dumps(m) and "sk-test" not in (tmp_path / "rep" / "report.md").read_text()
     assert any("Which set comes from the feature" in r["json"]["messages"][-1]["content"] for r in server.requests)
+
+
+def test_eval_takes_the_run_judge_flags_and_scores_that_judge(tiny_world, truth_file: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The judge flags of a run (here --judge-max-tokens, --judge-temperature) reach the endpoint, and the
+    benchmark scores that judge's agent loop beside the offline one, with paired differences."""
+    from tests.agent.fakes import ChatServer, Reply
+
+    def script(payload: dict) -> Reply:
+        return Reply(content=json.dumps({
+            "hypothesis": "red", "confidence": 0.7, "action": "final", "probes": [], "evidence": [],
+            "explanation": "Steering makes the model describe a red field.", "label": "red colour field"}))
+
+    monkeypatch.setenv("EVAL_TEST_KEY", "sk-test-not-a-real-key")
+    with ChatServer(script) as server:
+        argv = eval_argv(tiny_world, truth_file, tmp_path, "rep", "--json", "--no-plots", "--split", "dev",
+                         "--modes", "oneshot,offline,llm", "--judge-base-url", server.url,
+                         "--judge-model", "test-model", "--judge-api-key-env", "EVAL_TEST_KEY",
+                         "--judge-max-tokens", "123", "--judge-temperature", "0.25")
+        assert main(argv) == 0
+    m = json.loads(capsys.readouterr()[0])
+    sent = [r["json"] for r in server.requests]
+    assert sent and all(p.get("max_tokens", p.get("max_completion_tokens")) == 123 for p in sent)
+    assert all(p["temperature"] == 0.25 for p in sent)
+    row = m["modes"]["agent_llm"]
+    assert row["applicable"] and {"mean", "ci"} <= set(row["f1"])
+    assert m["diffs"]["agent_llm_vs_agent"]["f1"]["mean"] is not None
+    assert m["diffs"]["agent_llm_vs_best_baseline"]["baseline"] == m["diffs"]["agent_vs_best_baseline"]["baseline"]
+    assert "your LLM judge" in (tmp_path / "rep" / "report.md").read_text()
