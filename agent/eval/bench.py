@@ -4,6 +4,7 @@ CIs, paired differences and the world's gates. Pure Python: texts in, figures ou
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -16,9 +17,9 @@ from agent.eval.stats import cluster_ci, paired_diff
 
 Texts = Mapping[int, "str | None"]
 METRICS = ("f1", "precision", "recall", "exact")
-BASELINES = ("oneshot", "rule_majority", "rule_lowest")
+BASELINES = ("oneshot", "rule_majority", "rule_lowest", "rule_calibrate")
 """The no-follow-up baselines the agent must beat (the best of them is picked on dev)."""
-MODES = ("agent", "agent_r1", "agent_llm", "oneshot", "rule_majority", "rule_lowest", "oracle", "topk", "hybrid")
+MODES = ("agent", "agent_r1", "agent_llm", "oneshot", "rule_majority", "rule_lowest", "rule_calibrate", "oracle", "topk", "hybrid")
 FLOORS = ("constant", "permuted", "random", "caption")
 GATES = {"best_global_strength_hit": ("<=", 0.70), "oracle_hit": (">=", 0.85), "onset_spread": (">=", 4.0),
          "degenerate_at_4x_onset": (">=", 0.30), "polysemantic_oneshot_both": ("<=", 0.20)}
@@ -52,6 +53,8 @@ class Sweep:
     strengths: list[float]
     texts: list[Texts]
     caption: str = ""
+    kl: list[dict[int, float]] | None = None
+    """Per strength, each feature's first-token KL from the unsteered answer (for the calibrate rule)."""
 
     def claims(self, f: int) -> list[frozenset[Claim]]:
         return [parse_claims(t.get(f)) for t in self.texts]
@@ -75,6 +78,20 @@ def rule_lowest(sweep: Sweep, f: int) -> frozenset[Claim]:
         if text and text.strip() != sweep.caption.strip():
             return parse_claims(text)
     return frozenset()
+
+
+KL_TARGETS = (0.03, 0.1, 0.3, 1.0, 2.0, 4.0, 8.0)
+"""First-token KL targets the calibrate rule chooses among on dev."""
+
+
+def rule_calibrate(sweep: Sweep, f: int, target: float) -> frozenset[Claim]:
+    """``--calibrate`` with no follow-up: the claims at the sweep strength whose first-token KL is closest
+    (in log scale) to ``target``, less those the unsteered caption names."""
+    if not sweep.kl or not sweep.texts:
+        return frozenset()
+    kls = [max(k.get(f, 0.0), 1e-6) for k in sweep.kl]
+    i = min(range(len(kls)), key=lambda j: (abs(math.log(kls[j] / target)), j))
+    return parse_claims(sweep.texts[i].get(f)) - parse_claims(sweep.caption)
 
 
 @dataclass
@@ -126,6 +143,10 @@ def mode_claims(b: Bench) -> dict[str, dict[int, frozenset[Claim]] | None]:
         out["oneshot"] = per_strength[best]
         out["rule_majority"] = {f: rule_majority(b.sweep, f) for f in fs}
         out["rule_lowest"] = {f: rule_lowest(b.sweep, f) for f in fs}
+        if b.sweep.kl:
+            target = max(KL_TARGETS, key=lambda t: (b.mean_f1({f: rule_calibrate(b.sweep, f, t) for f in dev}, dev), -t))
+            b.choices["calibrate_kl_target"] = target
+            out["rule_calibrate"] = {f: rule_calibrate(b.sweep, f, target) for f in fs}
         out["oracle"] = {f: max((p[f] for p in per_strength),
                                 key=lambda c: score_claims(c, b.true(f)).f1) for f in fs}
     for name in ("topk", "hybrid"):

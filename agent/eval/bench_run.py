@@ -58,7 +58,8 @@ def add_bench(inp: Any, cfg: Any, features: list[int], explained: dict[str, M.Ex
     """Run the benchmark on ``cfg.split`` and merge it: ``gates``, ``floors``, ``diffs``, and each
     benchmark mode's claim metrics under ``modes.<name>``."""
     series = by_strength.get("oneshot", [])
-    sweep = Sweep([float(e.strength or 0.0) for e in series], [e.texts for e in series], baseline)
+    kl = [e.extra["kl"] for e in series] if all("kl" in e.extra for e in series) else None
+    sweep = Sweep([float(e.strength or 0.0) for e in series], [e.texts for e in series], baseline, kl)
     texts = {name: explained[src].texts for name, src in MODE_SOURCES.items() if src in explained}
     b = Bench(inp.truth, split(features, inp.truth, cfg.split_seed), sweep, texts, inp.simulator, cfg.seed)
     hybrid = _hybrid(b, by_strength.get("hybrid", []))

@@ -68,8 +68,9 @@ def oneshot(cache: EvalCache, engine: Any, features: Sequence[int], strengths: S
     it = iter(results[1:])
     name = "oneshot" if direction == "feature" else "oneshot-random"
     for s in strengths:
-        texts = {f: next(it).texts[0] for f in features}
-        out.append(Explained(name, texts, strength=float(s)))
+        rows = {f: next(it) for f in features}
+        out.append(Explained(name, {f: r.texts[0] for f, r in rows.items()}, strength=float(s),
+                             extra={"kl": {f: float(r.kl_first) for f, r in rows.items()}}))
     return out, baseline
 
 

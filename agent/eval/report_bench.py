@@ -12,6 +12,7 @@ BENCH_NAMES = {
     "oneshot": "one-shot steering at the dev-chosen strength",
     "rule_majority": "rule: claims named at most strengths (no follow-up)",
     "rule_lowest": "rule: lowest strength that changes the text (no follow-up)",
+    "rule_calibrate": "rule: strength nearest a first-token KL target chosen on dev (--calibrate, no follow-up)",
     "oracle": "per-feature oracle over the sweep (ceiling, uses the truth)",
     "topk": "top-k (masked top images)",
     "hybrid": "hybrid (top-k + steering), dev-chosen strength",

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from agent.eval.bench import Bench, Sweep, constant_claims, gates, rule_lowest, rule_majority, run_bench, split
+from agent.eval.bench import (
+    Bench,
+    Sweep,
+    constant_claims,
+    gates,
+    rule_calibrate,
+    rule_lowest,
+    rule_majority,
+    run_bench,
+    split,
+)
 
 COLOURS = ["red", "orange", "yellow", "green", "blue", "purple", "black"]
 CAPTION = "The highlighted element is nothing, the image is empty and white."
@@ -77,3 +87,19 @@ def test_gates_measure_saturation_onsets_and_polysemantic_recovery() -> None:
     assert g["degenerate_at_4x_onset"] == 1.0
     assert g["polysemantic_oneshot_both"] == 0.0 and g["n_polysemantic"] == 12
     assert g["met"]["oracle_hit"] is True and g["met"]["onset_spread"] is False
+
+
+def test_calibrate_rule_reads_the_strength_nearest_a_kl_target_chosen_on_dev() -> None:
+    truth = _truth()
+    sw = _sweep(truth)
+    # KL grows with strength; the right description (strength 2) sits at KL 1 for every feature.
+    sw.kl = [{f: 0.05 for f in truth}, {f: 1.0 for f in truth}, {f: 6.0 for f in truth}]
+    assert rule_calibrate(sw, 3, 1.0) == {("colour", "green")}
+    assert rule_calibrate(sw, 3, 8.0) == {("colour", "black"), ("size", "large"), ("pattern", "striped"),
+                                          ("shape", "square")}
+    assert rule_calibrate(sw, 3, 0.03) == frozenset()  # the unsteered caption's claims are dropped
+    b = Bench(truth, split(list(truth), truth), sw, {"agent": {f: "" for f in truth}})
+    out = run_bench(b, "test")
+    assert out["chosen_on_dev"]["calibrate_kl_target"] in (0.3, 1.0, 2.0)
+    assert out["modes"]["rule_calibrate"]["f1"]["mean"] == out["modes"]["oneshot"]["f1"]["mean"]
+    assert "agent_vs_rule_calibrate" in out["diffs"]
