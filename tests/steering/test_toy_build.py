@@ -148,3 +148,33 @@ def test_documented_commands_start(module: str) -> None:
     out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"python -m {module}" in out.stdout
+
+
+def test_topk_examples_name_what_every_masked_image_shares():
+    """A top-k training set: five masked scenes and an answer naming only values of the vocabulary,
+    encoded with five image slots, which one training step accepts."""
+    import numpy as np
+
+    from steering.toy.build import data, topk_data
+    from steering.toy.build.processor import build_processor
+    from steering.toy.build.train_vlm import _topk_step
+    from steering.toy.build.vlm import build_model
+
+    rng = np.random.default_rng(3)
+    values = {v for vals in scenes.FAMILIES.values() for v in vals}
+    for _ in range(20):
+        images, answer = topk_data.topk_example(rng, 64, 8)
+        assert len(images) == topk_data.N_IMAGES and images[0].shape == (64, 64, 3)
+        assert answer.startswith(topk_data.ANSWER_PREFIX + " ") and answer.endswith(".")
+        named = answer.removeprefix(topk_data.ANSWER_PREFIX).strip(" .").split()
+        assert named and set(named) <= values
+    cfg = config.scale_config("tiny")
+    processor = build_processor(data.vocabulary_texts(), 64, cfg.vlm.mm_tokens_per_image)
+    assert processor.tokenizer.unk_token_id not in data.Encoder(processor).encode(
+        topk_data.topk_prompt(), answer, topk_data.N_IMAGES)[0]
+    model = build_model(cfg.vlm, processor, 0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = _topk_step(model, data.Encoder(processor), opt, rng, cfg)
+    assert np.isfinite(loss) and loss > 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # lr 0: the step ran, changed nothing

@@ -54,6 +54,10 @@ class TrainConfig:
     """Share of examples that are targeted questions (vlm_ask) instead of the describe prompt."""
     aux_weight: float = 0.5
     """Weight of the training-only attribute heads on the vision output (deep supervision)."""
+    topk_share: float = 0.15
+    """Share of steps that train on the top-k prompt (sets of masked images sharing a value)."""
+    topk_sets: int = 8
+    """Top-k examples per top-k step (each shows ``topk_data.N_IMAGES`` images)."""
 
 
 @dataclass(frozen=True)

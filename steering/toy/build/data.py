@@ -22,8 +22,11 @@ def ask_prompt(question: str) -> str:
 
 
 def prompt_texts() -> list[str]:
-    """Every rendered prompt the toy model is trained on."""
-    return [describe_prompt()] + [ask_prompt(q) for q in scenes.QUESTIONS.values()]
+    """Every rendered prompt the toy model is trained on, and the top-k answer's prefix."""
+    from steering.toy.build import topk_data
+
+    return ([describe_prompt()] + [ask_prompt(q) for q in scenes.QUESTIONS.values()]
+            + [topk_data.topk_prompt(), topk_data.ANSWER_PREFIX])
 
 
 def vocabulary_texts() -> list[str]:
@@ -31,9 +34,9 @@ def vocabulary_texts() -> list[str]:
     return scenes.all_texts() + prompt_texts()
 
 
-def chat_text(processor: Gemma3Processor, prompt: str) -> str:
-    """The chat-formatted user turn with one image, ending where the model's answer starts."""
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+def chat_text(processor: Gemma3Processor, prompt: str, n_images: int = 1) -> str:
+    """The chat-formatted user turn with ``n_images`` images, ending where the model's answer starts."""
+    messages = [{"role": "user", "content": [{"type": "image"}] * n_images + [{"type": "text", "text": prompt}]}]
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
@@ -50,26 +53,27 @@ class Encoder:
     processor: Gemma3Processor
 
     def __post_init__(self) -> None:
-        self._cache: dict[tuple[str, str], tuple[list[int], int]] = {}
+        self._cache: dict[tuple[str, str, int], tuple[list[int], int]] = {}
         tok = self.processor.tokenizer
         self.image_token_id = tok.image_token_id
         self.pad_id = tok.pad_token_id
 
-    def encode(self, prompt: str, answer: str) -> tuple[list[int], int]:
+    def encode(self, prompt: str, answer: str, n_images: int = 1) -> tuple[list[int], int]:
         """Token ids of prompt + answer + end of turn, and the index where the answer starts."""
-        key = (prompt, answer)
+        key = (prompt, answer, n_images)
         if key not in self._cache:
             tok = self.processor.tokenizer
-            head = chat_text(self.processor, prompt).replace(tok.boi_token, self.processor.full_image_sequence)
+            head = chat_text(self.processor, prompt, n_images).replace(tok.boi_token,
+                                                                       self.processor.full_image_sequence)
             head_ids = tok(head, add_special_tokens=False)["input_ids"]
             full_ids = tok(head + answer + END_TURN, add_special_tokens=False)["input_ids"]
             assert full_ids[: len(head_ids)] == head_ids, "answer tokenisation leaks into the prompt"
             self._cache[key] = (full_ids, len(head_ids))
         return self._cache[key]
 
-    def batch(self, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    def batch(self, pairs: list[tuple[str, str]], n_images: int = 1) -> dict[str, torch.Tensor]:
         """Right-padded training batch: input_ids, attention_mask, token_type_ids, labels [B, T]."""
-        encoded = [self.encode(p, a) for p, a in pairs]
+        encoded = [self.encode(p, a, n_images) for p, a in pairs]
         T = max(len(ids) for ids, _ in encoded)
         B = len(encoded)
         input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)

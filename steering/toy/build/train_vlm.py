@@ -12,7 +12,7 @@ from transformers import Gemma3ForConditionalGeneration, Gemma3Processor
 
 from steering.hooks import capture
 from steering.toy import scenes
-from steering.toy.build import data
+from steering.toy.build import data, topk_data
 from steering.toy.build.config import ToyConfig
 from steering.toy.build.processor import build_processor
 from steering.toy.build.vlm import build_model
@@ -98,16 +98,34 @@ def _step(model: Gemma3ForConditionalGeneration, heads: AttributeHeads, encoder:
           captured: list[torch.Tensor]) -> float:
     """One optimisation step on a batch of fresh scenes; returns the caption loss."""
     tc, vc = cfg.train, cfg.vlm
+    for group in opt.param_groups:
+        group["lr"] = lr_at(step, tc.steps, tc.lr, tc.warmup)
+    if rng.random() < tc.topk_share:
+        return _topk_step(model, encoder, opt, rng, cfg)
     batch_scenes = [scenes.sample_scene(rng) for _ in range(tc.batch_size)]
     # A whole batch shares one prompt kind, so short question prompts are not padded to describe length.
     ask = rng.random() < tc.ask_share
     batch = encoder.batch([data.example(s, rng, 1.0 if ask else 0.0) for s in batch_scenes])
     px = data.pixels([scenes.render(s, vc.image_size) for s in batch_scenes])  # [B, 3, H, W]
-    for group in opt.param_groups:
-        group["lr"] = lr_at(step, tc.steps, tc.lr, tc.warmup)
     loss = model(pixel_values=px, **batch).loss
     aux = heads.loss(captured[-1].mean(dim=1), batch_scenes)  # [B, P, width] -> [B, width]
     (loss + tc.aux_weight * aux).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def _topk_step(model: Gemma3ForConditionalGeneration, encoder: data.Encoder, opt: torch.optim.Optimizer,
+               rng: np.random.Generator, cfg: ToyConfig) -> float:
+    """One step on top-k examples (sets of masked scenes under the top-k prompt); returns its loss."""
+    vc = cfg.vlm
+    grid = vc.image_size // vc.patch_size
+    sets = [topk_data.topk_example(rng, vc.image_size, grid) for _ in range(cfg.train.topk_sets)]
+    batch = encoder.batch([(topk_data.topk_prompt(), answer) for _, answer in sets], n_images=topk_data.N_IMAGES)
+    px = data.pixels([im for images, _ in sets for im in images])  # [sets * N_IMAGES, 3, H, W]
+    loss = model(pixel_values=px, **batch).loss
+    loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     opt.zero_grad(set_to_none=True)
