@@ -9,7 +9,7 @@ from steering.toy import scenes
 # Words that name each value. "solid" also matches a plain colour field ("the colour red filling
 # the whole image"), which is how the toy model describes a solid texture covering everything.
 SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
-    "colour": {c: (c,) for c in scenes.COLOURS} | {"purple": ("purple", "violet"), "grey": ("grey", "gray")},
+    "colour": {c: (c,) for c in scenes.COLOURS} | {"purple": ("purple", "violet")},
     "shape": {
         "circle": ("circle", "circles", "round", "disc", "disk"),
         "square": ("square", "squares"),

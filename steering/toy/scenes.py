@@ -7,29 +7,15 @@ from dataclasses import dataclass
 import numpy as np
 
 # Attribute families and their values. Order matters: indices are used as labels.
-def _line(deep: tuple[int, int, int], t: float) -> tuple[int, int, int]:
-    """The colour a share ``t`` of the way from white to ``deep`` (a straight line in pixel space)."""
-    return tuple(round(255 + t * (c - 255)) for c in deep)  # type: ignore[return-value]
-
-
-# Graded colours: five hue lines, each with a light, a middle and a deep value on the straight line
-# from white to the deep one. A patch of a light colour is the white patch plus a short step along
-# its line, a deep one the same step made longer, so steering along a colour's direction too far
-# lands on its deeper neighbour (a window that opens and closes, as steering a real VLM does).
-LINES: dict[str, tuple[tuple[str, str, str], tuple[int, int, int]]] = {
-    "red": (("pink", "red", "maroon"), (175, 0, 0)),
-    "green": (("mint", "green", "forest"), (0, 105, 0)),
-    "blue": (("sky", "blue", "navy"), (0, 0, 160)),
-    "purple": (("lilac", "purple", "plum"), (105, 0, 135)),
-    "grey": (("silver", "grey", "black"), (20, 20, 20)),
-}
-LINE_STEPS = (0.3, 0.62, 1.0)
-"""How far along its line (white 0, deep 1) each of a line's light, middle and deep values sits."""
-# Attribute families and their values. Order matters: indices are used as labels.
 COLOURS: dict[str, tuple[int, int, int]] = {
-    name: _line(deep, t) for names, deep in LINES.values() for name, t in zip(names, LINE_STEPS)
-} | {"orange": (245, 140, 0), "yellow": (230, 205, 0)}
-"""Every colour value and its RGB: the five graded lines, and two bright colours off any line."""
+    "red": (220, 30, 30),
+    "orange": (245, 140, 0),
+    "yellow": (230, 205, 0),
+    "green": (30, 160, 50),
+    "blue": (30, 70, 225),
+    "purple": (140, 40, 175),
+    "black": (20, 20, 20),
+}
 SHAPES = ("circle", "square", "triangle", "cross")
 PATTERNS = ("solid", "striped", "dotted", "checkered")
 SIZES = ("small", "large")
@@ -157,9 +143,8 @@ def _erode(mask: np.ndarray) -> np.ndarray:
     return m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
 
 
-# Share of each kind in a random draw. Full fields are rare: a world where "every patch carries X" is a
-# common image learns to read any large steering vector as that concept, so windows never close.
-KIND_WEIGHTS = {"object": 0.75, "field": 0.12, "empty": 0.13}
+# Share of each kind in a random draw: full fields matter for steering, so they are frequent.
+KIND_WEIGHTS = {"object": 0.55, "field": 0.35, "empty": 0.10}
 SIZE_EXTENT = {"small": (0.36, 0.46), "large": (0.64, 0.82)}
 
 
