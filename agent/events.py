@@ -43,6 +43,11 @@ class RunStats:
     engine_seconds: float = 0.0
     judge_calls: int = 0
     judge_cached: int = 0
+    judge_live_calls: int = 0
+    """HTTP calls answered by the endpoint (not the store), with ``judge_seconds`` their summed latency."""
+    judge_seconds: float = 0.0
+    judge_format: str | None = None
+    """The response format the judge's last live call used (what --judge-format auto settled on)."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None

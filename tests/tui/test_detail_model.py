@@ -119,3 +119,20 @@ def test_manual_probes_render_oldest_first_with_who_and_when() -> None:
     text = render(dm.manual_probes(entries))
     assert "s=30 on white 'what colour?' (KL 1.25)  ann, 2026-01-31 14:05 UTC" in text and "1. It is red." in text
     assert "No manual probes" in render(dm.manual_probes([]))
+
+
+def test_transcript_shows_each_turn_latency_format_and_a_failed_turn_raw_reply() -> None:
+    from agent.records import FeatureRecord
+
+    calls = [{"cached": False, "seconds": 1.0, "format": "schema", "tokens": 10},
+             {"cached": False, "seconds": 3.0, "format": "json_object", "tokens": 20},
+             {"cached": True, "seconds": 0.0, "format": "json_object", "tokens": 0}]
+    rec = FeatureRecord(feature=3, status="failed", error="no valid verdict", transcript=[
+        {"round": 1, "kind": "verdict", "action": "probe", "confidence": 0.4, "hypothesis": "red", "tokens": 30,
+         "attempts": 2, "calls": calls, "probes": []},
+        {"round": 2, "kind": "invalid", "attempts": 3, "error": "probes: at least 1 item", "raw": '{"action": "probe"',
+         "calls": calls[1:2]}])
+    text = render(dm.transcript(rec), width=140)
+    assert "(30 tok, 2 tries, 2.0 s/call, format json_object/schema)" in text
+    assert "round 2 invalid reply after 3 tries (3.0 s/call, format json_object): probes: at least 1 item" in text
+    assert 'raw reply: {"action": "probe"' in text

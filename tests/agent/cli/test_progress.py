@@ -62,6 +62,9 @@ def test_run_says_what_it_does_and_fits_80_columns(tiny_world: tuple[Path, Path]
 def test_stats_lines_fit_80_columns_with_big_numbers() -> None:
     s = RunStats(total=5000, to_run=5000, in_flight={i: i % 4 for i in range(64)}, probes_done=123456,
                  probes_queued=234567, judge_calls=98765, prompt_tokens=123_456_789, completion_tokens=9_876_543,
-                 cost_usd=1234.5678, failed=4321, errors=4321, started=time.monotonic() - 3600)
-    for line in stats_lines(s):
+                 cost_usd=1234.5678, failed=4321, errors=4321, started=time.monotonic() - 3600,
+                 judge_live_calls=98765, judge_seconds=98765 * 123.4, judge_format="json_object+schema")
+    lines = stats_lines(s)
+    assert lines[-1] == "judge endpoint 123.4 s/call over 98765 requests, format json_object+schema"
+    for line in lines:
         assert len(line) <= 80, line
