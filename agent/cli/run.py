@@ -19,6 +19,7 @@ from agent.cli.args import (
     parse_strengths,
     positive_float,
     positive_int,
+    ray_problem,
     world_spec,
 )
 from agent.config import DEFAULT_KL_TARGETS, EVIDENCE_MODES, HYBRID_MULTIPLE, RunConfig, SweepConfig
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     request = run_request(args)
     try:
         check_features(request.features)  # fail on syntax before the other checks
-        problem = evidence_problem(args, request.judge.kind)
+        problem = ray_problem(args.ray, args.ray_workers) or evidence_problem(args, request.judge.kind)
         if problem:
             raise ChoiceError(problem, field="evidence")
     except ChoiceError as exc:
@@ -153,10 +154,8 @@ def run(args: argparse.Namespace) -> int:
             err.print(f"error: {exc}", markup=False)
             return 2
         return execute(prepared, args, err, live=getattr(engines, "live_line", None))
-    finally:
-        for line in getattr(engines, "worker_lines", list)():
-            err.print(line, markup=False)
-        close_engines(engines)  # a Ray pool's actors stop with the run, Ctrl-C included
+    finally:  # a Ray pool's actors stop with the run, Ctrl-C included
+        close_engines(engines, lambda line: err.print(line, markup=False))
 
 
 class LoadInterrupted(Exception):
