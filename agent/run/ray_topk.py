@@ -12,7 +12,7 @@ import json
 import math
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -125,16 +125,16 @@ class RayTopKPool(RayActorPool):
 
 def collect_on_ray(spec: WorldSpec, options: RayOptions, source: Any, out: str | Path, config: Any, *,
                    loader: str | None = None, restart: bool = False, progress: bool = True,
-                   report: Any = None) -> Any:
+                   max_batches: int | None = None, report: Callable[[str], None] | None = None) -> Any:
     """steering.topk.collect_topk's collection, its images collected by Ray actors that each load the
     encoder ``loader`` builds (default: the engine of ``spec``); the same files, byte for byte, apart from
-    the timings. ``report``: called with each actor's line at the end."""
+    the timings. ``max_batches`` as in run_collection; ``report``: called with each actor's line at the end."""
     from steering.topk import run_collection
 
     pool = RayTopKPool(spec, options, loader)
     try:
         return run_collection(pool.identity, pool.d_sae, source, out, config, pool.steps(source, config),
-                              restart=restart, progress=progress)
+                              restart=restart, progress=progress, max_batches=max_batches)
     finally:
         for line in pool.worker_lines() if report else ():
             report(line)
