@@ -113,7 +113,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 def run_request(args: argparse.Namespace) -> RunRequest:
     """The options as the typed request agent.plan checks."""
     return RunRequest(features=args.features, world=world_spec(args), judge=judge_config(args),
-                      config=build_config(args), store=args.store)
+                      config=build_config(args), store=args.store, ray=args.ray, ray_workers=args.ray_workers)
 
 
 def evidence_problem(args: argparse.Namespace, kind: str) -> str | None:
@@ -123,8 +123,6 @@ def evidence_problem(args: argparse.Namespace, kind: str) -> str | None:
         return "--hybrid-strength goes with --evidence hybrid or all"
     if args.judge_images and not modes:
         return "--judge-images needs top-k evidence: add --evidence topk, hybrid or all"
-    if getattr(args, "ray", None) is not None and modes:
-        return "--ray runs steering evidence only for now: leave out --evidence, or run without --ray"
     if args.judge_images and kind == "offline":
         return "--judge-images needs an LLM judge that reads images (--judge openai); the offline judge reads the texts"
     return None

@@ -123,6 +123,15 @@ def test_bad_ray_options_are_one_line_errors(command: str, tiny_world: tuple[Pat
     assert not (tmp_path / "s").exists() and not (tmp_path / "rep").exists()  # nothing was started
 
 
+def test_a_run_on_ray_refuses_image_evidence(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Checked in agent.plan (the TUI's runs too), before any cluster starts."""
+    pytest.importorskip("ray")
+    assert main(["--features", "0-3", "--store", str(tmp_path / "s"), "--evidence", "topk", "--ray",
+                 "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --ray runs steering evidence only for now: leave out "
+                                               "--evidence, or run without --ray")
+
+
 @pytest.mark.slow
 def test_topk_and_eval_without_ray_never_import_it(tiny_world: tuple[Path, Path], truth_file: Path,
                                                    tmp_path: Path) -> None:
