@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.config import RunConfig
+from agent.config import EVIDENCE_MODES, RunConfig
 from agent.features import FeatureSpecError, check_ranges, parse_features, parse_ranges
 from agent.judges import JudgeConfig, JudgeFatalError, JudgeUnreachable, checked_judge
 from agent.store import Store, StoreError, default_store_path
@@ -44,6 +44,11 @@ class RunRequest:
     """Store folder; None: the store already open, else the default one for the world."""
     topk: str | Path | None = None
     """Top-k collection folder for image evidence; None: the one the store records."""
+    ray: str | None = None
+    """The Ray cluster whose actors run the engines (``local``: a new one on this machine, ``auto``,
+    ``host:6379``); None: this process. The engines passed to prepare_run must be that pool's."""
+    ray_workers: int | None = None
+    """Engine actors on it (None: one per GPU, or one CPU actor)."""
 
 
 @dataclass
@@ -64,6 +69,8 @@ class PreparedRun:
     """A re-run of one feature (its config is not remembered as the next run's)."""
     load_seconds: float = 0.0
     """Seconds spent opening the store and loading what sizing the run needed."""
+    engines: Any = None
+    """Engines that end with the run (a Ray pool's: close them afterwards); None: the caller's own."""
 
 
 def field_of(exc: Exception) -> str | None:
@@ -146,6 +153,9 @@ def prepare_run(request: RunRequest, engines: Engines, *, judges: JudgeSource = 
     checks nor the store know it). Raises ChoiceError naming the field to fix; a store opened here is
     closed again."""
     check_features(request.features)
+    if request.ray is not None and EVIDENCE_MODES[request.config.evidence]:
+        raise ChoiceError("--ray runs steering evidence only for now: leave out --evidence, or run without --ray",
+                          field="ray")
     url = request.judge.base_url or (os.environ.get("OPENAI_BASE_URL") if request.judge.kind == "openai" else None)
     if url and url_problem(url):
         raise ChoiceError(str(url_problem(url)), field="judge_url")

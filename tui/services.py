@@ -160,9 +160,23 @@ class Services:
         return judge
 
     def prepare(self, request: RunRequest) -> PreparedRun:
-        """Check a run request from cheapest to dearest (agent.plan); raises SetupError naming the field to fix."""
+        """Check a run request from cheapest to dearest (agent.plan); raises SetupError naming the field to fix.
+        A request with a Ray address runs on engines of its own there (agent.cli.args.engines_on, as
+        ``steer-agent --ray``), closed when the run ends."""
+        from agent.cli.args import close_engines, engines_on, ray_problem
+
         request = replace(request, topk=request.topk or self.topk_dir)
-        return prepare_run(request, self.engines, judges=self.make_judge, current=self.store)
+        problem = ray_problem(request.ray, request.ray_workers)
+        if problem:
+            raise SetupError(problem, field="ray")
+        if request.ray is None:
+            return prepare_run(request, self.engines, judges=self.make_judge, current=self.store)
+        engines = engines_on(request.ray, request.ray_workers)
+        try:
+            return replace(prepare_run(request, engines, judges=self.make_judge, current=self.store), engines=engines)
+        except BaseException:
+            close_engines(engines)
+            raise
 
     def prepare_rerun(self, feature: int, note: str | None) -> PreparedRun:
         """Re-judge one feature with a note (cached probes reused; a human decision moves to the history)."""
@@ -190,11 +204,15 @@ class Services:
 
     def run(self, prepared: PreparedRun, on_event: Callable[[Any], None], control: Any) -> Any:
         """Run to the end (blocking: call from a worker thread); returns the RunSummary."""
+        from agent.cli.args import close_engines
         from agent.run import run_features
 
-        return run_features(prepared.engine, prepared.judge, prepared.store, prepared.features, prepared.config,
-                            on_event=on_event, control=control,  # the runner closes the judge's client
-                            topk=self.topk_dir)  # None: the collection the store records
+        try:
+            return run_features(prepared.engine, prepared.judge, prepared.store, prepared.features, prepared.config,
+                                on_event=on_event, control=control,  # the runner closes the judge's client
+                                topk=self.topk_dir)  # None: the collection the store records
+        finally:
+            close_engines(prepared.engines)  # a Ray pool's actors stop with the run
 
     # ------------------------------------------------------------------ manual probes
 

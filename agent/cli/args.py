@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from agent.judges import JudgeConfig, default_kind
 from agent.plan import default_store, url_problem
 from agent.strengths_check import check_strengths
 from agent.world import Engines, WorldSpec
+
+if TYPE_CHECKING:
+    from agent.run.ray_actor import RayOptions
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -45,17 +50,45 @@ def add_ray_options(parser: argparse.ArgumentParser) -> None:
                    help="engine actors (default: one per GPU of the cluster; on a cluster without GPUs, 1 CPU actor)")
 
 
+def ray_problem(address: str | None, workers: int | None) -> str | None:
+    """A one-line complaint about the Ray options (--ray ADDRESS, --ray-workers N; None where not given):
+    workers without an address, or an address without Ray installed; else None."""
+    if address is None:
+        return "--ray-workers goes with --ray [ADDRESS]" if workers is not None else None
+    import importlib.util
+
+    from agent.run.ray_actor import RAY_MISSING
+
+    return RAY_MISSING if importlib.util.find_spec("ray") is None else None
+
+
+def ray_options(args: argparse.Namespace) -> RayOptions:
+    """Where --ray runs the engines, and how many."""
+    from agent.run.ray_actor import RayOptions
+
+    return RayOptions(address=args.ray, workers=args.ray_workers)
+
+
 def engines_for(args: argparse.Namespace) -> Engines:
     """Engines in this process, or (--ray) a pool of Ray actors; ray is imported only then."""
-    if getattr(args, "ray", None) is None:
+    return engines_on(getattr(args, "ray", None), getattr(args, "ray_workers", None))
+
+
+def engines_on(address: str | None, workers: int | None = None) -> Engines:
+    """Engines in this process (no address), or a pool of Ray actors on the cluster at ``address``
+    (``local``: a new one on this machine); ray is imported only then."""
+    if address is None:
         return Engines()
     from agent.run.ray_pool import RayEngines, RayOptions
 
-    return RayEngines(RayOptions(address=args.ray, workers=args.ray_workers))
+    return RayEngines(RayOptions(address=address, workers=workers))
 
 
-def close_engines(engines: Engines) -> None:
-    """Stop what the engines hold outside this process (a Ray pool's actors)."""
+def close_engines(engines: Any, report: Callable[[str], None] | None = None) -> None:
+    """Stop what the engines (or an engine) hold outside this process (a Ray pool's actors), after handing
+    ``report`` a line per actor."""
+    for line in getattr(engines, "worker_lines", list)() if report is not None else ():
+        report(line)
     close = getattr(engines, "close", None)
     if close is not None:
         close()

@@ -11,7 +11,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.cli.args import add_judge_options, add_model_options, judge_config, parse_floats, world_spec
+from agent.cli.args import (
+    add_judge_options,
+    add_model_options,
+    add_ray_options,
+    close_engines,
+    judge_config,
+    parse_floats,
+    ray_options,
+    ray_problem,
+    world_spec,
+)
 from agent.eval.config import ALL_MODES, DEFAULT_MODES, EvalConfig
 from agent.plan import check_features
 from agent.world import ChoiceError, WorldSpec, check_world, load_engine
@@ -74,6 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.add_argument("--max-rounds", type=int, default=4, help="judge rounds per feature in the agent loop (default 4)")
     g.add_argument("--max-probes", type=int, default=24, help="extra probes per feature in the agent loop (default 24)")
     add_judge_options(p)  # the llm mode (and the LLM forced-choice reader) runs this judge, as a run would
+    add_ray_options(p)  # the probes on Ray actors; the model's other uses stay in this process
     o = p.add_argument_group("cache and output")
     o.add_argument("--eval-store", type=Path, metavar="DIR",
                    help="cache of probes, records and descriptions (default: one per world under "
@@ -137,6 +148,10 @@ def run(args: argparse.Namespace) -> int:
     from agent.eval.report import write_report
     from agent.eval.runner import EvalError, evaluate
 
+    problem = ray_problem(args.ray, args.ray_workers)
+    if problem:
+        say(f"error: {problem}")
+        return 2
     try:
         cfg = build_config(args)
         check_features(args.features)
@@ -145,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"error: {exc}")
         return 2
     t0 = time.perf_counter()
+    inputs = None
     try:
         inputs = load_inputs(args, cfg)
         inputs.timings["load"] = round(time.perf_counter() - t0, 2)
@@ -153,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
     except (ChoiceError, EvalError) as exc:
         say(f"error: {exc}")
         return 2
+    finally:
+        if inputs is not None:  # a Ray pool's actors stop with the evaluation, Ctrl-C included
+            close_engines(inputs.engine, say)
     metrics["timings"]["total"] = round(time.perf_counter() - t0, 2)
     if args.planted_seed is not None:
         metrics["planted_seed"] = args.planted_seed
@@ -193,9 +212,6 @@ def _simulator(args: argparse.Namespace, engine: Any, truth: Any) -> Any:
 def load_inputs(args: argparse.Namespace, cfg: EvalConfig) -> Any:
     """The evaluation's Inputs: ground truth, engine, features, embedder, cache, judge, top-k, CLIP (raises
     ChoiceError; SteeringError goes to cli.main, exit 2)."""
-    from agent.eval.cache import EvalCache
-    from agent.eval.embeddings import EmbeddingUnavailable, load_embedder
-    from agent.eval.runner import Inputs
     from agent.eval.world import TruthError, load_truth, truth_for_sae
     from agent.features import FeatureSpecError, parse_features
 
@@ -211,7 +227,21 @@ def load_inputs(args: argparse.Namespace, cfg: EvalConfig) -> Any:
             parse_features(args.features, n)
         except FeatureSpecError as exc:
             raise ChoiceError(str(exc), field="features") from None
-    engine = _load_engine(spec)
+    engine = _load_engine(spec, args)
+    try:
+        return _inputs(args, cfg, engine, truth)
+    except BaseException:
+        close_engines(engine)  # a Ray pool's actors
+        raise
+
+
+def _inputs(args: argparse.Namespace, cfg: EvalConfig, engine: Any, truth: Any) -> Any:
+    """load_inputs once the engine is loaded."""
+    from agent.eval.cache import EvalCache
+    from agent.eval.embeddings import EmbeddingUnavailable, load_embedder
+    from agent.eval.runner import Inputs
+    from agent.features import FeatureSpecError, parse_features
+
     try:
         features = parse_features(args.features, engine.sae.d_sae)
     except FeatureSpecError as exc:
@@ -236,13 +266,25 @@ def load_inputs(args: argparse.Namespace, cfg: EvalConfig) -> Any:
                   on_stage=lambda name: say(f"eval: {name} ..."))
 
 
-def _load_engine(spec: WorldSpec) -> Any:
+def _load_engine(spec: WorldSpec, args: argparse.Namespace) -> Any:
     """The engine; larger batches pay on a CPU (a tiny model's generate is bound by per-step overhead),
-    a GPU sizes its batches from free memory. The batch size changes no answer."""
+    a GPU sizes its batches from free memory. The batch size changes no answer. With --ray, its probes
+    run on a pool of Ray actors (one engine each, as in a run)."""
     from steering.models import resolve_device
 
     cpu = resolve_device(spec.device) == "cpu"
-    return load_engine(replace(spec, batch_size=CPU_BATCH) if cpu and not spec.batch_size else spec)
+    spec = replace(spec, batch_size=CPU_BATCH) if cpu and not spec.batch_size else spec
+    local = load_engine(spec)
+    if args.ray is None:
+        return local
+    from agent.run.ray_pool import RayEnginePool, RayProbeEngine
+
+    pool = RayEnginePool(spec, ray_options(args))
+    try:
+        return RayProbeEngine(pool, local)
+    except BaseException:
+        pool.close()
+        raise
 
 
 def _judge(args: argparse.Namespace, cfg: EvalConfig, cache: Any) -> tuple[Any, Any]:

@@ -19,6 +19,7 @@ from agent.cli.args import (
     parse_strengths,
     positive_float,
     positive_int,
+    ray_problem,
     world_spec,
 )
 from agent.config import DEFAULT_KL_TARGETS, EVIDENCE_MODES, HYBRID_MULTIPLE, RunConfig, SweepConfig
@@ -112,7 +113,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 def run_request(args: argparse.Namespace) -> RunRequest:
     """The options as the typed request agent.plan checks."""
     return RunRequest(features=args.features, world=world_spec(args), judge=judge_config(args),
-                      config=build_config(args), store=args.store)
+                      config=build_config(args), store=args.store, ray=args.ray, ray_workers=args.ray_workers)
 
 
 def evidence_problem(args: argparse.Namespace, kind: str) -> str | None:
@@ -122,8 +123,6 @@ def evidence_problem(args: argparse.Namespace, kind: str) -> str | None:
         return "--hybrid-strength goes with --evidence hybrid or all"
     if args.judge_images and not modes:
         return "--judge-images needs top-k evidence: add --evidence topk, hybrid or all"
-    if getattr(args, "ray", None) is not None and modes:
-        return "--ray runs steering evidence only for now: leave out --evidence, or run without --ray"
     if args.judge_images and kind == "offline":
         return "--judge-images needs an LLM judge that reads images (--judge openai); the offline judge reads the texts"
     return None
@@ -138,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     request = run_request(args)
     try:
         check_features(request.features)  # fail on syntax before the other checks
-        problem = evidence_problem(args, request.judge.kind)
+        problem = ray_problem(args.ray, args.ray_workers) or evidence_problem(args, request.judge.kind)
         if problem:
             raise ChoiceError(problem, field="evidence")
     except ChoiceError as exc:
@@ -153,10 +152,8 @@ def run(args: argparse.Namespace) -> int:
             err.print(f"error: {exc}", markup=False)
             return 2
         return execute(prepared, args, err, live=getattr(engines, "live_line", None))
-    finally:
-        for line in getattr(engines, "worker_lines", list)():
-            err.print(line, markup=False)
-        close_engines(engines)  # a Ray pool's actors stop with the run, Ctrl-C included
+    finally:  # a Ray pool's actors stop with the run, Ctrl-C included
+        close_engines(engines, lambda line: err.print(line, markup=False))
 
 
 class LoadInterrupted(Exception):

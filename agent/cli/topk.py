@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.cli.args import add_model_options, add_store_option, positive_int, store_path, world_spec
+from agent.cli.args import (
+    add_model_options,
+    add_ray_options,
+    add_store_option,
+    positive_int,
+    ray_options,
+    ray_problem,
+    store_path,
+    world_spec,
+)
 from agent.world import WORLD_KEYS, load_engine, same_world
 
 TOY_SCENES = 2000
@@ -46,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_store_option(c)
     add_model_options(p)  # --batch-size here: images per encoder pass (default 16)
+    add_ray_options(p)  # the images shared out over encoder actors, their top-k merged exactly here
     p.set_defaults(func=run)
     return p
 
@@ -79,7 +89,7 @@ def check_args(args: argparse.Namespace) -> str | None:
                 "(run without --model and --sae for it)")
     if args.images is not None and not Path(args.images).expanduser().is_dir():
         return f"image folder {args.images} does not exist: pass --images with an existing folder"
-    return None
+    return ray_problem(args.ray, args.ray_workers)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,9 +168,11 @@ def _collect(args: argparse.Namespace, out: Path) -> tuple[Any, bool]:
     done = None if args.restart else _finished(out, args.k, list(source.names))
     if done is not None:
         return done, False
+    config = TopKConfig(k=args.k, batch_size=args.batch_size or TopKConfig.batch_size)
+    if args.ray is not None:
+        return _on_ray(args)(source, out, config, restart=args.restart), True
     engine = load_engine(world_spec(args))
     spec = EncoderSpec.from_vlm(engine.vlm, engine.sae, engine.layer)
-    config = TopKConfig(k=args.k, batch_size=args.batch_size or TopKConfig.batch_size)
     result = collect_topk(spec, engine.sae, source, out, config, restart=args.restart, progress=not args.no_progress)
     return result, True
 
@@ -173,5 +185,16 @@ def _collect_toy(args: argparse.Namespace, out: Path) -> tuple[Any, bool]:
     done = _finished(out, args.k, None)
     if done is not None:
         return done, False
-    return build_toy_topk(out, n_scenes=args.toy_scenes, seed=args.seed, k=args.k,
-                          progress=not args.no_progress), True
+    collect = None if args.ray is None else _on_ray(args, toy=True)
+    return build_toy_topk(out, n_scenes=args.toy_scenes, seed=args.seed, k=args.k, progress=not args.no_progress,
+                          collect=collect), True
+
+
+def _on_ray(args: argparse.Namespace, toy: bool = False) -> Any:
+    """The collection on Ray actors (--ray): (source, out, config, restart=False) -> the result."""
+    from functools import partial
+
+    from agent.run.ray_topk import TOY_ENCODER, collect_on_ray
+
+    return partial(collect_on_ray, world_spec(args), ray_options(args), loader=TOY_ENCODER if toy else None,
+                   progress=not args.no_progress, report=lambda line: print(line, file=sys.stderr))

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 """The checkout the driver runs from; actors import the same code (PYTHONPATH), not an installed copy."""
 LOCAL = "local"
 """The address that starts a new local cluster on this machine (what a bare ``--ray`` means)."""
+RAY_MISSING = "--ray needs Ray: pip install -e '.[ray]' (ray>=2.50)"
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,8 @@ class EngineActor:
     """One engine (model + SAE) in one Ray actor; stateless apart from the model and its caches."""
 
     def __init__(self, spec: WorldSpec, threads: int | None = None, loader: str | None = None) -> None:
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-        self.engine = _load(spec, loader)
+        set_threads(threads)
+        self.engine = load_with(spec, loader)
 
     def info(self) -> dict[str, Any]:
         """What the driver needs to know of this actor: its engine's identity and size, where it runs."""
@@ -70,8 +68,16 @@ class EngineActor:
         return getattr(self.engine, method)(*args)
 
 
-def _load(spec: WorldSpec, loader: str | None) -> Any:
-    """The engine a spec names, built by ``loader`` (``module:function``) or agent.world.load_engine."""
+def set_threads(threads: int | None) -> None:
+    """Torch threads of this actor (its CPUs; None: torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def load_with(spec: WorldSpec, loader: str | None) -> Any:
+    """What ``loader`` (``module:function``) builds from a spec; without one, the engine (agent.world.load_engine)."""
     if loader:
         import importlib
 
@@ -88,7 +94,7 @@ def connect(options: RayOptions) -> bool:
     try:
         import ray
     except ImportError:
-        raise SteeringError("--ray needs Ray: pip install -e '.[ray]' (ray>=2.50)") from None
+        raise SteeringError(RAY_MISSING) from None
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
@@ -120,12 +126,13 @@ def _actor_env() -> dict[str, str]:
     return env
 
 
-def start_actors(spec: WorldSpec, options: RayOptions) -> list[Any]:
-    """The actor handles: one per GPU (``num_gpus=1``), else ``workers`` CPU actors."""
+def start_actors(spec: WorldSpec, options: RayOptions, actor_class: type = EngineActor) -> list[Any]:
+    """The handles of actors of ``actor_class`` (built from spec, threads, loader): one per GPU
+    (``num_gpus=1``), else ``workers`` CPU actors."""
     import ray
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    remote = ray.remote(EngineActor)
+    remote = ray.remote(actor_class)
     if gpus:
         count = options.workers or gpus
         opts: dict[str, Any] = {"num_gpus": 1, "num_cpus": 1}
@@ -135,7 +142,7 @@ def start_actors(spec: WorldSpec, options: RayOptions) -> list[Any]:
         opts = {"num_cpus": options.cpus_per_worker}
         threads = max(1, int(options.cpus_per_worker))
         spec = _on_cpu(spec)
-    log.info("starting %d engine actors (%s)", count, "one GPU each" if gpus else "CPU")
+    log.info("starting %d %s actors (%s)", count, actor_class.__name__, "one GPU each" if gpus else "CPU")
     actor = remote.options(max_restarts=options.max_restarts, max_task_retries=0, **opts)
     return [actor.remote(spec, threads, options.loader) for _ in range(count)]
 

@@ -6,18 +6,19 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 from agent.probes import Probe, ProbeResult
-from agent.run.ray_actor import RayOptions, connect, first_line, start_actors
-from agent.world import Engines, WorldSpec
+from agent.run.ray_actor import EngineActor, RayOptions, connect, first_line, start_actors
+from agent.world import Engines, SteeringError, WorldSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PoolClosed", "RayEnginePool", "RayEngines", "RayOptions", "WorkerStats"]
+__all__ = ["PoolClosed", "RayActorPool", "RayEnginePool", "RayEngines", "RayOptions", "RayProbeEngine",
+           "WorkerStats"]
 
 
 class PoolClosed(RuntimeError):
@@ -57,23 +58,24 @@ class _Chunk:
     sent: float = field(default_factory=time.perf_counter)
 
 
-class RayEnginePool:
-    """What the probe service needs of an engine (``run``, ``run_isolated``, ``fingerprint``, ``sae.d_sae``,
-    ``hidden_norm``), answered by Ray actors that each hold one engine.
+_LOST = object()
+"""A chunk whose actor died (its tasks are queued again)."""
 
-    The driver keeps the store: results come back to the thread that called ``run`` and go to
-    ``on_result`` there. An actor that dies has its chunk sent again to another (Ray restarts it, up to
-    ``max_restarts``, with its model loaded again); a chunk delivers its results once, when it succeeded.
-    """
 
-    def __init__(self, spec: WorldSpec, options: RayOptions | None = None) -> None:
+class RayActorPool:
+    """Ray actors of one kind (``actor_class``, built from a WorldSpec) and the driver's dispatch to them:
+    tasks cut into chunks per actor, sent to the least busy, a dead actor's chunks sent again to another
+    (Ray restarts it, up to ``max_restarts``, with its model loaded again); a chunk delivers its result
+    once, when it succeeded."""
+
+    def __init__(self, spec: WorldSpec, options: RayOptions | None = None, actor_class: type = EngineActor) -> None:
         import ray
 
         self.options = options or RayOptions()
         self.started_ray = connect(self.options)
         self._closed = threading.Event()
         self._lock = threading.Lock()
-        self.actors = start_actors(spec, self.options)
+        self.actors = start_actors(spec, self.options, actor_class)
         infos = ray.get([a.info.remote() for a in self.actors])
         self.workers = [WorkerStats(i, pid=x["pid"], host=x["host"], rows=x["rows"]) for i, x in enumerate(infos)]
         prints = {repr(sorted(x["fingerprint"].items())) for x in infos}
@@ -81,9 +83,168 @@ class RayEnginePool:
             self.close()
             raise RuntimeError("the Ray actors loaded different engines (dtype or device differ): their answers "
                                "would not share one store")
-        self._fingerprint: dict[str, Any] = infos[0]["fingerprint"]
-        self.sae = SimpleNamespace(d_sae=infos[0]["d_sae"])
+        self.info: dict[str, Any] = infos[0]
         self.retried_chunks = 0
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self, pending: deque[int], take: Callable[[WorkerStats, deque[int]], tuple[list[int], int] | None],
+                  call: Callable[[Any, list[int]], Any]) -> Iterator[tuple[list[int], Any]]:
+        """(task indices, result) of each chunk as it finishes, until ``pending`` is done. ``take`` pops the
+        next chunk for an actor from ``pending`` as (indices, rows), or None to send nothing now; ``call``
+        sends one chunk to an actor (its handle) and returns the result's ref. The first error an actor's
+        code raises is raised here."""
+        import ray
+
+        chunks: dict[Any, _Chunk] = {}
+        try:
+            while pending or chunks:
+                self._check_open()
+                self._fill(pending, chunks, take, call)
+                if not chunks and any(w.restarting for w in self.workers):
+                    time.sleep(0.1)  # every actor is being restarted: wait for one
+                    continue
+                if not chunks:
+                    raise PoolClosed("every Ray actor is gone: nothing can run the remaining work")
+                ready, _ = ray.wait(list(chunks), num_returns=1, timeout=0.5)
+                for ref in ready:
+                    chunk = chunks.pop(ref)
+                    out = self._collect(ref, chunk, pending)
+                    if out is not _LOST:
+                        yield chunk.indices, out
+        finally:
+            with self._lock:
+                for chunk in chunks.values():
+                    self.workers[chunk.worker].in_flight -= 1
+
+    def _fill(self, pending: deque[int], chunks: dict[Any, _Chunk],
+              take: Callable[[WorkerStats, deque[int]], tuple[list[int], int] | None],
+              call: Callable[[Any, list[int]], Any]) -> None:
+        """Send chunks to the least busy actors until each has ``chunks_per_worker`` or nothing is left."""
+        while pending:
+            worker = self._least_busy()
+            if worker is None:
+                return
+            chunk = take(worker, pending)
+            if chunk is None:
+                return
+            indices, rows = chunk
+            ref = call(self.actors[worker.index], indices)
+            with self._lock:
+                worker.in_flight += 1
+            chunks[ref] = _Chunk(indices, rows, worker.index)
+
+    def _least_busy(self) -> WorkerStats | None:
+        """The live actor with the fewest chunks queued (the fastest on a tie), or None when all are full."""
+        free = [w for w in self.workers if w.alive and w.in_flight < self.options.chunks_per_worker]
+        return min(free, key=lambda w: (w.in_flight, -w.rows_per_s, w.index)) if free else None
+
+    def _collect(self, ref: Any, chunk: _Chunk, pending: deque[int]) -> Any:
+        """One finished chunk's result, or (its actor died) _LOST with its tasks queued again."""
+        import ray
+
+        worker = self.workers[chunk.worker]
+        with self._lock:
+            worker.in_flight -= 1
+        try:
+            out = ray.get(ref)
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                ray.exceptions.ObjectLostError) as exc:
+            self._lost(worker, chunk, pending, exc)
+            return _LOST
+        except ray.exceptions.RayTaskError as exc:
+            raise exc.as_instanceof_cause() from None  # the actor code's own error, as in one process
+        with self._lock:
+            now = time.perf_counter()
+            worker.rows_done += chunk.rows
+            worker.seconds += now - max(chunk.sent, worker.last_done)  # a queued chunk waited for the one before
+            worker.last_done = now
+        return out
+
+    def _lost(self, worker: WorkerStats, chunk: _Chunk, pending: deque[int], exc: Exception) -> None:
+        """An actor died under a chunk: send its tasks again, and keep the actor while Ray restarts it."""
+        pending.extendleft(reversed(chunk.indices))
+        self.retried_chunks += 1
+        if not worker.alive:  # another chunk queued on the same dead process
+            return
+        worker.deaths += 1
+        worker.alive = False  # out of the rotation until Ray has restarted it
+        restarts = worker.restarting = worker.deaths <= self.options.max_restarts
+        log.warning("Ray actor %d (pid %s) died under a chunk of %d tasks; sending them again%s: %s",
+                    worker.index, worker.pid, len(chunk.indices), "" if restarts else " (actor dropped)",
+                    first_line(exc))
+        if restarts:
+            threading.Thread(target=self._await_restart, args=(worker,), daemon=True).start()
+
+    def _await_restart(self, worker: WorkerStats) -> None:
+        """Put the actor back in the rotation once Ray has restarted it (or leave it out)."""
+        import ray
+
+        deadline = time.monotonic() + 600
+        info = None
+        while info is None and time.monotonic() < deadline and not self._closed.is_set():
+            try:
+                info = ray.get(self.actors[worker.index].info.remote(), timeout=60)
+            except ray.exceptions.ActorUnavailableError:
+                time.sleep(0.5)  # still restarting
+            except Exception as exc:  # noqa: BLE001 - restarts exhausted, node lost: the others carry on
+                log.warning("Ray actor %d did not come back: %s", worker.index, first_line(exc))
+                break
+        if info is not None:
+            worker.pid, worker.alive = info["pid"], True
+            log.info("Ray actor %d is back (pid %s)", worker.index, worker.pid)
+        worker.restarting = False
+
+    def _check_open(self) -> None:
+        if self._closed.is_set():
+            raise PoolClosed("the Ray actor pool was closed")
+
+    # ------------------------------------------------------------------ lifetime
+
+    def stats(self) -> list[WorkerStats]:
+        """A snapshot of each actor's numbers (rows/s, chunks queued)."""
+        with self._lock:
+            return [WorkerStats(**vars(w)) for w in self.workers]
+
+    unit = "rows"
+    """What the actors' chunks count (``WorkerStats.rows_done``)."""
+
+    def worker_lines(self) -> list[str]:
+        """One line per actor: where it ran, how much it did and how fast, its chunk size, deaths."""
+        return [f"ray worker {w.index} (pid {w.pid} on {w.host}): {w.rows_done} {self.unit}, "
+                f"{w.rows_per_s:.1f} {self.unit}/s" + (f", {w.rows} rows per chunk" if w.rows else "")
+                + (f", died {w.deaths}x" if w.deaths else "") + ("" if w.alive else ", dropped") for w in self.stats()]
+
+    def close(self) -> None:
+        """Stop the actors (a batch still waiting raises PoolClosed); shut Ray down if this pool started it."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        import ray
+
+        if not ray.is_initialized():
+            return
+        for actor in self.actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        if self.started_ray:
+            ray.shutdown()
+
+
+class RayEnginePool(RayActorPool):
+    """What the probe service needs of an engine (``run``, ``run_isolated``, ``fingerprint``, ``sae.d_sae``,
+    ``hidden_norm``), answered by Ray actors that each hold one engine.
+
+    The driver keeps the store: results come back to the thread that called ``run`` and go to
+    ``on_result`` there.
+    """
+
+    def __init__(self, spec: WorldSpec, options: RayOptions | None = None) -> None:
+        super().__init__(spec, options, EngineActor)
+        self._fingerprint: dict[str, Any] = self.info["fingerprint"]
+        self.sae = SimpleNamespace(d_sae=self.info["d_sae"])
 
     # ------------------------------------------------------------------ the Engine interface
 
@@ -111,113 +272,26 @@ class RayEnginePool:
         """Probes per batch that fill every actor's queue (the scheduler's batches grow to it)."""
         return self.options.chunks_per_worker * sum(w.rows for w in self.workers)
 
-    # ------------------------------------------------------------------ dispatch
-
     def _run(self, probes: list[Probe], on_result: Callable[[ProbeResult], None] | None,
              isolate: bool) -> list[Any]:
-        import ray
+        """Chunks of each actor's rows per generate call; results delivered in the driver's thread."""
 
-        results: list[Any] = [None] * len(probes)
-        pending = deque(range(len(probes)))
-        chunks: dict[Any, _Chunk] = {}
-        try:
-            while pending or chunks:
-                self._check_open()
-                self._fill(probes, pending, chunks, isolate)
-                if not chunks and any(w.restarting for w in self.workers):
-                    time.sleep(0.1)  # every actor is being restarted: wait for one
-                    continue
-                if not chunks:
-                    raise PoolClosed("every Ray engine actor is gone: nothing can run the remaining probes")
-                ready, _ = ray.wait(list(chunks), num_returns=1, timeout=0.5)
-                for ref in ready:
-                    self._collect(ref, chunks.pop(ref), probes, results, pending, on_result)
-        finally:
-            with self._lock:
-                for chunk in chunks.values():
-                    self.workers[chunk.worker].in_flight -= 1
-        return results
-
-    def _fill(self, probes: list[Probe], pending: deque[int], chunks: dict[Any, _Chunk], isolate: bool) -> None:
-        """Send chunks to the least busy actors until each has ``chunks_per_worker`` or nothing is left."""
-        while pending:
-            worker = self._least_busy()
-            if worker is None:
-                return
+        def take(worker: WorkerStats, pending: deque[int]) -> tuple[list[int], int]:
             indices, rows = [], 0
             while pending and (not indices or rows + probes[pending[0]].samples <= worker.rows):
                 i = pending.popleft()
                 indices.append(i)
                 rows += probes[i].samples
-            ref = self.actors[worker.index].run.remote([probes[i] for i in indices], isolate)
-            with self._lock:
-                worker.in_flight += 1
-            chunks[ref] = _Chunk(indices, rows, worker.index)
+            return indices, rows
 
-    def _least_busy(self) -> WorkerStats | None:
-        """The live actor with the fewest chunks queued (the fastest on a tie), or None when all are full."""
-        free = [w for w in self.workers if w.alive and w.in_flight < self.options.chunks_per_worker]
-        return min(free, key=lambda w: (w.in_flight, -w.rows_per_s, w.index)) if free else None
-
-    def _collect(self, ref: Any, chunk: _Chunk, probes: list[Probe], results: list[Any], pending: deque[int],
-                 on_result: Callable[[ProbeResult], None] | None) -> None:
-        """One finished chunk: its results delivered, or (its actor died) its probes queued again."""
-        import ray
-
-        worker = self.workers[chunk.worker]
-        with self._lock:
-            worker.in_flight -= 1
-        try:
-            out = ray.get(ref)
-        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                ray.exceptions.ObjectLostError) as exc:
-            self._lost(worker, chunk, pending, exc)
-            return
-        except ray.exceptions.RayTaskError as exc:
-            raise exc.as_instanceof_cause() from None  # the engine's own error, as in one process
-        with self._lock:
-            now = time.perf_counter()
-            worker.rows_done += chunk.rows
-            worker.seconds += now - max(chunk.sent, worker.last_done)  # a queued chunk waited for the one before
-            worker.last_done = now
-        for i, result in zip(chunk.indices, out):
-            results[i] = result
-            if on_result is not None and not isinstance(result, Exception):
-                on_result(result)
-
-    def _lost(self, worker: WorkerStats, chunk: _Chunk, pending: deque[int], exc: Exception) -> None:
-        """An actor died under a chunk: send its probes again, and keep the actor while Ray restarts it."""
-        pending.extendleft(reversed(chunk.indices))
-        self.retried_chunks += 1
-        if not worker.alive:  # another chunk queued on the same dead process
-            return
-        worker.deaths += 1
-        worker.alive = False  # out of the rotation until Ray has restarted it
-        restarts = worker.restarting = worker.deaths <= self.options.max_restarts
-        log.warning("Ray engine actor %d (pid %s) died under a chunk of %d probes; sending them again%s: %s",
-                    worker.index, worker.pid, len(chunk.indices), "" if restarts else " (actor dropped)",
-                    first_line(exc))
-        if restarts:
-            threading.Thread(target=self._await_restart, args=(worker,), daemon=True).start()
-
-    def _await_restart(self, worker: WorkerStats) -> None:
-        """Put the actor back in the rotation once Ray has restarted it (or leave it out)."""
-        import ray
-
-        deadline = time.monotonic() + 600
-        info = None
-        while info is None and time.monotonic() < deadline and not self._closed.is_set():
-            try:
-                info = ray.get(self.actors[worker.index].info.remote(), timeout=60)
-            except ray.exceptions.ActorUnavailableError:
-                time.sleep(0.5)  # still restarting
-            except Exception as exc:  # noqa: BLE001 - restarts exhausted, node lost: the others carry on
-                log.warning("Ray engine actor %d did not come back: %s", worker.index, first_line(exc))
-                break
-        if info is not None:
-            worker.pid, worker.alive = info["pid"], True
-            log.info("Ray engine actor %d is back (pid %s)", worker.index, worker.pid)
-        worker.restarting = False
+        results: list[Any] = [None] * len(probes)
+        for indices, out in self._dispatch(deque(range(len(probes))), take,
+                                           lambda actor, ix: actor.run.remote([probes[i] for i in ix], isolate)):
+            for i, result in zip(indices, out):
+                results[i] = result
+                if on_result is not None and not isinstance(result, Exception):
+                    on_result(result)
+        return results
 
     def _call(self, method: str, *args: Any) -> Any:
         """One engine method on a live actor, moving on to another if it dies."""
@@ -232,33 +306,45 @@ class RayEnginePool:
                 raise exc.as_instanceof_cause() from None
         raise PoolClosed(f"every Ray engine actor is gone: cannot run {method}")
 
-    def _check_open(self) -> None:
-        if self._closed.is_set():
-            raise PoolClosed("the Ray engine pool was closed")
 
-    # ------------------------------------------------------------------ lifetime
+class RayProbeEngine:
+    """An engine whose probes (``run``, ``run_isolated``, the hidden-state norm) run on a RayEnginePool, and
+    whose other uses (the model and SAE themselves: top-k collection, descriptions from images, the
+    simulation) go to the engine in this process. Both must answer alike (one fingerprint)."""
 
-    def stats(self) -> list[WorkerStats]:
-        """A snapshot of each actor's numbers (rows/s, chunks queued)."""
-        with self._lock:
-            return [WorkerStats(**vars(w)) for w in self.workers]
+    def __init__(self, pool: RayEnginePool, local: Any) -> None:
+        if pool.fingerprint() != local.fingerprint():
+            raise SteeringError("the Ray actors loaded another engine than this process (dtype or settings "
+                                "differ): pass --dtype so both load the same")
+        self.pool, self.local = pool, local
+
+    def fingerprint(self) -> dict[str, Any]:
+        return self.pool.fingerprint()
+
+    def run(self, probes: Sequence[Probe],
+            on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
+        return self.pool.run(probes, on_result)
+
+    def run_isolated(self, probes: Sequence[Probe],
+                     on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult | Exception]:
+        return self.pool.run_isolated(probes, on_result)
+
+    def hidden_norm(self, base_image: str = "white") -> float:
+        return self.pool.hidden_norm(base_image)
+
+    @property
+    def batch_probes(self) -> int:
+        """The pool's (the scheduler's batches fill every actor); ``batch_rows`` is this process's engine's."""
+        return self.pool.batch_probes
+
+    def worker_lines(self) -> list[str]:
+        return self.pool.worker_lines()
 
     def close(self) -> None:
-        """Stop the actors (a batch still waiting raises PoolClosed); shut Ray down if this pool started it."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        import ray
+        self.pool.close()
 
-        if not ray.is_initialized():
-            return
-        for actor in self.actors:
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-        if self.started_ray:
-            ray.shutdown()
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.local, name)
 
 
 class RayEngines(Engines):
@@ -269,13 +355,9 @@ class RayEngines(Engines):
         super().__init__(factory=lambda spec: RayEnginePool(spec, self.options))
 
     def worker_lines(self) -> list[str]:
-        """One line per actor of the pool this run used: where it ran, rows, rows/s, deaths (none: no pool)."""
+        """One line per actor of the pool this run used (none: no pool)."""
         pool = self._engine
-        if not isinstance(pool, RayEnginePool):
-            return []
-        return [f"ray worker {w.index} (pid {w.pid} on {w.host}): {w.rows_done} rows, {w.rows_per_s:.1f} rows/s, "
-                f"{w.rows} rows per chunk" + (f", died {w.deaths}x" if w.deaths else "")
-                + ("" if w.alive else ", dropped") for w in pool.stats()]
+        return pool.worker_lines() if isinstance(pool, RayEnginePool) else []
 
     def live_line(self) -> str:
         """Each actor's rows/s and chunks queued, for a live display."""

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from steering.topk.cli import build_parser, main
 from steering.topk.collect import (
+    Absorbed,
+    Collector,
     EncoderSpec,
     TopKConfig,
     _batches,
     build_toy_topk,
+    collect_shard,
     collect_topk,
+    run_collection,
+    toy_encoder,
 )
 from steering.topk.constants import FORMAT, FORMAT_VERSION, MAP_DTYPES, TENSORS
 from steering.topk.encode import ChunkedCodes, layer_output, vision_tower
@@ -24,8 +29,8 @@ from steering.topk.sources import (
 )
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "IMAGE_SUFFIXES", "MAP_DTYPES", "TENSORS", "ChunkedCodes", "DatasetSource",
-    "EncoderSpec", "FolderSource", "RunningTopK", "TopImage", "TopKConfig", "TopKError", "TopKResult", "_batches",
-    "build_parser", "build_toy_topk", "collect_topk", "layer_output", "load_topk", "main", "open_source",
-    "vision_tower", "write_toy_scenes",
+    "FORMAT", "FORMAT_VERSION", "IMAGE_SUFFIXES", "MAP_DTYPES", "TENSORS", "Absorbed", "ChunkedCodes", "Collector",
+    "DatasetSource", "EncoderSpec", "FolderSource", "RunningTopK", "TopImage", "TopKConfig", "TopKError", "TopKResult",
+    "_batches", "build_parser", "build_toy_topk", "collect_shard", "collect_topk", "layer_output", "load_topk", "main",
+    "open_source", "run_collection", "toy_encoder", "vision_tower", "write_toy_scenes",
 ]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from PIL import Image
@@ -104,10 +104,13 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _batches(source: Any, start: int, batch_size: int) -> Iterator[tuple[int, list[Image.Image]]]:
-    """(first id, images) per batch from ``start``; the next batch loads while this one runs."""
-    starts = list(range(start, len(source), batch_size))
-    load = lambda s: [source.load(i) for i in range(s, min(s + batch_size, len(source)))]  # noqa: E731
+def _batches(source: Any, start: int, batch_size: int,
+             stop: int | None = None) -> Iterator[tuple[int, list[Image.Image]]]:
+    """(first id, images) per batch of images ``start``..``stop`` (default: to the end); the next batch loads
+    while this one runs."""
+    stop = len(source) if stop is None else min(stop, len(source))
+    starts = list(range(start, stop, batch_size))
+    load = lambda s: [source.load(i) for i in range(s, min(s + batch_size, stop))]  # noqa: E731
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(load, starts[0]) if starts else None
         for n, s in enumerate(starts):
@@ -116,26 +119,97 @@ def _batches(source: Any, start: int, batch_size: int) -> Iterator[tuple[int, li
             yield s, images
 
 
+class Absorbed(NamedTuple):
+    """One step of a collection: the running state after it, and what the step added."""
+
+    state: RunningTopK
+    image_size: tuple[int, int]
+    """(height, width) of the model's input images."""
+    images: int
+    batches: int
+
+
+Steps = Callable[[int, RunningTopK | None], Iterator[Absorbed]]
+"""(first image id, the state to continue or None) -> the steps over the images from there, in id order."""
+
+
+@torch.no_grad()
+def absorb(spec: EncoderSpec, sae: SAE, first: int, images: list[Image.Image], state: RunningTopK | None,
+           config: TopKConfig) -> tuple[RunningTopK, tuple[int, int]]:
+    """One batch (global ids ``first``..) into ``state`` (None: a new one, sized from this batch);
+    returns the state and the input image size."""
+    device, dtype = _device_dtype(spec)
+    pixel_values = spec.preprocess(images).to(device=device, dtype=dtype)
+    hidden = layer_output(spec.tower, spec.layers, spec.layer, pixel_values)  # [B, seq, d]
+    if spec.has_cls:
+        hidden = hidden[:, 1:]
+    B, P = hidden.shape[0], hidden.shape[1]
+    if state is None:
+        if math.isqrt(P) ** 2 != P:
+            raise TopKError(f"{P} patches do not form a square grid")
+        state = RunningTopK(sae.d_sae, config.k, P, MAP_DTYPES[config.map_dtype], device)
+    rows = hidden.reshape(B * P, -1)
+    codes = ChunkedCodes(sae, rows, state.chunk_size(B * P, B, config.chunk_elements))
+    state.update(codes, torch.arange(first, first + B))
+    return state, tuple(pixel_values.shape[-2:])
+
+
+def _device_dtype(spec: EncoderSpec) -> tuple[torch.device, torch.dtype]:
+    param = next(spec.tower.parameters())
+    return param.device, param.dtype
+
+
+def collect_shard(spec: EncoderSpec, sae: SAE, source: Any, start: int, stop: int,
+                  config: TopKConfig) -> tuple[RunningTopK, tuple[int, int]]:
+    """The running top-k of images ``start``..``stop`` alone (whole batches from ``start``, as one pass cuts
+    them), with their global ids: merged in order (RunningTopK.merge), shards give one pass's result."""
+    sae.to(device=_device_dtype(spec)[0])
+    state, size = None, None
+    for first, images in _batches(source, start, config.batch_size, stop):
+        state, size = absorb(spec, sae, first, images, state, config)
+    if state is None or size is None:
+        raise TopKError(f"no images in {start}..{stop} of the source")
+    return state, size
+
+
 def collect_topk(
     spec: EncoderSpec, sae: SAE, source: Any, out: str | Path, config: TopKConfig | None = None, *,
     restart: bool = False, progress: bool = True, max_batches: int | None = None,
 ) -> TopKResult | None:
-    """One pass over ``source``; writes ``out`` and returns the loaded result.
+    """One pass over ``source`` in this process; writes ``out`` and returns the loaded result (see
+    run_collection: resume, ``max_batches``)."""
+    cfg = config or TopKConfig()
+    device = _device_dtype(spec)[0]
+    sae.to(device=device)
 
-    Long on purpose: the streaming loop, its checkpoint cadence and the resume state are one piece of
-    state (what was absorbed, up to which image, with which config); keeping them in one function keeps
-    "resume gives the same result as one pass" checkable by reading it.
+    def steps(start: int, state: RunningTopK | None) -> Iterator[Absorbed]:
+        for first, images in _batches(source, start, cfg.batch_size):
+            state, size = absorb(spec, sae, first, images, state, cfg)
+            yield Absorbed(state, size, len(images), 1)
+
+    return run_collection(spec.identity, sae.d_sae, source, out, cfg, steps, device=device, restart=restart,
+                          progress=progress, max_batches=max_batches)
+
+
+def run_collection(
+    identity: dict[str, Any], d_sae: int, source: Any, out: str | Path, config: TopKConfig, steps: Steps, *,
+    device: str | torch.device = "cpu", restart: bool = False, progress: bool = True,
+    max_batches: int | None = None,
+) -> TopKResult | None:
+    """The pass over ``source`` that ``steps`` makes (here, or on other processes), with its checkpoints;
+    writes ``out`` and returns the loaded result.
+
+    Long on purpose: the loop, its checkpoint cadence and the resume state are one piece of state (what
+    was absorbed, up to which image, with which config); keeping them in one function keeps "resume gives
+    the same result as one pass" checkable by reading it.
 
     Resumes from ``out/checkpoint.safetensors`` when it belongs to the same run. ``max_batches``
     stops early after a checkpoint (for tests and time-boxed runs) and then returns None.
     """
-    cfg = config or TopKConfig()
+    cfg = config
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    device = next(spec.tower.parameters()).device
-    tower_dtype = next(spec.tower.parameters()).dtype
-    sae.to(device=device)
-    run_id = {**spec.identity, "k": cfg.k, "map_dtype": cfg.map_dtype, "source": source.describe(),
+    run_id = {**identity, "k": cfg.k, "map_dtype": cfg.map_dtype, "source": source.describe(),
               "names": _names_hash(source.names)}
     ckpt = out / "checkpoint.safetensors"
     if restart:
@@ -161,7 +235,7 @@ def collect_topk(
             raise TopKError(f"{ckpt} belongs to another run (model, SAE, k or images differ): "
                             "use a new --out or --restart")
         grid, image_size = tuple(meta["grid"]), tuple(meta["image_size"])
-        state = RunningTopK(sae.d_sae, cfg.k, grid[0] * grid[1], MAP_DTYPES[cfg.map_dtype], device)
+        state = RunningTopK(d_sae, cfg.k, grid[0] * grid[1], MAP_DTYPES[cfg.map_dtype], device)
         state.load_state_dict(saved)
         log.info("resuming %s at image %d of %d", out, state.n_images, len(source))
 
@@ -173,36 +247,26 @@ def collect_topk(
     bar = _progress(progress, len(source), start)
     batches = 0
     try:
-        for first, images in _batches(source, start, cfg.batch_size):
-            pixel_values = spec.preprocess(images).to(device=device, dtype=tower_dtype)
-            hidden = layer_output(spec.tower, spec.layers, spec.layer, pixel_values)  # [B, seq, d]
-            if spec.has_cls:
-                hidden = hidden[:, 1:]
-            B, P = hidden.shape[0], hidden.shape[1]
-            if state is None:
-                side = math.isqrt(P)
-                if side * side != P:
-                    raise TopKError(f"{P} patches do not form a square grid")
-                grid, image_size = (side, side), tuple(pixel_values.shape[-2:])
-                state = RunningTopK(sae.d_sae, cfg.k, P, MAP_DTYPES[cfg.map_dtype], device)
-            rows = hidden.reshape(B * P, -1)
-            codes = ChunkedCodes(sae, rows, state.chunk_size(B * P, B, cfg.chunk_elements))
-            state.update(codes, torch.arange(first, first + B))
-            batches += 1
-            bar.advance(B)
-            if cfg.checkpoint_every and batches % cfg.checkpoint_every == 0:
+        for step in steps(start, state):
+            state, image_size = step.state, step.image_size
+            if grid is None:
+                side = math.isqrt(state.n_patches)
+                grid = (side, side)
+            before, batches = batches, batches + step.batches
+            bar.advance(step.images)
+            if cfg.checkpoint_every and batches // cfg.checkpoint_every > before // cfg.checkpoint_every:
                 checkpoint()
             if max_batches is not None and batches >= max_batches and state.n_images < len(source):
                 checkpoint()
                 return None
     finally:
         bar.stop()
-    if state is None:
+    if state is None or grid is None or image_size is None:
         raise TopKError("no images to collect (the checkpoint already covers every image?)")
     seconds = time.perf_counter() - t0
     done_now = state.n_images - start
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "run": run_id, "k": cfg.k, "grid": list(grid),
-            "image_size": list(image_size), "n_images": state.n_images, "d_sae": sae.d_sae,
+            "image_size": list(image_size), "n_images": state.n_images, "d_sae": d_sae,
             "source": source.describe(), "seconds": round(seconds, 3),
             "images_per_second": round(done_now / seconds, 3) if seconds > 0 else None}
     _write_result(out, state, grid, meta, source.names)
@@ -256,13 +320,28 @@ def _progress(enabled: bool, total: int, done: int) -> _NoBar | _RichBar:
     return _RichBar(total, done) if enabled else _NoBar()
 
 
-def build_toy_topk(out: str | Path, n_scenes: int = 2000, seed: int = 0, k: int = 10,
-                   progress: bool = False) -> TopKResult:
-    """The toy world's own top-k: render ``n_scenes`` scenes into ``out/images`` and collect over them
-    (seconds on a CPU; ``out/images/scenes.json`` keeps each image's attributes for evaluation)."""
+Collector = Callable[[Any, Path, TopKConfig], TopKResult | None]
+"""(source, out, config) -> the collection written to ``out``: collect_topk's pass elsewhere (on Ray actors)."""
+
+
+def toy_encoder(_spec: Any = None) -> tuple[EncoderSpec, SAE]:
+    """The toy world's encoder and SAE as its own top-k collects with them (float32 on the CPU)."""
     import steering.toy as toy
     from steering.models import load_vlm
     from steering.sae import load_sae
+
+    if not toy.is_available():
+        raise TopKError("the toy world is not built: run python -m steering.toy.build")
+    vlm, sae = load_vlm(toy.model_dir()), load_sae(toy.sae_dir())
+    return EncoderSpec.from_vlm(vlm, sae), sae
+
+
+def build_toy_topk(out: str | Path, n_scenes: int = 2000, seed: int = 0, k: int = 10,
+                   progress: bool = False, collect: Collector | None = None) -> TopKResult:
+    """The toy world's own top-k: render ``n_scenes`` scenes into ``out/images`` and collect over them
+    (seconds on a CPU; ``out/images/scenes.json`` keeps each image's attributes for evaluation).
+    ``collect``: another pass than one in this process (the same result)."""
+    import steering.toy as toy
 
     if not toy.is_available():
         raise TopKError("the toy world is not built: run python -m steering.toy.build")
@@ -270,8 +349,11 @@ def build_toy_topk(out: str | Path, n_scenes: int = 2000, seed: int = 0, k: int 
     folder = out / "images"
     if not (folder / "scenes.json").is_file():
         write_toy_scenes(folder, n_scenes, seed)
-    vlm, sae = load_vlm(toy.model_dir()), load_sae(toy.sae_dir())
-    result = collect_topk(EncoderSpec.from_vlm(vlm, sae), sae, FolderSource(folder), out, TopKConfig(k=k),
-                          progress=progress)
+    source, config = FolderSource(folder), TopKConfig(k=k)
+    if collect is not None:
+        result = collect(source, out, config)
+    else:
+        spec, sae = toy_encoder()
+        result = collect_topk(spec, sae, source, out, config, progress=progress)
     assert result is not None
     return result

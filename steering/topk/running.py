@@ -64,6 +64,39 @@ class RunningTopK:
             self.maps[lat] = maps.gather(1, order[..., None].expand(-1, -1, P))
         self.n_images += B
 
+    @torch.no_grad()
+    def merge(self, other: RunningTopK) -> None:
+        """Absorb the state of a collection over other images: afterwards this state is the one a single
+        pass over both would leave, byte for byte.
+
+        A pass keeps each latent's entries sorted by score, best first, ties to the lower image id (see
+        update); so the merge sorts the union by id, then stably by score, and keeps the first k. Empty
+        slots (-inf, id -1, a zero map) sort last, as in a pass. The statistics add up (max for the largest).
+        """
+        if (other.d_sae, other.k, other.n_patches) != (self.d_sae, self.k, self.n_patches):
+            raise TopKError(f"cannot merge a top-k of {other.d_sae} latents, k {other.k}, {other.n_patches} "
+                            f"patches into one of {self.d_sae}, {self.k}, {self.n_patches}")
+        scores = torch.cat([self.scores, other.scores.to(self.scores.device)], 1)  # [n, 2k]
+        ids = torch.cat([self.ids, other.ids.to(self.ids.device)], 1)
+        by_id = ids.sort(dim=1, stable=True).indices
+        by_score = scores.gather(1, by_id).sort(dim=1, descending=True, stable=True).indices[:, :self.k]
+        order = by_id.gather(1, by_score)  # [n, k] into the union
+        maps = torch.cat([self.maps, other.maps.to(self.maps.device)], 1)  # [n, 2k, P]
+        self.scores, self.ids = scores.gather(1, order), ids.gather(1, order)
+        self.maps = maps.gather(1, order[..., None].expand(-1, -1, self.n_patches))
+        self.patch_active += other.patch_active.to(self.patch_active.device)
+        self.image_active += other.image_active.to(self.image_active.device)
+        self.max_activation = torch.maximum(self.max_activation, other.max_activation.to(self.max_activation.device))
+        self.n_images += other.n_images
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor], device: str | torch.device = "cpu") -> RunningTopK:
+        """A state as ``state_dict`` gave it (sizes and map dtype read from its tensors)."""
+        d_sae, k, n_patches = state["maps"].shape
+        out = cls(d_sae, k, n_patches, state["maps"].dtype, device)
+        out.load_state_dict(state)
+        return out
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"scores": self.scores, "ids": self.ids, "maps": self.maps, "patch_active": self.patch_active,
                 "image_active": self.image_active, "max_activation": self.max_activation,

@@ -239,3 +239,41 @@ def test_toy_world_topk(tmp_path) -> None:
 
     result = build_toy_topk(tmp_path, n_scenes=64, k=5)
     assert result.meta["n_images"] == 64 and result.k == 5
+
+
+class FixedCodes:
+    """ChunkedCodes' interface over codes given outright [rows, d_sae]."""
+
+    def __init__(self, codes: torch.Tensor, chunk: int) -> None:
+        self.all, self.chunk = codes, chunk
+
+    def codes(self, c0: int, c1: int) -> torch.Tensor:
+        return self.all[:, c0:c1]
+
+
+def test_merging_shards_equals_one_pass_ties_included() -> None:
+    """Shards collected apart and merged (in order, or not) leave the state one pass leaves, tensor for tensor;
+    the codes repeat images exactly, so ties on the score decide the order (the lower id first)."""
+    from steering.topk import RunningTopK
+
+    d_sae, k, P, B, n_batches = 6, 4, 4, 3, 8
+    gen = torch.Generator().manual_seed(0)
+    base = torch.relu(torch.randn(5, P, d_sae, generator=gen))  # 5 distinct images...
+    images = base[torch.randint(0, 5, (B * n_batches,), generator=gen)]  # ...repeated: many exact ties
+
+    def collect(batches: range) -> RunningTopK:
+        state = RunningTopK(d_sae, k, P, torch.float32)
+        for b in batches:
+            state.update(FixedCodes(images[b * B:(b + 1) * B].reshape(B * P, d_sae), 2), torch.arange(b * B, b * B + B))
+        return state
+
+    one = collect(range(n_batches))
+    for cuts in ([0, 3, 8], [0, 1, 5, 6, 8]):
+        shards = [collect(range(a, b)) for a, b in zip(cuts, cuts[1:])]
+        for order in (shards, shards[::-1]):
+            merged = RunningTopK.from_state_dict(order[0].state_dict())
+            for shard in order[1:]:
+                merged.merge(shard)
+            for name, tensor in one.state_dict().items():
+                assert torch.equal(merged.state_dict()[name], tensor), (cuts, name)
+    assert (one.scores[:, :-1] == one.scores[:, 1:]).any(), "the test has ties"

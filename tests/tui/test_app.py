@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 from pathlib import Path
@@ -167,6 +168,40 @@ async def test_setup_shows_bad_input_inline(store: Any, make_app: Any, monkeypat
         await wait_until(pilot, lambda: app.screen is app.main_screen)
         assert not app.running
     assert store.features() == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed: pip install -e '.[ray]'")
+async def test_a_run_on_a_ray_address_gets_the_engines_steer_agent_ray_uses(store: Any, make_app: Any, engine: Any,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Ray fields reach the run request, which runs on agent.cli.args.engines_on(address, workers), as
+    steer-agent --ray does (faked here: no cluster); those engines close when the run ends."""
+    from agent.world import Engines
+    from tests.tui.fakes import scripted_judge
+
+    made: list[tuple[Any, ...]] = []
+
+    class PoolEngines(Engines):
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    def engines_on(address: str | None, workers: int | None = None) -> Engines:
+        made.append((address, workers, PoolEngines(factory=lambda spec: engine)))
+        return made[-1][2]
+
+    monkeypatch.setattr("agent.cli.args.engines_on", engines_on)
+    app = make_app(store, judge=scripted_judge())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(app, pilot, features="0-3", ray_workers="2")  # workers alone: refused inline
+        await wait_until(pilot, lambda: "the Ray workers field goes with a Ray address" in setup_error(app))
+        assert app.screen.query_one("#ray").has_class("-problem") and not made
+        await start(app, pilot, ray="local")
+        await wait_until(pilot, lambda: not app.running and len(app.rows) == 4
+                         and all(r.status == "done" for r in app.rows.values()))
+        assert app.main_screen.run_panel.services.engines is not made[0][2]  # the app's own engines stay
+    assert [m[:2] for m in made] == [("local", 2)] and made[0][2].closed
+    assert [r.status for r in store.list_records()] == ["done"] * 4
 
 
 # ----------------------------------------------------------------------------- table

@@ -29,9 +29,11 @@ from tui.screens.host import host
 from tui.services import PreparedRun, RunRequest, display_path
 
 FIELDS = ("store", "features", "model", "sae", "layer", "judge", "judge_model", "judge_url", "judge_key_env", "samples",
-          "rounds")
+          "rounds", "ray", "ray_workers")
 CLI_WORDS = {"--judge-api-key-env NAME": "the API key var field", "--judge-api-key-env": "the API key var field",
-             "--judge-base-url": "the judge URL field", "--judge-model": "the judge model field"}
+             "--judge-base-url": "the judge URL field", "--judge-model": "the judge model field",
+             "--ray-workers": "the Ray workers field", "--ray [ADDRESS]": "a Ray address",
+             "run without --ray": "leave the Ray address empty", "--ray": "a Ray address"}
 """The judge's errors name CLI flags; the form names its fields."""
 
 
@@ -76,6 +78,12 @@ class SetupScreen(Screen[PreparedRun | None]):
                 yield Input(str(cfg.sweep.samples), id="samples", type="integer", compact=True)
                 yield Label("judge rounds")
                 yield Input(str(cfg.max_rounds), id="rounds", type="integer", compact=True)
+                yield Label("Ray address")
+                yield Input("", id="ray", compact=True,
+                            placeholder="blank: this process; local, auto or host:6379")
+                yield Label("Ray workers")
+                yield Input("", id="ray_workers", type="integer", compact=True,
+                            placeholder="blank: one per GPU (one CPU actor without GPUs)")
             yield Checkbox("re-judge features that are already done", id="rejudge", compact=True)
             yield Static("", id="setup-error", classes="error")
             with Horizontal(id="setup-checking"):
@@ -155,7 +163,8 @@ class SetupScreen(Screen[PreparedRun | None]):
                          max_rounds=number("rounds", "judge rounds"),
                          rejudge=self.query_one("#rejudge", Checkbox).value)
         return RunRequest(features=text("features"), world=world, judge=judge, config=config,
-                          store=text("store") or None)
+                          store=text("store") or None, ray=text("ray") or None,
+                          ray_workers=number("ray_workers", "Ray workers") if text("ray_workers") else None)
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:

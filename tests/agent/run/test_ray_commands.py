@@ -1,0 +1,145 @@
+"""`steer-agent topk` and `steer-agent eval` with --ray on a local Ray cluster (CPU): the same files and
+figures as one process; bad Ray options refused in one line; no ray import without --ray."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.cli.main import main
+from tests.agent.cli.test_eval import eval_argv, truth_file  # noqa: F401 (fixture)
+from tests.agent.run.test_ray_pool import ROOT, cluster, cluster_test, needs_ray  # noqa: F401 (fixture)
+
+TIMINGS = ("seconds", "images_per_second")
+"""topk.json fields that differ between any two collections."""
+RAY = ["--ray", "--ray-workers", "2"]
+
+
+def collection(out: Path) -> dict[str, Any]:
+    """Every file of a collection folder, as bytes; topk.json parsed, its timings left out."""
+    files: dict[str, Any] = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+                             if p.is_file()}
+    meta = json.loads(files.pop("topk.json"))
+    files["topk.json"] = {k: v for k, v in meta.items() if k not in TIMINGS}
+    return files
+
+
+def topk(store: Path, *extra: str) -> Path:
+    """Run `steer-agent topk` into ``store``; the collection folder it recorded."""
+    from agent.store import Store
+
+    assert main(["topk", "--store", str(store), "--no-progress", *extra]) == 0
+    with Store(store) as s:
+        return store / s.get_meta("topk")
+
+
+@cluster_test
+def test_toy_topk_on_two_actors_is_byte_identical_to_one_process(cluster: Any, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Toy scenes, then a folder of images: collected on 2 CPU actors (pieces merged on the driver), the
+    files equal one process's byte for byte (timings aside); an interrupted Ray collection resumes to
+    the same bytes."""
+    from agent.run.ray_actor import RayOptions
+    from agent.run.ray_topk import TOY_ENCODER, collect_on_ray
+    from agent.world import WorldSpec
+    from steering.topk import FolderSource, TopKConfig, load_topk
+
+    store, toy = tmp_path / "store", ["--toy-scenes", "128"]
+    out = topk(store, *toy)
+    one = collection(out)
+    assert topk(store, *toy, "--restart", *RAY) == out  # the same folder: the same run identity
+    assert collection(out) == one
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("ray worker")]
+    assert len(lines) == 2 and all(" 0 images" not in x for x in lines), lines  # both actors collected
+
+    # Interrupted after 4 of 8 batches (a checkpoint at image 64), then the same command resumes it.
+    assert collect_on_ray(WorldSpec(), RayOptions(workers=2), FolderSource(out / "images"), out, TopKConfig(k=10),
+                          loader=TOY_ENCODER, restart=True, progress=False, max_batches=4) is None
+    assert (out / "checkpoint.safetensors").is_file() and not (out / "topk.json").exists()
+    assert topk(store, *toy, *RAY) == out
+    assert collection(out) == one
+
+    # The folder path (on the toy model): each image twice, so scores tie across the actors' pieces and the
+    # merge must order them as one pass does (the lower id first).
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    for i, scene in enumerate(sorted((out / "images").glob("*.png"))[:24]):
+        for copy in "ab":
+            (twice / f"{copy}{i:02d}.png").write_bytes(scene.read_bytes())
+    images = ["--images", str(twice), "--k", "4"]
+    folder = topk(store, *images)
+    serial = collection(folder)
+    assert topk(store, *images, "--restart", *RAY) == folder
+    assert collection(folder) == serial
+    result = load_topk(folder)
+    tied = (result.scores[:, 1:] == result.scores[:, :-1]) & (result.ids[:, 1:] >= 0)
+    assert tied.any(), "the test has ties"
+
+
+@pytest.mark.slow
+@needs_ray
+def test_eval_on_two_actors_equals_one_process(cluster: Any, tiny_world: tuple[Path, Path], truth_file: Path,
+                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The probes of an eval on 2 CPU actors (a fresh cache each, so both compute): the same metrics."""
+    from agent.eval.runner import reproducible
+
+    def evaluate(name: str, *extra: str) -> tuple[dict[str, Any], str]:
+        argv = eval_argv(tiny_world, truth_file, tmp_path / name, "rep", "--json", "--no-plots", "--features", "0-3",
+                         *extra)
+        assert main(argv) == 0
+        out, err = capsys.readouterr()
+        return json.loads(out), err
+
+    one, _ = evaluate("one")
+    on_ray, err = evaluate("ray", *RAY)
+    rows = [int(x.split(": ")[1].split(" rows")[0]) for x in err.splitlines() if x.startswith("ray worker")]
+    assert len(rows) == 2 and sum(rows) > 0, err  # the probes ran on the actors
+    assert reproducible(on_ray) == reproducible(one) and on_ray["digest"] == one["digest"]
+
+
+@pytest.mark.parametrize("command", ["run", "topk", "eval"])
+def test_bad_ray_options_are_one_line_errors(command: str, tiny_world: tuple[Path, Path], truth_file: Path,
+                                            tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """--ray-workers without --ray, and --ray without Ray installed: exit 2 and one line, before any work."""
+    argv = {"run": ["--features", "0-3", "--store", str(tmp_path / "s")],
+            "topk": ["topk", "--store", str(tmp_path / "s"), "--toy-scenes", "4"],
+            "eval": eval_argv(tiny_world, truth_file, tmp_path, "rep")}[command]
+    assert main([*argv, "--ray-workers", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --ray-workers goes with --ray [ADDRESS]"
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    assert main([*argv, "--ray"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --ray needs Ray: pip install -e '.[ray]' (ray>=2.50)"
+    assert not (tmp_path / "s").exists() and not (tmp_path / "rep").exists()  # nothing was started
+
+
+def test_a_run_on_ray_refuses_image_evidence(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Checked in agent.plan (the TUI's runs too), before any cluster starts."""
+    pytest.importorskip("ray")
+    assert main(["--features", "0-3", "--store", str(tmp_path / "s"), "--evidence", "topk", "--ray",
+                 "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --ray runs steering evidence only for now: leave out "
+                                               "--evidence, or run without --ray")
+
+
+@pytest.mark.slow
+def test_topk_and_eval_without_ray_never_import_it(tiny_world: tuple[Path, Path], truth_file: Path,
+                                                   tmp_path: Path) -> None:
+    argv = [["topk", "--store", str(tmp_path / "store"), "--toy-scenes", "16", "--no-progress"],
+            eval_argv(tiny_world, truth_file, tmp_path, "rep", "--no-plots", "--features", "0-1")]
+    code = ("import sys\n"
+            "from agent.cli.main import main\n"
+            f"codes = [main(a) for a in {argv!r}]\n"
+            "print('RESULT', *codes, 'ray' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.stdout.split()[-4:] == ["RESULT", "0", "0", "False"], out.stdout[-500:] + out.stderr[-2000:]
