@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from agent.evidence import degenerate  # noqa: F401 (one definition, shared with the judges)
+
 Z95 = 1.959963984540054
 """Two-sided 95% normal quantile."""
 
@@ -61,20 +63,6 @@ def rate(hits: Iterable[bool | None]) -> Rate:
     known = [bool(h) for h in hits if h is not None]
     lo, hi = wilson(sum(known), len(known))
     return Rate(sum(known), len(known), lo, hi)
-
-
-# ----------------------------------------------------------------------------- degenerate text
-
-
-def degenerate(text: str | None) -> bool:
-    """An answer that is no description: empty, one run-on token ("WhatWhatWhat..."), or a loop of
-    a few words. Such text names nothing, yet an embedding puts it nearest to some value anyway."""
-    if not text or not text.strip():
-        return True
-    tokens = text.split()
-    if max(len(t) for t in tokens) > 30:
-        return True
-    return len(tokens) >= 8 and len(set(tokens)) / len(tokens) < 0.3
 
 
 # ----------------------------------------------------------------------------- hits by words

@@ -13,13 +13,13 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from agent.evidence import Evidence, words
+from agent.evidence import Evidence, degenerate, words
 from agent.judges.base import JudgeContext, JudgeTurn, Usage
 from agent.judges.notes import answered_line, asked, note_questions
 from agent.probes import ProbeResult
 from agent.verdicts import MAX_EXPLANATION_CHARS, ProbeRequest, Verdict
 
-VERSION = 1
+VERSION = 2
 NOT_AN_LLM = "offline judge (deterministic word statistics, not an LLM)"
 QUOTE_CHARS = 120
 """Longest description quoted in an explanation (the Verdict schema caps explanations)."""
@@ -64,7 +64,8 @@ class WordScore:
     """Share of the changed steered probes whose texts contain the word (samples averaged), or of
     the strongest of them where that is higher."""
     background: float
-    """Share of control and random-direction probes whose texts contain it."""
+    """Share of control and random-direction probes at the strengths where the feature says it (same
+    base image) whose texts contain it too."""
     panel: float
     """Share of the reference features whose steered texts contain it (how generic it is)."""
     score: float
@@ -112,7 +113,24 @@ class OfflineParams:
 
 def _presence(result: ProbeResult, word: str) -> float:
     texts = result.texts or ("",)
-    return sum(word in words(t) for t in texts) / len(texts)
+    return sum(word in words(t) and not degenerate(t) for t in texts) / len(texts)
+
+
+def _background(word: str, controls: list[ProbeResult], carriers: list[ProbeResult]) -> float:
+    """How often a random direction brings ``word`` up where the feature does: per steered probe that says
+    it, the share of controls at the same strength and base image that say it too (the nearest strength's
+    controls where none ran at that one), averaged. A word that random vectors bring up only at 4x does
+    not count against a feature that says it at 1x."""
+    if not controls or not carriers:
+        return 0.0
+    shares = []
+    for r in carriers:
+        same_base = [c for c in controls if c.probe.base_image == r.probe.base_image] or controls
+        gap = min(abs(math.log(max(c.probe.strength, 1e-9) / max(r.probe.strength, 1e-9))) for c in same_base)
+        near = [c for c in same_base
+                if abs(math.log(max(c.probe.strength, 1e-9) / max(r.probe.strength, 1e-9))) <= gap + 1e-9]
+        shares.append(sum(_presence(c, word) for c in near) / len(near))
+    return sum(shares) / len(shares)
 
 
 class OfflineJudge:
@@ -151,7 +169,8 @@ class OfflineJudge:
             if r.probe.direction == "feature" and r.probe.prompt == "describe" and r.probe.feature != feature:
                 for t in r.texts:
                     panel[r.probe.feature or 0].update(set(words(t)) - base_words)
-        changed = sorted((r for r in steered if any(set(words(t)) - base_words for t in r.texts)),
+        # A loop ("small small small small.") is no description: its words never count as the concept.
+        changed = sorted((r for r in steered if any(set(words(t)) - base_words for t in r.texts if not degenerate(t))),
                          key=lambda r: r.probe.strength)
         # The strongest changed probes: where the feature dominates, a concept that weaker steering
         # only hints at (the model filling in a default texture meanwhile) comes through.
@@ -163,6 +182,8 @@ class OfflineJudge:
         for j, r in enumerate(changed):
             seen: dict[str, float] = defaultdict(float)
             for t in r.texts:
+                if degenerate(t):
+                    continue
                 for w in set(words(t)) - base_words:
                     seen[w] += 1 / len(r.texts)
             for w, share in seen.items():
@@ -176,7 +197,7 @@ class OfflineJudge:
             share = count / len(changed)
             if dominant and top_support[w] >= len(dominant) - 1e-9:  # in every one of the strongest
                 share = max(share, 1.0)
-            bg = sum(_presence(r, w) for r in controls) / len(controls) if controls else 0.0
+            bg = _background(w, controls, [r for r in changed if _presence(r, w) > 0])
             generic = sum(w in ws for ws in panel.values()) / len(panel) if panel else 0.0
             score = share * (1 - p.panel_weight * generic) - p.background_weight * bg
             in_images = _image_share(image, w)

@@ -97,6 +97,8 @@ def test_degenerate_answers() -> None:
     assert degenerate(None) and degenerate("") and degenerate("   ")
     assert degenerate("What" * 40)
     assert degenerate("the the the the the the the the the the")
+    assert degenerate("small small small small.") and degenerate("nothing, the whole whole whole whole image")
+    assert not degenerate("a large red red square")  # twice is speech, three times is a loop
     assert not degenerate("small black solid triangle.")
     assert not degenerate("the colour red filling the whole image.")
     assert not degenerate("Steering this feature makes the model describe large yellow: these words recur in 5 of 6.")

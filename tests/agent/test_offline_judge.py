@@ -103,10 +103,37 @@ def test_the_concept_that_dominates_at_high_strength_is_named() -> None:
 def test_a_long_quoted_frame_still_gives_a_valid_verdict() -> None:
     # Issue 17 item 5: the frame branch quoted the whole description; past 400 characters the
     # Verdict failed validation and the feature ended with a traceback.
-    tail = " ".join(["and then more words that go on"] * 30)
+    tail = " ".join(f"then {w}" for w in ("sky sea hill tree road rock sand leaf wave snow rain wind cloud star moon "
+                                          "lake pond reef dune cave field brook marsh glen ridge vale creek grove "
+                                          "bay isle").split())  # long, and no loop
     reference = panel({f: [f"a {c} striped pattern filling the whole image"] for f, c in zip(range(20, 26), CONCEPTS)})
     steered = {10: BASELINE, 20: f"the colour green filling the whole image {tail}",
                40: f"the colour red filling the whole image {tail}", 80: f"the colour blue filling the whole image {tail}"}
-    v = decide(ctx(steered, background=reference))
+    v = decide(ctx(steered, background=reference, force_final=True))
     assert v.action == "final" and 'describe "the colour green filling the whole image' in v.explanation
     assert len(v.explanation) <= 400 and "..." in v.explanation
+
+
+def test_background_is_compared_at_the_same_strength() -> None:
+    """Random vectors say "dotted" at 80 (where the model fills in a texture for any large vector), never at
+    10-20 where this feature says it: no background counts against the feature's word there (issue 16: the
+    agent named 0 of 5 dotted features because "dotted" was common over all random directions)."""
+    ev = Evidence()
+    results = [ProbeResult(Probe(None), (BASELINE,))]
+    results += [ProbeResult(Probe(7, strength=s), (t,)) for s, t in
+                ((10, "a small dotted square"), (20, "a small dotted square"), (80, "a small black square"))]
+    results += [ProbeResult(Probe(7, strength=s, direction="random"), (t,)) for s, t in
+                ((10, BASELINE), (80, "a large dotted circle"), (80, "a small dotted cross"), (80, "a dotted ring"))]
+    ev.add(results, round=1)
+    ranked, _, _ = OfflineJudge().scores(ev, [], 7)
+    by_word = {w.word: w for w in ranked}
+    assert by_word["dotted"].background == 0.0  # its carriers ran at 10 and 20; the nearest control says nothing
+    assert by_word["black"].background == 0.0  # at 80 no control says black
+    assert by_word["small"].background == round(1 / 9, 4)  # said at 10, 20, 80: one control of three at 80
+
+
+def test_a_repetition_loop_is_never_the_concept() -> None:
+    """Feature 90 of issue 16: "solid" at low strength, then "small small small small." from 2x on."""
+    v = decide(ctx({10: "the colour red filling the whole image", 20: "small small small small.",
+                    40: "small small small small.", 80: "small small small small."}, force_final=True))
+    assert "small" not in v.label and "small" not in v.explanation.split(":")[0], (v.label, v.explanation)
