@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.config import EVIDENCE_MODES, RunConfig
+from agent.config import RunConfig
 from agent.features import FeatureSpecError, check_ranges, parse_features, parse_ranges
 from agent.judges import JudgeConfig, JudgeFatalError, JudgeUnreachable, checked_judge
 from agent.store import Store, StoreError, default_store_path
@@ -153,9 +153,6 @@ def prepare_run(request: RunRequest, engines: Engines, *, judges: JudgeSource = 
     checks nor the store know it). Raises ChoiceError naming the field to fix; a store opened here is
     closed again."""
     check_features(request.features)
-    if request.ray is not None and EVIDENCE_MODES[request.config.evidence]:
-        raise ChoiceError("--ray runs steering evidence only for now: leave out --evidence, or run without --ray",
-                          field="ray")
     url = request.judge.base_url or (os.environ.get("OPENAI_BASE_URL") if request.judge.kind == "openai" else None)
     if url and url_problem(url):
         raise ChoiceError(str(url_problem(url)), field="judge_url")

@@ -58,6 +58,13 @@ def default_hybrid_strength(fingerprint: dict[str, Any], norm: float | None) -> 
     return round(HYBRID_MULTIPLE * norm, 2), f"{HYBRID_MULTIPLE:g} x the hidden-state norm {norm:.4g}"
 
 
+def describer_for(engine: Any, root: str | Path) -> Describer:
+    """The describer of a run on ``engine``: the engine's own where it has one (a pool of Ray actors,
+    which describes on them: agent.run.ray_images), else a TopKDescriber in this process."""
+    own = getattr(engine, "evidence_describer", None)
+    return own(root) if callable(own) else TopKDescriber(engine, root)
+
+
 class TopKDescriber:
     """The real describer: steering.describe_topk over a steering engine and a stored top-k collection."""
 
@@ -109,19 +116,25 @@ class TopKDescriber:
         return [convert(r) for r in out]
 
     def pictures(self, feature: int, n: int) -> list[bytes]:
-        from agent.topk import feature_views
-
         self.prepare()
-        out = []
-        for view in feature_views(self.root, feature, n, "masked"):
-            img = view.image
-            if max(img.size) > JUDGE_PICTURE_SIDE:
-                img = img.copy()
-                img.thumbnail((JUDGE_PICTURE_SIDE, JUDGE_PICTURE_SIDE))
-            buf = io.BytesIO()
-            img.save(buf, format="PNG", optimize=True)
-            out.append(buf.getvalue())
-        return out
+        return masked_pngs(self.root, feature, n)
+
+
+def masked_pngs(root: str | Path, feature: int, n: int) -> list[bytes]:
+    """PNG bytes of the feature's ``n`` best images in the collection at ``root``, inactive patches black,
+    at most JUDGE_PICTURE_SIDE on a side."""
+    from agent.topk import feature_views
+
+    out = []
+    for view in feature_views(root, feature, n, "masked"):
+        img = view.image
+        if max(img.size) > JUDGE_PICTURE_SIDE:
+            img = img.copy()
+            img.thumbnail((JUDGE_PICTURE_SIDE, JUDGE_PICTURE_SIDE))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", optimize=True)
+        out.append(buf.getvalue())
+    return out
 
 
 class ImageCache(Protocol):

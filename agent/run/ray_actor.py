@@ -47,6 +47,8 @@ class EngineActor:
     def __init__(self, spec: WorldSpec, threads: int | None = None, loader: str | None = None) -> None:
         set_threads(threads)
         self.engine = load_with(spec, loader)
+        self._describers: dict[str, Any] = {}
+        """Top-k describers by collection folder (agent.run.images.TopKDescriber), opened on first use."""
 
     def info(self) -> dict[str, Any]:
         """What the driver needs to know of this actor: its engine's identity and size, where it runs."""
@@ -66,6 +68,22 @@ class EngineActor:
     def call(self, method: str, *args: Any) -> Any:
         """Another engine method (``hidden_norm``), run in this actor."""
         return getattr(self.engine, method)(*args)
+
+    def prepare_evidence(self, root: str) -> dict[str, Any]:
+        """Open the top-k collection at ``root`` (this node's path to it), check it fits this engine; the
+        describing fingerprint (agent.run.images.TopKDescriber.prepare)."""
+        return self._describer(root).prepare()
+
+    def describe(self, root: str, requests: list[Any]) -> list[Any]:
+        """ImageEvidence for a chunk of EvidenceRequests in order, from the collection at ``root``."""
+        return self._describer(root).describe(requests)
+
+    def _describer(self, root: str) -> Any:
+        from agent.run.ray_images import actor_describer
+
+        if root not in self._describers:
+            self._describers[root] = actor_describer(self.engine, root)
+        return self._describers[root]
 
 
 def set_threads(threads: int | None) -> None:

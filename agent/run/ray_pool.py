@@ -8,6 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -266,6 +267,13 @@ class RayEnginePool(RayActorPool):
 
     def batch_rows(self) -> int:
         return sum(w.rows for w in self.workers if w.alive)
+
+    def evidence_describer(self, root: str | Path) -> Any:
+        """The run's top-k / hybrid describer: its requests go to these actors as probe batches do, each
+        actor reading the collection at ``root`` (agent.run.ray_images)."""
+        from agent.run.ray_images import RayDescriber
+
+        return RayDescriber(self, root)
 
     @property
     def batch_probes(self) -> int:

@@ -19,8 +19,8 @@ from agent.records import FeatureRecord
 from agent.run.images import (
     Describer,
     ImageEvidenceService,
-    TopKDescriber,
     default_hybrid_strength,
+    describer_for,
     reference_hybrid_strength,
 )
 from agent.run.loop import LoopContext, TokenBudget, explain_feature
@@ -85,7 +85,7 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
         if cfg.image_modes:
             if describer is None:
                 assert topk_root is not None
-                describer = TopKDescriber(loaded, topk_root)
+                describer = describer_for(loaded, topk_root)
             images, run.summary.images = await _image_evidence(loaded, cfg, store, service, source, describer)
         _started(run, judge, store, to_run, strengths)
         if not run.control.cancelled:  # a Ctrl-C while measuring starts no batch

@@ -1,10 +1,12 @@
-"""`steer-agent topk` and `steer-agent eval` with --ray on a local Ray cluster (CPU): the same files and
-figures as one process; bad Ray options refused in one line; no ray import without --ray."""
+"""`steer-agent topk`, `steer-agent eval` and a run with image evidence with --ray on a local Ray cluster (CPU):
+the same files, figures and export as one process; bad Ray options refused in one line; no ray import
+without --ray."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 
 from agent.cli.main import main
 from tests.agent.cli.test_eval import eval_argv, truth_file  # noqa: F401 (fixture)
+from tests.agent.cli.test_topk import image_dir  # noqa: F401 (fixture)
 from tests.agent.run.test_ray_pool import ROOT, cluster, cluster_test, needs_ray  # noqa: F401 (fixture)
 
 TIMINGS = ("seconds", "images_per_second")
@@ -123,13 +126,69 @@ def test_bad_ray_options_are_one_line_errors(command: str, tiny_world: tuple[Pat
     assert not (tmp_path / "s").exists() and not (tmp_path / "rep").exists()  # nothing was started
 
 
-def test_a_run_on_ray_refuses_image_evidence(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """Checked in agent.plan (the TUI's runs too), before any cluster starts."""
+def test_a_run_on_ray_takes_image_evidence(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """agent.plan lets image evidence go to Ray (the TUI's runs too): a store without a collection is refused
+    as without --ray, before any cluster starts."""
     pytest.importorskip("ray")
-    assert main(["--features", "0-3", "--store", str(tmp_path / "s"), "--evidence", "topk", "--ray",
-                 "--no-progress"]) == 2
-    assert capsys.readouterr().err.strip() == ("error: --ray runs steering evidence only for now: leave out "
-                                               "--evidence, or run without --ray")
+    import ray
+
+    argv = ["--features", "0-3", "--store", str(tmp_path / "s"), "--evidence", "topk", "--no-progress"]
+    assert main(argv) == 2
+    alone = capsys.readouterr().err.strip()
+    assert main([*argv, "--ray"]) == 2
+    assert capsys.readouterr().err.strip() == alone and "has no top-k collection" in alone
+    assert not ray.is_initialized()
+
+
+@pytest.mark.slow
+@needs_ray
+def test_image_evidence_on_two_actors_equals_one_process(cluster: Any, tiny_world: tuple[Path, Path],
+                                                         image_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """--evidence all on 2 CPU actors (a copy of one store with its collection each, so both compute): every
+    top-k and hybrid description runs on the actors, and the export equals one process's. Features 12-15 at
+    hybrid strength 50: a hybrid row unsteered, or steered at every patch, answers otherwise on the tiny world.
+    A collection the actors cannot read is refused in one line."""
+    import shutil
+
+    from tests.agent.run.test_ray_pool import VOLATILE
+
+    model, sae = (str(p) for p in tiny_world)
+    world = ["--model", model, "--sae", sae]
+    assert main(["topk", "--images", str(image_dir), *world, "--store", str(tmp_path / "base"), "--k", "4",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+
+    def run(name: str, *extra: str) -> tuple[int, str, str]:
+        shutil.copytree(tmp_path / "base", tmp_path / name)
+        code = main(["--features", "12-15", *world, "--max-new-tokens", "6", "--strengths", "4,8,16,32",
+                     "--store", str(tmp_path / name), "--evidence", "all", "--hybrid-strength", "50",
+                     "--topk-images", "3", "--no-progress", "--export", str(tmp_path / f"{name}.jsonl"), *extra])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    def exported(name: str) -> dict[int, dict[str, Any]]:
+        rows = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+        return {r["feature"]: {k: v for k, v in r.items() if k not in VOLATILE} for r in rows}
+
+    code, _, err = run("one")
+    assert code == 0, err
+    code, out, err = run("ray", *RAY)
+    assert code == 0, err
+    one, on_ray = exported("one"), exported("ray")
+    assert on_ray == one
+    assert sum(len(d["texts"]) for r in one.values() for d in r["image_descriptions"]) >= 4  # images were described
+    # Each actor's rows: its probe rows and the 8 descriptions (4 features x topk, hybrid) between them.
+    rows = [int(x.split(": ")[1].split(" rows")[0]) for x in err.splitlines() if x.startswith("ray worker")]
+    probe_rows = int(re.search(r"probes: \d+ run \([\d.]+/s, (\d+) rows\)", out)[1])  # type: ignore[index]
+    assert len(rows) == 2 and all(rows) and sum(rows) == probe_rows + 8, (rows, out)
+
+    # The driver finds the collection, the actors cannot load it: one line naming shared storage.
+    (next((tmp_path / "base").glob("topk/*")) / "topk.safetensors").unlink()
+    code, _, err = run("unreadable", *RAY)
+    error = [x for x in err.splitlines() if x.startswith("error:")]
+    assert code == 2 and len(error) == 1, err
+    assert "cannot read the top-k collection" in error[0] and "on shared storage" in error[0]
 
 
 @pytest.mark.slow
