@@ -166,12 +166,15 @@ def _image_ctx(pictures: list[str] | None = None) -> JudgeContext:
                         world={"model": "toy", "sae": "toy-sae", "layer": 3}, pictures=pictures or [])
 
 
-def test_judge_prompts_are_version_2_and_explain_the_image_evidence() -> None:
-    assert prompts.load("judge_system").ref == "judge_system@v3" and prompts.load("judge_round").ref == "judge_round@v2"
+def test_judge_prompts_are_versioned_and_explain_the_image_evidence() -> None:
+    assert prompts.load("judge_system").ref == "judge_system@v4" and prompts.load("judge_round").ref == "judge_round@v2"
     messages = build_messages(_image_ctx(), "text")
     system = messages[0]["content"]
     assert 'the "top-k" description; in the "hybrid" description' in system and "Black in these images is the mask" in system
     assert "attached" not in system
+    # The strategy of issue 16: read windows per strength, state competing hypotheses, ask what separates them.
+    assert "Find the window" in system and "H1: red colour vs H2: red striped objects" in system
+    assert "control at the same strength and base image" in system
     assert messages[1]["content"] == (
         "Feature 3. Here is the opening sweep (strengths 50).\n"
         "\n"
