@@ -81,8 +81,10 @@ class WordScore:
 class OfflineParams:
     """Thresholds of the offline judge (part of its identity in records)."""
 
-    background_weight: float = 1.0
-    """How strongly a word's share under random directions counts against it."""
+    background_weight: float = 0.75
+    """How strongly a word's share under random directions (at the same strength) counts against it.
+    On the benchmark's dev split (SAE features, seed 0) 1.0 gave agent F1 72.2, 0.75 gave 73.0, 0.5 and 0
+    gave 73.3; 0.75 is the lowest that still drops a word every same-strength control says as well."""
     panel_weight: float = 0.4
     """How strongly a word's share among the reference features discounts it."""
     max_panel: float = 0.8

@@ -60,3 +60,29 @@ def test_build_writes_an_sae_the_core_loads(tmp_path: Path) -> None:
         assert norm == pytest.approx(v["scale"], rel=1e-4)
         assert v["kind"] in planted.COUNTS and v["claims"]
     assert planted.ensure(out, seed=2) == out
+    built = (out / "ae.pt").stat().st_mtime_ns
+    assert planted.ensure(out, seed=2) == out and (out / "ae.pt").stat().st_mtime_ns == built  # kept
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not toy.is_available(), reason="toy world not built")
+def test_a_planted_dictionary_of_another_world_is_built_again(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    import torch
+
+    from steering.toy import DATA_DIR, truth
+
+    world = tmp_path / "world"
+    shutil.copytree(DATA_DIR, world)
+    out = planted.ensure(tmp_path / "p", seed=1, source=world)
+    first = truth.load_meta(out)["source_world"]
+    assert first == planted.source_world(world)
+    state = torch.load(world / "sae" / "ae.pt", weights_only=True)
+    state["b_dec"] = state["b_dec"] + 0.01  # another world: its SAE differs
+    torch.save(state, world / "sae" / "ae.pt")
+    meta = json.loads((out / truth.GROUND_TRUTH_FILE).read_text())["meta"]
+    assert meta["source_world"] != planted.source_world(world)
+    planted.ensure(out, seed=1, source=world)
+    assert truth.load_meta(out)["source_world"] == planted.source_world(world) != first

@@ -7,6 +7,7 @@ differences of the toy VLM's layer activations, with ground truth by constructio
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -123,17 +124,30 @@ def build(out: Path, seed: int = 0, source: Path = DATA_DIR, n_scenes: int = DIR
     gt = {i: {"family": s["claims"][0][0], "value": s["claims"][0][1], "purity": 1.0,
               "claims": [list(c) for c in s["claims"]], "kind": s["kind"], "scale": s["scale"]}
           for i, s in enumerate(specs)}
-    meta = {**truth.load_meta(source / "sae"), "planted_seed": seed}
+    meta = {**truth.load_meta(source / "sae"), "planted_seed": seed, "source_world": source_world(source)}
     truth.save(gt, out, meta)
     log.info("planted %d features (seed %d) in %.1f s", len(specs), seed, time.time() - t0)
     return out
 
 
+def source_world(source: Path) -> str:
+    """A digest of the toy world the directions come from (its model weights and SAE): a planted dictionary
+    built on another world is built again (its directions would be another model's activations)."""
+    h = hashlib.sha256()
+    for name in ("model/model.safetensors", "sae/ae.pt"):
+        with open(Path(source) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
 def ensure(out: Path, seed: int = 0, source: Path = DATA_DIR) -> Path:
     """The planted dictionary at ``out``, built there unless one of the same seed already is."""
     gt = Path(out) / truth.GROUND_TRUTH_FILE
-    if gt.is_file() and truth.load_meta(Path(out)).get("planted_seed") == seed and (Path(out) / "ae.pt").is_file():
-        return Path(out)
+    if gt.is_file() and (Path(out) / "ae.pt").is_file():
+        meta = truth.load_meta(Path(out))
+        if meta.get("planted_seed") == seed and meta.get("source_world") == source_world(source):
+            return Path(out)
     if Path(out).exists():
         shutil.rmtree(out)
     return build(Path(out), seed, source)
