@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -52,6 +53,15 @@ class Verdict(BaseModel):
     hypothesis: str = Field(min_length=1, description="current best guess of what the feature stands for")
     confidence: float = Field(ge=0.0, le=1.0)
     action: Literal["probe", "final"]
+
+    @field_validator("confidence", mode="before")
+    @classmethod
+    def _confidence_scale(cls, v: Any) -> Any:
+        """A confidence written as a whole percentage (80 for 0.8), as small models do, is read as one; other
+        numbers outside 0..1 (1.5, 250) still fail validation and are asked again."""
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and 1 < v <= 100 and float(v).is_integer():
+            return v / 100
+        return v
     probes: list[ProbeRequest] = Field(default_factory=list)
     explanation: str | None = Field(default=None, description="one sentence, required when final")
     label: str | None = Field(default=None, description="2-5 words, required when final")
@@ -148,13 +158,25 @@ CONSTRAINED_SCHEMA: dict[str, Any] = {"oneOf": [
 """VERDICT_SCHEMA as a discriminated union with length bounds, for ``json_object`` + ``schema`` servers."""
 
 
-def constrained_schema(max_samples: int = 4, force_final: bool = False) -> dict[str, Any]:
-    """CONSTRAINED_SCHEMA for one round: samples capped at ``max_samples``; only the final branch when forced."""
+MAX_ENUM_IDS = 256
+"""Evidence numbers listed as an enum in the constrained schema up to this many (a longer list keeps a range)."""
+
+
+def constrained_schema(max_samples: int = 4, force_final: bool = False,
+                       evidence_ids: Iterable[int] | None = None) -> dict[str, Any]:
+    """CONSTRAINED_SCHEMA for one round: samples one of 1..``max_samples`` and cited evidence one of this
+    round's ``evidence_ids``, both as enums (grammar converters honour enums everywhere; llama.cpp's ignores
+    an integer's minimum and maximum, so a 270M model asked for 5 samples); only the final branch when forced."""
     probe_branch, final_branch = (dict(b) for b in CONSTRAINED_SCHEMA["oneOf"])
+    ids = sorted(set(evidence_ids or ()))
+    if ids and len(ids) <= MAX_ENUM_IDS:
+        evidence = {**final_branch["properties"]["evidence"], "items": {"type": "integer", "enum": ids}}
+        final_branch["properties"] = {**final_branch["properties"], "evidence": evidence}
     if force_final:
         return final_branch
     item = {**_CONSTRAINED_PROBE, "properties": {**_CONSTRAINED_PROBE["properties"],
-                                                 "samples": {"type": "integer", "minimum": 1, "maximum": max_samples}}}
+                                                 "samples": {"type": "integer",
+                                                             "enum": list(range(1, max(1, max_samples) + 1))}}}
     probes = {**probe_branch["properties"]["probes"], "items": item}
     probe_branch["properties"] = {**probe_branch["properties"], "probes": probes}
     return {"oneOf": [probe_branch, final_branch]}

@@ -342,7 +342,7 @@ class LLMJudge:
                     mode: str) -> tuple[Completion, bool, str]:
         schema = SCHEMAS.get(mode)
         if mode == "json_object":  # a grammar can enforce this round's own limits too
-            schema = constrained_schema(ctx.max_samples, ctx.force_final)
+            schema = constrained_schema(ctx.max_samples, ctx.force_final, ctx.evidence.ids)
         key = request_key(self.backend.describe(), messages, schema)
         if ctx.cache is not None and ctx.read_cache:
             hit = ctx.cache.get_judge_call(key)

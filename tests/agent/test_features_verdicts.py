@@ -75,3 +75,22 @@ def test_validation_context_enforces_budget() -> None:
         parse_verdict(json.dumps(probe_reply([1], samples=5)), {"max_samples": 2})
     with pytest.raises(VerdictError, match="do not exist"):
         parse_verdict(json.dumps(final_reply(evidence=[99])), {"evidence_ids": {1, 2}})
+
+
+def test_a_percentage_confidence_is_read_as_a_share_and_nonsense_still_fails() -> None:
+    reply = final_reply()
+    assert parse_verdict(json.dumps({**reply, "confidence": 80})).confidence == 0.8
+    assert parse_verdict(json.dumps({**reply, "confidence": 0.3})).confidence == 0.3
+    for bad in (-0.5, 1.5, 250):
+        with pytest.raises(VerdictError, match="confidence"):
+            parse_verdict(json.dumps({**reply, "confidence": bad}))
+
+
+def test_the_constrained_schema_enumerates_samples_and_this_rounds_evidence() -> None:
+    from agent.verdicts import constrained_schema
+
+    probe, final = constrained_schema(3, evidence_ids={4, 1, 2})["oneOf"]
+    assert probe["properties"]["probes"]["items"]["properties"]["samples"] == {"type": "integer", "enum": [1, 2, 3]}
+    assert final["properties"]["evidence"]["items"] == {"type": "integer", "enum": [1, 2, 4]}
+    only_final = constrained_schema(3, force_final=True, evidence_ids=range(1000))
+    assert only_final["properties"]["evidence"]["items"] == {"type": "integer", "minimum": 0}  # too many: a range

@@ -60,7 +60,11 @@ def test_llama_cpp_refuses_json_schema_once_then_json_object_with_the_schema(tmp
         schema = server.requests[1]["json"]["response_format"]["schema"]
         probe_branch = next(b for b in schema["oneOf"] if b["properties"]["action"] == {"const": "probe"})
         assert probe_branch["properties"]["probes"]["minItems"] == 1
-        assert probe_branch["properties"]["probes"]["items"]["properties"]["samples"]["maximum"] == 4
+        # Enums, not minimum/maximum: llama.cpp's grammar ignores integer ranges (Gemma 3 270M asked for 5 samples
+        # and cited probe 216 of 3).
+        assert probe_branch["properties"]["probes"]["items"]["properties"]["samples"]["enum"] == [1, 2, 3, 4]
+        final_branch = next(b for b in schema["oneOf"] if b["properties"]["action"] == {"const": "final"})
+        assert final_branch["properties"]["evidence"]["items"]["enum"] == [1, 2]
         assert decide(j, context(text="a blue field", cache=store)).verdict is not None
         assert formats(server)[2:] == ["json_object"], "learnt for the run"
         assert store.get_meta(j.backend.endpoint_key()) == "json_object"
