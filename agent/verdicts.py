@@ -207,6 +207,10 @@ def extract_json(text: str) -> Any:
             return json.loads(c)
         except json.JSONDecodeError as exc:
             error = error or exc
+        try:  # a raw tab or newline inside a string (small models write them even under a grammar)
+            return json.loads(c, strict=False)
+        except json.JSONDecodeError:
+            pass
     detail = f" ({error.msg} at line {error.lineno} column {error.colno})" if error else ""
     raise VerdictError(f"the reply is not a JSON object{detail}; reply with exactly one JSON object")
 

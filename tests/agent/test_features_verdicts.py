@@ -94,3 +94,11 @@ def test_the_constrained_schema_enumerates_samples_and_this_rounds_evidence() ->
     assert final["properties"]["evidence"]["items"] == {"type": "integer", "enum": [1, 2, 4]}
     only_final = constrained_schema(3, force_final=True, evidence_ids=range(1000))
     assert only_final["properties"]["evidence"]["items"] == {"type": "integer", "minimum": 0}  # too many: a range
+
+
+def test_a_raw_control_character_inside_a_string_is_read() -> None:
+    """Gemma 3 270M behind llama.cpp wrote a raw newline inside the hypothesis: valid otherwise."""
+    text = json.dumps(final_reply()).replace('"hypothesis": "', '"hypothesis": "line one\nline two ', 1)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+    assert parse_verdict(text).hypothesis.startswith("line one\nline two")
