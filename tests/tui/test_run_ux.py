@@ -190,3 +190,33 @@ async def test_the_setup_form_keeps_the_last_range_names_its_fields_and_spins(st
         assert "--judge-api-key-env" not in setup_error(app)
         assert app.screen.query_one("#judge_key_env").has_class("-problem")
         assert not app.screen.query_one("#setup-checking").display
+
+
+async def test_a_ray_run_shows_each_workers_rows_under_the_run_line(filled: Any, make_app: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19's "visible": while a run on a Ray address runs, the panel draws the pool's per-worker
+    lines (faked engines: no cluster); they go when the run ends."""
+    from agent.world import Engines
+    from tests.tui.test_app import start
+
+    slow = SlowEngine(per_probe=0.0, hold_at=8)
+
+    class PoolEngines(Engines):
+        def worker_lines(self) -> list[str]:
+            return ["ray worker 0 (pid 11 on node-a): 40 rows, 12.5 rows/s", "ray worker 1 (pid 12 on node-b): 38 rows"]
+
+    monkeypatch.setattr("agent.cli.args.engines_on", lambda address, workers=None: PoolEngines(factory=lambda s: slow))
+    app = make_app(filled, engine=slow)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_until(pilot, lambda: len(app.rows) == 8)
+            await pilot.press("s")
+            await start(app, pilot, features="8-11", ray="local")
+            await wait_until(pilot, lambda: slow.held.is_set(), timeout=30)
+            panel = app.main_screen.run_panel
+            await wait_until(pilot, lambda: "ray worker 1 (pid 12 on node-b): 38 rows" in str(panel.render()))
+            slow.release.set()
+            await wait_until(pilot, lambda: not app.running, timeout=30)
+            assert "ray worker" not in str(panel.render())
+    finally:
+        slow.release.set()

@@ -18,7 +18,8 @@ from tui.messages import RunEnded, RunFailed, RunProgress
 from tui.services import PreparedRun, Services
 
 
-def stats_text(state: str, title: str, s: Any) -> Text:
+def stats_text(state: str, title: str, s: Any, workers: list[str] | tuple[str, ...] = ()) -> Text:
+    """The run line, and under it a Ray pool's per-worker lines (rows, rows/s, chunk size, deaths)."""
     if s is None:
         if state == "idle":
             return Text("no run yet · s: new run", style="dim")
@@ -44,6 +45,8 @@ def stats_text(state: str, title: str, s: Any) -> Text:
         out.append(f" · {state}", style="bold yellow")
     if s.last_error:
         out.append(f"\nlast error: {s.last_error}", style="red")
+    for line in workers:
+        out.append(f"\n{line}", style="dim")
     return out
 
 
@@ -63,6 +66,8 @@ class RunPanel(Widget):
         super().__init__(id=id)
         self.services = services
         self._control: RunControl | None = None
+        self._workers: Callable[[], list[str]] | None = None
+        """The running run's Ray pool's per-worker lines (None: no pool)."""
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self._tick)
@@ -80,7 +85,8 @@ class RunPanel(Widget):
                 "(steer-tui, s; or steer-agent --features ... --store ...) to resume: finished features are skipped.")
 
     def render(self) -> Text:
-        return stats_text(self.state, self.run_title, self.stats)
+        workers = self._workers() if self._workers is not None and self.running else []
+        return stats_text(self.state, self.run_title, self.stats, workers)
 
     def start(self, source: PreparedRun | Callable[[], PreparedRun], title: str) -> None:
         """Start a run; ``source`` may be a factory, whose checks then run in the worker too."""
@@ -92,6 +98,7 @@ class RunPanel(Widget):
     @work(thread=True, exclusive=True, group="run", exit_on_error=False)
     def _run(self, source: PreparedRun | Callable[[], PreparedRun], control: RunControl) -> None:
         prepared = source if isinstance(source, PreparedRun) else source()
+        self._workers = getattr(getattr(prepared, "engines", None), "worker_lines", None)
 
         def emit(event: Any) -> None:
             self.post_message(RunProgress(event))
@@ -115,6 +122,7 @@ class RunPanel(Widget):
     def finished(self) -> None:
         self.running = False
         self.state = "idle"
+        self._workers = None
 
     def on_run_progress(self, msg: RunProgress) -> None:
         ev = msg.event
