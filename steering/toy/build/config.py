@@ -34,6 +34,11 @@ class VLMConfig:
     """Key/value heads per language model layer (grouped-query attention)."""
     text_mlp: int = 384
     """Hidden size of each language model MLP."""
+    dc_scale: float = 0.0
+    """Experiment (0: off): a constant vector this many times the mean patch-embedding norm at init is
+    added to every patch (the patch embedding's bias, frozen). Real ViTs carry large constant components
+    in the residual stream; steering far past a feature's size drowns them, which is one reason a real
+    VLM's text breaks down there."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -113,8 +114,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="torch CPU threads (0: torch's default); the figures are reproducible for a fixed count, "
                              "and one thread is also the fastest on a machine shared with other jobs")
     parser.add_argument("--reuse-model", action="store_true", help="keep OUT/model, redo only SAE and ground truth")
+    parser.add_argument("--dc-scale", type=float, default=0.0,
+                        help="experiment: a frozen constant component in every patch, this many times the patch "
+                             "embedding's norm at init (0, the shipped world: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    figures = build(args.out, args.seed, scale_config(args.scale), args.threads, args.reuse_model)
+    cfg = scale_config(args.scale)
+    if args.dc_scale:
+        cfg = replace(cfg, vlm=replace(cfg.vlm, dc_scale=args.dc_scale))
+    figures = build(args.out, args.seed, cfg, args.threads, args.reuse_model)
     print(json.dumps({k: figures[k] for k in ("vlm", "vlm_params", "sae", "pure_features", "total_seconds")}, indent=2))
 

@@ -66,6 +66,8 @@ def build_model(cfg: VLMConfig, processor: Gemma3Processor, seed: int) -> Gemma3
     proj = model.model.multi_modal_projector.mm_input_projection_weight  # [d_vision, d_text]
     with torch.no_grad():
         proj.normal_(0.0, cfg.vision_hidden**-0.5)
+    if cfg.dc_scale > 0:
+        _add_constant_component(model, cfg, seed)
     tok = processor.tokenizer
     model.generation_config = GenerationConfig(
         do_sample=False,
@@ -75,3 +77,22 @@ def build_model(cfg: VLMConfig, processor: Gemma3Processor, seed: int) -> Gemma3
         eos_token_id=[tok.eos_token_id, tok.convert_tokens_to_ids(END_TURN)],
     )
     return model
+
+
+def _add_constant_component(model: Gemma3ForConditionalGeneration, cfg: VLMConfig, seed: int) -> None:
+    """Set the patch embedding's bias to a fixed random vector ``dc_scale`` times the mean patch-embedding
+    norm at init, and freeze it (see VLMConfig.dc_scale)."""
+    import numpy as np
+
+    from steering.toy import scenes
+    from steering.toy.build import data
+
+    emb = model.model.vision_tower.embeddings.patch_embedding
+    rng = np.random.default_rng(seed)
+    px = data.pixels([scenes.render(scenes.sample_scene(rng), cfg.image_size) for _ in range(16)])
+    with torch.no_grad():
+        content = (emb(px) - emb.bias[None, :, None, None]).flatten(2).norm(dim=1).mean()
+        gen = torch.Generator().manual_seed(seed + 17)
+        direction = torch.randn(emb.bias.shape, generator=gen)
+        emb.bias.copy_(direction / direction.norm() * content * cfg.dc_scale)
+    emb.bias.requires_grad_(False)
