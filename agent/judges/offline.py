@@ -113,26 +113,39 @@ class OfflineParams:
     """Confidence of an answer that rests on the top-k / hybrid descriptions alone (steering named nothing)."""
 
 
-def _presence(result: ProbeResult, word: str) -> float:
-    texts = result.texts or ("",)
-    return sum(word in words(t) and not degenerate(t) for t in texts) / len(texts)
+def _said(result: ProbeResult) -> list[set[str]]:
+    """Each text's words (none for a repetition loop), the texts of one probe result."""
+    return [set() if degenerate(t) else set(words(t)) for t in (result.texts or ("",))]
 
 
-def _background(word: str, controls: list[ProbeResult], carriers: list[ProbeResult]) -> float:
-    """How often a random direction brings ``word`` up where the feature does: per steered probe that says
-    it, the share of controls at the same strength and base image that say it too (the nearest strength's
-    controls where none ran at that one), averaged. A word that random vectors bring up only at 4x does
-    not count against a feature that says it at 1x."""
-    if not controls or not carriers:
-        return 0.0
-    shares = []
-    for r in carriers:
-        same_base = [c for c in controls if c.probe.base_image == r.probe.base_image] or controls
-        gap = min(abs(math.log(max(c.probe.strength, 1e-9) / max(r.probe.strength, 1e-9))) for c in same_base)
-        near = [c for c in same_base
-                if abs(math.log(max(c.probe.strength, 1e-9) / max(r.probe.strength, 1e-9))) <= gap + 1e-9]
-        shares.append(sum(_presence(c, word) for c in near) / len(near))
-    return sum(shares) / len(shares)
+def _nearest(r: ProbeResult, controls: list[ProbeResult]) -> list[ProbeResult]:
+    """The controls at ``r``'s strength and base image (the nearest strength's where none ran at that one)."""
+    same_base = [c for c in controls if c.probe.base_image == r.probe.base_image] or controls
+    gaps = [abs(math.log(max(c.probe.strength, 1e-9) / max(r.probe.strength, 1e-9))) for c in same_base]
+    return [c for c, g in zip(same_base, gaps) if g <= min(gaps) + 1e-9]
+
+
+class _Background:
+    """How often a random direction brings a word up where the feature does: per steered probe that says
+    it, the share of controls at the same strength and base image that say it too, averaged. A word that
+    random vectors bring up only at 4x does not count against a feature that says it at 1x. Texts are read
+    and controls matched once per judge turn, not once per word."""
+
+    def __init__(self, changed: list[ProbeResult], controls: list[ProbeResult]) -> None:
+        self.said = {id(r): _said(r) for r in [*changed, *controls]}
+        self.near = {id(r): _nearest(r, controls) for r in changed} if controls else {}
+        self.changed = changed
+
+    def presence(self, r: ProbeResult, word: str) -> float:
+        texts = self.said[id(r)]
+        return sum(word in ws for ws in texts) / len(texts)
+
+    def __call__(self, word: str) -> float:
+        carriers = [r for r in self.changed if self.presence(r, word) > 0]
+        if not self.near or not carriers:
+            return 0.0
+        return sum(sum(self.presence(c, word) for c in self.near[id(r)]) / len(self.near[id(r)])
+                   for r in carriers) / len(carriers)
 
 
 class OfflineJudge:
@@ -194,12 +207,13 @@ class OfflineJudge:
                     top_support[w] += share
                 onset[w] = min(onset.get(w, math.inf), r.probe.strength)
         image = image_words(evidence.image_texts())
+        background = _Background(changed, controls)
         out = []
         for w, count in support.items():
             share = count / len(changed)
             if dominant and top_support[w] >= len(dominant) - 1e-9:  # in every one of the strongest
                 share = max(share, 1.0)
-            bg = _background(w, controls, [r for r in changed if _presence(r, w) > 0])
+            bg = background(w)
             generic = sum(w in ws for ws in panel.values()) / len(panel) if panel else 0.0
             score = share * (1 - p.panel_weight * generic) - p.background_weight * bg
             in_images = _image_share(image, w)
