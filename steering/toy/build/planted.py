@@ -7,7 +7,6 @@ differences of the toy VLM's layer activations, with ground truth by constructio
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -19,6 +18,7 @@ from typing import Any
 
 import torch
 
+from steering.revisions import content_revision
 from steering.toy import DATA_DIR, scenes, truth
 from steering.toy.build import sae_train
 
@@ -131,14 +131,9 @@ def build(out: Path, seed: int = 0, source: Path = DATA_DIR, n_scenes: int = DIR
 
 
 def source_world(source: Path) -> str:
-    """A digest of the toy world the directions come from (its model weights and SAE): a planted dictionary
-    built on another world is built again (its directions would be another model's activations)."""
-    h = hashlib.sha256()
-    for name in ("model/model.safetensors", "sae/ae.pt"):
-        with open(Path(source) / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
+    """The toy world the directions come from (content fingerprints of its model and SAE): a planted
+    dictionary built on another world is built again (its directions would be another model's activations)."""
+    return f"{content_revision(Path(source) / 'model')}/{content_revision(Path(source) / 'sae')}"
 
 
 def ensure(out: Path, seed: int = 0, source: Path = DATA_DIR) -> Path:
