@@ -143,7 +143,7 @@ def test_config_round_trips():
         assert config.ToyConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
-@pytest.mark.parametrize("module", ["steering.toy.build", "steering.toy.build.measure"])
+@pytest.mark.parametrize("module", ["steering.toy.build", "steering.toy.measure"])
 def test_documented_commands_start(module: str) -> None:
     out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -1,6 +1,6 @@
 """Measure the toy world against its bar and print every figure.
 
-    python -m steering.toy.build.measure [--dir DIR] [--scenes 500] [--json OUT] [--no-gates]
+    python -m steering.toy.measure [--dir DIR] [--scenes 500] [--json OUT] [--no-gates]
 
 Everything loads through the steering core (load_vlm, load_sae, SteeringEngine), so the figures
 prove the shipped files work on the product's own path.
@@ -167,8 +167,8 @@ def format_gates(g: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m steering.toy.build.measure", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m steering.toy.measure") -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--dir", type=Path, default=DATA_DIR, help=f"toy world folder (default {DATA_DIR})")
     parser.add_argument("--scenes", type=int, default=500, help="held-out scenes for caption accuracy")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,9 @@
+"""``python -m steering.toy.measure``: the toy world's figures and the benchmark's gates (the command
+the benchmark issue names; the measurement itself lives with the build, in ``build/measure.py``)."""
+
+from __future__ import annotations
+
+from steering.toy.build.measure import main
+
+if __name__ == "__main__":
+    main()
