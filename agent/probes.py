@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from steering.probes import BASE_IMAGES, DIRECTIONS, Probe, ProbeResult
+from steering.probes import BASE_IMAGES, DIRECTIONS, OBJECT_BASES, Probe, ProbeResult
 
-__all__ = ["BASE_IMAGES", "DIRECTIONS", "Probe", "ProbeResult", "describe_probe"]
+__all__ = ["BASE_IMAGES", "DIRECTIONS", "OBJECT_BASES", "Probe", "ProbeResult", "describe_probe"]
 
 
 def describe_probe(probe: Probe) -> str:

@@ -7,8 +7,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Base images every engine understands; anything else is taken as a path to an image file.
-BASE_IMAGES = ("white", "black", "noise")
+# Base images every engine understands (steering.images.BUILTIN); anything else is a path to an image file.
+OBJECT_BASES = ("object-a", "object-b", "object-c")
+"""Built-in plain drawn objects (steering.images.OBJECT_DRAWINGS): a judge steers a feature on each to see
+which words it causes."""
+BASE_IMAGES = ("white", "black", "noise", *OBJECT_BASES)
 # Kinds of direction a probe can steer along.
 DIRECTIONS = ("feature", "random")
 # Ways to describe a feature from its top images: masked images only, or steered at the active patches too.
@@ -51,7 +54,7 @@ class Probe(_Keyed):
     question: str | None = None
     """Free-form question about the highlighted element, for ``prompt == 'ask'``."""
     base_image: str = "white"
-    """``white``, ``black``, ``noise`` or a path to an image file."""
+    """``white``, ``black``, ``noise``, ``object-a``/``-b``/``-c`` (plain drawn objects) or a path to an image file."""
     direction: str = "feature"
     """``feature`` (the SAE decoder column) or ``random`` (a norm-matched random control)."""
     greedy: bool = True

@@ -16,10 +16,10 @@ from typing import Any
 from agent.evidence import Evidence, degenerate, words
 from agent.judges.base import JudgeContext, JudgeTurn, Usage
 from agent.judges.notes import answered_line, asked, note_questions
-from agent.probes import ProbeResult
+from agent.probes import OBJECT_BASES, ProbeResult
 from agent.verdicts import MAX_EXPLANATION_CHARS, ProbeRequest, Verdict
 
-VERSION = 2
+VERSION = 3
 NOT_AN_LLM = "offline judge (deterministic word statistics, not an LLM)"
 QUOTE_CHARS = 120
 """Longest description quoted in an explanation (the Verdict schema caps explanations)."""
@@ -111,6 +111,19 @@ class OfflineParams:
     """Bonus for a steering word that the top-k / hybrid descriptions also use (all of them: the full bonus)."""
     image_confidence: float = 0.35
     """Confidence of an answer that rests on the top-k / hybrid descriptions alone (steering named nothing)."""
+    transfer: bool = True
+    """Test each word of the consensus on the built-in object images (a follow-up round): steer the feature
+    on each at the word's onset strength and the next one, and keep the words it causes there."""
+    transfer_pool: float = 0.3
+    """Words of at least this share of the changed steered descriptions go into the transfer test (however
+    generic: the test, not the word's frequency, decides)."""
+    transfer_keep: float = 0.3
+    """A word is kept when its transfer (share of the object images whose steered description gains it,
+    less the share of random directions at the same strength and image that do) is above zero and at least
+    this share of the best word's. Chosen with ``transfer_pool`` on the dev splits of both benchmark worlds,
+    equal weight (agent F1 on SAE / planted features; one-shot 75.2 / 36.2, no transfer test 73.0 / 37.3):
+    keep 0.3 pool 0.3: 71.5 / 48.7 (chosen); keep 0.15: 71.0 / 46.7 and keep 0.5: 68.8 / 47.5 (pool as the
+    consensus); keep 0.5 pool 0.3: 69.5 / 50.2; keep 0.7: 66.6 / 44.0; pool 0.6: 70.4 / 47.7."""
 
 
 def _said(result: ProbeResult) -> list[set[str]]:
@@ -148,6 +161,59 @@ class _Background:
                    for r in carriers) / len(carriers)
 
 
+class _Transfer:
+    """The transfer test: which words steering the feature adds to the built-in object images, beyond what
+    random directions of the same norm add to the same image."""
+
+    def __init__(self, evidence: Evidence, background: list[ProbeResult]) -> None:
+        self.base: dict[str, set[str]] = {}
+        self.steered: dict[str, list[ProbeResult]] = {}
+        for i in evidence.items:
+            b = i.probe.base_image
+            if b not in OBJECT_BASES or i.probe.prompt != "describe":
+                continue
+            if i.role == "baseline":
+                self.base.setdefault(b, set()).update(w for t in i.result.texts for w in words(t))
+            elif i.role == "steered":
+                self.steered.setdefault(b, []).append(i.result)
+        self.controls = [r for r in background if r.probe.direction == "random" and r.probe.base_image in OBJECT_BASES
+                         and r.probe.prompt == "describe"]
+        self.done = bool(self.base) and any(b in self.base for b in self.steered)
+
+    def score(self, word: str) -> float | None:
+        """Mean over the object images whose unsteered description lacks ``word``: the share of steered
+        descriptions there that say it, less the controls' share at the same strengths (None: every image
+        already says it)."""
+        gains = []
+        for b, results in self.steered.items():
+            if b not in self.base or word in self.base[b]:
+                continue
+            said = [sum(word in _said_words(t) for t in r.texts) / len(r.texts) for r in results]
+            here = [c for c in self.controls if c.probe.base_image == b]
+            controls = [c for r in results for c in _nearest(r, here)] if here else []
+            noise = [sum(word in _said_words(t) for t in c.texts) / len(c.texts) for c in controls]
+            gains.append(sum(said) / len(said) - (sum(noise) / len(noise) if noise else 0.0))
+        return sum(gains) / len(gains) if gains else None
+
+    def keep(self, candidates: list[str], share: float) -> list[str]:
+        """The candidates the feature causes: transfer above zero and at least ``share`` of the best one's
+        (a word no object image can show, as each already says it, stays). Empty: none transfers."""
+        scores = {w: self.score(w) for w in candidates}
+        best = max((v for v in scores.values() if v is not None), default=0.0)
+        if best <= 0:
+            return []
+        return [w for w, v in scores.items() if v is None or (v > 0 and v >= share * best)]
+
+
+def _sweep(evidence: Evidence, role: str) -> list[Any]:
+    """The evidence items of ``role`` on the sweep's own base image (the transfer test's object images apart)."""
+    return [i for i in evidence.by_role(role) if i.probe.base_image not in OBJECT_BASES]
+
+
+def _said_words(text: str) -> set[str]:
+    return set() if degenerate(text) else set(words(text))
+
+
 class OfflineJudge:
     """Deterministic, LLM-free judge; the default when no judge endpoint is configured."""
 
@@ -173,11 +239,13 @@ class OfflineJudge:
         """Word scores, the number of steered probes that changed the text, and of steered probes."""
         p = self.params
         base_words: set[str] = set()
-        for t in evidence.baseline_texts():
+        for t in (t for i in _sweep(evidence, "baseline") if i.probe.prompt == "describe" and i.probe.question is None
+                  for t in i.result.texts):
             base_words.update(words(t))
-        steered = [i.result for i in evidence.by_role("steered") if i.probe.prompt == "describe"]
-        controls = [i.result for i in evidence.by_role("control") if i.probe.prompt == "describe"]
-        controls += [r for r in background if r.probe.direction == "random" and r.probe.prompt == "describe"]
+        steered = [i.result for i in _sweep(evidence, "steered") if i.probe.prompt == "describe"]
+        controls = [i.result for i in _sweep(evidence, "control") if i.probe.prompt == "describe"]
+        controls += [r for r in background if r.probe.direction == "random" and r.probe.prompt == "describe"
+                     and r.probe.base_image not in OBJECT_BASES]
         # The panel: which words steering *other* features brings up (how generic a word is).
         panel: dict[int, set[str]] = defaultdict(set)
         for r in background:
@@ -245,7 +313,7 @@ class OfflineJudge:
     def _note_probes(self, ctx: JudgeContext) -> Verdict | None:
         """Probes asking the questions of the reviewer's note not asked yet (None: nothing to ask)."""
         pending = [q for q in note_questions(ctx.note) if q not in asked(ctx.evidence)]
-        strengths = sorted({i.probe.strength for i in ctx.evidence.by_role("steered")})
+        strengths = sorted({i.probe.strength for i in _sweep(ctx.evidence, "steered")})
         if not pending or not strengths or ctx.force_final or ctx.round >= ctx.max_rounds or ctx.probes_left <= 0:
             return None
         why = f"the reviewer's note: {ctx.note}"
@@ -266,7 +334,7 @@ class OfflineJudge:
         can_probe = not ctx.force_final and ctx.round < ctx.max_rounds and ctx.probes_left > 0
         top_line = ", ".join(f"{s.word} {s.score:+.2f}" for s in ranked[:6]) or "none"
         head = f"[{NOT_AN_LLM}] {n_changed}/{n_steered} steered probes change the description"
-        steered_strengths = sorted({i.probe.strength for i in ctx.evidence.by_role("steered")})
+        steered_strengths = sorted({i.probe.strength for i in _sweep(ctx.evidence, "steered")})
         # The lead: the most specific concept word, else a specific frame word ("the colour X filling
         # the whole image" with X varying is still a consistent change).
         lead = concepts[0] if concepts else self._frame(ranked, None)
@@ -306,7 +374,23 @@ class OfflineJudge:
         if agree:  # the top-activating images name it too
             confidence = round(min(0.95, confidence + 0.1), 2)
         confident = lead.score >= p.confident_score and lead.score - runner_up >= p.margin and lead.count >= 2
-        if not confident and can_probe and ctx.round <= 2:
+        transfer = _Transfer(ctx.evidence, ctx.background) if p.transfer else None
+        if transfer is not None and not transfer.done and can_probe:
+            probes = self._transfer_probes(ctx, lead, steered_strengths)
+            if probes:
+                return Verdict(hypothesis=f"{head}; leading words: {top_line}; which of them does the feature cause? "
+                                          "steering it on three object images tells", confidence=confidence,
+                               action="probe", probes=probes, notes=NOT_AN_LLM)
+        if transfer is not None and transfer.done:
+            # Candidates: every specific word about as consistent as the lead, background not subtracted
+            # (the object images are the background test now); kept: those the feature causes there.
+            pool = [s for s in ranked if s.word not in CATEGORY_WORDS and s.share >= p.transfer_pool]
+            kept = transfer.keep([s.word for s in pool], p.transfer_keep)
+            if kept:
+                named = [w for w in named if w in kept] + [w for w in kept if w not in named]
+                named = named[: p.max_named]
+                named.sort(key=lambda w: (order.get(w, len(order)), w))
+        if not confident and can_probe and ctx.round <= 2 and not (transfer is not None and transfer.done):
             probes = self._refine(ctx, lead, steered_strengths)
             if probes:
                 return Verdict(hypothesis=f"{head}; leading words: {top_line}", confidence=confidence,
@@ -328,7 +412,7 @@ class OfflineJudge:
                        + (f"; the descriptions of its top-activating images say {' '.join(agree)} too." if agree
                           else "."))
         explanation = _clip(explanation, MAX_EXPLANATION_CHARS)
-        examples = "; ".join(f"s={i.probe.strength:g}: {i.result.texts[0]!r}" for i in ctx.evidence.by_role("steered")
+        examples = "; ".join(f"s={i.probe.strength:g}: {i.result.texts[0]!r}" for i in _sweep(ctx.evidence, "steered")
                              if i.probe.prompt == "describe" and lead.word in words(i.result.texts[0]))[:600]
         cited = self._cite(ctx.evidence, lead.word) + [
             i.id for i in ctx.evidence.images if any(_image_share(image_words(list(i.result.texts)), w) > 0 for w in agree)]
@@ -360,6 +444,16 @@ class OfflineJudge:
             label=phrase if len(named) > 1 else f"{phrase} in images", evidence=[i.id for i in ctx.evidence.images if i.result.texts][:8], notes=NOT_AN_LLM,
         )
 
+    def _transfer_probes(self, ctx: JudgeContext, lead: WordScore, strengths: list[float]) -> list[ProbeRequest]:
+        """Each object image unsteered, and steered at the lead's onset and the next strength of the sweep."""
+        above = [s for s in strengths if s > lead.onset]
+        at = [lead.onset] + above[:1]
+        wanted = [ProbeRequest(strength=0.0, base_image=b, reason=f"what the model says about {b} unsteered")
+                  for b in OBJECT_BASES]
+        wanted += [ProbeRequest(strength=s, base_image=b, reason=f"which words steering adds to {b}")
+                   for b in OBJECT_BASES for s in at]
+        return wanted if len(wanted) <= ctx.probes_left else []
+
     def _frame(self, ranked: list[WordScore], top: WordScore | None) -> WordScore | None:
         """A category word ("colour", "filling") as consistent as the leading concept word and rare
         among other features: then the sentence frame itself is part of what steering changes."""
@@ -377,7 +471,7 @@ class OfflineJudge:
 
         counts: Counter[str] = Counter()
         first: dict[str, float] = {}
-        for i in evidence.by_role("steered"):
+        for i in _sweep(evidence, "steered"):
             if i.probe.prompt != "describe":
                 continue
             for t in i.result.texts:
@@ -395,7 +489,7 @@ class OfflineJudge:
 
     def _refine(self, ctx: JudgeContext, top: WordScore, strengths: list[float]) -> list[ProbeRequest]:
         """Strengths between those already probed around the top word's onset, plus sampled answers there."""
-        done = {(i.probe.strength, i.probe.samples) for i in ctx.evidence.by_role("steered")}
+        done = {(i.probe.strength, i.probe.samples) for i in _sweep(ctx.evidence, "steered")}
         wanted: list[ProbeRequest] = []
         below = [s for s in strengths if s < top.onset]
         above = [s for s in strengths if s > top.onset]
@@ -414,7 +508,7 @@ class OfflineJudge:
 
     @staticmethod
     def _cite(evidence: Evidence, word: str | None) -> list[int]:
-        items = evidence.by_role("steered")
+        items = _sweep(evidence, "steered")
         if word is None:
             return [i.id for i in items][:8]
         return [i.id for i in items if any(word in words(t) for t in i.result.texts)][:8]

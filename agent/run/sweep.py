@@ -6,7 +6,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 
 from agent.config import SweepConfig
-from agent.probes import Probe, ProbeResult
+from agent.probes import OBJECT_BASES, Probe, ProbeResult
 from agent.verdicts import ProbeRequest
 
 RunProbes = Callable[[Sequence[Probe]], Awaitable[list[ProbeResult]]]
@@ -46,6 +46,10 @@ def background_probes(strengths: Sequence[float], sweep: SweepConfig, d_sae: int
     column; SAE decoder columns are unit norm, so to all of them) and a panel of reference features."""
     random = [Probe(feature=0, strength=float(s), seed=10_000 + i, base_image=sweep.base_image, direction="random")
               for i in range(max(0, sweep.background)) for s in strengths]
+    # The same on each built-in object image (two directions each): the controls of the offline judge's
+    # transfer test, which steers the feature on those images.
+    random += [Probe(feature=0, strength=float(s), seed=10_000 + i, base_image=b, direction="random")
+               for b in OBJECT_BASES for i in range(min(2, max(0, sweep.background))) for s in strengths]
     panel = [steered_probe(f, s, sweep) for f in panel_features(sweep.panel, d_sae or 0) for s in strengths]
     return random + panel
 

@@ -7,6 +7,7 @@ import asyncio
 from agent.config import RunConfig, SweepConfig
 from agent.evidence import Evidence
 from agent.judges import NOT_AN_LLM, JudgeContext, OfflineJudge
+from agent.judges.offline import OfflineParams
 from agent.probes import Probe, ProbeResult
 from agent.run import run_features
 from agent.store import Store
@@ -23,8 +24,9 @@ def ctx(steered: dict[float, str], controls: tuple[str, ...] = ("a grey blob",),
     return JudgeContext(**{**base, **kw})
 
 
-def decide(c: JudgeContext):
-    return asyncio.run(OfflineJudge().decide(c)).verdict
+def decide(c: JudgeContext, transfer: bool = False):
+    """The offline judge's verdict; without the transfer test (its object-image round) unless asked."""
+    return asyncio.run(OfflineJudge(OfflineParams(transfer=transfer)).decide(c)).verdict
 
 
 def test_names_the_consensus_not_category_words() -> None:
@@ -137,3 +139,45 @@ def test_a_repetition_loop_is_never_the_concept() -> None:
     v = decide(ctx({10: "the colour red filling the whole image", 20: "small small small small.",
                     40: "small small small small.", 80: "small small small small."}, force_final=True))
     assert "small" not in v.label and "small" not in v.explanation.split(":")[0], (v.label, v.explanation)
+
+
+def _transfer_ctx(red_controls: bool) -> tuple[JudgeContext, list[str]]:
+    """A white sweep that always says "a small red striped triangle"; three object images, each of which the
+    feature turns red while keeping its own size, texture and shape; random directions at the same strength
+    and image leave them alone (or, with ``red_controls``, turn them red as well)."""
+    from agent.probes import OBJECT_BASES
+
+    c = ctx({10: "a small red striped triangle", 20: "a small red striped triangle",
+             40: "a small red striped triangle", 80: "a small red striped triangle"}, probes_left=24)
+    own = dict(zip(OBJECT_BASES, ("a small green dotted triangle", "a large yellow striped circle",
+                                  "a large blue solid circle")))
+    first = decide(c, transfer=True)
+    assert first.action == "probe"
+    asked = sorted({p.base_image for p in first.probes})
+    results = []
+    for p in first.probes:
+        text = own[p.base_image] if p.strength == 0 else own[p.base_image].replace(own[p.base_image].split()[2], "red")
+        results.append(ProbeResult(Probe(7, strength=p.strength, base_image=p.base_image), (text,)))
+    c.evidence.add(results, round=2)
+    for b in OBJECT_BASES:
+        for s in (10.0, 20.0):
+            text = own[b].replace(own[b].split()[2], "red") if red_controls else own[b]
+            c.background.append(ProbeResult(Probe(0, strength=s, seed=10_000, base_image=b, direction="random"), (text,)))
+    c.round = 2
+    return c, asked
+
+
+def test_transfer_test_keeps_only_the_words_the_feature_causes_on_object_images() -> None:
+    from agent.probes import OBJECT_BASES
+
+    c, asked = _transfer_ctx(red_controls=False)
+    assert asked == sorted(OBJECT_BASES)
+    v = decide(c, transfer=True)
+    assert v.action == "final" and v.label == "mentions of red", v.label  # size, texture, shape: filled in
+
+
+def test_transfer_test_credits_nothing_that_random_directions_cause_too() -> None:
+    c, _ = _transfer_ctx(red_controls=True)
+    v = decide(c, transfer=True)
+    # "red" no longer transfers beyond the controls: nothing is shown to be caused, the consensus stands.
+    assert v.action == "final" and v.label == "small red striped triangle", v.label

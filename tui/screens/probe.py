@@ -12,7 +12,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
 from agent.evidence import words
-from agent.probes import Probe, ProbeResult
+from agent.probes import BASE_IMAGES, Probe, ProbeResult
 from tui.detail_model import highlight
 from tui.messages import ProbeAnswer
 from tui.screens.host import host
@@ -42,7 +42,7 @@ class ProbeModal(Dialog):
                 yield Label("question")
                 yield Input(placeholder="(none: describe the image)", id="question", compact=True)
                 yield Label("base image")
-                yield Select([(s, s) for s in ("white", "black", "noise")], value="white", allow_blank=False,
+                yield Select([(s, s) for s in BASE_IMAGES], value="white", allow_blank=False,
                              id="base", compact=True)
             yield Static("", id="ladder", classes="hint")
             yield Checkbox("random direction of the same norm (control)", id="control", compact=True)
