@@ -57,8 +57,10 @@ def background_probes(strengths: Sequence[float], sweep: SweepConfig, d_sae: int
 def requested_probe(feature: int, req: ProbeRequest, sweep: SweepConfig, round: int, max_strength: float) -> Probe:
     """Turn a judge's request into a Probe (strength clamped to ``max_strength``)."""
     n = req.samples
+    unsteered = float(req.strength) == 0.0 and not req.control
     return Probe(
-        feature=feature, strength=min(float(req.strength), max_strength), samples=n,
+        # An unsteered request is the same for every feature: one shared probe (and cache entry).
+        feature=None if unsteered else feature, strength=min(float(req.strength), max_strength), samples=n,
         seed=sweep.seed + (round if req.control else 0), prompt="ask" if req.question else "describe",
         question=req.question, base_image=req.base_image, direction="random" if req.control else "feature",
         greedy=n == 1,

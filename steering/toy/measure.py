@@ -3,7 +3,12 @@ the benchmark issue names; the measurement itself lives with the build, in ``bui
 
 from __future__ import annotations
 
-from steering.toy.build.measure import main
+
+def main(argv: list[str] | None = None) -> None:
+    from steering.toy.build.measure import main as measure  # the build, only when asked to measure
+
+    measure(argv)
+
 
 if __name__ == "__main__":
     main()

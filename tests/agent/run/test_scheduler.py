@@ -30,7 +30,10 @@ def test_probes_of_many_features_share_engine_calls(fake_engine: FakeEngine, sto
     assert summary.exit_code == 0
     first = fake_engine.calls[0]
     assert {p.feature for p in first if p.direction == "feature" and not p.is_baseline} == set(range(12))
-    assert sum(p.is_baseline for call in fake_engine.calls for p in call) == 1  # one baseline for all
+    baselines = [p for call in fake_engine.calls for p in call if p.is_baseline]
+    assert sum(p.base_image == "white" for p in baselines) == 1  # one baseline for all
+    # the transfer test's unsteered object images: one each, shared by all twelve features
+    assert sorted(p.base_image for p in baselines if p.base_image != "white") == ["object-a", "object-b", "object-c"]
     assert isinstance(events[0], RunPlanned) and isinstance(events[1], RunStarted)
     assert isinstance(events[-1], RunFinished)
     assert sum(isinstance(e, FeatureFinished) for e in events) == 12
@@ -44,7 +47,11 @@ def test_shared_background_and_panel_run_once(fake_engine: FakeEngine, store: St
     probes = [p for call in fake_engine.calls for p in call]
     randoms = [p for p in probes if p.direction == "random" and p.seed >= 10_000]
     panel = [p for p in probes if p.direction == "feature" and p.feature in (16, 48) and p.strength in (5.0, 20.0)]
-    assert len(randoms) == 3 * 2 and len(set(randoms)) == 6
+    white = [p for p in randoms if p.base_image == "white"]
+    assert len(white) == 3 * 2 and len(set(white)) == 6
+    # and two per object image of the transfer test, each once: 3 images x 2 directions x 2 strengths
+    on_objects = [p for p in randoms if p.base_image != "white"]
+    assert len(on_objects) == 3 * 2 * 2 and len(set(on_objects)) == 12
     assert len(panel) == 4 and len(set(panel)) == 4  # features 16 and 48 of 0, 16, 32, 48 are not requested
 
 
