@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from agent.probes import BASE_IMAGES
+
 LABEL_WORDS = (2, 5)
 MAX_EXPLANATION_CHARS = 400
 
@@ -21,7 +23,7 @@ class ProbeRequest(BaseModel):
     strength: float = Field(ge=0, description="L2 norm of the added direction")
     samples: int = Field(default=1, ge=1, description="descriptions to draw (1 = greedy)")
     question: str | None = Field(default=None, description="ask the steered model this instead of describing")
-    base_image: Literal["white", "black", "noise", "object-a", "object-b", "object-c"] = "white"
+    base_image: Literal[BASE_IMAGES] = "white"  # type: ignore[valid-type]
     control: bool = Field(default=False, description="steer a norm-matched random direction instead")
     reason: str = ""
 
@@ -108,7 +110,7 @@ _PROBE_SCHEMA: dict[str, Any] = {
         "strength": {"type": "number"},
         "samples": {"type": "integer"},
         "question": {"type": ["string", "null"]},
-        "base_image": {"type": "string", "enum": ["white", "black", "noise", "object-a", "object-b", "object-c"]},
+        "base_image": {"type": "string", "enum": list(BASE_IMAGES)},
         "control": {"type": "boolean"},
         "reason": {"type": "string"},
     },

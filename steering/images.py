@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from steering.errors import SteeringError
+from steering.probes import BASE_IMAGES, OBJECT_BASES
 
 DEFAULT_SIZE = 224
 MAX_PIXELS = 64_000_000
@@ -23,7 +24,7 @@ OBJECT_DRAWINGS: dict[str, tuple[str, str, str, str, float]] = {
 image) centred on white. They differ in every attribute, so steering that turns each of them red (and
 keeps its shape) shows that the feature causes "red" and not the shape; a judge compares the steered
 description on each with the same image's unsteered one."""
-BUILTIN = ("white", "black", "noise", *OBJECT_DRAWINGS)
+assert tuple(OBJECT_DRAWINGS) == OBJECT_BASES, "every built-in object base image needs a drawing"
 
 
 def base_image(spec: str = "white", size: int = DEFAULT_SIZE, seed: int = 0) -> Image.Image:
@@ -50,11 +51,11 @@ def base_image(spec: str = "white", size: int = DEFAULT_SIZE, seed: int = 0) -> 
 def check_base_image(spec: str) -> None:
     """Refuse a base image that cannot be used, before a run starts: a missing, unreadable or oversized
     file (a decompression bomb); reads the header only, plus PIL's cheap integrity check."""
-    if spec in BUILTIN:
+    if spec in BASE_IMAGES:
         return
     path = Path(spec).expanduser()
     if not path.is_file():
-        raise SteeringError(f"base image {spec!r} is neither one of {', '.join(BUILTIN)} nor an existing image file")
+        raise SteeringError(f"base image {spec!r} is neither one of {', '.join(BASE_IMAGES)} nor an existing image file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Base images every engine understands (steering.images.BUILTIN); anything else is a path to an image file.
+# Base images every engine understands (drawn by steering.images); anything else is a path to an image file.
 OBJECT_BASES = ("object-a", "object-b", "object-c")
 """Built-in plain drawn objects (steering.images.OBJECT_DRAWINGS): a judge steers a feature on each to see
 which words it causes."""

@@ -176,9 +176,11 @@ class _Transfer:
                 self.base.setdefault(b, set()).update(w for t in i.result.texts for w in words(t))
             elif i.role == "steered":
                 self.steered.setdefault(b, []).append(i.result)
-        self.controls = [r for r in background if r.probe.direction == "random" and r.probe.base_image in OBJECT_BASES
-                         and r.probe.prompt == "describe"]
-        self.done = bool(self.base) and any(b in self.base for b in self.steered)
+        self.controls: dict[str, list[ProbeResult]] = {}
+        for r in background:
+            if r.probe.direction == "random" and r.probe.base_image in OBJECT_BASES and r.probe.prompt == "describe":
+                self.controls.setdefault(r.probe.base_image, []).append(r)
+        self.done = any(b in self.base for b in self.steered)
 
     def score(self, word: str) -> float | None:
         """Mean over the object images whose unsteered description lacks ``word``: the share of steered
@@ -189,7 +191,7 @@ class _Transfer:
             if b not in self.base or word in self.base[b]:
                 continue
             said = [sum(word in _said_words(t) for t in r.texts) / len(r.texts) for r in results]
-            here = [c for c in self.controls if c.probe.base_image == b]
+            here = self.controls.get(b, [])
             controls = [c for r in results for c in _nearest(r, here)] if here else []
             noise = [sum(word in _said_words(t) for t in c.texts) / len(c.texts) for c in controls]
             gains.append(sum(said) / len(said) - (sum(noise) / len(noise) if noise else 0.0))
@@ -375,13 +377,14 @@ class OfflineJudge:
             confidence = round(min(0.95, confidence + 0.1), 2)
         confident = lead.score >= p.confident_score and lead.score - runner_up >= p.margin and lead.count >= 2
         transfer = _Transfer(ctx.evidence, ctx.background) if p.transfer else None
-        if transfer is not None and not transfer.done and can_probe:
+        tested = transfer is not None and transfer.done
+        if transfer is not None and not tested and can_probe:
             probes = self._transfer_probes(ctx, lead, steered_strengths)
             if probes:
                 return Verdict(hypothesis=f"{head}; leading words: {top_line}; which of them does the feature cause? "
                                           "steering it on three object images tells", confidence=confidence,
                                action="probe", probes=probes, notes=NOT_AN_LLM)
-        if transfer is not None and transfer.done:
+        if tested:
             # Candidates: every specific word about as consistent as the lead, background not subtracted
             # (the object images are the background test now); kept: those the feature causes there.
             pool = [s for s in ranked if s.word not in CATEGORY_WORDS and s.share >= p.transfer_pool]
@@ -390,7 +393,7 @@ class OfflineJudge:
                 named = [w for w in named if w in kept] + [w for w in kept if w not in named]
                 named = named[: p.max_named]
                 named.sort(key=lambda w: (order.get(w, len(order)), w))
-        if not confident and can_probe and ctx.round <= 2 and not (transfer is not None and transfer.done):
+        if not confident and can_probe and ctx.round <= 2 and not tested:
             probes = self._refine(ctx, lead, steered_strengths)
             if probes:
                 return Verdict(hypothesis=f"{head}; leading words: {top_line}", confidence=confidence,
