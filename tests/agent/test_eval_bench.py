@@ -103,3 +103,26 @@ def test_calibrate_rule_reads_the_strength_nearest_a_kl_target_chosen_on_dev() -
     assert out["chosen_on_dev"]["calibrate_kl_target"] in (0.3, 1.0, 2.0)
     assert out["modes"]["rule_calibrate"]["f1"]["mean"] == out["modes"]["oneshot"]["f1"]["mean"]
     assert "agent_vs_rule_calibrate" in out["diffs"]
+
+
+def test_agent_bar_needs_the_margin_from_follow_ups_and_reports_the_truths_auroc() -> None:
+    truth = _truth()
+    named = {f: truth[f].get("value") or truth[f]["claims"][0][1] for f in truth}
+    # One-shot names the value among three made-up claims; the agent's follow-ups keep only the value.
+    padded = {f: f"a large {named[f]} striped square" for f in truth}
+    sweep = Sweep([1.0, 2.0], [{f: CAPTION for f in truth}, padded], CAPTION)
+    exact = {f: f"a {named[f]} thing" for f in truth}
+    truth_auroc = lambda f, claims: 1.0 if claims == b.true(f) else 0.6  # noqa: E731
+    b = Bench(truth, split(list(truth), truth), sweep, {"agent": exact, "agent_r1": padded}, truth_auroc)
+    out = run_bench(b, "test")
+    bar = out["agent_bar"]
+    assert bar["margin"]["met"] and bar["margin"]["value"] >= 0.10 and bar["margin"]["baseline"] == "oneshot"
+    assert bar["round1_margin"]["met"] and abs(bar["round1_margin"]["value"]) < 1e-9
+    assert out["modes"]["truth"]["f1"]["mean"] == 1.0 and bar["auroc"]["ceiling"] == 1.0
+    assert bar["auroc"]["value"] < 1.0 and not bar["auroc"]["met"]  # union features: the agent names one claim
+    worst = max(v["f1"]["mean"] for v in out["floors"].values())
+    assert bar["floors"]["value"] == worst and bar["floors"]["met"] == (worst <= 0.15)
+    assert bar["met"] is False
+    # The same texts from the first round alone: the gain is not the follow-ups', so that line fails.
+    b1 = Bench(truth, split(list(truth), truth), sweep, {"agent": exact, "agent_r1": exact}, truth_auroc)
+    assert run_bench(b1, "test")["agent_bar"]["round1_margin"]["met"] is False

@@ -23,6 +23,8 @@ def test_a_losing_agent_is_reported_as_losing() -> None:
     text = "\n".join(bench_section({"bench": b}))
     assert "| top-k (masked top images) | not applicable" in text
     assert "| best baseline (" in text and "loses" in text
+    assert "| agent minus the best no-follow-up baseline (oneshot), F1 points |" in text
+    assert "Bar met on this split: **no**." in text
 
 
 def test_an_agent_that_ties_is_not_called_a_winner() -> None:
