@@ -19,7 +19,7 @@ Texts = Mapping[int, "str | None"]
 METRICS = ("f1", "precision", "recall", "exact")
 BASELINES = ("oneshot", "rule_majority", "rule_lowest", "rule_calibrate")
 """The no-follow-up baselines the agent must beat (the best of them is picked on dev)."""
-MODES = ("agent", "agent_r1", "agent_llm", "oneshot", "rule_majority", "rule_lowest", "rule_calibrate", "oracle", "topk", "hybrid")
+MODES = ("agent", "agent_r1", "agent_llm", "agent_images", "oneshot", "rule_majority", "rule_lowest", "rule_calibrate", "oracle", "topk", "hybrid")
 CEILINGS = ("truth",)
 """Rows that read the truth itself: the true claims as an explanation (F1 1 by construction; its AUROC is
 the most any explanation can reach on the simulation)."""
@@ -108,7 +108,7 @@ class Bench:
     splits: dict[str, list[int]]
     sweep: Sweep
     texts: dict[str, Texts]
-    """agent, agent_r1, agent_llm, topk, hybrid, random (whichever were run): feature -> explanation."""
+    """agent, agent_r1, agent_llm, agent_images, topk, hybrid, random (whichever were run): feature -> explanation."""
     auroc: Callable[[int, frozenset[Claim]], float | None] | None = None
     seed: int = 0
     choices: dict[str, Any] = field(default_factory=dict)
@@ -140,7 +140,7 @@ def mode_claims(b: Bench) -> dict[str, dict[int, frozenset[Claim]] | None]:
     dev = b.splits["dev"]
     per_strength = [_parsed(t, fs) for t in b.sweep.texts]
     out: dict[str, dict[int, frozenset[Claim]] | None] = {}
-    for name in ("agent", "agent_r1", "agent_llm"):
+    for name in ("agent", "agent_r1", "agent_llm", "agent_images"):
         if name in b.texts:
             out[name] = _parsed(b.texts[name], fs)
     if per_strength:
@@ -227,6 +227,18 @@ def diffs(b: Bench, claims: Mapping[str, Mapping[int, frozenset[Claim]] | None],
             best_f1 = b.scores(claims[b.choices["best_baseline"]], fs, "f1")  # type: ignore[arg-type]
             out["agent_llm_vs_best_baseline"] = {"baseline": b.choices["best_baseline"],
                                                  "f1": paired_diff(la, best_f1, keys, b.seed)}
+    images = claims.get("agent_images")
+    if images is not None:
+        # The loop that also reads top-k and hybrid descriptions: against the one that does not, and
+        # against the best no-follow-up baseline with the image modes among them (picked on dev).
+        ia = b.scores(images, fs, "f1")
+        out["agent_images_vs_agent"] = {"f1": paired_diff(ia, a, keys, b.seed)}
+        pool = [n for n in (*BASELINES, "topk", "hybrid") if claims.get(n) is not None]
+        if pool:
+            best = max(pool, key=lambda n: (b.mean_f1(claims[n], b.splits["dev"]), -pool.index(n)))  # type: ignore[arg-type]
+            b.choices["best_baseline_with_images"] = best
+            out["agent_images_vs_best_baseline"] = {
+                "baseline": best, "f1": paired_diff(ia, b.scores(claims[best], fs, "f1"), keys, b.seed)}  # type: ignore[arg-type]
     return out
 
 

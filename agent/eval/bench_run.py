@@ -12,7 +12,8 @@ from agent.eval.claims import parse_claims
 from agent.eval.metrics import rate
 
 NOT_APPLICABLE = {"mean": None, "ci": [None, None]}
-MODE_SOURCES = {"agent": "offline", "agent_r1": "offline-r1", "agent_llm": "llm", "topk": "topk",
+MODE_SOURCES = {"agent": "offline", "agent_r1": "offline-r1", "agent_llm": "llm", "agent_images": "offline-images",
+                "topk": "topk",
                 "random": "random-offline"}
 """Benchmark name -> the evaluation's explainer it reads."""
 

@@ -9,6 +9,7 @@ BENCH_NAMES = {
     "agent": "agent loop, offline judge (max_rounds as run)",
     "agent_r1": "agent loop, offline judge, max_rounds=1",
     "agent_llm": "agent loop, your LLM judge (the run's judge flags)",
+    "agent_images": "agent loop, offline judge, also reading the top-k and hybrid descriptions (--evidence all)",
     "oneshot": "one-shot steering at the dev-chosen strength",
     "rule_majority": "rule: claims named at most strengths (no follow-up)",
     "rule_lowest": "rule: lowest strength that changes the text (no follow-up)",
@@ -73,6 +74,9 @@ def bench_section(m: dict[str, Any]) -> list[str]:
         label = {"agent_vs_best_baseline": f"best baseline ({d.get('baseline')})",
                  "agent_llm_vs_agent": "LLM judge's agent minus the offline judge's",
                  "agent_llm_vs_best_baseline": f"LLM judge's agent minus the best baseline ({d.get('baseline')})",
+                 "agent_images_vs_agent": "agent reading images minus the agent without them",
+                 "agent_images_vs_best_baseline": f"agent reading images minus the best baseline, image modes "
+                                                  f"included ({d.get('baseline')})",
                  }.get(name, name.removeprefix("agent_vs_"))
         L.append(f"| {label} | {_ci(f)} | {f['wins']} / {f['losses']} | {f['verdict']} |")
     L += [""] + agent_bar_table(b.get("agent_bar") or {})
@@ -111,7 +115,9 @@ def agent_bar_table(bar: dict[str, Any]) -> list[str]:
         a = bar["auroc"]
         ceiling = "n/a" if a.get("ceiling") is None else f"{a['ceiling']:.3f} (true claims)"
         L.append(f"| agent's simulation AUROC | {a['value']:.3f} | >= {a['bar']:g} | {ceiling} | {yes(a['met'])} |")
-    return L + ["", f"Bar met on this split: {yes(bar.get('met'))}.", ""]
+    return L + ["", f"Bar met on this split: {yes(bar.get('met'))}. How far any rule that filters one-shot's claims "
+                "by the steering evidence can get on this world (fitted to the truth): `python -m agent.eval.ceiling` "
+                "(`--planted-seed N` for planted features).", ""]
 
 
 def _chosen(c: dict[str, Any]) -> str:

@@ -126,3 +126,18 @@ def test_agent_bar_needs_the_margin_from_follow_ups_and_reports_the_truths_auroc
     # The same texts from the first round alone: the gain is not the follow-ups', so that line fails.
     b1 = Bench(truth, split(list(truth), truth), sweep, {"agent": exact, "agent_r1": exact}, truth_auroc)
     assert run_bench(b1, "test")["agent_bar"]["round1_margin"]["met"] is False
+
+
+def test_the_agent_reading_images_is_compared_with_the_image_modes_too() -> None:
+    truth = _truth()
+    named = {f: truth[f].get("value") or truth[f]["claims"][0][1] for f in truth}
+    padded = {f: f"a large {named[f]} striped square" for f in truth}
+    sweep = Sweep([1.0, 2.0], [{f: CAPTION for f in truth}, padded], CAPTION)
+    exact = {f: f"a {named[f]} thing" for f in truth}
+    # Top-k names each value exactly, so it, not one-shot, is the baseline the image-reading agent must beat.
+    b = Bench(truth, split(list(truth), truth), sweep, {"agent": padded, "agent_images": exact, "topk": exact})
+    out = run_bench(b, "test")
+    d = out["diffs"]["agent_images_vs_best_baseline"]
+    assert d["baseline"] == "topk" and abs(d["f1"]["mean"]) < 1e-9
+    assert out["diffs"]["agent_images_vs_agent"]["f1"]["verdict"] == "wins"
+    assert out["diffs"]["agent_vs_best_baseline"]["baseline"] == "oneshot"  # the plain agent's baselines exclude images

@@ -1,0 +1,68 @@
+"""The evidence ceiling: a claim filter fitted on dev truth over the signals a judge can read."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from agent.eval.bench import split
+from agent.eval.ceiling import SWEEP, TRANSFER, Evidence, main, measure
+from steering.probes import OBJECT_BASES
+
+COLOURS = ["red", "yellow", "green", "blue"]
+SHAPES = ["circle", "square", "triangle", "cross"]
+
+
+def _world() -> tuple[dict[int, dict], Evidence]:
+    """Each feature is a colour; steering it names its colour and a filled-in shape. On the object images
+    (black, with their own shapes) it brings in both, but random directions bring in shapes too: only
+    the colour transfers beyond them."""
+    # Four colours and four shapes, each in 12 features: no claim is more common than another.
+    truth = {f: {"family": "colour", "value": COLOURS[f % 4], "purity": 1.0} for f in range(48)}
+    said = {f: f"a {COLOURS[f % 4]} {SHAPES[(f // 4) % 4]}" for f in truth}
+    sweep = {f: {m: ("nothing, the image is empty" if m < 1 else said[f]) for m in SWEEP} for f in truth}
+    objects = {f: {(b, m): said[f] for b in OBJECT_BASES for m in TRANSFER} for f in truth}
+    base = {b: "a black square" for b in OBJECT_BASES}
+    noise = {(b, m): [f"a black {s}" for s in SHAPES] for b in OBJECT_BASES for m in TRANSFER}
+    return truth, Evidence(sweep, objects, base, ["nothing, the image is empty"] * 8, noise)
+
+
+def test_the_filter_keeps_what_transfers_beyond_random_directions() -> None:
+    truth, ev = _world()
+    r = measure(ev, truth, split(list(truth), truth))
+    assert r["oneshot_f1"] == pytest.approx(2 / 3)  # the colour and a filled-in shape
+    assert r["perfect_f1"] == 1.0
+    assert r["signal_auroc_test"]["transfer"] == 1.0
+    assert r["filter_f1"] == 1.0 and r["filter_minus_oneshot"]["verdict"] == "wins"
+    assert r["bound_f1"] == 1.0
+
+
+def test_without_a_signal_that_separates_the_filter_cannot_beat_one_shot() -> None:
+    truth, ev = _world()
+    # The object images now carry no claim of their own and steering brings in the filled-in shape as
+    # surely as the colour: every signal reads the two alike.
+    ev.object_base.update({b: "a black star" for b in OBJECT_BASES})
+    for key in ev.random_objects:
+        ev.random_objects[key] = ["a black star"] * 4
+    r = measure(ev, truth, split(list(truth), truth))
+    assert r["filter_f1"] <= r["oneshot_f1"] + 1e-9 and r["bound_f1"] <= r["oneshot_f1"] + 1e-9
+
+
+def test_bad_purity_is_refused_before_any_model_loads(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--purity", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--purity" in err
+
+
+@pytest.mark.slow
+def test_ceiling_runs_on_planted_features() -> None:
+    out = subprocess.run([sys.executable, "-m", "agent.eval.ceiling", "--planted-seed", "0", "--json"],
+                         capture_output=True, text=True, timeout=600, check=True)
+    r = json.loads(out.stdout)
+    assert r["n_test"] > 0 and r["claims_test"] >= r["true_claims_test"] > 0
+    assert r["perfect_f1"] >= max(r["oneshot_f1"], r["bound_f1"])
+    # On planted features steering on the object images tells caused words from filled-in ones.
+    assert r["signal_auroc_test"]["transfer"] > 0.6
