@@ -51,10 +51,25 @@ def test_without_a_signal_that_separates_the_filter_cannot_beat_one_shot() -> No
     assert r["filter_f1"] <= r["oneshot_f1"] + 1e-9 and r["bound_f1"] <= r["oneshot_f1"] + 1e-9
 
 
-def test_bad_purity_is_refused_before_any_model_loads(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--purity", "2"]) == 2
+@pytest.mark.parametrize("args, named", [(["--purity", "2"], "--purity"), (["--images", "no/such.json"], "no/such.json")])
+def test_bad_input_is_refused_in_one_line_before_any_model_loads(
+        args: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "--purity" in err
+    assert err.count("\n") == 0 and named in err
+
+
+def test_images_must_be_an_eval_metrics_file(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "metrics.json"
+    bad.write_text(json.dumps({"modes": {}}))
+    assert main(["--images", str(bad)]) == 2
+    assert "not an eval's metrics.json" in capsys.readouterr().err
+
+
+def test_help_names_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0 and "python -m agent.eval.ceiling" in capsys.readouterr().out
 
 
 @pytest.mark.slow
