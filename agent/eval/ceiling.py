@@ -1,6 +1,6 @@
 """How far any rule that filters one-shot's claims by the steering evidence can get on the benchmark.
 
-    python -m agent.eval.ceiling [--planted-seed N] [--split-seed 0] [--json]
+    python -m agent.cli.ceiling [--planted-seed N] [--split-seed 0] [--images METRICS_JSON] [--json]
 
 One-shot steering at the dev-chosen strength names most true claims and some the model only fills in
 ("small red solid triangle" for a red, solid feature). An explainer that reads more probes can at best
@@ -16,18 +16,15 @@ world's model in about half a minute on 2 CPU cores.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agent.eval.bench import split
 from agent.eval.claims import Claim, cluster_key, parse_claims, score_claims, truth_claims
 from agent.eval.stats import paired_diff
 
@@ -226,7 +223,8 @@ def measure(ev: Evidence, truth: Mapping[int, Mapping[str, Any]], splits: Mappin
             "signal_auroc_test": aurocs, "signals": list(names), "weights": dict(zip(("bias", *names), np.round(model.w, 3).tolist()))}
 
 
-def _say(r: dict[str, Any], world: str) -> str:
+def summary(r: dict[str, Any], world: str) -> str:
+    """The figures of ``measure`` as the lines the command prints."""
     lo, hi = (100 * x for x in r["filter_minus_oneshot"]["ci"])
     return "\n".join([
         f"evidence ceiling, {world}: test split, {r['n_test']} features, {r['claims_test']} one-shot claims "
@@ -255,60 +253,3 @@ def image_texts(path: Path) -> dict[str, dict[int, str | None]]:
         raise ValueError(f"{path} is not an eval's metrics.json ({exc.__class__.__name__}): pass the "
                          "metrics.json that steer-agent eval --report DIR writes") from None
     return {name: texts for name, texts in out.items() if any(texts.values())}
-
-
-def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.eval.ceiling", description=__doc__.split("\n")[0])
-    parser.add_argument("--planted-seed", type=int, default=None, metavar="N",
-                        help="planted features of seed N instead of the toy world's SAE features")
-    parser.add_argument("--split-seed", type=int, default=0, help="the benchmark's dev/test split seed (default 0)")
-    parser.add_argument("--purity", type=float, default=0.9, help="SAE features at least this pure (default 0.9)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--images", type=Path, default=None, metavar="METRICS_JSON",
-                        help="also read the top-k and hybrid descriptions of this eval's metrics.json (e.g. "
-                             "docs/eval/metrics.json for SAE features) as signals")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    args = parser.parse_args(argv)
-    if not 0.0 <= args.purity <= 1.0:
-        print(f"error: --purity must lie in 0..1, got {args.purity}", file=sys.stderr)
-        return 2
-    images = None
-    if args.images is not None:
-        try:
-            images = image_texts(args.images)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    import torch
-
-    from agent.eval.world import load_truth, pure_features
-    from agent.strengths import hidden_norm
-    from steering.engine import SteeringEngine
-    from steering.models import load_vlm
-    from steering.sae import load_sae
-    from steering.toy import DATA_DIR
-
-    torch.set_num_threads(args.threads)
-    sae_dir = DATA_DIR / "sae"
-    world = "the toy world's SAE features"
-    if args.planted_seed is not None:
-        from agent.store import cache_root
-        from steering.toy.build.planted import ensure
-
-        sae_dir = ensure(cache_root() / "planted" / f"seed-{args.planted_seed}", args.planted_seed)
-        world = f"planted features, seed {args.planted_seed}"
-    truth = load_truth(sae_dir)
-    features = pure_features(truth, sorted(truth), args.purity)
-    engine = SteeringEngine(load_vlm(DATA_DIR / "model"), load_sae(sae_dir))
-    ev = collect(engine, features, hidden_norm(engine))
-    if images is not None and not set(features) <= set().union(*(set(t) for t in images.values())):
-        print(f"error: {args.images} has no image descriptions for some of these features: pass the metrics of "
-              "an eval of the same world (docs/eval/metrics.json for SAE features)", file=sys.stderr)
-        return 2
-    r = measure(ev, truth, split(features, truth, args.split_seed), args.split_seed, images)
-    out(json.dumps(r, indent=1) if args.json else _say(r, world))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

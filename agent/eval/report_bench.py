@@ -116,7 +116,7 @@ def agent_bar_table(bar: dict[str, Any]) -> list[str]:
         ceiling = "n/a" if a.get("ceiling") is None else f"{a['ceiling']:.3f} (true claims)"
         L.append(f"| agent's simulation AUROC | {a['value']:.3f} | >= {a['bar']:g} | {ceiling} | {yes(a['met'])} |")
     return L + ["", f"Bar met on this split: {yes(bar.get('met'))}. How far any rule that filters one-shot's claims "
-                "by the steering evidence can get on this world (fitted to the truth): `python -m agent.eval.ceiling` "
+                "by the steering evidence can get on this world (fitted to the truth): `python -m agent.cli.ceiling` "
                 "(`--planted-seed N` for planted features).", ""]
 
 

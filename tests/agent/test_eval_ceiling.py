@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from agent.eval.bench import split
-from agent.eval.ceiling import SWEEP, TRANSFER, Evidence, main, measure
+from agent.cli.ceiling import main
+from agent.eval.ceiling import SWEEP, TRANSFER, Evidence, measure
 from steering.probes import OBJECT_BASES
 
 COLOURS = ["red", "yellow", "green", "blue"]
@@ -69,12 +70,12 @@ def test_images_must_be_an_eval_metrics_file(tmp_path, capsys: pytest.CaptureFix
 def test_help_names_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:
         main(["--help"])
-    assert stop.value.code == 0 and "python -m agent.eval.ceiling" in capsys.readouterr().out
+    assert stop.value.code == 0 and "python -m agent.cli.ceiling" in capsys.readouterr().out
 
 
 @pytest.mark.slow
 def test_ceiling_runs_on_planted_features() -> None:
-    out = subprocess.run([sys.executable, "-m", "agent.eval.ceiling", "--planted-seed", "0", "--json"],
+    out = subprocess.run([sys.executable, "-m", "agent.cli.ceiling", "--planted-seed", "0", "--json"],
                          capture_output=True, text=True, timeout=600, check=True)
     r = json.loads(out.stdout)
     assert r["n_test"] > 0 and r["claims_test"] >= r["true_claims_test"] > 0

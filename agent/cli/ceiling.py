@@ -1,0 +1,70 @@
+"""python -m agent.cli.ceiling: how far a claim filter over the steering evidence, fitted on the truth, gets
+against one-shot steering on the benchmark (agent.eval.ceiling)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.eval.ceiling import collect, image_texts, measure, summary
+
+
+def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agent.cli.ceiling", description=__doc__.split("\n")[0].split(": ", 1)[1])
+    parser.add_argument("--planted-seed", type=int, default=None, metavar="N",
+                        help="planted features of seed N instead of the toy world's SAE features")
+    parser.add_argument("--split-seed", type=int, default=0, help="the benchmark's dev/test split seed (default 0)")
+    parser.add_argument("--purity", type=float, default=0.9, help="SAE features at least this pure (default 0.9)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--images", type=Path, default=None, metavar="METRICS_JSON",
+                        help="also read the top-k and hybrid descriptions of this eval's metrics.json (e.g. "
+                             "docs/eval/metrics.json for SAE features) as signals")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.purity <= 1.0:
+        print(f"error: --purity must lie in 0..1, got {args.purity}", file=sys.stderr)
+        return 2
+    images = None
+    if args.images is not None:
+        try:
+            images = image_texts(args.images)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    import torch
+
+    from agent.eval.bench import split
+    from agent.eval.world import load_truth, pure_features
+    from agent.strengths import hidden_norm
+    from steering.engine import SteeringEngine
+    from steering.models import load_vlm
+    from steering.sae import load_sae
+    from steering.toy import DATA_DIR
+
+    torch.set_num_threads(args.threads)
+    sae_dir = DATA_DIR / "sae"
+    world = "the toy world's SAE features"
+    if args.planted_seed is not None:
+        from agent.store import cache_root
+        from steering.toy.build.planted import ensure
+
+        sae_dir = ensure(cache_root() / "planted" / f"seed-{args.planted_seed}", args.planted_seed)
+        world = f"planted features, seed {args.planted_seed}"
+    truth = load_truth(sae_dir)
+    features = pure_features(truth, sorted(truth), args.purity)
+    engine = SteeringEngine(load_vlm(DATA_DIR / "model"), load_sae(sae_dir))
+    ev = collect(engine, features, hidden_norm(engine))
+    if images is not None and not set(features) <= set().union(*(set(t) for t in images.values())):
+        print(f"error: {args.images} has no image descriptions for some of these features: pass the metrics of "
+              "an eval of the same world (docs/eval/metrics.json for SAE features)", file=sys.stderr)
+        return 2
+    r = measure(ev, truth, split(features, truth, args.split_seed), args.split_seed, images)
+    out(json.dumps(r, indent=1) if args.json else summary(r, world))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
