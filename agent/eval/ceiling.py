@@ -7,7 +7,8 @@ One-shot steering at the dev-chosen strength names most true claims and some the
 keep the true claims and drop the rest. This measures how well the evidence the agent can gather tells
 the two apart: per candidate claim it computes the signals a judge can read (how many strengths name it,
 how early, how many other features and random directions name it, whether steering the feature on the
-built-in object images brings it in beyond random directions), fits a logistic filter on the dev split's
+built-in object images brings it in beyond random directions; with ``--images``, whether an eval's top-k
+and hybrid descriptions name it), fits a logistic filter on the dev split's
 truth, and reports the filtered claims' F1 on the test split against one-shot's, with a paired, clustered
 CI. It also fits the filter on the test split itself (an optimistic bound for any rule over these signals)
 and shows what a perfect filter (keep exactly the true claims) would reach. Everything runs on the toy

@@ -89,7 +89,7 @@ def _pts(x: float | None) -> str:
 
 
 def agent_bar_table(bar: dict[str, Any]) -> list[str]:
-    """Issue 16's criteria: measured value, bar, met, and the ceiling that bounds each where one exists."""
+    """Issue 16's criteria: measured value, bar, met, and a reference figure where one exists."""
     if not bar:
         return []
     yes = lambda ok: "yes" if ok else "**no**"  # noqa: E731
@@ -113,8 +113,8 @@ def agent_bar_table(bar: dict[str, Any]) -> list[str]:
                  f"<= {100 * f['bar']:.0f} | | {yes(f['met'])} |")
     if "auroc" in bar:
         a = bar["auroc"]
-        ceiling = "n/a" if a.get("ceiling") is None else f"{a['ceiling']:.3f} (true claims)"
-        L.append(f"| agent's simulation AUROC | {a['value']:.3f} | >= {a['bar']:g} | {ceiling} | {yes(a['met'])} |")
+        truth = "n/a" if a.get("truth") is None else f"{a['truth']:.3f} (true claims)"
+        L.append(f"| agent's simulation AUROC | {a['value']:.3f} | >= {a['bar']:g} | {truth} | {yes(a['met'])} |")
     return L + ["", f"Bar met on this split: {yes(bar.get('met'))}. How far any rule that filters one-shot's claims "
                 "by the steering evidence can get on this world (fitted to the truth): `python -m agent.cli.ceiling` "
                 "(`--planted-seed N` for planted features).", ""]

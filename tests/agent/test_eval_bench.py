@@ -118,7 +118,7 @@ def test_agent_bar_needs_the_margin_from_follow_ups_and_reports_the_truths_auroc
     bar = out["agent_bar"]
     assert bar["margin"]["met"] and bar["margin"]["value"] >= 0.10 and bar["margin"]["baseline"] == "oneshot"
     assert bar["round1_margin"]["met"] and abs(bar["round1_margin"]["value"]) < 1e-9
-    assert out["modes"]["truth"]["f1"]["mean"] == 1.0 and bar["auroc"]["ceiling"] == 1.0
+    assert out["modes"]["truth"]["f1"]["mean"] == 1.0 and bar["auroc"]["truth"] == 1.0
     assert bar["auroc"]["value"] < 1.0 and not bar["auroc"]["met"]  # union features: the agent names one claim
     worst = max(v["f1"]["mean"] for v in out["floors"].values())
     assert bar["floors"]["value"] == worst and bar["floors"]["met"] == (worst <= 0.15)
