@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from agent.eval.claims import Claim, cluster_key, parse_claims, score_claims, truth_claims
+from agent.eval.simulation import auroc
 from agent.eval.stats import paired_diff
 
 SWEEP = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
@@ -176,12 +177,6 @@ def fit_filter(rows: Rows, truth: Mapping[int, Mapping[str, Any]], features: Seq
     return model, best, f1(best)
 
 
-def _auroc(pos: Sequence[float], neg: Sequence[float]) -> float | None:
-    if not pos or not neg:
-        return None
-    return sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
-
-
 def measure(ev: Evidence, truth: Mapping[int, Mapping[str, Any]], splits: Mapping[str, Sequence[int]],
             seed: int = 0, images: Mapping[str, Mapping[int, str | None]] | None = None) -> dict[str, Any]:
     """The figures: one-shot, the dev-fitted filter, the test-fitted bound and the perfect filter on test
@@ -212,8 +207,7 @@ def measure(ev: Evidence, truth: Mapping[int, Mapping[str, Any]], splits: Mappin
     for i, name in enumerate(names):
         pos = [s[i] for f, c, s in test_rows if c in truth_claims(truth[f])]
         neg = [s[i] for f, c, s in test_rows if c not in truth_claims(truth[f])]
-        a = _auroc(pos, neg)
-        aurocs[name] = None if a is None else round(a, 3)
+        aurocs[name] = round(auroc(pos, neg), 3) if pos and neg else None
     diff = paired_diff(filtered, oneshot, keys, seed)
     return {"n_test": len(test), "oneshot_multiple": m, "claims_test": len(test_rows),
             "true_claims_test": sum(c in truth_claims(truth[f]) for f, c, _ in test_rows),
