@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     if not 0.0 <= args.purity <= 1.0:
         print(f"error: --purity must lie in 0..1, got {args.purity}", file=sys.stderr)
         return 2
+    if args.threads < 1:
+        print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+        return 2
     images = None
     if args.images is not None:
         try:
@@ -55,12 +58,12 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         world = f"planted features, seed {args.planted_seed}"
     truth = load_truth(sae_dir)
     features = pure_features(truth, sorted(truth), args.purity)
-    engine = SteeringEngine(load_vlm(DATA_DIR / "model"), load_sae(sae_dir))
-    ev = collect(engine, features, hidden_norm(engine))
     if images is not None and not set(features) <= set().union(*(set(t) for t in images.values())):
         print(f"error: {args.images} has no image descriptions for some of these features: pass the metrics of "
               "an eval of the same world (docs/eval/metrics.json for SAE features)", file=sys.stderr)
         return 2
+    engine = SteeringEngine(load_vlm(DATA_DIR / "model"), load_sae(sae_dir))
+    ev = collect(engine, features, hidden_norm(engine))
     r = measure(ev, truth, split(features, truth, args.split_seed), args.split_seed, images)
     out(json.dumps(r, indent=1) if args.json else summary(r, world))
     return 0

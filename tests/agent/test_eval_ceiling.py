@@ -52,7 +52,8 @@ def test_without_a_signal_that_separates_the_filter_cannot_beat_one_shot() -> No
     assert r["filter_f1"] <= r["oneshot_f1"] + 1e-9 and r["bound_f1"] <= r["oneshot_f1"] + 1e-9
 
 
-@pytest.mark.parametrize("args, named", [(["--purity", "2"], "--purity"), (["--images", "no/such.json"], "no/such.json")])
+@pytest.mark.parametrize("args, named", [(["--purity", "2"], "--purity"), (["--threads", "0"], "--threads"),
+                                         (["--images", "no/such.json"], "no/such.json")])
 def test_bad_input_is_refused_in_one_line_before_any_model_loads(
         args: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(args) == 2
@@ -65,6 +66,13 @@ def test_images_must_be_an_eval_metrics_file(tmp_path, capsys: pytest.CaptureFix
     bad.write_text(json.dumps({"modes": {}}))
     assert main(["--images", str(bad)]) == 2
     assert "not an eval's metrics.json" in capsys.readouterr().err
+
+
+def test_images_of_another_world_are_refused_before_probing(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = tmp_path / "metrics.json"
+    other.write_text(json.dumps({"per_feature": [{"feature": 99999, "texts": {"topk": "a red thing"}}]}))
+    assert main(["--images", str(other)]) == 2
+    assert "no image descriptions for some of these features" in capsys.readouterr().err
 
 
 def test_help_names_the_command(capsys: pytest.CaptureFixture[str]) -> None:
