@@ -3,6 +3,8 @@ objects (``object-a``, ``object-b``, ``object-c``), or a file."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -73,6 +75,12 @@ def _check_size(path: Path, size: tuple[int, int]) -> None:
     if size[0] * size[1] > min(limit, MAX_PIXELS):
         raise SteeringError(f"base image {path} has {size[0]}x{size[1]} pixels: pass an image of at most "
                             f"{MAX_PIXELS // 1_000_000} megapixels")
+
+
+@functools.lru_cache(maxsize=None)
+def object_digest(name: str) -> str:
+    """A digest of a built-in object's drawn pixels (part of its probes' cache keys)."""
+    return hashlib.sha256(np.asarray(object_image(name, 64)).tobytes()).hexdigest()
 
 
 def object_image(name: str, size: int = DEFAULT_SIZE) -> Image.Image:

@@ -33,8 +33,42 @@ class _Keyed:
 
     def key(self, fingerprint: dict[str, Any]) -> str:
         """Cache key: this item plus everything about the engine (and the top-k) that changes its answer."""
-        payload = json.dumps({self._KEY_NAME: self.to_dict(), "engine": fingerprint}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()
+        payload: dict[str, Any] = {self._KEY_NAME: self.to_dict(), "engine": fingerprint}
+        payload.update(self._key_extra())
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def _key_extra(self) -> dict[str, Any]:
+        return {}
+
+
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def image_identity(spec: str) -> str | None:
+    """What a base image's pixels depend on beyond its name, for cache keys: None for ``white``, ``black``
+    and ``noise`` (fixed by the name and the seed); a digest of the drawn pixels for a built-in object (a
+    changed drawing is a new image); a digest of the file's bytes for a path (a file rewritten in place is
+    a new image; the digest is kept while its size and modification time stay)."""
+    if spec in ("white", "black", "noise"):
+        return None
+    if spec in OBJECT_BASES:
+        from steering.images import object_digest
+
+        return object_digest(spec)
+    from pathlib import Path
+
+    path = Path(spec).expanduser()
+    try:
+        st = path.stat()
+    except OSError:
+        return "unreadable"  # the engine refuses the probe with its own error; nothing is cached for it
+    memo = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if memo not in _FILE_DIGESTS:
+        try:
+            _FILE_DIGESTS[memo] = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return "unreadable"
+    return _FILE_DIGESTS[memo]
 
 
 @dataclass(frozen=True)
@@ -80,6 +114,10 @@ class Probe(_Keyed):
         return self.feature is None or self.strength == 0.0
 
     _KEY_NAME = "probe"
+
+    def _key_extra(self) -> dict[str, Any]:
+        pixels = image_identity(self.base_image)
+        return {} if pixels is None else {"image": pixels}
 
 
 @dataclass(frozen=True)
