@@ -19,7 +19,7 @@ from steering.hooks import capture, steer
 from steering.images import DEFAULT_SIZE, base_image
 from steering.models import LoadedVLM
 from steering.prefix import replay_prefix
-from steering.probes import Probe, ProbeResult
+from steering.probes import Probe, ProbeResult, image_identity
 from steering.run_state import RunState, first_line
 from steering.sae import SAE, check_layer
 from steering.sampling import (
@@ -98,6 +98,7 @@ class SteeringEngine:
         self._base_logprobs: dict[tuple[str, str], torch.Tensor] = {}
         self._prompts: dict[tuple[str, str | None], tuple[str, str]] = {}
         self._prefix: dict[str, torch.Tensor] = {}  # base image -> layer-L state of one row
+        self._image_ids: dict[str, str | None] = {}  # base image -> the identity its cached state was made from
         self._prefix_ok: bool | None = None  # self-check result, once per engine
         self._decoder: FastDecoder | None = None
 
@@ -147,6 +148,18 @@ class SteeringEngine:
         if prefix and self.settings.prefill_prefix:
             text = text + prefix
         return text, prefix
+
+    def _forget_if_changed(self, image_spec: str) -> None:
+        """Drop what this engine keeps of a base image (processor inputs, unsteered logits, the vision
+        prefix) when the image changed since (a file rewritten in place): its probes' cache keys already
+        carry the new identity, and the pixels they run on must be the new ones too."""
+        now = image_identity(image_spec)
+        if image_spec in self._image_ids and self._image_ids[image_spec] != now:
+            for cache in (self._inputs, self._base_logprobs):
+                for key in [k for k in cache if k[1] == image_spec]:
+                    del cache[key]
+            self._prefix.pop(image_spec, None)
+        self._image_ids[image_spec] = now
 
     def inputs(self, text: str, image_spec: str, rows: int) -> dict[str, torch.Tensor]:
         """Processor outputs for ``rows`` identical rows (prepared once, then repeated)."""
@@ -312,6 +325,7 @@ class SteeringEngine:
         Strengths are meaningful relative to it (METHOD: ~0.8-3x the norm names concepts).
         """
         text, _ = self.prompt_text(Probe(feature=None, base_image=base_image))
+        self._forget_if_changed(base_image)
         self._base_logprobs_for(text, base_image)  # captures the layer-L state of this image
         state = self._prefix[base_image]  # [tiles, seq, d] or [tokens, d]
         return float(state.float().norm(dim=-1).flatten().median())
@@ -390,6 +404,8 @@ class SteeringEngine:
                 run.fail(i, exc)
                 continue
             groups[(text, prefix, p.base_image)].extend((i, j) for j in range(p.samples))
+        for image_spec in {spec for _, _, spec in groups}:
+            self._forget_if_changed(image_spec)
         for (text, prefix, image_spec), rows in groups.items():
             try:
                 base = self._base_logprobs_for(text, image_spec)

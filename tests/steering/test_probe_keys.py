@@ -66,3 +66,32 @@ def test_the_eval_cache_runs_a_rewritten_image_again(tmp_path: Path) -> None:
         _write(path, b"other image", 2_000_000_000)
         cache.run_probes(engine, [probe])
         assert len(engine.calls) == 2
+
+
+def _image(path: Path, pixels, mtime_ns: int) -> None:
+    from PIL import Image
+
+    Image.fromarray(pixels).save(path)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def test_the_engine_reads_a_rewritten_image_again(tiny_engine, tmp_path: Path) -> None:
+    """What the engine keeps of an image (inputs, unsteered logits, vision prefix) follows the file: a run
+    after a rewrite answers as a fresh engine does on the new file."""
+    import numpy as np
+
+    from steering.engine import SteeringEngine
+
+    path = tmp_path / "base.png"
+    white = np.full((32, 32, 3), 255, dtype=np.uint8)
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    probe = Probe(feature=1, strength=3.0, base_image=str(path))
+    _image(path, white, 1_000_000_000)
+    first_norm = tiny_engine.hidden_norm(str(path))
+    first = tiny_engine.run([probe])[0]
+    _image(path, noise, 2_000_000_000)
+    again = tiny_engine.run([probe])[0]
+    fresh = SteeringEngine(tiny_engine.vlm, tiny_engine.sae, settings=tiny_engine.settings).run([probe])[0]
+    assert again.kl_first == pytest.approx(fresh.kl_first) and again.texts == fresh.texts
+    assert again.kl_first != pytest.approx(first.kl_first)  # the two images do differ for this model
+    assert tiny_engine.hidden_norm(str(path)) != pytest.approx(first_norm)
