@@ -202,6 +202,11 @@ def summarize_mode(b: Bench, claims: Mapping[int, frozenset[Claim]], fs: Sequenc
     return out
 
 
+def _best_on_dev(b: Bench, claims: Mapping[str, Any], names: Sequence[str]) -> str:
+    """The mode of ``names`` with the best mean F1 on dev (ties: the earlier name)."""
+    return max(names, key=lambda n: (b.mean_f1(claims[n], b.splits["dev"]), -names.index(n)))
+
+
 def diffs(b: Bench, claims: Mapping[str, Mapping[int, frozenset[Claim]] | None], fs: Sequence[int]) -> dict[str, Any]:
     """The agent against each baseline on F1 (paired, clustered), and against the best no-follow-up
     baseline picked on dev."""
@@ -217,7 +222,7 @@ def diffs(b: Bench, claims: Mapping[str, Mapping[int, frozenset[Claim]] | None],
             out[f"agent_vs_{name}"] = {"f1": paired_diff(a, b.scores(other, fs, "f1"), keys, b.seed)}
     avail = [n for n in BASELINES if claims.get(n) is not None]
     if avail:
-        best = max(avail, key=lambda n: (b.mean_f1(claims[n], b.splits["dev"]), -BASELINES.index(n)))  # type: ignore[arg-type]
+        best = _best_on_dev(b, claims, avail)
         b.choices["best_baseline"] = best
         out["agent_vs_best_baseline"] = {"baseline": best, **out[f"agent_vs_{best}"]}
     llm = claims.get("agent_llm")
@@ -236,7 +241,7 @@ def diffs(b: Bench, claims: Mapping[str, Mapping[int, frozenset[Claim]] | None],
         out["agent_images_vs_agent"] = {"f1": paired_diff(ia, a, keys, b.seed)}
         pool = [n for n in (*BASELINES, "topk", "hybrid") if claims.get(n) is not None]
         if pool:
-            best = max(pool, key=lambda n: (b.mean_f1(claims[n], b.splits["dev"]), -pool.index(n)))  # type: ignore[arg-type]
+            best = _best_on_dev(b, claims, pool)
             b.choices["best_baseline_with_images"] = best
             out["agent_images_vs_best_baseline"] = {
                 "baseline": best, "f1": paired_diff(ia, b.scores(claims[best], fs, "f1"), keys, b.seed)}  # type: ignore[arg-type]

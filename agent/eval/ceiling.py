@@ -17,6 +17,7 @@ world's model in about half a minute on 2 CPU cores.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.eval.claims import Claim, cluster_key, parse_claims, score_claims, truth_claims
+from agent.eval.claims import Claim, cluster_key, score_claims, truth_claims
+from agent.eval.claims import parse_claims as _parse
 from agent.eval.simulation import auroc
 from agent.eval.stats import paired_diff
 
@@ -45,6 +47,12 @@ the object images whose own description lacks it, the share of steered descripti
 random directions' share at the same strength and image. With ``--images``, one more signal per image
 mode of an eval's metrics (top-k, hybrid): 1 when that mode's description names the claim."""
 IMAGE_TEXTS = {"topk": "topk", "hybrid": "hybrid-best"}
+
+
+@functools.lru_cache(maxsize=None)
+def parse_claims(text: str | None) -> frozenset[Claim]:
+    """The claims of a text, parsed once: the signals read the same few thousand texts for every claim."""
+    return _parse(text)
 """Image-evidence signal -> the per-feature text key in an eval's metrics.json."""
 
 

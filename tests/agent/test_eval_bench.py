@@ -105,13 +105,19 @@ def test_calibrate_rule_reads_the_strength_nearest_a_kl_target_chosen_on_dev() -
     assert "agent_vs_rule_calibrate" in out["diffs"]
 
 
-def test_agent_bar_needs_the_margin_from_follow_ups_and_reports_the_truths_auroc() -> None:
+def _padded() -> tuple[dict[int, dict], Sweep, dict[int, str], dict[int, str]]:
+    """Truth, a sweep whose one-shot text names the value among three made-up claims, those texts, and
+    texts that name exactly the value."""
     truth = _truth()
     named = {f: truth[f].get("value") or truth[f]["claims"][0][1] for f in truth}
-    # One-shot names the value among three made-up claims; the agent's follow-ups keep only the value.
     padded = {f: f"a large {named[f]} striped square" for f in truth}
     sweep = Sweep([1.0, 2.0], [{f: CAPTION for f in truth}, padded], CAPTION)
-    exact = {f: f"a {named[f]} thing" for f in truth}
+    return truth, sweep, padded, {f: f"a {named[f]} thing" for f in truth}
+
+
+def test_agent_bar_needs_the_margin_from_follow_ups_and_reports_the_truths_auroc() -> None:
+    # One-shot pads the value; the agent's follow-ups keep only the value.
+    truth, sweep, padded, exact = _padded()
     truth_auroc = lambda f, claims: 1.0 if claims == b.true(f) else 0.6  # noqa: E731
     b = Bench(truth, split(list(truth), truth), sweep, {"agent": exact, "agent_r1": padded}, truth_auroc)
     out = run_bench(b, "test")
@@ -129,11 +135,7 @@ def test_agent_bar_needs_the_margin_from_follow_ups_and_reports_the_truths_auroc
 
 
 def test_the_agent_reading_images_is_compared_with_the_image_modes_too() -> None:
-    truth = _truth()
-    named = {f: truth[f].get("value") or truth[f]["claims"][0][1] for f in truth}
-    padded = {f: f"a large {named[f]} striped square" for f in truth}
-    sweep = Sweep([1.0, 2.0], [{f: CAPTION for f in truth}, padded], CAPTION)
-    exact = {f: f"a {named[f]} thing" for f in truth}
+    truth, sweep, padded, exact = _padded()
     # Top-k names each value exactly, so it, not one-shot, is the baseline the image-reading agent must beat.
     b = Bench(truth, split(list(truth), truth), sweep, {"agent": padded, "agent_images": exact, "topk": exact})
     out = run_bench(b, "test")
