@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     parser.add_argument("--images", type=Path, default=None, metavar="METRICS_JSON",
                         help="also read the top-k and hybrid descriptions of this eval's metrics.json (e.g. "
                              "docs/eval/metrics.json for SAE features) as signals")
+    parser.add_argument("--auroc-oracle", action="store_true",
+                        help="also report the simulation AUROC of the true claims and of the best claim sets a greedy "
+                             "search finds with the features' own activations (test split; about 15 s more)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if not 0.0 <= args.purity <= 1.0:
@@ -64,7 +67,15 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         return 2
     engine = SteeringEngine(load_vlm(DATA_DIR / "model"), load_sae(sae_dir))
     ev = collect(engine, features, hidden_norm(engine))
-    r = measure(ev, truth, split(features, truth, args.split_seed), args.split_seed, images)
+    splits = split(features, truth, args.split_seed)
+    r = measure(ev, truth, splits, args.split_seed, images)
+    if args.auroc_oracle:
+        from agent.eval.ceiling import auroc_oracle
+        from agent.eval.simulation import Simulator
+        from steering.toy.scenes import FAMILIES
+
+        values = [(fam, v) for fam, vs in FAMILIES.items() for v in vs]
+        r["auroc_oracle"] = auroc_oracle(Simulator(engine), list(splits["test"]), truth, values)
     out(json.dumps(r, indent=1) if args.json else summary(r, world))
     return 0
 

@@ -10,7 +10,7 @@ import pytest
 
 from agent.eval.bench import split
 from agent.cli.ceiling import main
-from agent.eval.ceiling import SWEEP, TRANSFER, Evidence, measure
+from agent.eval.ceiling import SWEEP, TRANSFER, Evidence, auroc_oracle, measure
 from steering.probes import OBJECT_BASES
 
 COLOURS = ["red", "yellow", "green", "blue"]
@@ -52,6 +52,27 @@ def test_without_a_signal_that_separates_the_filter_cannot_beat_one_shot() -> No
     assert r["filter_f1"] <= r["oneshot_f1"] + 1e-9 and r["bound_f1"] <= r["oneshot_f1"] + 1e-9
 
 
+def test_the_auroc_oracle_climbs_from_the_truth_to_the_claim_set_the_activations_prefer() -> None:
+    # Feature 0 fires most on red circles: its truth (red) scores 0.7, red + circle 0.95, circle alone 0.8.
+    # Feature 1's truth (blue) is already the best claim set there is.
+    values = [("colour", c) for c in COLOURS] + [("shape", s) for s in SHAPES]
+    table = {(0, frozenset({("colour", "red")})): 0.7, (0, frozenset({("shape", "circle")})): 0.8,
+             (0, frozenset({("colour", "red"), ("shape", "circle")})): 0.95,
+             (1, frozenset({("colour", "blue")})): 0.9}
+    asked: list[tuple[int, frozenset]] = []
+
+    def score(f: int, claims: frozenset) -> float:
+        asked.append((f, claims))
+        return table.get((f, claims), 0.5)
+    truth = {0: {"family": "colour", "value": "red"}, 1: {"family": "colour", "value": "blue"}}
+    r = auroc_oracle(score, [0, 1], truth, values)
+    assert r["truth_auroc"] == pytest.approx(0.8) and r["oracle_auroc"] == pytest.approx((0.95 + 0.9) / 2)
+    assert asked[0] == (0, frozenset({("colour", "red")}))  # each search starts from the truth
+    # A truth no move improves on stays the oracle's answer: never below the truth.
+    assert auroc_oracle(lambda f, c: 0.9 if c == frozenset({("colour", "blue")}) else 0.1, [1], truth,
+                        values)["oracle_auroc"] == pytest.approx(0.9)
+
+
 @pytest.mark.parametrize("args, named", [(["--purity", "2"], "--purity"), (["--threads", "0"], "--threads"),
                                          (["--images", "no/such.json"], "no/such.json")])
 def test_bad_input_is_refused_in_one_line_before_any_model_loads(
@@ -83,10 +104,13 @@ def test_help_names_the_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.slow
 def test_ceiling_runs_on_planted_features() -> None:
-    out = subprocess.run([sys.executable, "-m", "agent.cli.ceiling", "--planted-seed", "0", "--json"],
+    out = subprocess.run([sys.executable, "-m", "agent.cli.ceiling", "--planted-seed", "0", "--auroc-oracle", "--json"],
                          capture_output=True, text=True, timeout=600, check=True)
     r = json.loads(out.stdout)
     assert r["n_test"] > 0 and r["claims_test"] >= r["true_claims_test"] > 0
     assert r["perfect_f1"] >= max(r["oneshot_f1"], r["bound_f1"])
     # On planted features steering on the object images tells caused words from filled-in ones.
     assert r["signal_auroc_test"]["transfer"] > 0.6
+    # The search starts from the true claims, so it never ends below them.
+    oracle = r["auroc_oracle"]
+    assert oracle["n"] == r["n_test"] and oracle["oracle_auroc"] >= oracle["truth_auroc"] > 0.5
