@@ -61,10 +61,13 @@ class SweepConfig:
     """Descriptions per strength: 1 is the greedy answer; more draws sampled answers."""
     controls: int = 1
     """Random-direction control probes per feature, at the top strengths of the schedule."""
-    background: int = 4
+    background: int = 12
     """Shared random directions probed once per run at every scheduled strength; the offline judge
-    uses their words as the background of what any steering makes the model say."""
-    panel: int = 16
+    uses their words as the background of what any steering makes the model say. With ``panel``, chosen
+    on the benchmark's dev splits (agent F1, SAE / planted features; panel/background): 16/4 71.5 / 48.7,
+    64/4 71.0 / 48.7, 16/12 72.4 / 48.7, 64/12 73.9 / 48.7 (chosen), 128/12 73.6 / 48.7, 64/24 74.1 / 48.7
+    (twice the random probes for +0.2)."""
+    panel: int = 64
     """Reference features (evenly spaced over the SAE) probed once per run at every scheduled
     strength; the offline judge discounts words that steering many features brings up alike."""
     base_image: str = "white"
