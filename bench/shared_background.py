@@ -46,8 +46,8 @@ def main() -> None:
         with Store(tmp / "warm") as store:  # the engine's per-image caches, filled once for both
             run_features(engine, OfflineJudge(), store, features[:2], RunConfig(sweep=today))
         for i in range(max(1, args.repeats)):
-            for name, sweep in configs.items():
-                with Store(tmp / f"store-{i}-{len(best)}-{sweep.panel}") as store:
+            for j, (name, sweep) in enumerate(configs.items()):
+                with Store(tmp / f"store-{i}-{j}") as store:
                     t0 = time.perf_counter()
                     s = run_features(engine, OfflineJudge(), store, features, RunConfig(sweep=sweep))
                     seconds = time.perf_counter() - t0

@@ -13,8 +13,8 @@ truth, and reports the filtered claims' F1 on the test split against one-shot's,
 CI. It also fits the filter on the test split itself (an optimistic bound for any rule over these signals)
 and shows what a perfect filter (keep exactly the true claims) would reach. With ``--auroc-oracle`` it also
 reports the simulation AUROC of the true claims and of the best claim sets a greedy search finds with the
-features' own activations (how high any explanation's AUROC is likely to get on this world). Everything runs on the toy
-world's model in about half a minute on 2 CPU cores.
+features' own activations (how high any explanation's AUROC is likely to get on this world). Everything
+runs on the toy world's model in about half a minute on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -240,16 +240,20 @@ def auroc_oracle(score: Callable[[int, frozenset[Claim]], float | None], feature
     scores each candidate with the feature's own activations (``score``, the simulator): from the true claims,
     take the move that raises the AUROC most while one does. What no explainer in the world's vocabulary is
     likely to pass: a search, not a proof, and its claim sets need not be the truth."""
+    def auroc_of(f: int, claims: frozenset[Claim]) -> float:
+        value = score(f, claims)
+        return 0.5 if value is None else float(value)
+
     true_scores, best_scores = [], []
     for f in features:
         cur = truth_claims(truth[f])
-        cur_score = float(score(f, cur) or 0.5)
+        cur_score = auroc_of(f, cur)
         true_scores.append(cur_score)
         for _ in range(steps):
             families = {fam for fam, _ in cur}
             moves = ([cur | {c} for c in values if c[0] not in families] + [frozenset({c}) for c in values]
                      + ([cur - {c} for c in cur] if len(cur) > 1 else []))
-            scored = [(float(score(f, m) or 0.5), sorted(m)) for m in moves if m != cur]
+            scored = [(auroc_of(f, m), sorted(m)) for m in moves if m != cur]
             if not scored:
                 break
             top, claims = max(scored)

@@ -68,9 +68,10 @@ def test_the_auroc_oracle_climbs_from_the_truth_to_the_claim_set_the_activations
     r = auroc_oracle(score, [0, 1], truth, values)
     assert r["truth_auroc"] == pytest.approx(0.8) and r["oracle_auroc"] == pytest.approx((0.95 + 0.9) / 2)
     assert asked[0] == (0, frozenset({("colour", "red")}))  # each search starts from the truth
-    # A truth no move improves on stays the oracle's answer: never below the truth.
+    # A truth no move improves on stays the oracle's answer: never below the truth, and an AUROC of 0 is a score.
     assert auroc_oracle(lambda f, c: 0.9 if c == frozenset({("colour", "blue")}) else 0.1, [1], truth,
                         values)["oracle_auroc"] == pytest.approx(0.9)
+    assert auroc_oracle(lambda f, c: 0.0, [1], truth, values)["oracle_auroc"] == 0.0
 
 
 @pytest.mark.parametrize("args, named", [(["--purity", "2"], "--purity"), (["--threads", "0"], "--threads"),
