@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.eval.ceiling import collect, image_texts, measure, summary
+from agent.eval.ceiling import auroc_oracle, collect, image_texts, measure, summary
 
 
 def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
@@ -70,7 +70,6 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     splits = split(features, truth, args.split_seed)
     r = measure(ev, truth, splits, args.split_seed, images)
     if args.auroc_oracle:
-        from agent.eval.ceiling import auroc_oracle
         from agent.eval.simulation import Simulator
         from steering.toy.scenes import FAMILIES
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import statistics
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from agent.config import SWEEP_MULTIPLES
 from agent.eval.claims import Claim, cluster_key, score_claims, truth_claims
 from agent.eval.claims import parse_claims as _parse
 from agent.eval.simulation import auroc
 from agent.eval.stats import paired_diff
 
-SWEEP = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+SWEEP = SWEEP_MULTIPLES
 """The white-image sweep, multiples of the hidden-state norm (the run's default ladder)."""
 TRANSFER = (1.0, 1.5, 2.0)
 """Strengths, as multiples, at which each feature is steered on the object images."""
@@ -49,13 +51,13 @@ the object images whose own description lacks it, the share of steered descripti
 random directions' share at the same strength and image. With ``--images``, one more signal per image
 mode of an eval's metrics (top-k, hybrid): 1 when that mode's description names the claim."""
 IMAGE_TEXTS = {"topk": "topk", "hybrid": "hybrid-best"}
+"""Image-evidence signal -> the per-feature text key in an eval's metrics.json."""
 
 
 @functools.lru_cache(maxsize=None)
 def parse_claims(text: str | None) -> frozenset[Claim]:
     """The claims of a text, parsed once: the signals read the same few thousand texts for every claim."""
     return _parse(text)
-"""Image-evidence signal -> the per-feature text key in an eval's metrics.json."""
 
 
 @dataclass
@@ -194,10 +196,7 @@ def measure(ev: Evidence, truth: Mapping[int, Mapping[str, Any]], splits: Mappin
     dev, test = list(splits["dev"]), list(splits["test"])
     m = oneshot_multiple(ev, truth, dev)
     candidates = {f: parse_claims(ev.sweep[f][m]) for f in dev + test}
-    counts: dict[Claim, int] = {}
-    for cs in candidates.values():
-        for c in cs:
-            counts[c] = counts.get(c, 0) + 1
+    counts = Counter(c for cs in candidates.values() for c in cs)
     # A claim's panel share leaves its own feature out (how many *other* features name it).
     n = max(1, len(candidates) - 1)
     panel = {c: (k - 1) / n for c, k in counts.items()}
@@ -253,13 +252,13 @@ def auroc_oracle(score: Callable[[int, frozenset[Claim]], float | None], feature
             families = {fam for fam, _ in cur}
             moves = ([cur | {c} for c in values if c[0] not in families] + [frozenset({c}) for c in values]
                      + ([cur - {c} for c in cur] if len(cur) > 1 else []))
-            scored = [(auroc_of(f, m), sorted(m)) for m in moves if m != cur]
+            scored = {m: auroc_of(f, m) for m in moves if m != cur}
             if not scored:
                 break
-            top, claims = max(scored)
-            if top <= cur_score:
+            best = max(scored, key=lambda m: (scored[m], sorted(m)))  # ties: the same set on every machine
+            if scored[best] <= cur_score:
                 break
-            cur, cur_score = frozenset(map(tuple, claims)), top  # type: ignore[arg-type]
+            cur, cur_score = best, scored[best]
         best_scores.append(cur_score)
     return {"n": len(true_scores), "truth_auroc": statistics.fmean(true_scores) if true_scores else None,
             "oracle_auroc": statistics.fmean(best_scores) if best_scores else None}
