@@ -87,8 +87,12 @@ def check_args(args: argparse.Namespace) -> str | None:
     if args.images is None and args.dataset is None and (args.model or args.sae):
         return ("pass --images DIR or --dataset NAME: only the bundled toy world has scenes of its own "
                 "(run without --model and --sae for it)")
-    if args.images is not None and not Path(args.images).expanduser().is_dir():
-        return f"image folder {args.images} does not exist: pass --images with an existing folder"
+    if args.images is not None:
+        from steering.topk.sources import folder_problem
+
+        problem = folder_problem(args.images)
+        if problem:
+            return problem
     return ray_problem(args.ray, args.ray_workers)
 
 
@@ -139,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
             "(already collected: --restart collects again)"
         print(f"top-{result.k} images of {result.d_sae} features over {meta['n_images']} images "
               f"({fired} features fired) {done}")
+        skipped = result.unreadable()
+        if skipped:
+            print(f"warning: {skipped}", file=sys.stderr)
         print(f"collection: {out}")
         print(f"recorded in store {store.path}: use it with steer-agent --evidence topk|hybrid|all, and in steer-tui")
     return 0
@@ -160,6 +167,9 @@ def _finished(out: Path, k: int, names: list[str] | None) -> Any:
 def _collect(args: argparse.Namespace, out: Path) -> tuple[Any, bool]:
     """(result, whether it was collected now)."""
     from steering.topk import DatasetSource, EncoderSpec, FolderSource, TopKConfig, collect_topk
+    from steering.topk.sources import quiet_size_warnings
+
+    quiet_size_warnings()  # oversized images are skipped and named in one warning line
 
     if args.images is not None:
         source: Any = FolderSource(args.images, args.limit)  # TopKError names a folder without images
@@ -168,6 +178,7 @@ def _collect(args: argparse.Namespace, out: Path) -> tuple[Any, bool]:
     done = None if args.restart else _finished(out, args.k, list(source.names))
     if done is not None:
         return done, False
+    source.check_readable()  # TopKError (exit 2) before the model loads when no image can be read
     config = TopKConfig(k=args.k, batch_size=args.batch_size or TopKConfig.batch_size)
     if args.ray is not None:
         return _on_ray(args)(source, out, config, restart=args.restart), True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from steering.topk.cli import build_parser, main
 from steering.topk.collect import (
     Absorbed,
+    Batch,
     Collector,
     EncoderSpec,
     TopKConfig,
@@ -24,13 +25,18 @@ from steering.topk.sources import (
     IMAGE_SUFFIXES,
     DatasetSource,
     FolderSource,
+    UnreadableImage,
+    folder_problem,
     open_source,
+    read_image,
+    unreadable_line,
     write_toy_scenes,
 )
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "IMAGE_SUFFIXES", "MAP_DTYPES", "TENSORS", "Absorbed", "ChunkedCodes", "Collector",
-    "DatasetSource", "EncoderSpec", "FolderSource", "RunningTopK", "TopImage", "TopKConfig", "TopKError", "TopKResult",
-    "_batches", "build_parser", "build_toy_topk", "collect_shard", "collect_topk", "layer_output", "load_topk", "main",
-    "open_source", "run_collection", "toy_encoder", "vision_tower", "write_toy_scenes",
+    "FORMAT", "FORMAT_VERSION", "IMAGE_SUFFIXES", "MAP_DTYPES", "TENSORS", "Absorbed", "Batch", "ChunkedCodes",
+    "Collector", "DatasetSource", "EncoderSpec", "FolderSource", "RunningTopK", "TopImage", "TopKConfig", "TopKError",
+    "TopKResult", "UnreadableImage", "_batches", "build_parser", "build_toy_topk", "collect_shard", "collect_topk",
+    "folder_problem", "layer_output", "load_topk", "main", "open_source", "read_image", "run_collection", "toy_encoder",
+    "unreadable_line", "vision_tower", "write_toy_scenes",
 ]

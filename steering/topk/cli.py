@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from steering.errors import SteeringError
 from steering.topk.collect import EncoderSpec, TopKConfig, collect_topk
 from steering.topk.constants import MAP_DTYPES
 from steering.topk.errors import TopKError
-from steering.topk.sources import DatasetSource, FolderSource, write_toy_scenes
+from steering.topk.sources import DatasetSource, FolderSource, quiet_size_warnings, write_toy_scenes
 
 # ----------------------------------------------------------------------------- CLI
 
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_size_warnings()
     from steering.models import load_vlm
     from steering.sae import load_sae
 
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             source = FolderSource(args.images, args.limit)
         else:
             source = DatasetSource(args.dataset, args.split, args.limit, args.image_column)
+        source.check_readable()  # before the model loads
         vlm = load_vlm(args.model, dtype=args.dtype, device=args.device)
         sae = load_sae(args.sae, layer=args.layer)
         spec = EncoderSpec.from_vlm(vlm, sae, args.layer)
@@ -85,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     m = result.meta
     print(f"top-{result.k} of {result.d_sae} latents over {m['n_images']} images -> {args.out} "
           f"({m['images_per_second']} images/s this run)")
+    skipped = result.unreadable()
+    if skipped:
+        print(f"warning: {skipped}", file=sys.stderr)
     return 0
 
 

@@ -24,7 +24,7 @@ from steering.topk.encode import ChunkedCodes, layer_output, vision_tower
 from steering.topk.errors import TopKError
 from steering.topk.result import TopKResult, load_topk
 from steering.topk.running import RunningTopK
-from steering.topk.sources import FolderSource, write_toy_scenes
+from steering.topk.sources import EXAMPLES, FolderSource, UnreadableImage, write_toy_scenes
 
 log = logging.getLogger(__name__)
 
@@ -104,19 +104,50 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _batches(source: Any, start: int, batch_size: int,
-             stop: int | None = None) -> Iterator[tuple[int, list[Image.Image]]]:
-    """(first id, images) per batch of images ``start``..``stop`` (default: to the end); the next batch loads
-    while this one runs."""
+class Batch(NamedTuple):
+    """Images of a source as read: the readable ones with their global ids, and the ids of the others."""
+
+    ids: list[int]
+    images: list[Image.Image]
+    unreadable: list[int]
+
+    @property
+    def size(self) -> int:
+        """Images of the source this batch covers, readable or not."""
+        return len(self.ids) + len(self.unreadable)
+
+
+def _read(source: Any, first: int, stop: int) -> Batch:
+    ids, images, unreadable = [], [], []
+    for i in range(first, stop):
+        try:
+            images.append(source.load(i))
+            ids.append(i)
+        except UnreadableImage as exc:
+            log.debug("skipping %s", exc)
+            unreadable.append(i)
+    return Batch(ids, images, unreadable)
+
+
+def _read_batches(source: Any, start: int, batch_size: int, stop: int | None = None) -> Iterator[Batch]:
+    """Batches of images ``start``..``stop`` (default: to the end), unreadable ones set aside; the next
+    batch loads while this one runs."""
     stop = len(source) if stop is None else min(stop, len(source))
     starts = list(range(start, stop, batch_size))
-    load = lambda s: [source.load(i) for i in range(s, min(s + batch_size, stop))]  # noqa: E731
+    load = lambda s: _read(source, s, min(s + batch_size, stop))  # noqa: E731
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(load, starts[0]) if starts else None
-        for n, s in enumerate(starts):
-            images = pending.result()
+        for n, _ in enumerate(starts):
+            batch = pending.result()
             pending = pool.submit(load, starts[n + 1]) if n + 1 < len(starts) else None
-            yield s, images
+            yield batch
+
+
+def _batches(source: Any, start: int, batch_size: int,
+             stop: int | None = None) -> Iterator[tuple[int, list[Image.Image]]]:
+    """(first id, images) per batch, for sources whose every image reads (bench/topk_speed.py)."""
+    for batch in _read_batches(source, start, batch_size, stop):
+        yield min(batch.ids[:1] + batch.unreadable[:1]), batch.images
 
 
 class Absorbed(NamedTuple):
@@ -134,12 +165,16 @@ Steps = Callable[[int, RunningTopK | None], Iterator[Absorbed]]
 
 
 @torch.no_grad()
-def absorb(spec: EncoderSpec, sae: SAE, first: int, images: list[Image.Image], state: RunningTopK | None,
+def absorb(spec: EncoderSpec, sae: SAE, batch: Batch, state: RunningTopK | None,
            config: TopKConfig) -> tuple[RunningTopK, tuple[int, int]]:
-    """One batch (global ids ``first``..) into ``state`` (None: a new one, sized from this batch);
-    returns the state and the input image size."""
+    """One batch into ``state`` (None: a new one, sized from this batch), its unreadable images counted as
+    skipped; returns the state and the input image size."""
     device, dtype = _device_dtype(spec)
-    pixel_values = spec.preprocess(images).to(device=device, dtype=dtype)
+    # A batch with no readable image still sizes a new state: a blank image stands in (and is not absorbed).
+    pixel_values = spec.preprocess(batch.images or [Image.new("RGB", (64, 64))]).to(device=device, dtype=dtype)
+    if not batch.images and state is not None:
+        state.skip(batch.unreadable)
+        return state, tuple(pixel_values.shape[-2:])
     hidden = layer_output(spec.tower, spec.layers, spec.layer, pixel_values)  # [B, seq, d]
     if spec.has_cls:
         hidden = hidden[:, 1:]
@@ -148,9 +183,11 @@ def absorb(spec: EncoderSpec, sae: SAE, first: int, images: list[Image.Image], s
         if math.isqrt(P) ** 2 != P:
             raise TopKError(f"{P} patches do not form a square grid")
         state = RunningTopK(sae.d_sae, config.k, P, MAP_DTYPES[config.map_dtype], device)
-    rows = hidden.reshape(B * P, -1)
-    codes = ChunkedCodes(sae, rows, state.chunk_size(B * P, B, config.chunk_elements))
-    state.update(codes, torch.arange(first, first + B))
+    state.skip(batch.unreadable)
+    if batch.images:
+        rows = hidden.reshape(B * P, -1)
+        codes = ChunkedCodes(sae, rows, state.chunk_size(B * P, B, config.chunk_elements))
+        state.update(codes, torch.tensor(batch.ids))
     return state, tuple(pixel_values.shape[-2:])
 
 
@@ -165,8 +202,8 @@ def collect_shard(spec: EncoderSpec, sae: SAE, source: Any, start: int, stop: in
     them), with their global ids: merged in order (RunningTopK.merge), shards give one pass's result."""
     sae.to(device=_device_dtype(spec)[0])
     state, size = None, None
-    for first, images in _batches(source, start, config.batch_size, stop):
-        state, size = absorb(spec, sae, first, images, state, config)
+    for batch in _read_batches(source, start, config.batch_size, stop):
+        state, size = absorb(spec, sae, batch, state, config)
     if state is None or size is None:
         raise TopKError(f"no images in {start}..{stop} of the source")
     return state, size
@@ -183,9 +220,9 @@ def collect_topk(
     sae.to(device=device)
 
     def steps(start: int, state: RunningTopK | None) -> Iterator[Absorbed]:
-        for first, images in _batches(source, start, cfg.batch_size):
-            state, size = absorb(spec, sae, first, images, state, cfg)
-            yield Absorbed(state, size, len(images), 1)
+        for batch in _read_batches(source, start, cfg.batch_size):
+            state, size = absorb(spec, sae, batch, state, cfg)
+            yield Absorbed(state, size, batch.size, 1)
 
     return run_collection(spec.identity, sae.d_sae, source, out, cfg, steps, device=device, restart=restart,
                           progress=progress, max_batches=max_batches)
@@ -237,13 +274,13 @@ def run_collection(
         grid, image_size = tuple(meta["grid"]), tuple(meta["image_size"])
         state = RunningTopK(d_sae, cfg.k, grid[0] * grid[1], MAP_DTYPES[cfg.map_dtype], device)
         state.load_state_dict(saved)
-        log.info("resuming %s at image %d of %d", out, state.n_images, len(source))
+        log.info("resuming %s at image %d of %d", out, state.n_seen, len(source))
 
     def checkpoint() -> None:
         assert state is not None and grid is not None
         _atomic_save(state.state_dict(), ckpt, {"run": run_id, "grid": grid, "image_size": image_size})
 
-    t0, start = time.perf_counter(), state.n_images if state else 0
+    t0, start = time.perf_counter(), state.n_seen if state else 0
     bar = _progress(progress, len(source), start)
     batches = 0
     try:
@@ -256,22 +293,37 @@ def run_collection(
             bar.advance(step.images)
             if cfg.checkpoint_every and batches // cfg.checkpoint_every > before // cfg.checkpoint_every:
                 checkpoint()
-            if max_batches is not None and batches >= max_batches and state.n_images < len(source):
+            if max_batches is not None and batches >= max_batches and state.n_seen < len(source):
                 checkpoint()
                 return None
     finally:
         bar.stop()
     if state is None or grid is None or image_size is None:
         raise TopKError("no images to collect (the checkpoint already covers every image?)")
+    examples = [[source.names[i], _reason(source, i)] for i in state.skipped[:EXAMPLES]]
+    if state.n_images == 0:
+        raise TopKError(f"none of the {len(source)} images can be read "
+                        f"({'; '.join(': '.join(e) for e in examples)}): pass readable images")
     seconds = time.perf_counter() - t0
-    done_now = state.n_images - start
+    done_now = state.n_seen - start
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "run": run_id, "k": cfg.k, "grid": list(grid),
             "image_size": list(image_size), "n_images": state.n_images, "d_sae": d_sae,
             "source": source.describe(), "seconds": round(seconds, 3),
-            "images_per_second": round(done_now / seconds, 3) if seconds > 0 else None}
+            "images_per_second": round(done_now / seconds, 3) if seconds > 0 else None,
+            "skipped": len(state.skipped), "skipped_examples": examples}
     _write_result(out, state, grid, meta, source.names)
     ckpt.unlink(missing_ok=True)
     return load_topk(out)
+
+
+def _reason(source: Any, i: int) -> str:
+    """Why image ``i`` was skipped (read again: a skipped image is only an id in the state, which may have come
+    from another process)."""
+    try:
+        source.load(i)
+    except UnreadableImage as exc:
+        return exc.reason
+    return "unreadable when collected"
 
 
 def _write_result(out: Path, state: RunningTopK, grid: tuple[int, int], meta: dict[str, Any],

@@ -13,7 +13,7 @@ from PIL import Image
 
 from steering.topk.constants import FORMAT, FORMAT_VERSION, TENSORS
 from steering.topk.errors import TopKError
-from steering.topk.sources import open_source
+from steering.topk.sources import open_source, unreadable_line
 
 # ----------------------------------------------------------------------------- the stored result
 
@@ -69,6 +69,12 @@ class TopKResult:
         """(height, width) of the model's input images."""
         h, w = self.meta["image_size"]
         return int(h), int(w)
+
+    def unreadable(self) -> str | None:
+        """One line on the images the collection skipped as unreadable (``skipped 3 unreadable images (e.g.
+        bad.jpg: truncated)``), or None when it read them all."""
+        count = int(self.meta.get("skipped", 0))
+        return unreadable_line(count, self.meta.get("skipped_examples", [])) if count else None
 
     def fingerprint(self) -> str:
         """Identity of this collection, for cache keys of descriptions made from it."""

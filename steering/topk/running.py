@@ -25,10 +25,22 @@ class RunningTopK:
         self.image_active = torch.zeros(d_sae, dtype=torch.long, device=device)
         self.max_activation = torch.zeros(d_sae, device=device)
         self.n_images = 0
+        """Images absorbed (the statistics' denominator)."""
+        self.skipped: list[int] = []
+        """Ids of the images that could not be read, ascending."""
 
     @property
     def d_sae(self) -> int:
         return self.scores.shape[0]
+
+    @property
+    def n_seen(self) -> int:
+        """Images absorbed or skipped: where a resumed pass carries on."""
+        return self.n_images + len(self.skipped)
+
+    def skip(self, image_ids: list[int]) -> None:
+        """Count unreadable images as seen (so a resume does not read them again) without absorbing them."""
+        self.skipped = sorted(self.skipped + list(image_ids))
 
     def chunk_size(self, n_rows: int, batch: int, budget: int) -> int:
         per_latent = max(n_rows, (self.k + batch) * self.n_patches)
@@ -88,6 +100,7 @@ class RunningTopK:
         self.image_active += other.image_active.to(self.image_active.device)
         self.max_activation = torch.maximum(self.max_activation, other.max_activation.to(self.max_activation.device))
         self.n_images += other.n_images
+        self.skip(other.skipped)
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor], device: str | torch.device = "cpu") -> RunningTopK:
@@ -100,7 +113,7 @@ class RunningTopK:
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"scores": self.scores, "ids": self.ids, "maps": self.maps, "patch_active": self.patch_active,
                 "image_active": self.image_active, "max_activation": self.max_activation,
-                "n_images": torch.tensor(self.n_images)}
+                "n_images": torch.tensor(self.n_images), "skipped": torch.tensor(self.skipped, dtype=torch.long)}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         for name in ("scores", "ids", "maps", "patch_active", "image_active", "max_activation"):
@@ -110,3 +123,5 @@ class RunningTopK:
                                 f"{tuple(mine.shape)}: use a new --out or --restart")
             mine.copy_(state[name])
         self.n_images = int(state["n_images"])
+        skipped = state.get("skipped")  # absent from checkpoints written before images could be skipped
+        self.skipped = [] if skipped is None else [int(i) for i in skipped.tolist()]
