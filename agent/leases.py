@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from agent.store import RecordUnreadable, Store
+from agent.store import RecordUnreadable, Store, StoreUnwritable
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ class FeatureLeases:
             self.held.discard(f)
             try:
                 self.store.release(f, self.holder)
+            except StoreUnwritable as exc:  # a full disk: the run reports it once; the lease lapses by itself
+                log.debug("could not release feature %d: %s", f, exc)
             except Exception as exc:  # noqa: BLE001 - the lease lapses by itself
                 log.warning("could not release feature %d: %s", f, exc)
 
@@ -106,5 +108,8 @@ class FeatureLeases:
             for f in list(self.held):
                 try:
                     self.store.claim(f, self.holder, self.ttl)
+                except StoreUnwritable as exc:  # a full disk: the workers' own writes stop the run
+                    log.debug("could not renew the leases: %s", exc)
+                    break
                 except Exception as exc:  # noqa: BLE001 - renewal is retried on the next tick
                     log.warning("could not renew the lease on feature %d: %s", f, exc)

@@ -4,6 +4,9 @@ Values are JSON text read through agent.store_disk, which refuses pickles (a sto
 someone else), and a record is written whole in one transaction. Every record is checked against
 its schema on read; one that fails is a corrupt record, named in one line, and the rest stays usable.
 Several processes may share a store (a CLI run and the TUI): diskcache's SQLite handles locking.
+A store is data, not a program: a database carrying SQL triggers, views or settings steer-interp never
+writes is refused on open (agent.store_sqlite), and a store that cannot be written (a read-only folder,
+a full disk) opens read-only, so it can still be exported and browsed.
 """
 
 from __future__ import annotations
@@ -31,7 +34,17 @@ from agent.records import (
     review_problem,
 )
 from agent.store_disk import CorruptValue, TextOnlyDisk
-from agent.store_errors import RecordUnreadable, StoreDamaged, StoreError, db_errors  # noqa: F401 - re-exported
+from agent.store_errors import (  # noqa: F401 - re-exported
+    RecordUnreadable,
+    StoreDamaged,
+    StoreError,
+    StoreForeign,
+    StoreFull,
+    StoreReadOnly,
+    StoreUnwritable,
+    db_errors,
+)
+from agent.store_sqlite import open_caches
 from agent.world import WORLD_KEYS as WORLD_KEYS  # re-exported: the keys a store is bound by
 from agent.world import world_differences
 
@@ -107,23 +120,23 @@ class Store:
     """One store directory. Safe to share between threads and processes."""
 
     def __init__(self, path: str | Path) -> None:
-        from diskcache import Cache
-
         self.path = Path(path).expanduser()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create store folder {self.path}: {exc.strerror}; pass another --store") from exc
-        # The disk settings are given, not read back from a cache.db that may come from someone else.
-        opts: dict[str, Any] = {"eviction_policy": "none", "timeout": 120, "statistics": False, "disk": TextOnlyDisk,
-                                "disk_min_file_size": 2**15, "disk_pickle_protocol": 0}
         try:
-            self._main = Cache(str(self.path / "main"), **opts)
-            self._probes = Cache(str(self.path / "probes"), **opts)
-            self._judge = Cache(str(self.path / "judge"), **opts)
-            self._images = Cache(str(self.path / "images"), **opts)
+            caches, read_only = open_caches(self.path, TextOnlyDisk, timeout=120)
+        except StoreError:
+            raise
         except Exception as exc:  # sqlite errors, permissions
             raise StoreError(f"cannot open store {self.path}: {exc}; check the folder or pass another --store") from exc
+        self._main, self._probes, self._judge, self._images = caches
+        self.read_only = read_only
+        """Why the store opened read-only (StoreFull, StoreReadOnly), None when it can be written."""
+        self.write_failed: StoreUnwritable | None = None
+        """The last cache entry (probe, judge answer, description) the store could not take: a full disk.
+        The entry is skipped, not failed for; a run notices this and stops (agent.run.scheduler)."""
         try:
             self._check_schema()
         except BaseException:
@@ -139,7 +152,8 @@ class Store:
                 raise StoreError(f"store {self.path}: its schema entry is corrupt ({exc}); "
                                  "pass another --store") from None
             if schema is None:
-                self._main.set("meta/schema", SCHEMA_VERSION)
+                if self.read_only is None:  # a read-only store that holds nothing yet reads as empty
+                    self._main.set("meta/schema", SCHEMA_VERSION)
             elif not isinstance(schema, int) or isinstance(schema, bool):
                 raise StoreError(f"store {self.path}: its schema entry is corrupt ({schema!r}); pass another --store")
             elif schema > SCHEMA_VERSION:
@@ -151,6 +165,24 @@ class Store:
     def close(self) -> None:
         for c in (self._main, self._probes, self._judge, self._images):
             c.close()
+
+    def require_writable(self) -> None:
+        """Raise StoreFull or StoreReadOnly when the store opened read-only (before work that must be stored)."""
+        if self.read_only is not None:
+            raise self.read_only.again()
+
+    def _keep(self, cache: Any, key: str, value: dict[str, Any]) -> None:
+        """Store a cache entry; one the store cannot take now (a full disk) is skipped and noted in
+        ``write_failed``: a probe result or a paid judge answer in memory is worth more than a failed feature."""
+        try:
+            self._set(cache, key, self._dump(value))
+        except StoreUnwritable as exc:
+            self.write_failed = exc
+            log.debug("%s: entry %s not kept", exc, key)
+
+    @db_errors
+    def _set(self, cache: Any, key: str, text: str) -> None:
+        cache.set(key, text)
 
     def __enter__(self) -> Store:
         return self
@@ -257,7 +289,7 @@ class Store:
 
     @db_errors
     def put_probe(self, key: str, result: ProbeResult) -> None:
-        self._probes.set(key, self._dump(result.to_dict()))
+        self._keep(self._probes, key, result.to_dict())
 
     @db_errors
     def probe_count(self) -> int:
@@ -276,7 +308,7 @@ class Store:
 
     @db_errors
     def put_image_evidence(self, key: str, result: ImageEvidence) -> None:
-        self._images.set(key, self._dump(result.to_dict()))
+        self._keep(self._images, key, result.to_dict())
 
     # ------------------------------------------------------------------ judge calls
 
@@ -291,7 +323,7 @@ class Store:
 
     @db_errors
     def put_judge_call(self, key: str, value: dict[str, Any]) -> None:
-        self._judge.set(key, self._dump(value))
+        self._keep(self._judge, key, value)
 
     @db_errors
     def judge_call_count(self) -> int:

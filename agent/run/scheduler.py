@@ -29,7 +29,7 @@ from agent.run.state import EventCallback, Run, RunControl, RunSummary
 from agent.run.sweep import background_probes
 from agent.strengths import resolve_strengths
 from agent.world import world_of
-from agent.store import RecordUnreadable, Store
+from agent.store import RecordUnreadable, Store, StoreError, StoreUnwritable
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,15 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
         run.stats.finished = time.monotonic()
         _started(run, judge, store, [], [])
         return run.end()
+    if store is not None:
+        store.require_writable()  # a store opened read-only (full disk, read-only folder): before any work
     if not _is_engine(engine):
         run.phase("loading the model and SAE")
     loaded = await _load(engine)
     world = world_of(loaded)
     if store is not None:
         _remember_run(run, store, loaded, world, judge)
-    # a pool of engines (agent.run.ray_pool) takes batches that fill every one of them
+    # a pool of engines (agent.run.ray.pool) takes batches that fill every one of them
     max_batch = max(cfg.max_batch_probes, int(getattr(loaded, "batch_probes", 0)))
     service = ProbeService(loaded, store, read_cache=not cfg.force, max_batch=max_batch,
                            on_batch=run.on_batch, on_progress=run.on_probe_progress,
@@ -270,20 +272,27 @@ async def _run_loops(run: Run, lc: LoopContext, store: Store | None, to_run: lis
               if store is not None else None)
     workers = [loop.create_task(_worker(run, lc, store, queue, leases), name=f"feature-worker-{i}")
                for i in range(max(1, min(run.config.in_flight, len(to_run))))]
-    watcher = loop.create_task(_watch(run), name="run-watch")
     renewer = loop.create_task(leases.keep_alive(), name="run-leases") if leases is not None else None
     waiter = loop.create_task(run.stop.wait())
+    skipped_before = store.write_failed if store is not None else None
+    watcher = loop.create_task(_watch(run, store, skipped_before), name="run-watch")
+    failure: BaseException | None = None
     try:
         pending = set(workers)
         while pending:
-            _done, pending = await asyncio.wait(pending | {waiter}, return_when=asyncio.FIRST_COMPLETED)
+            done, pending = await asyncio.wait(pending | {waiter}, return_when=asyncio.FIRST_COMPLETED)
             pending.discard(waiter)
+            failure = failure or _failure(done - {waiter})
+            if failure is not None:  # a full disk, a damaged store: the other workers would only fail too
+                run.halt("store" if isinstance(failure, StoreError) else "error", str(failure))
             if run.stop.is_set():
                 break
         if run.stop.is_set():
             for w in workers:
                 w.cancel()
+            # every worker's outcome is read here: none is left to asyncio's "exception never retrieved"
             await asyncio.gather(*workers, return_exceptions=True)
+            failure = failure or _failure(set(workers))
     finally:
         watcher.cancel()
         waiter.cancel()
@@ -298,6 +307,18 @@ async def _run_loops(run: Run, lc: LoopContext, store: Store | None, to_run: lis
         if background is not None:
             await asyncio.gather(background, return_exceptions=True)
     run.stats.in_flight.clear()
+    if failure is None and store is not None and store.write_failed is not skipped_before:
+        failure = store.write_failed  # a result the store could not keep: the watcher stopped the run
+    if failure is not None:
+        raise failure.again() if isinstance(failure, StoreUnwritable) else failure
+
+
+def _failure(tasks: set[asyncio.Task[Any]]) -> BaseException | None:
+    """The first exception of the finished ``tasks`` (a worker that died), None when none raised."""
+    for task in sorted(tasks, key=lambda t: t.get_name()):
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            return task.exception()
+    return None
 
 
 async def _worker(run: Run, lc: LoopContext, store: Store | None, queue: list[int],
@@ -325,6 +346,9 @@ async def _explain_and_store(run: Run, lc: LoopContext, store: Store | None, f: 
     run.emit(lambda stats, f=f: FeatureStarted(stats=stats, feature=f))
     try:
         record = await explain_feature(f, lc)
+    except StoreUnwritable:  # a full disk stops the run (in _run_loops), it is no failure of this feature
+        run.stats.in_flight.pop(f, None)
+        raise
     except JudgeFatalError as exc:
         run.stats.in_flight.pop(f, None)
         run.halt("quota" if isinstance(exc, JudgeQuotaError) else "judge", str(exc))
@@ -345,16 +369,22 @@ async def _explain_and_store(run: Run, lc: LoopContext, store: Store | None, f: 
     if store is not None:
         try:
             written = store.put_record(record, overwrite_reviewed=run.config.overwrite_reviewed)
+        except StoreUnwritable:
+            raise
         except Exception as exc:  # noqa: BLE001
             run.store_failed(f, f"could not store feature {f}: {exc}")
             return
     run.finished(record, written)
 
 
-async def _watch(run: Run) -> None:
-    """Turn a cancel from another thread (RunControl) into a halt."""
+async def _watch(run: Run, store: Store | None = None, skipped_before: StoreUnwritable | None = None) -> None:
+    """Turn a cancel from another thread (RunControl), or a result the store could not keep (a full disk,
+    noted by Store.write_failed), into a halt."""
     while not run.stop.is_set():
         if run.control.cancelled:
             run.halt(run.control.reason or "cancelled")
+            return
+        if store is not None and store.write_failed is not skipped_before:
+            run.halt("store", str(store.write_failed))
             return
         await asyncio.sleep(0.05)
