@@ -77,6 +77,16 @@ _RULES: dict[str, FamilyRules] = {
 FAST_FAMILIES: tuple[str, ...] = tuple(_RULES)
 """Model types whose language model is checked token for token against HF generate (tests/steering/test_decode.py)."""
 
+NOT_INPUTS = frozenset({"labels"})
+"""Processor outputs that are no input of generation: PaliGemma's processor returns ``labels`` with every
+prompt, and a forward given labels computes a loss against them (which fails with ``logits_to_keep=1``)."""
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """``batch`` (processor outputs) without what the model's forward must not be given (``NOT_INPUTS``)."""
+    return {k: v for k, v in batch.items() if k not in NOT_INPUTS}
+
+
 _ATTENTION = ("sdpa", "eager")
 """Attention implementations whose masks we build ourselves (a boolean or an additive [rows, 1, 1, keys] mask)."""
 
@@ -286,6 +296,7 @@ class FastDecoder:
         from transformers import DynamicCache
 
         model = self.model
+        batch = model_inputs(batch)
         ids = batch["input_ids"]  # [unique, prompt]
         unique, prompt_len = ids.shape
         device = ids.device

@@ -13,13 +13,14 @@ from typing import Any
 import torch
 
 import prompts
-from steering.decode import FastDecoder, unsupported_reason
+from steering.decode import FastDecoder, model_inputs, unsupported_reason
 from steering.errors import ProbeError, UnsupportedModelError
 from steering.hooks import capture, steer
 from steering.images import DEFAULT_SIZE, base_image
 from steering.models import LoadedVLM
 from steering.prefix import replay_prefix
 from steering.probes import Probe, ProbeResult, image_identity
+from steering.processors import render_chat
 from steering.run_state import RunState, first_line
 from steering.sae import SAE, check_layer
 from steering.sampling import (
@@ -142,7 +143,7 @@ class SteeringEngine:
         processor = self.vlm.processor
         if getattr(processor, "chat_template", None):
             messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user}]}]
-            text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            text = render_chat(processor, messages, self.vlm.model_id)
         else:  # e.g. PaliGemma: the processor adds the image tokens itself
             text = user + "\n"
         if prefix and self.settings.prefill_prefix:
@@ -167,7 +168,8 @@ class SteeringEngine:
         if key not in self._inputs:
             image = base_image(image_spec, self.settings.image_size)
             enc = self.vlm.processor(text=[text], images=[[image]], return_tensors="pt")
-            self._inputs[key] = {k: v.to(self.vlm.device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
+            self._inputs[key] = {k: v.to(self.vlm.device) for k, v in model_inputs(enc).items()
+                                 if isinstance(v, torch.Tensor)}
         one = self._inputs[key]
         # Concatenating the one-row tensors `rows` times is what batching identical rows gives,
         # whatever the layout (per-image pixel tensors, flat patch lists, grid descriptors).
@@ -213,6 +215,7 @@ class SteeringEngine:
         output row per batch row); uniforms are then per output row.
         Returns raw continuation texts, their token counts, and first-step log-probs [rows, vocab].
         """
+        batch = model_inputs(batch)
         prompt_len = batch["input_ids"].shape[1]
         if self._fast(prompt_len):
             return self._generate_fast(batch, vectors, uniforms=uniforms, masks=masks, rows_of=rows_of)

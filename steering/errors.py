@@ -15,6 +15,10 @@ class ModelLoadError(SteeringError):
     """The model or its processor could not be loaded."""
 
 
+class ChatTemplateError(ModelLoadError):
+    """The model's chat template fails to render a probe's prompt."""
+
+
 class SAELoadError(SteeringError):
     """The SAE files are missing, malformed or of an unknown format."""
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from steering.errors import ModelLoadError, UnsupportedModelError
-from steering.processors import load_processor
+from steering.processors import check_chat_template, load_processor
 from steering.revisions import content_revision
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,7 @@ def load_vlm(
     attn_implementation: str | None = None,
 ) -> LoadedVLM:
     """Load a supported VLM and its processor from a hub id or a local folder."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig, AutoModelForImageTextToText
     from transformers.utils import logging as hf_logging
 
@@ -200,14 +201,19 @@ def load_vlm(
         raise ModelLoadError(f"model folder {model_id} does not exist: pass a hub id or an existing folder")
     try:
         config = AutoConfig.from_pretrained(model_id, revision=revision)
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: no model_type (an empty folder)
+    except (OSError, ValueError, KeyError, TypeError, StrictDataclassError) as exc:  # ValueError: no model_type
+        cause = exc.__cause__ if isinstance(exc, StrictDataclassError) and exc.__cause__ else exc  # the failed check
         raise ModelLoadError(
-            f"cannot load model config for {model_id!r} ({_first_line(exc)}): check the id or folder"
+            f"cannot load model config for {model_id!r} ({_first_line(cause)}): check the id or folder"
         ) from exc
     if getattr(config, "vision_config", None) is None:
         raise UnsupportedModelError(
             f"{model_id} ({config.model_type}) is not a vision-language model; supported families: {SUPPORTED_FAMILIES}"
         )
+    # The processor first: it loads in a moment, and a missing package or a broken chat template is
+    # then refused before the weights load.
+    processor = load_processor(model_id, config.model_type, revision)
+    check_chat_template(processor, model_id)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "revision": revision}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
@@ -222,7 +228,6 @@ def load_vlm(
     except Exception as exc:  # OSError, SafetensorError, ...: damaged or partial weight files
         raise ModelLoadError(f"cannot load model weights for {model_id!r} ({type(exc).__name__}: "
                              f"{_first_line(exc)}): download or save the model again") from exc
-    processor = load_processor(model_id, config.model_type, revision)
     model.to(device).eval()
     vision = inspect_vision(model)
     if revision is None:

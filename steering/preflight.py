@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from steering.errors import ModelLoadError, SAELoadError, UnsupportedModelError
-from steering.sae_checks import as_int, one_line, read_json_object, sub_object
+from steering.sae_checks import (
+    as_int,
+    dictionary_learning_numbers,
+    one_line,
+    read_json_object,
+    saelens_numbers,
+    sub_object,
+)
 
 MAX_HEADER = 100 << 20
 """Largest safetensors header (JSON) read: real ones are kilobytes to a few megabytes."""
+MAX_LAYERS = 1024
+"""Deepest vision encoder or language model a config may name: real VLMs have at most a couple of hundred
+layers; building a million from a damaged or hostile config takes minutes and gigabytes before it fails."""
+WEIGHT_BYTES_PER_PARAM = 1 / 8
+"""Fewest bytes of weight files a parameter may take (4-bit quantised files take 1/2; 8x slack for safety)."""
+LOAD_BYTES_PER_PARAM = 2
+"""Fewest bytes a loaded parameter takes (bf16 / fp16, the smallest dtypes the loader takes)."""
 
 
 @dataclass(frozen=True)
@@ -124,10 +139,76 @@ def inspect_model(model_id: str, revision: str | None = None) -> ModelFacts | No
         raise ModelLoadError(f"the config.json of {model_id} names no model_type: is this a transformers model?")
     if not isinstance(vision, dict):
         raise UnsupportedModelError(f"{model_id} ({model_type}) is not a vision-language model (no vision_config)")
-    depth = vision.get("num_hidden_layers", vision.get("depth"))
+    depth = _depth(vision, "vision_config.", model_id)
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    _depth(text, "text_config." if text is not config else "", model_id)  # old Qwen2.5-VL: text fields at the top
+    params = min_parameters(vision, text)
     if folder is not None:
         _check_weights(folder)
-    return ModelFacts(model_type, depth if isinstance(depth, int) and depth > 0 else None)
+        held = sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in folder.glob(pattern))
+        if params * WEIGHT_BYTES_PER_PARAM > held:
+            raise ModelLoadError(f"the config.json of {model_id} describes at least {_count(params)} parameters but "
+                                 f"its weight files hold {_bytes(held)}: the config does not match the weights; "
+                                 "fix config.json or download the model again")
+    memory = _physical_memory()
+    if memory is not None and params * LOAD_BYTES_PER_PARAM > memory:
+        raise ModelLoadError(f"{model_id} has at least {_count(params)} parameters "
+                             f"({_bytes(params * LOAD_BYTES_PER_PARAM)} in bf16), more than this machine's "
+                             f"{_bytes(memory)} of memory: pick a smaller model or a bigger machine")
+    return ModelFacts(model_type, depth)
+
+
+def min_parameters(vision: dict[str, Any], text: dict[str, Any]) -> int:
+    """A lower bound on the parameters of a VLM whose vision and text configs these are (sizes a config
+    leaves to transformers' defaults count as 0): each vision block's square attention projections and
+    two-matrix MLP, each text block's two-matrix MLP (attention widths vary too much to bound), the
+    text embedding."""
+    width = _whole(vision.get("embed_dim", vision.get("hidden_size")))  # Qwen2-VL: hidden_size is the merger's
+    mlp = _whole(vision.get("intermediate_size"))
+    depth = _whole(vision.get("num_hidden_layers", vision.get("depth")))
+    params = depth * (2 * width * width + 2 * width * mlp)
+    width, mlp, depth = (_whole(text.get(k)) for k in ("hidden_size", "intermediate_size", "num_hidden_layers"))
+    return params + depth * 2 * width * mlp + _whole(text.get("vocab_size")) * width
+
+
+def _depth(config: dict[str, Any], prefix: str, model_id: str) -> int | None:
+    """The number of layers ``config`` (at ``prefix`` in config.json) names (None: left to the defaults);
+    refused unless it is 1 to MAX_LAYERS."""
+    key = "depth" if "depth" in config and "num_hidden_layers" not in config else "num_hidden_layers"
+    value = config.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_LAYERS:
+        raise ModelLoadError(f"the config.json of {model_id} gives {prefix}{key} = {value!r}, expected a whole "
+                             f"number of layers from 1 to {MAX_LAYERS}: fix config.json or download the model again")
+    return value
+
+
+def _whole(value: Any) -> int:
+    """``value`` if it is a whole number >= 0, else 0 (unknown)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _physical_memory() -> int | None:
+    """This machine's RAM in bytes (None where the OS does not say): the loader builds the model there."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _count(n: float) -> str:
+    for unit, size in (("trillion", 1e12), ("billion", 1e9), ("million", 1e6)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{int(n):,}"
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{int(n)} bytes"
 
 
 def inspect_sae(spec: str, layer: int | None = None) -> SAEFacts | None:
@@ -150,15 +231,19 @@ def inspect_sae(spec: str, layer: int | None = None) -> SAEFacts | None:
         config_path = path / "config.json"
         config = read_json_object(config_path) if config_path.is_file() else {}
         trainer = sub_object(config, "trainer", config_path)
-        d_sae = _ae_width(path / "ae.pt") or as_int(trainer.get("dict_size"), "dict_size", config_path, minimum=1)
+        shape, state_k = _ae_header(path / "ae.pt")
+        dictionary_learning_numbers(trainer, config_path, path / "ae.pt", shape, state_k)
+        d_sae = shape[1] if shape else as_int(trainer.get("dict_size"), "dict_size", config_path, minimum=1)
         named = as_int(trainer.get("layer"), "layer", config_path)
         named = named if named is not None else _layer_from_text(trainer.get("submodule_name"))
     elif (path / "sae_weights.safetensors").is_file():
         if not (path / "cfg.json").is_file():
             raise SAELoadError(f"{path} has sae_weights.safetensors but no cfg.json: copy the SAELens config beside it")
         cfg = read_json_object(path / "cfg.json")
-        w_dec = _shapes(path / "sae_weights.safetensors").get("W_dec")
-        d_sae = w_dec[0] if w_dec and len(w_dec) == 2 else None
+        w_dec = _shapes(path / "sae_weights.safetensors").get("W_dec")  # [d_sae, d_in]
+        shape = (w_dec[1], w_dec[0]) if w_dec and len(w_dec) == 2 else None
+        saelens_numbers(cfg, path / "cfg.json", shape)
+        d_sae = shape[1] if shape else None
         named = as_int(cfg.get("hook_layer"), "hook_layer", path / "cfg.json")
         named = named if named is not None else _layer_from_text(cfg.get("hook_name"))
     else:
@@ -176,9 +261,10 @@ def _shapes(path: Path) -> dict[str, list[int]]:
         raise SAELoadError(f"cannot read {path} ({exc}): the file is damaged or not safetensors") from None
 
 
-def _ae_width(path: Path) -> int | None:
-    """d_sae from ae.pt's decoder shape (memory-mapped where the file allows: no data read; weights only,
-    so no code runs). Raises SAELoadError for a file the loader would refuse; None when it holds no matrix."""
+def _ae_header(path: Path) -> tuple[tuple[int, int] | None, Any]:
+    """(the decoder's (d_in, d_sae), the state's k) from ae.pt (memory-mapped where the file allows: no
+    weights read; weights only, so no code runs). Raises SAELoadError for a file the loader would refuse;
+    None for what it does not hold."""
     import torch
 
     state: Any = None
@@ -192,6 +278,7 @@ def _ae_width(path: Path) -> int | None:
             if not mmap:
                 raise SAELoadError(f"cannot load {path} safely ({type(exc).__name__}); expected a plain "
                                    "state dict") from None
-    weight = state.get("decoder.weight") if isinstance(state, dict) else None
-    shape = getattr(weight, "shape", ())
-    return int(shape[1]) if len(shape) == 2 else None
+    if not isinstance(state, dict):
+        return None, None
+    shape = tuple(getattr(state.get("decoder.weight"), "shape", ()))
+    return ((int(shape[0]), int(shape[1])) if len(shape) == 2 else None), state.get("k")

@@ -17,9 +17,11 @@ from steering.sae_checks import (
     as_int,
     check_finite,
     check_shape,
+    dictionary_learning_numbers,
     load_safetensors,
     one_line,
     read_json_object,
+    saelens_numbers,
     sub_object,
     tensor,
 )
@@ -165,8 +167,7 @@ def _load_dictionary_learning(folder: Path) -> SAE:
     W_enc = tensor(state, "encoder.weight", ae_path)  # [d_sae, d_in]
     if W_dec.ndim != 2 or W_enc.shape != W_dec.T.shape:
         raise SAELoadError(f"{ae_path}: encoder {tuple(W_enc.shape)} and decoder {tuple(W_dec.shape)} disagree")
-    k = state["k"] if "k" in state else trainer.get("k")
-    k = as_int(k, "k", ae_path if "k" in state else config_path, minimum=1)
+    k = dictionary_learning_numbers(trainer, config_path, ae_path, (W_dec.shape[0], W_dec.shape[1]), state.get("k"))
     layer = as_int(trainer.get("layer"), "layer", config_path)
     if layer is None:
         layer = _layer_from_text(trainer.get("submodule_name"))
@@ -193,8 +194,7 @@ def _load_saelens(folder: Path) -> SAE:
     threshold = tensor(state, "threshold", weights_path) if "threshold" in state else None
     if threshold is None and "log_threshold" in state:
         threshold = tensor(state, "log_threshold", weights_path).exp()
-    kwargs = sub_object(cfg, "activation_fn_kwargs", cfg_path)
-    k = as_int(kwargs["k"] if kwargs.get("k") is not None else cfg.get("k"), "k", cfg_path, minimum=1)
+    k = saelens_numbers(cfg, cfg_path, (W_dec.shape[1], W_dec.shape[0]))  # W_dec is stored [d_sae, d_in]
     layer = as_int(cfg.get("hook_layer"), "hook_layer", cfg_path)
     if layer is None:
         layer = _layer_from_text(cfg.get("hook_name"))

@@ -55,8 +55,54 @@ def as_int(value: Any, what: str, where: Path, *, minimum: int = 0) -> int | Non
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         value, ok = int(value), True
     if not ok or value < minimum:
-        raise SAELoadError(f"{where}: {what} is {value!r}, expected a whole number >= {minimum}: fix the SAE config")
+        shown = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else repr(value)
+        raise SAELoadError(f"{where}: {what} is {shown[:100]}, expected a whole number >= {minimum}: "
+                           "fix the SAE config")
     return int(value)
+
+
+def check_widths(config: dict[str, Any], names: tuple[str, str], shape: tuple[int, int] | None, where: Path) -> None:
+    """The input width and latent count a config declares (under ``names``): whole numbers >= 1 that match the
+    decoder's (d_in, d_sae) ``shape`` where it is known."""
+    for name, actual in zip(names, shape or (None, None)):
+        value = as_int(config.get(name), name, where, minimum=1)
+        if value is not None and actual is not None and value != actual:
+            raise SAELoadError(f"{where}: {name} is {value} but the SAE's weights have {actual}: the config "
+                               "describes another SAE; fix the SAE config")
+
+
+def top_k(stated: list[tuple[Any, str, Path]], d_sae: int | None) -> int | None:
+    """The SAE's k from every place that states it ((value, name, file); value None: not stated there):
+    each a whole number from 1 to ``d_sae``, all of them equal. None: no place states one."""
+    found: list[tuple[int, str]] = []
+    for value, what, where in stated:
+        k = as_int(value, what, where, minimum=1)
+        if k is None:
+            continue
+        if d_sae is not None and k > d_sae:
+            raise SAELoadError(f"{where}: k={k} exceeds the {d_sae} features of this SAE: fix the SAE config")
+        found.append((k, f"{what} in {where.name}"))
+    if len({k for k, _ in found}) > 1:
+        (a, first), (b, other) = found[0], next(f for f in found if f[0] != found[0][0])
+        raise SAELoadError(f"{stated[0][2].parent}: {first} is {a} but {other} is {b}: fix the SAE config")
+    return found[0][0] if found else None
+
+
+def dictionary_learning_numbers(trainer: dict[str, Any], config_path: Path, ae_path: Path,
+                                shape: tuple[int, int] | None, state_k: Any) -> int | None:
+    """Check a dictionary_learning config's numbers against ae.pt's decoder (d_in, d_sae) ``shape`` and its
+    own ``state_k``; return k (None: a plain ReLU SAE)."""
+    check_widths(trainer, ("activation_dim", "dict_size"), shape, config_path)
+    d_sae = shape[1] if shape else as_int(trainer.get("dict_size"), "dict_size", config_path, minimum=1)
+    return top_k([(state_k, "k", ae_path), (trainer.get("k"), "k", config_path)], d_sae)
+
+
+def saelens_numbers(cfg: dict[str, Any], cfg_path: Path, shape: tuple[int, int] | None) -> int | None:
+    """Check a SAELens cfg.json's numbers against W_dec's (d_in, d_sae) ``shape``; return k (None: not TopK)."""
+    check_widths(cfg, ("d_in", "d_sae"), shape, cfg_path)
+    d_sae = shape[1] if shape else as_int(cfg.get("d_sae"), "d_sae", cfg_path, minimum=1)
+    kwargs = sub_object(cfg, "activation_fn_kwargs", cfg_path)
+    return top_k([(kwargs.get("k"), "activation_fn_kwargs.k", cfg_path), (cfg.get("k"), "k", cfg_path)], d_sae)
 
 
 def as_bool(value: Any, what: str, where: Path, default: bool) -> bool:

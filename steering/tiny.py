@@ -211,6 +211,38 @@ def write_tiny_qwen2_5_vl(out: Path, seed: int = 0) -> Path:
     return out
 
 
+PALIGEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
+
+
+def write_tiny_paligemma(out: Path, seed: int = 0) -> Path:
+    """A tiny PaliGemma 2 folder with a real PaliGemmaProcessor (word-level tokenizer, PIL SigLIP images).
+
+    Its processor returns what a real checkpoint's does, ``token_type_ids`` and ``labels`` included.
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PaliGemmaProcessor, PreTrainedTokenizerFast, SiglipImageProcessorPil
+
+    tokens = PALIGEMMA_SPECIALS + _vocabulary() + list(".,:;!?\"'()-")
+    tokens += [f"w{i}" for i in range(IMAGE_TOKEN - len(tokens))]  # every id a random model emits decodes
+    vocab = {t: i for i, t in enumerate(tokens[:IMAGE_TOKEN])} | {"<image>": IMAGE_TOKEN}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in PALIGEMMA_SPECIALS + ["<image>"]])
+    tok.decoder = decoders.WordPiece(prefix="##")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
+                                   unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+    fast.padding_side = "left"
+    model = tiny_model("paligemma", seed)
+    images = SiglipImageProcessorPil(size={"height": 56, "width": 56})
+    images.image_seq_length = model.config.text_config.num_image_tokens  # 56 px / patch 14: 4 x 4 = 16
+    model.generation_config.eos_token_id = 1  # <eos>
+    model.generation_config.pad_token_id = 0
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    PaliGemmaProcessor(image_processor=images, tokenizer=fast).save_pretrained(out)
+    return out
+
+
 def write_tiny_sae(out: Path, d_in: int, d_sae: int = 64, k: int = 4, layer: int = 1, seed: int = 0) -> Path:
     """A random TopK SAE with unit-norm decoder columns, in the dictionary_learning format."""
     gen = torch.Generator().manual_seed(seed)
