@@ -8,11 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from agent.config import RunConfig
 from agent.features import FeatureSpecError, check_ranges, parse_features, parse_ranges
 from agent.judges import JudgeConfig, JudgeFatalError, JudgeUnreachable, checked_judge
+from agent.judges.redact import shown_url
 from agent.store import Store, StoreError, default_store_path
 from agent.topk import TopKMissing, require_topk
 from agent.world import ChoiceError, Engines, SteeringError, WorldSpec, wanted_world, world_of
@@ -84,16 +85,22 @@ def judge_error(exc: JudgeFatalError) -> ChoiceError:
 
 
 def url_problem(url: str) -> str | None:
-    """A one-line complaint about an endpoint URL (scheme, host, port), or None when it can be tried."""
+    """A one-line complaint about an endpoint URL (scheme, host, port, query), or None when it can be tried.
+    The URL is named with its user info and query values masked: they may be credentials."""
+    shown = shown_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port  # ValueError past 65535
     except ValueError as exc:
-        return f"bad judge URL {url!r} ({exc}): use e.g. http://localhost:8000/v1"
+        return f"bad judge URL {shown!r} ({exc}): use e.g. http://localhost:8000/v1"
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"bad judge URL {url!r}: use http(s)://HOST[:PORT]/PATH, e.g. http://localhost:8000/v1"
+        return f"bad judge URL {shown!r}: use http(s)://HOST[:PORT]/PATH, e.g. http://localhost:8000/v1"
     if port == 0:
-        return f"bad judge URL {url!r}: port 0 cannot be reached: use the server's port"
+        return f"bad judge URL {shown!r}: port 0 cannot be reached: use the server's port"
+    names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # the query is sent with every request as one value per name (agent.judges.openai_chat)
+        return f"bad judge URL {shown!r}: query parameter {repeated[0]!r} is given twice: give it once"
     return None
 
 

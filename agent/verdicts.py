@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -10,13 +11,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from agent.probes import BASE_IMAGES
+from agent.strengths_check import MAX_STRENGTH
 
 LABEL_WORDS = (2, 5)
 MAX_EXPLANATION_CHARS = 400
+MAX_QUESTION_CHARS = 200
+"""Longest question a probe may put to the steered model (a judge's request, a reviewer's note)."""
+SHOWN_CHARS = 60
+"""Characters of a judge-written value quoted back in a note on a dropped request."""
 
 
 class ProbeRequest(BaseModel):
-    """One more steering probe the judge asks for."""
+    """One more steering probe the judge asks for (a request out of bounds never becomes one: see
+    request_problem and Verdict.dropped)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -34,8 +41,8 @@ class ProbeRequest(BaseModel):
             v = v.strip()
             if not v:
                 return None
-            if len(v) > 200:
-                raise ValueError("a question must be at most 200 characters")
+            if len(v) > MAX_QUESTION_CHARS:
+                raise ValueError(f"a question must be at most {MAX_QUESTION_CHARS} characters")
         return v
 
     @field_validator("samples")
@@ -45,6 +52,81 @@ class ProbeRequest(BaseModel):
         if cap is not None and v > cap:
             raise ValueError(f"at most {cap} samples per probe")
         return v
+
+
+def _shown(value: Any) -> str:
+    """A judge-written value quoted in a note, cut when long."""
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
+    return repr(value)
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number as a float (an integer too large for one is infinite), else None."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+def request_problem(request: dict[str, Any], max_samples: int | None = None) -> str | None:
+    """Why a probe request is out of bounds, in one line meant for the judge, or None.
+
+    The bounds a user's flags are held to: a finite strength in 0..MAX_STRENGTH, 1..``max_samples`` samples,
+    a question of at most MAX_QUESTION_CHARS characters, one of the built-in BASE_IMAGES (a judge never names
+    a file). Values of the wrong type are left to the schema (the judge is asked again).
+    """
+    strength = _number(request.get("strength"))
+    if strength is not None:
+        if not math.isfinite(strength):
+            return f"strength {strength} is not a finite number"
+        if not 0 <= strength <= MAX_STRENGTH:
+            return f"strength {strength:g} is outside 0..{MAX_STRENGTH:g}"
+    samples = request.get("samples")
+    if isinstance(samples, (int, float)) and not isinstance(samples, bool) and float(samples).is_integer():
+        samples = int(samples)
+        if samples < 1 or (max_samples is not None and samples > max_samples):
+            return f"samples {samples} is outside 1..{max_samples}" if max_samples else f"samples {samples} is below 1"
+    question = request.get("question")
+    if isinstance(question, str) and len(question.strip()) > MAX_QUESTION_CHARS:
+        return f"a question of {len(question.strip())} characters is longer than {MAX_QUESTION_CHARS}"
+    base = request.get("base_image", "white")
+    if isinstance(base, str) and base not in BASE_IMAGES:
+        return f"base image {_shown(base)} is not one of {', '.join(BASE_IMAGES)}"
+    return None
+
+
+class DroppedProbe(BaseModel):
+    """A probe the judge asked for that was not run because a value is out of bounds."""
+
+    asked: str
+    """The request as the judge wrote it, shortened."""
+    problem: str
+    """Which bound it breaks (request_problem)."""
+
+    def line(self) -> str:
+        """The note the judge reads in its next round."""
+        return f"{self.asked}: {self.problem}"
+
+
+def _asked(n: int, request: dict[str, Any]) -> str:
+    """``request 2 (strength 1e+09, 10000 samples)``: the ``n``-th request (1-based) by the values a judge sets,
+    defaults left out and long values cut."""
+    parts = []
+    strength = _number(request.get("strength"))
+    if strength is not None:
+        parts.append(f"strength {strength:g}")
+    if request.get("samples") not in (None, 1):
+        parts.append(f"{_shown(request['samples'])} samples")
+    if request.get("question"):
+        parts.append(f"question {_shown(request['question'])}")
+    if request.get("base_image") not in (None, "white"):
+        parts.append(f"on {_shown(request['base_image'])}")
+    if request.get("control"):
+        parts.append("control")
+    return f"request {n}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 class Verdict(BaseModel):
@@ -65,10 +147,34 @@ class Verdict(BaseModel):
             return v / 100
         return v
     probes: list[ProbeRequest] = Field(default_factory=list)
+    dropped: list[DroppedProbe] = Field(default_factory=list, exclude=True)
+    """Requested probes left out because a value is out of bounds (set here, never read from a reply; not
+    dumped, so a verdict's JSON is what the judge wrote): the loop runs the others and the judge reads why
+    in its next round, instead of the whole reply failing."""
     explanation: str | None = Field(default=None, description="one sentence, required when final")
     label: str | None = Field(default=None, description="2-5 words, required when final")
     evidence: list[int] = Field(default_factory=list, description="numbers of the probes the answer rests on")
     notes: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_out_of_bounds(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if k != "dropped"}  # ours to fill, whatever a reply says
+        if not isinstance(data.get("probes"), list):
+            return data
+        cap = (info.context or {}).get("max_samples")
+        kept: list[Any] = []
+        dropped: list[DroppedProbe] = []
+        for n, item in enumerate(data["probes"], 1):
+            request = item.model_dump() if isinstance(item, ProbeRequest) else item
+            problem = request_problem(request, cap) if isinstance(request, dict) else None
+            if problem is None:
+                kept.append(item)
+            else:
+                dropped.append(DroppedProbe(asked=_asked(n, request), problem=problem))
+        return {**data, "probes": kept, "dropped": dropped}
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Verdict:
@@ -76,6 +182,8 @@ class Verdict(BaseModel):
         if self.action == "probe":
             if ctx.get("force_final"):
                 raise ValueError("the probe budget is spent: action must be 'final' with an explanation and label")
+            if not self.probes and self.dropped:
+                return self  # every request was out of bounds: the judge reads why next round
             if not self.probes:
                 raise ValueError("action 'probe' needs at least one entry in 'probes'")
             cap = ctx.get("max_probes")

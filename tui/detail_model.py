@@ -276,8 +276,9 @@ def transcript(record: Any) -> RenderableType:
             extra = f" ({call_meta(e)})" if call_meta(e) else ""
             lines.append(Text(f"round {rnd} invalid reply after {e.get('attempts', 1)} tries{extra}: {e.get('error')}",
                               style="bold red"))
-            if e.get("raw"):
-                lines.append(Text("  raw reply: ", style="dim") + Text(shorten(str(e["raw"]), 400)))
+            raw = e.get("raw") or (record.raw_reply if e is record.transcript[-1] else None)
+            if raw:  # a failing reply is stored once, as the record's raw_reply
+                lines.append(Text("  raw reply: ", style="dim") + Text(shorten(str(raw), 400)))
         elif kind == "error":
             lines.append(Text(f"round {rnd} judge call failed: {e.get('error')}", style="bold red"))
         else:

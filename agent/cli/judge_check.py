@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from typing import Any
 
-from agent.cli.args import positive_float, positive_int
+from agent.cli.args import judge_url, positive_float, positive_int
+from agent.judges.redact import printable
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("judge-check", help="check a judge endpoint: formats it accepts, latency, models",
                        description="Send one small verdict request in each response format and print what the "
                                    "server accepts, its latency, its context limit where it says, and its models.")
-    p.add_argument("--judge-base-url", required=True, help="endpoint URL, e.g. http://127.0.0.1:8080/v1")
+    p.add_argument("--judge-base-url", required=True, type=judge_url,
+                   help="endpoint URL, e.g. http://127.0.0.1:8080/v1")
     p.add_argument("--judge-model", help="model name at the endpoint (default: the first one it lists)")
     p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
                    help="environment variable holding the API key (default OPENAI_API_KEY; local servers need none)")
@@ -35,6 +38,11 @@ def tiny_context() -> Any:
             ProbeResult(Probe(3, strength=80.0), ("the colour red filling the image",), kl_first=2.5)], round=1)
     return JudgeContext(feature=3, round=1, max_rounds=2, evidence=ev, strengths=[40.0, 80.0], probes_left=2,
                         force_final=True, world={"model": "a VLM", "sae": "an SAE", "layer": 8})
+
+
+def say(line: str, file: Any = None) -> None:
+    """Print one line of what the server said: no escape sequence or control character reaches the terminal."""
+    print(printable(line), file=file or sys.stdout, flush=True)
 
 
 async def list_models(backend: Any) -> tuple[list[str], int | None]:
@@ -82,17 +90,17 @@ async def check(args: argparse.Namespace) -> int:
         names, limit = await list_models(probe)
     except Exception as exc:  # noqa: BLE001 - a server without /models is still worth checking
         names, limit = [], None
-        print(f"models: not listed ({type(exc).__name__})")
+        say(f"models: not listed ({type(exc).__name__})")
     finally:
         await probe.aclose()
     model = args.judge_model or (names[0] if names else "gpt-4o-mini")
     if names:
         known = "" if model in names else f"  <- {model!r} is not among them: check --judge-model"
-        print(f"models at {safe_url(args.judge_base_url)}: {', '.join(names)}{known}")
-    print(f"context limit: {limit if limit else 'not reported (a too-long request will say it)'}")
+        say(f"models at {safe_url(args.judge_base_url)}: {', '.join(names)}{known}")
+    say(f"context limit: {limit if limit else 'not reported (a too-long request will say it)'}")
     for fmt in FORMATS:
-        print(await try_format(args, model, fmt), flush=True)
-    print(f"instructions go in the {probe.instructions} message ({'local' if probe.local else 'remote'} endpoint)")
+        say(await try_format(args, model, fmt))
+    say(f"instructions go in the {probe.instructions} message ({'local' if probe.local else 'remote'} endpoint)")
     return 0
 
 
@@ -102,5 +110,5 @@ def main(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(check(args))
     except JudgeFatalError as exc:
-        print(f"error: {exc}")
+        say(f"error: {exc}", file=sys.stderr)
         return 2

@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from agent.judges.redact import install_log_redaction
+
+    install_log_redaction()  # every command's log lines: no escape sequences, no credentials
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 PROBE_MULTIPLES = (0.0, 0.5, 1.0, 2.0, 3.0)
 """This command's strengths without --strengths, as multiples of the hidden-state norm at the layer: a
-short look from unsteered (0) to strong, where a run's sweep uses the denser config.SWEEP_MULTIPLES."""
+short look from unsteered (0) to strong, where a run's sweep uses the denser steering.probes.SWEEP_MULTIPLES."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,16 +71,20 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from agent.cli.progress import plain
+    from agent.judges.redact import printable
 
     what = f"question {args.question!r}" if args.question else "describe"
-    console = Console()
-    console.print(f"[bold]feature {args.feature}[/] at layer {engine.layer} of {engine.vlm.model_id} "
-                  f"({what}, base image {args.base_image})", highlight=False)
+    console = Console(emoji=False)
+    console.print(plain(f"feature {args.feature} at layer {engine.layer} of {engine.vlm.model_id} "
+                        f"({what}, base image {args.base_image})"), highlight=False)
     table = Table()
     table.add_column("strength", justify="right")
     table.add_column("KL@1", justify="right")
     table.add_column("the model's words")
-    for r in results:
-        table.add_row(f"{r.probe.strength:g}", f"{r.kl_first:.3f}", "\n".join(r.texts))
+    for r in results:  # the model's words are shown literally: never read as Rich markup
+        table.add_row(f"{r.probe.strength:g}", f"{r.kl_first:.3f}", Text(printable("\n".join(r.texts), newlines=True)))
     console.print(table)
     return 0

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from agent.events import FeatureFinished, RunError, RunEvent, RunPhase, RunPlanned, RunStarted, RunStats
 from agent.groundtruth import names_truth
+from agent.judges.redact import printable
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,23 @@ def in_flight_words(s: RunStats) -> str:
     judging = len(s.in_flight) - sweeping
     parts = [f"{sweeping} sweeping" if sweeping else "", f"{judging} judging" if judging else ""]
     return f"{len(s.in_flight)} in flight: " + ", ".join(p for p in parts if p)
+
+
+def plain(text: object) -> Text:
+    """``text`` as Rich shows it literally: no markup, no emoji codes, no escape sequences or control
+    characters (what a judge, a store or a model wrote is never read as markup or sent to the terminal raw)."""
+    return Text(printable(text))
+
+
+def line_console(stderr: bool = False) -> Console:
+    """A console for the CLI's own lines (no highlighting, no emoji codes: a model name such as ``m`` after
+    ``openai:`` is not an emoji); pass judge and store text through ``plain``."""
+    return Console(stderr=stderr, highlight=False, emoji=False, soft_wrap=True)
+
+
+def say(out: Console, line: object, *, soft_wrap: bool | None = None) -> None:
+    """Print one line literally (see ``plain``)."""
+    out.print(plain(line), soft_wrap=soft_wrap)
 
 
 def stats_lines(s: RunStats) -> list[str]:
@@ -66,7 +84,7 @@ class RichProgress:
 
     def __init__(self, console: Console | None = None, enabled: bool = True, verbose: bool = False,
                  extra: Callable[[], str] | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, emoji=False)
         self.extra = extra
         """A second line drawn under the statistics (a Ray pool's per-worker rows/s and queue depth)."""
         self.live_display = enabled and self.console.is_terminal
@@ -107,10 +125,11 @@ class RichProgress:
         elif isinstance(event, RunError):
             self.errors.append(event.message)
             if self.verbose or event.fatal or not self.live_display:
-                self._print(f"[red]error:[/red] {event.message}" if self.live_display else f"error: {event.message}")
+                self._print(f"error: {event.message}", prefix_style="red" if self.live_display else "")
         self._progress.update(self._features, completed=s.finished_features)
         self._progress.update(self._probes, total=max(s.probes_queued, 1), completed=s.probes_done)
-        self._line.plain = "\n".join(stats_lines(s) + ([self.extra()] if self.extra is not None else []))
+        lines = stats_lines(s) + ([printable(self.extra())] if self.extra is not None else [])
+        self._line.plain = "\n".join(lines)
 
     def _started(self, event: RunStarted) -> None:
         s = event.stats
@@ -123,15 +142,17 @@ class RichProgress:
             self._print(f"store: {event.store}")
 
     def _set_phase(self, message: str) -> None:
-        self._phase.plain = message + " ..."
+        self._phase.plain = printable(message) + " ..."
         if not self.live_display:
             self._print(message + " ...")
 
-    def _print(self, message: str) -> None:
-        if self.live_display:
-            self.console.print(message)
-        else:
-            self.console.print(message, markup=False, highlight=False)
+    def _print(self, message: str, prefix_style: str = "") -> None:
+        """One line, shown literally (judge and store text in it is neither markup nor escape sequences);
+        ``prefix_style`` colours its first word."""
+        line = plain(message)
+        if prefix_style:
+            line.stylize(prefix_style, 0, len(message.split(" ", 1)[0]))
+        self.console.print(line, highlight=False)
 
 
 def summary_table(records: list[Any], truth: dict[int, dict[str, Any]] | None, limit: int = 64) -> Table:
@@ -154,7 +175,7 @@ def summary_table(records: list[Any], truth: dict[int, dict[str, Any]] | None, l
             purity = f"{float(t.get('purity', 0)):.2f}".removeprefix("0") if t else ""
             row += [f"{t['family']}={t['value']} {purity}" if t and t.get("value") else "",
                     "" if hit is None else ("yes" if hit else "no")]
-        table.add_row(*row)
+        table.add_row(*(plain(cell) for cell in row))  # a label is the judge's text: never markup
     caption = "rounds/probes: judge rounds and probes run for the feature; conf: the judge's confidence"
     if len(records) > limit:
         caption += f"\n{len(records) - limit} more not shown; see --export"

@@ -129,11 +129,11 @@ def evidence_problem(args: argparse.Namespace, kind: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from agent.cli.progress import line_console, loading, say
+    from agent.judges.redact import install_log_redaction
 
-    from agent.cli.progress import loading
-
-    err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line
+    install_log_redaction()  # log lines too: no terminal escape sequences, no credentials
+    err = line_console(stderr=True)  # an error stays one line
     request = run_request(args)
     try:
         check_features(request.features)  # fail on syntax before the other checks
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         if problem:
             raise ChoiceError(problem, field="evidence")
     except ChoiceError as exc:
-        err.print(f"error: {exc}", markup=False)
+        say(err, f"error: {exc}")
         return 2
     engines = engines_for(args)
     try:
@@ -149,11 +149,11 @@ def run(args: argparse.Namespace) -> int:
             with loading(err, not args.no_progress):
                 prepared = prepare_run(request, engines)  # loads the engine only to learn the SAE's size
         except ChoiceError as exc:
-            err.print(f"error: {exc}", markup=False)
+            say(err, f"error: {exc}")
             return 2
         return execute(prepared, args, err, live=getattr(engines, "live_line", None))
     finally:  # a Ray pool's actors stop with the run, Ctrl-C included
-        close_engines(engines, lambda line: err.print(line, markup=False))
+        close_engines(engines, lambda line: say(err, line))
 
 
 class LoadInterrupted(Exception):
@@ -193,7 +193,7 @@ def interruptible(engine: Any, control: Any) -> Any:
 def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any = None) -> int:
     """Run a prepared request to the end (Ctrl-C: finish the batch in progress, or stop loading at once;
     twice: quit), then report."""
-    from agent.cli.progress import RichProgress
+    from agent.cli.progress import RichProgress, say
     from agent.export import export_records
     from agent.groundtruth import ground_truth_for
     from agent.run import RunControl, run_features
@@ -206,7 +206,7 @@ def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any
         interrupted["n"] += 1
         if interrupted["n"] == 1:
             control.cancel("interrupted")
-            err.print("stopping: finishing the generate call in progress; Ctrl-C again to quit at once", markup=False)
+            say(err, "stopping: finishing the generate call in progress; Ctrl-C again to quit at once")
         else:
             raise KeyboardInterrupt
 
@@ -219,11 +219,11 @@ def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any
                 summary = run_features(interruptible(prepared.engine, control), prepared.judge, store, features,
                                        prepared.config, on_event=progress, control=control)
             except StoreError as exc:
-                err.print(f"error: {exc}", markup=False)
+                say(err, f"error: {exc}")
                 return 2
             except LoadInterrupted:
                 progress.__exit__()
-                err.print("interrupted while loading the model: nothing was started", markup=False)
+                say(err, "interrupted while loading the model: nothing was started")
                 return 130
             progress.__exit__()
             # An interrupted run reads back only the features it reached (not the 100k it never started),
@@ -244,10 +244,10 @@ def report(prepared: PreparedRun, summary: Any, records: list[Any], truth: dict[
     """Print the summary table and lines of a finished run; the exit code."""
     from rich.console import Console
 
-    from agent.cli.progress import summary_table
+    from agent.cli.progress import say, summary_table
     from agent.groundtruth import PURE, score
 
-    out = Console(highlight=False)
+    out = Console(highlight=False, emoji=False)  # wraps at the terminal's width; text goes through say()
     store, features = prepared.store, prepared.features
     s = summary.stats
     if records and args.table_limit > 0:
@@ -255,35 +255,35 @@ def report(prepared: PreparedRun, summary: Any, records: list[Any], truth: dict[
     counts = {k: sum(v == k for v in summary.statuses.values())
               for k in ("done", "failed", "skipped-done", "skipped-reviewed", "unreadable", "not-started")}
     cost = f", ~${s.cost_usd:.4f}" if s.cost_usd is not None else ""
-    out.print(f"{len(features)} features: {counts['done']} done, {counts['failed']} failed, "
-              f"{counts['skipped-done'] + counts['skipped-reviewed']} already finished"
-              + (f" ({counts['skipped-reviewed']} reviewed)" if counts["skipped-reviewed"] else "")
-              + (f", {counts['unreadable']} unreadable" if counts["unreadable"] else "")
-              + (f", {counts['not-started']} not started" if counts["not-started"] else "")
-              + f" in {s.elapsed:.1f} s (+{prepared.load_seconds:.1f} s loading)", markup=False)
-    out.print(f"probes: {s.probes_run} run ({s.probes_per_s:.1f}/s, {s.probe_rows} rows), {s.probes_cached} from the "
-              f"store | judge {prepared.judge.name}: {s.judge_calls} calls ({s.judge_cached} from the store), "
-              f"{s.tokens:,} tokens{cost}", markup=False)
+    say(out, f"{len(features)} features: {counts['done']} done, {counts['failed']} failed, "
+             f"{counts['skipped-done'] + counts['skipped-reviewed']} already finished"
+             + (f" ({counts['skipped-reviewed']} reviewed)" if counts["skipped-reviewed"] else "")
+             + (f", {counts['unreadable']} unreadable" if counts["unreadable"] else "")
+             + (f", {counts['not-started']} not started" if counts["not-started"] else "")
+             + f" in {s.elapsed:.1f} s (+{prepared.load_seconds:.1f} s loading)")
+    say(out, f"probes: {s.probes_run} run ({s.probes_per_s:.1f}/s, {s.probe_rows} rows), {s.probes_cached} from the "
+             f"store | judge {prepared.judge.name}: {s.judge_calls} calls ({s.judge_cached} from the store), "
+             f"{s.tokens:,} tokens{cost}")
     judge_line = getattr(prepared.judge, "call_line", None)
     if callable(judge_line) and judge_line():
-        out.print(f"judge endpoint: {judge_line()}", markup=False, soft_wrap=True)
+        say(out, f"judge endpoint: {judge_line()}", soft_wrap=True)
     if summary.images:
         im = summary.images
         hybrid = (f", hybrid at strength {im['hybrid_strength']:g} ({im.get('hybrid_source')})"
                   if "hybrid_strength" in im else "")
-        out.print(f"top-k evidence: {', '.join(im['modes'])} of {im['n_images']} images{hybrid}"
-                  + (", images attached for the judge" if im.get("judge_images") else ""), markup=False, soft_wrap=True)
+        say(out, f"top-k evidence: {', '.join(im['modes'])} of {im['n_images']} images{hybrid}"
+                 + (", images attached for the judge" if im.get("judge_images") else ""), soft_wrap=True)
     if truth:
         sc = score(records, truth, PURE)
-        out.print(f"ground truth named: {sc['pure_named']}/{sc['pure_known']} pure features (purity >= {PURE}), "
-                  f"{sc['named']}/{sc['known']} of all with a known value", markup=False)
+        say(out, f"ground truth named: {sc['pure_named']}/{sc['pure_known']} pure features (purity >= {PURE}), "
+                 f"{sc['named']}/{sc['known']} of all with a known value")
     if exported is not None:
-        out.print(f"exported {exported} records to {args.export}", markup=False)
-    out.print(f"store: {store.path}", markup=False)
+        say(out, f"exported {exported} records to {args.export}")
+    say(out, f"store: {store.path}")
     if summary.stop_reason in ("quota", "judge", "budget"):
-        err.print(f"stopped: {summary.fatal_error}", markup=False)
+        say(err, f"stopped: {summary.fatal_error}")
     elif summary.stop_reason == "interrupted":
-        err.print("interrupted: finished features are stored; run the same command again to resume"
-                  + (f" (nothing exported to {args.export})" if args.export else ""), markup=False)
+        say(err, "interrupted: finished features are stored; run the same command again to resume"
+                 + (f" (nothing exported to {args.export})" if args.export else ""))
         return 130
     return summary.exit_code

@@ -43,6 +43,8 @@ class Completion:
     """The response format the request used (schema, json_object or text)."""
     stored: Usage = field(default_factory=Usage)
     """For a reply served from the store: what it cost when it was first asked."""
+    cut: int = 0
+    """Characters dropped from a reply longer than ``reply_cap`` allows (the server ignored max_tokens)."""
 
 
 class SchemaUnsupportedError(JudgeError):
@@ -67,6 +69,16 @@ SHRINK_LEVELS = 3
 """Ever shorter transcripts tried when the context window is too small (0: all the evidence)."""
 REPLY_SHOWN = 300
 """Characters of an invalid reply sent back in a re-ask (never the whole runaway reply)."""
+CHARS_PER_TOKEN_KEPT = 16
+"""Characters of a reply kept (stored, parsed, exported) per token of max_tokens: four times a typical token,
+so a reply the server cut at max_tokens is kept whole, and only one from a server that ignored the cap is cut."""
+UNCAPPED_CHARS = 65_536
+"""Characters of a reply kept when no max_tokens is set."""
+
+
+def reply_cap(max_tokens: int | None) -> int:
+    """The longest reply kept, in characters, for a request capped at ``max_tokens``."""
+    return max_tokens * CHARS_PER_TOKEN_KEPT if max_tokens else UNCAPPED_CHARS
 
 
 class ChatBackend(Protocol):
@@ -158,6 +170,7 @@ def build_messages(ctx: JudgeContext, json_mode: str, *, instructions: str = "sy
     )
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if instructions == "system" else []
     replies = {t.round: t.raw if shrink < 2 else _summary(t) for t in ctx.history}
+    dropped = {t.round + 1: [d.line() for d in t.verdict.dropped] for t in ctx.history}
     for r in range(1, ctx.round + 1):
         last = r == ctx.round
         items = [shrink_view(item_view(i), shrink) for i in ctx.evidence.in_round(r)]
@@ -166,6 +179,7 @@ def build_messages(ctx: JudgeContext, json_mode: str, *, instructions: str = "sy
             round=r, max_rounds=ctx.max_rounds, feature=ctx.feature, items=items, images=images,
             pictures=bool(ctx.pictures) and r == 1,
             strengths=[f"{s:g}" for s in ctx.strengths], note=ctx.note if r == 1 else None,
+            dropped=dropped.get(r, []),
             force_final=ctx.force_final if last else False,
             probes_left=ctx.probes_left if last else 0,
         )
@@ -251,12 +265,18 @@ class LLMJudge:
             turn.cached = turn.cached and cached
             turn.calls.append({"key": key, "cached": cached, "tokens": completion.usage.total_tokens,
                                "cost_usd": completion.usage.cost_usd, "format": mode,
-                               "seconds": round(completion.seconds, 3), "truncated": completion.truncated})
+                               "seconds": round(completion.seconds, 3), "truncated": completion.truncated,
+                               **({"cut_chars": completion.cut} if completion.cut else {})})
             turn.raw = completion.text
             try:
                 if completion.truncated:
                     raise VerdictError(self._truncated_message())
-                turn.verdict = parse_verdict(completion.text, ctx.validation_context())
+                try:
+                    turn.verdict = parse_verdict(completion.text, ctx.validation_context())
+                except VerdictError as exc:
+                    if completion.cut:
+                        raise VerdictError(self._overlong_message(completion, exc)) from exc
+                    raise
                 turn.error = None
                 break
             except VerdictError as exc:
@@ -275,6 +295,13 @@ class LLMJudge:
         cap = getattr(self.backend, "max_tokens", None)
         return (f"the reply was cut at the {cap or 'server'}-token cap (finish_reason length, --judge-max-tokens "
                 f"{cap}) before the JSON object ended; reply with a short JSON object only")
+
+    def _overlong_message(self, completion: Completion, exc: VerdictError) -> str:
+        """Why a reply longer than the server should have allowed is no verdict (``exc``: about its kept start)."""
+        cap = getattr(self.backend, "max_tokens", None)
+        kept = reply_cap(cap)
+        return (f"the reply ran to {kept + completion.cut} characters, past the --judge-max-tokens {cap} cap (the "
+                f"server did not enforce it; its first {kept} were read): {exc}")
 
     def _context_message(self, exc: ContextTooLongError) -> str:
         cap = getattr(self.backend, "max_tokens", None)
@@ -350,11 +377,16 @@ class LLMJudge:
                 return Completion(text=hit["text"], usage=Usage(), model=hit.get("model", ""), format=mode,
                                   stored=Usage.from_dict(hit.get("usage") or {})), True, key
         completion = await self.backend.complete(messages, schema=schema)
+        cap = reply_cap(getattr(self.backend, "max_tokens", None))
+        if len(completion.text) > cap:  # never kept whole: it would be stored, exported and parsed as is
+            completion.cut = len(completion.text) - cap
+            completion.text = trimmed(completion.text, cap)
         if ctx.cache is not None:
             ctx.cache.put_judge_call(key, {
                 "text": completion.text, "model": completion.model, "usage": completion.usage.to_dict(),
                 "backend": self.backend.describe(), "feature": ctx.feature, "round": ctx.round,
                 "at": time.time(), "truncated": completion.truncated, "format": mode,
+                **({"cut_chars": completion.cut} if completion.cut else {}),
             })
         return completion, False, key
 

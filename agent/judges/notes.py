@@ -6,6 +6,7 @@ import re
 from collections import Counter
 
 from agent.evidence import Evidence, words
+from agent.verdicts import MAX_QUESTION_CHARS
 
 ASPECT_QUESTIONS = {
     "colour": "What colour is the highlighted element?",
@@ -24,14 +25,15 @@ MAX_QUESTIONS = 3
 
 def note_questions(note: str | None) -> list[str]:
     """The questions a note asks for: a question written out ("ask: is it round?"), then one per
-    aspect it names ("look at colour", "ask about pattern"), at most MAX_QUESTIONS."""
+    aspect it names ("look at colour", "ask about pattern"), at most MAX_QUESTIONS. A question written out
+    longer than a probe may ask (MAX_QUESTION_CHARS) is left out: the aspects it names still count."""
     if not note or not note.strip():
         return []
     out: list[str] = []
     for part in re.findall(r"[^.?!;]*\?", note):
         question = re.sub(r"^\s*(?:and\s+)?(?:please\s+)?(?:ask(?:\s+(?:it|the model))?\s*[:,]?\s*)?", "", part,
                           flags=re.I).strip()
-        if len(question) > 3:
+        if 3 < len(question) <= MAX_QUESTION_CHARS:
             out.append(question[0].upper() + question[1:])
     for word in re.findall(r"[a-z]+", note.lower()):
         aspect = ASPECT_WORDS.get(word)

@@ -10,12 +10,12 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from agent.judges.base import JudgeCallError, JudgeFatalError, JudgeQuotaError, JudgeUnreachable, Usage
-from agent.judges.llm import Completion, ContextTooLongError, SchemaUnsupportedError
+from agent.judges.llm import Completion, ContextTooLongError, SchemaUnsupportedError, reply_cap
 from agent.judges.policy import REMOTE_CONCURRENCY, AdaptiveLimit, Breaker, CallStats, is_local
-from agent.judges.redact import install_log_redaction, redact
+from agent.judges.redact import install_log_redaction, mask_secrets, redact, shown_url, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,36 @@ def safe_url(url: str | None) -> str | None:
     """``url`` without user info, query or fragment (they may carry credentials)."""
     if not url:
         return url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a bad port or a broken IPv6 address: shown masked, never whole
+        return shown_url(url.split("?", 1)[0].split("#", 1)[0])
     host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
+    netloc = host + (f":{port}" if port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _readable(url: str | None) -> None:
+    """Raise JudgeUnreachable (the URL masked) when ``url`` cannot even be parsed: a broken IPv6 address or a
+    port that is not a number from 0 to 65535 (the other problems wait for ``check``)."""
+    if not url:
+        return
+    try:
+        urlsplit(url).port
+    except ValueError as exc:
+        raise JudgeUnreachable(f"bad judge URL {shown_url(url)!r} ({exc}): fix the judge URL, e.g. "
+                               "http://localhost:8000/v1") from None
+
+
+def split_query(url: str | None) -> tuple[str | None, dict[str, str]]:
+    """(``url`` without its query and fragment, the query's parameters): the openai client appends paths to
+    its base URL, so a query must travel as ``default_query`` to arrive after ``/chat/completions``."""
+    if not url or not any(c in url for c in "?#"):
+        return url, {}
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), query
 
 
 def _status(exc: BaseException) -> int | None:
@@ -162,7 +188,10 @@ class OpenAIChat:
 
         self.model = model
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        _readable(self.base_url)
         key = api_key if api_key is not None else os.environ.get(api_key_env)
+        self._secrets = [key, *url_secrets(self.base_url)]
+        """What is masked wherever the judge's text goes: the key, the URL's password and query values."""
         if not key:
             if self.base_url and safe_url(self.base_url) != safe_url("https://api.openai.com/v1"):
                 key = "not-needed"  # local servers (vLLM, Ollama) accept any key
@@ -187,11 +216,13 @@ class OpenAIChat:
         """Where the instructions go: a local server's chat template may drop system messages."""
         self.breaker = Breaker(lambda: self._reachable(2.0), down_limit, safe_url(self.base_url) or "the OpenAI API")
         self._key = key
-        install_log_redaction([key])
+        install_log_redaction(self._secrets)
+        self._endpoint, self._query = split_query(self.base_url)
         # One client per event loop: its connection pool belongs to the loop that opened it, and a UI
         # may start several runs (each with its own loop) with the same judge.
         self._clients: dict[int, Any] = {}
-        openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0)  # fail early on bad options
+        openai.AsyncOpenAI(api_key=key, base_url=self._endpoint, default_query=self._query or None,
+                           max_retries=0)  # fail early on bad options
 
     def _client(self) -> Any:
         import asyncio
@@ -201,8 +232,8 @@ class OpenAIChat:
         loop = asyncio.get_running_loop()
         client = self._clients.get(id(loop))
         if client is None:
-            client = openai.AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0,
-                                        timeout=self.retry.timeout)
+            client = openai.AsyncOpenAI(api_key=self._key, base_url=self._endpoint, default_query=self._query or None,
+                                        max_retries=0, timeout=self.retry.timeout)
             self._clients = {id(loop): client}  # clients of finished loops are dropped
         return client
 
@@ -254,14 +285,21 @@ class OpenAIChat:
 
     def _host_port(self) -> tuple[str, int]:
         url = self.base_url or DEFAULT_URL
-        parts = urlsplit(url if "://" in url else f"http://{url}")
+        try:
+            parts = urlsplit(url if "://" in url else f"http://{url}")
+        except ValueError as exc:  # a broken IPv6 address
+            raise JudgeUnreachable(f"judge URL {safe_url(url)!r} cannot be read ({exc}): fix the judge URL, e.g. "
+                                   "http://[::1]:8000/v1") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise JudgeUnreachable(f"judge URL {safe_url(url)!r} names no http(s) host: use e.g. "
                                    "http://localhost:8000/v1")
         try:
-            return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+            port = parts.port
         except ValueError:
             raise JudgeUnreachable(f"judge URL {safe_url(url)!r} has a bad port: fix the judge URL") from None
+        if port == 0:
+            raise JudgeUnreachable(f"judge URL {safe_url(url)!r} names port 0: use the server's port")
+        return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
     def _reachable(self, timeout: float) -> bool:
         import socket
@@ -382,7 +420,7 @@ class OpenAIChat:
     def _classify(self, exc: Any, kwargs: dict[str, Any], sent: str) -> Exception:
         status = _status(exc)
         code, message = _error_fields(exc)
-        code, message = redact(code, [self._key]), redact(message, [self._key])  # servers may echo headers
+        code, message = redact(code, self._secrets), redact(message, self._secrets)  # servers may echo headers
         where = safe_url(self.base_url) or "the OpenAI API"
         if is_quota_error(exc):
             return JudgeQuotaError(f"the judge endpoint ({where}) says the quota or credit is exhausted "
@@ -415,6 +453,7 @@ class OpenAIChat:
             message = choices[0].message
             text = message.content or getattr(message, "refusal", None) or ""
             finish = getattr(choices[0], "finish_reason", None)
+        text = mask_secrets(text, self._secrets)  # a server may echo the key into the reply itself
         usage = getattr(response, "usage", None)
         prompt = getattr(usage, "prompt_tokens", None) if usage else None
         completion = getattr(usage, "completion_tokens", None) if usage else None
@@ -430,11 +469,15 @@ class OpenAIChat:
         self.stats.prompt_tokens += int(prompt)
         self.stats.completion_tokens += int(completion)
         truncated = finish == "length"
-        self.stats.truncated += int(truncated)
+        # A server that ignores max_tokens: a reply longer than the cap allows counts as cut (and is cut
+        # where it is kept, LLMJudge._call).
+        reported = getattr(usage, "completion_tokens", None) if usage else None
+        over = self.max_tokens is not None and reported is not None and reported > self.max_tokens
+        self.stats.truncated += int(truncated or over or len(text) > reply_cap(self.max_tokens))
+        model = mask_secrets(str(getattr(response, "model", "") or self.model), self._secrets)
         return Completion(text=text, usage=Usage(prompt_tokens=int(prompt), completion_tokens=int(completion),
                                                  cost_usd=cost, calls=1),
-                          model=str(getattr(response, "model", "") or self.model), truncated=truncated,
-                          seconds=seconds, format=self._mode)
+                          model=model, truncated=truncated, seconds=seconds, format=self._mode)
 
     async def aclose(self) -> None:
         """Close the current loop's connection pool (call from inside the loop that used it)."""

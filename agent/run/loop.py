@@ -76,6 +76,8 @@ def _verdict_entry(round: int, turn: Any) -> dict[str, Any]:
         entry.update(kind="invalid", error=turn.error)
     else:
         entry.update(v.model_dump(exclude_none=True))
+        if v.dropped:
+            entry["dropped"] = [d.model_dump() for d in v.dropped]
     return entry
 
 
@@ -250,6 +252,9 @@ class _FeatureLoop:
     def conclude(self, rnd: int, turn: Any, force: bool) -> FeatureRecord | None:
         """The record when this turn ends the loop (no valid verdict, a final answer, a forced round)."""
         v = turn.verdict
+        if v is None or force and v.action != "final":
+            # The failing reply is kept once, as the record's raw_reply, not again in its transcript entry.
+            self.transcript[-1].pop("raw", None)
         if v is None:
             return self.finish(status="failed", rounds=rnd, raw_reply=turn.raw,
                                error=f"no valid verdict after {turn.attempts} replies: {turn.error}")
@@ -262,17 +267,21 @@ class _FeatureLoop:
         return None
 
     async def more_probes(self, rnd: int, turn: Any) -> FeatureRecord | None:
-        """Run the probes the judge asked for; a record only when the engine fails."""
+        """Run the probes the judge asked for; a record only when the engine fails. Requests out of bounds
+        were set aside when the verdict was read (Verdict.dropped): the judge reads why in the next round."""
         cfg, v = self.lc.config, turn.verdict
         requests = v.probes[: cfg.max_probes - self.probes_used]
         max_strength = max(self.strengths, default=1.0) * 16
         new = [requested_probe(self.feature, r, cfg.sweep, rnd, max_strength) for r in requests]
         try:
-            results = await self.run_probes(new)
+            results = await self.run_probes(new) if new else []
         except EngineFailed as exc:
             return self.finish(status="failed", rounds=rnd, hypothesis=v.hypothesis, error=str(exc))
         self.evidence.add(results, round=rnd + 1, reasons=[r.reason for r in requests])
-        self.transcript.append({"round": rnd, "kind": "probes", "probes": [describe_probe(p) for p in new]})
+        entry: dict[str, Any] = {"round": rnd, "kind": "probes", "probes": [describe_probe(p) for p in new]}
+        if v.dropped:
+            entry["dropped"] = [d.line() for d in v.dropped]
+        self.transcript.append(entry)
         self.probes_used += len(new)
         self.history.append(PastTurn(round=rnd, verdict=v, raw=turn.raw))
         return None

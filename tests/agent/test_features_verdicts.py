@@ -59,7 +59,7 @@ def test_valid_verdicts_parse_from_plain_fenced_and_chatty_text() -> None:
     (json.dumps({**final_reply(), "explanation": None}), "explanation"),
     (json.dumps({**probe_reply([]), "probes": []}), "at least one"),
     (json.dumps({**final_reply(), "action": "maybe"}), "action"),
-    (json.dumps(probe_reply([-1])), "strength"),
+    (json.dumps(probe_reply(["strong"])), "strength"),  # out-of-bounds values are dropped: tests/agent/test_probe_bounds.py
 ])
 def test_invalid_verdicts_say_what_is_wrong(reply: str, message: str) -> None:
     with pytest.raises(VerdictError, match=message):
@@ -71,8 +71,8 @@ def test_validation_context_enforces_budget() -> None:
         parse_verdict(json.dumps(probe_reply([1])), {"force_final": True})
     with pytest.raises(VerdictError, match="at most 1 probes"):
         parse_verdict(json.dumps(probe_reply([1, 2])), {"max_probes": 1})
-    with pytest.raises(VerdictError, match="at most 2 samples"):
-        parse_verdict(json.dumps(probe_reply([1], samples=5)), {"max_samples": 2})
+    over = parse_verdict(json.dumps(probe_reply([1], samples=5)), {"max_samples": 2})  # dropped, not re-asked
+    assert not over.probes and [d.problem for d in over.dropped] == ["samples 5 is outside 1..2"]
     with pytest.raises(VerdictError, match="do not exist"):
         parse_verdict(json.dumps(final_reply(evidence=[99])), {"evidence_ids": {1, 2}})
 

@@ -136,3 +136,12 @@ def test_transcript_shows_each_turn_latency_format_and_a_failed_turn_raw_reply()
     assert "(30 tok, 2 tries, 2.0 s/call, format json_object/schema)" in text
     assert "round 2 invalid reply after 3 tries (3.0 s/call, format json_object): probes: at least 1 item" in text
     assert 'raw reply: {"action": "probe"' in text
+
+
+def test_a_failed_turn_s_reply_stored_once_as_raw_reply_is_shown() -> None:
+    """The loop keeps a failing reply once, as the record's raw_reply (issue 27, defect 12): still shown."""
+    from agent.records import FeatureRecord
+
+    rec = FeatureRecord(feature=3, status="failed", error="no valid verdict", raw_reply='{"action": "probe"',
+                        transcript=[{"round": 1, "kind": "invalid", "attempts": 3, "error": "bad"}])
+    assert 'raw reply: {"action": "probe"' in render(dm.transcript(rec), width=140)

@@ -9,6 +9,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import (
     Button,
@@ -24,6 +25,7 @@ from textual.widgets import (
 from textual.worker import Worker, WorkerState
 
 from agent.features import FeatureSpecError, parse_features
+from agent.judges.redact import shown_url
 from tui.backends import INJECTED, JudgeSpec, SetupError
 from tui.screens.host import host
 from tui.services import PreparedRun, RunRequest, display_path
@@ -69,7 +71,8 @@ class SetupScreen(Screen[PreparedRun | None]):
                 yield Label("judge model")
                 yield Input(judge.model or "", id="judge_model", compact=True, placeholder="gpt-4o-mini")
                 yield Label("judge URL")
-                yield Input(judge.base_url or "", id="judge_url", compact=True,
+                # Shown with its password and query values masked; left as shown, the real URL is used.
+                yield Input(shown_url(judge.base_url), id="judge_url", compact=True,
                             placeholder="OpenAI, or http://localhost:8000/v1")
                 yield Label("API key var")
                 yield Input(judge.api_key_env or "OPENAI_API_KEY", id="judge_key_env", compact=True,
@@ -109,7 +112,7 @@ class SetupScreen(Screen[PreparedRun | None]):
             message = message.replace(flag, words) if message else message
         if field == "judge" and message and "API key" in message:
             field = "judge_key_env"
-        box.update(f"✗ {message}" if message else "")
+        box.update(Content(f"✗ {message}") if message else "")  # literal: a masked URL shows [redacted]
         box.display = bool(message)
         for name in FIELDS:
             self.query_one(f"#{name}").set_class(name == field, "-problem")
@@ -155,8 +158,11 @@ class SetupScreen(Screen[PreparedRun | None]):
         current = s.current_world()
         world = replace(current, model=text("model") or None, sae=text("sae") or None, layer=layer_n,
                         revision=current.revision if text("model") == (current.model or "") else None)
+        url = text("judge_url")
+        if url and url == shown_url(s.judge_spec.base_url):  # the masked URL as shown: the real one
+            url = s.judge_spec.base_url or url
         judge = JudgeSpec(kind=str(self.query_one("#judge", Select).value), model=text("judge_model") or None,
-                          base_url=text("judge_url") or None,
+                          base_url=url or None,
                           api_key_env=text("judge_key_env") or s.judge_spec.api_key_env)
         cfg = s.run_config
         config = replace(cfg, sweep=replace(cfg.sweep, samples=number("samples", "samples")),
