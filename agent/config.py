@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-SWEEP_MULTIPLES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
-"""A run's default sweep ladder, as multiples of the hidden-state norm at the layer (SweepConfig.multiples);
-`steer-agent probe` has its own shorter default (agent.cli.probe.PROBE_MULTIPLES)."""
+from steering.probes import SWEEP_MULTIPLES
+
 DEFAULT_KL_TARGETS = (0.1, 1.0, 4.0)
 EVIDENCE_MODES: dict[str, tuple[str, ...]] = {"steering": (), "topk": ("topk",), "hybrid": ("hybrid",),
                                               "all": ("topk", "hybrid")}

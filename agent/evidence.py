@@ -19,21 +19,6 @@ STOPWORDS = frozenset(
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
-def degenerate(text: str | None) -> bool:
-    """An answer that is no description: empty, one run-on token ("WhatWhatWhat..."), a loop of a few
-    words, or one word three times in a row ("small small small small."). Such text names nothing: a
-    judge must not read its words as the concept, and an embedding puts it nearest to some value anyway."""
-    if not text or not text.strip():
-        return True
-    tokens = text.split()
-    if max(len(t) for t in tokens) > 30:
-        return True
-    bare = [t.strip(".,;:!?\"'").lower() for t in tokens]
-    if any(a == b == c and a for a, b, c in zip(bare, bare[1:], bare[2:])):
-        return True
-    return len(tokens) >= 8 and len(set(tokens)) / len(tokens) < 0.3
-
-
 def words(text: str) -> list[str]:
     """Lower-case content words of ``text``, in order, stopwords dropped."""
     return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]

@@ -1,8 +1,10 @@
-"""Probe and ProbeResult, re-exported from the seam in steering.probes (which imports no torch)."""
+"""Probe and ProbeResult, re-exported from the seam in steering.probes (which imports no torch), with the
+built-in base images' names (steering.image_names)."""
 
 from __future__ import annotations
 
-from steering.probes import BASE_IMAGES, DIRECTIONS, OBJECT_BASES, Probe, ProbeResult
+from steering.image_names import BASE_IMAGES, OBJECT_BASES
+from steering.probes import DIRECTIONS, Probe, ProbeResult
 
 __all__ = ["BASE_IMAGES", "DIRECTIONS", "OBJECT_BASES", "Probe", "ProbeResult", "describe_probe"]
 

@@ -1,7 +1,7 @@
 """Top-k collections and pictures for front ends: where a store's collection lives, a feature's top
 images (masked, heatmap or plain) with captions, and the base images of steering.
 
-The TUI talks to this module instead of steering.topk / steering.views / steering.images. Nothing
+The TUI talks to this module instead of steering.topk / steering.topk.views / steering.images. Nothing
 here imports torch at module level; loading a collection does.
 """
 
@@ -120,7 +120,7 @@ class TopView:
 
 def feature_views(root: str | Path, feature: int, n: int = 5, kind: str = "masked") -> list[TopView]:
     """The ``n`` best images of ``feature`` in ``root``'s collection, best first (empty if it never fired)."""
-    from steering.views import feature_views as draw
+    from steering.topk.views import feature_views as draw
 
     if kind not in VIEW_KINDS:
         raise ValueError(f"unknown view {kind!r}: use one of {', '.join(VIEW_KINDS)}")

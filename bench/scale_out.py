@@ -74,7 +74,8 @@ def timed(pool: Any, probes: list[Any], repeats: int) -> float:
 
 def overhead(spec: Any, rows: int, repeats: int) -> tuple[float, float]:
     """(wall ms per chunk, driver CPU ms per chunk) with engines that answer at once, 2 actors."""
-    from agent.run.ray_pool import RayEnginePool, RayOptions
+    from agent.run.ray.actor import RayOptions
+    from agent.run.ray.pool import RayEnginePool
 
     pool = RayEnginePool(spec, RayOptions(workers=2, loader="bench.scale_out:null_engine"))
     try:
@@ -100,8 +101,8 @@ def main() -> None:
 
     import ray
 
-    from agent.run.ray_actor import RayOptions, connect
-    from agent.run.ray_pool import RayEnginePool
+    from agent.run.ray.actor import RayOptions, connect
+    from agent.run.ray.pool import RayEnginePool
 
     connect(RayOptions(init={"num_cpus": args.cpus, "object_store_memory": 80 * 2**20}))
     try:

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from steering.errors import SteeringError
-from steering.probes import BASE_IMAGES, OBJECT_BASES
+from steering.image_names import BASE_IMAGES, OBJECT_BASES
 
 DEFAULT_SIZE = 224
 MAX_PIXELS = 64_000_000

@@ -7,11 +7,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Base images every engine understands (drawn by steering.images); anything else is a path to an image file.
-OBJECT_BASES = ("object-a", "object-b", "object-c")
-"""Built-in plain drawn objects (steering.images.OBJECT_DRAWINGS): a judge steers a feature on each to see
-which words it causes."""
-BASE_IMAGES = ("white", "black", "noise", *OBJECT_BASES)
+from steering.image_names import OBJECT_BASES
+
+SWEEP_MULTIPLES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+"""A run's default sweep ladder, as multiples of the hidden-state norm at the layer (agent.config.SweepConfig's
+``multiples``; the world's gates sweep it too, steering.toy.gates); `steer-agent probe` has its own shorter
+default (agent.cli.probe.PROBE_MULTIPLES)."""
 # Kinds of direction a probe can steer along.
 DIRECTIONS = ("feature", "random")
 # Ways to describe a feature from its top images: masked images only, or steered at the active patches too.

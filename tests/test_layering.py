@@ -31,7 +31,7 @@ print(json.dumps({{"forbidden": [n for n in {forbidden} if n in sys.modules], "e
 """
 
 
-def _imports(pkg: str, forbidden: list[str], later: str = "") -> dict[str, list[str]]:
+def _loaded(pkg: str, forbidden: list[str], later: str = "") -> dict[str, list[str]]:
     out = subprocess.run([sys.executable, "-c", CHECK.format(pkg=pkg, forbidden=forbidden, later=later)],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
@@ -39,12 +39,12 @@ def _imports(pkg: str, forbidden: list[str], later: str = "") -> dict[str, list[
 
 
 def test_steering_never_imports_textual_or_agent_and_its_runtime_never_the_toy_build() -> None:
-    found = _imports("steering", ["textual", "agent", "tui"], later="steering.toy.build")
+    found = _loaded("steering", ["textual", "agent", "tui"], later="steering.toy.build")
     assert found == {"forbidden": [], "early": []}
 
 
 def test_agent_never_imports_textual() -> None:
-    assert _imports("agent", ["textual", "tui"])["forbidden"] == []
+    assert _loaded("agent", ["textual", "tui"])["forbidden"] == []
 
 
 def test_agent_top_level_does_not_import_torch() -> None:
@@ -53,27 +53,148 @@ def test_agent_top_level_does_not_import_torch() -> None:
     assert out.stdout.strip() == "False", out.stderr
 
 
-def _imported_names(path: Path) -> list[str]:
-    """Every module an ``import`` or ``from ... import`` in ``path`` names, at any depth (functions too)."""
-    names: list[str] = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+PROJECT = ("steering", "agent", "tui")
+LAYERS = {"steering": ("agent", "tui", "textual"), "agent": ("tui", "textual"), "tui": ("steering",)}
+"""Package -> what it never imports, at any depth: tui -> agent -> steering, and no textual below the UI."""
+BUILD = "steering.toy.build"
+BUILD_LAUNCHERS = {"steering.toy.measure"}
+"""``python -m steering.toy.measure``, the name the benchmark's issue gives the command, runs the build's
+measurement (build/measure.py). Nothing imports a launcher, so the runtime never loads the build through it."""
+FRONT_DOOR = "agent.cli"
+FRONT_DOOR_KNOWN = {("tui.cli", "agent.cli.args"), ("tui.services", "agent.cli.args")}
+"""Known exceptions (issue 28, "One composition root"): the TUI borrows steer-agent's option groups and its
+engine openers (add_model_options, world_spec, engines_on, close_engines, ray_problem) until a Session that
+both front doors open replaces them. Remove each pair when that lands."""
+OPTION_PARSERS = ("agent.cli", "tui.cli")
+"""The front doors (steer-agent, steer-tui): with ``python -m`` entry points, the only modules that parse options."""
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the project: its dotted name (a package's is its own) -> its file."""
+    out: dict[str, Path] = {}
+    for pkg in PROJECT:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _tree(name: str) -> ast.Module:
+    return ast.parse(MODULES[name].read_text(encoding="utf-8"), str(MODULES[name]))
+
+
+def _imports(name: str) -> list[tuple[str, int]]:
+    """(what is imported, line) for every import of module ``name`` at any depth (functions and
+    TYPE_CHECKING blocks too), relative imports resolved: ``import a.b`` names a.b; ``from p import x``
+    names p.x where that is a project module, else p."""
+    package = name if MODULES[name].name == "__init__.py" else name.rpartition(".")[0]
+    out: list[tuple[str, int]] = []
+    for node in ast.walk(_tree(name)):
         if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.append(node.module)
-    return names
+            out += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            out += [(f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base, node.lineno)
+                    for alias in node.names]
+    return out
 
 
-def test_tui_never_imports_steering() -> None:
-    """tui -> agent -> steering: the UI reaches the core only through agent/, even inside functions."""
-    bad = [f"{path.relative_to(ROOT)}: {name}" for path in sorted((ROOT / "tui").rglob("*.py"))
-           for name in _imported_names(path) if name == "steering" or name.startswith("steering.")]
-    assert bad == []
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
 
 
-def test_only_the_cli_parses_arguments() -> None:
-    """Parsed options stop at agent/cli/: below it, commands and the TUI pass typed requests (agent.plan)."""
-    root = Path(__file__).resolve().parents[1] / "agent"
-    users = [str(p.relative_to(root)) for p in root.rglob("*.py")
-             if "cli" not in p.relative_to(root).parts[:1] and "argparse" in p.read_text(encoding="utf-8")]
-    assert users == []
+def _module_of(imported: str) -> str | None:
+    """The project module an imported name lies in (None: outside the project)."""
+    while imported and imported not in MODULES:
+        imported = imported.rpartition(".")[0]
+    return imported or None
+
+
+def _graph() -> dict[str, dict[str, int]]:
+    """Module -> {project module it imports: first line}; a package's imports of its own submodules (its
+    re-exports) are left out."""
+    graph: dict[str, dict[str, int]] = {}
+    for name in MODULES:
+        edges = graph.setdefault(name, {})
+        for imported, line in _imports(name):
+            target = _module_of(imported)
+            if target is None or target == name or (MODULES[name].name == "__init__.py" and _within(target, name)):
+                continue
+            edges.setdefault(target, line)
+    return graph
+
+
+def _reach(graph: dict[str, dict[str, int]], start: str) -> set[str]:
+    """Every module ``start`` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in graph[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def _cycles(graph: dict[str, dict[str, int]]) -> list[tuple[str, ...]]:
+    """The modules on a circle, grouped by circle (those that reach each other)."""
+    reach = {name: _reach(graph, name) for name in graph}
+    return sorted({tuple(sorted(n for n in reach[m] if m in reach[n])) for m in graph if m in reach[m]})
+
+
+def test_no_import_cycle_at_any_depth() -> None:
+    """No circle among the project's modules, counting imports inside functions: each names its edges."""
+    graph = _graph()
+    cycles = [[f"{a} -> {b} (line {line})" for a in circle for b, line in graph[a].items() if b in circle]
+              for circle in _cycles(graph)]
+    assert cycles == [], "\n\n".join("\n".join(c) for c in cycles)
+
+
+def test_no_upward_import_at_any_depth() -> None:
+    """tui -> agent -> steering, steering's runtime never reaches the toy build, and nothing below the
+    front doors reaches steer-agent's CLI; imports inside functions count."""
+    bad = []
+    for name in MODULES:
+        for imported, line in _imports(name):
+            where = f"{name} -> {imported} (line {line})"
+            if any(_within(imported, top) for top in LAYERS.get(name.split(".")[0], ())):
+                bad.append(where)
+            elif _within(imported, BUILD) and not _within(name, BUILD) and name not in BUILD_LAUNCHERS:
+                bad.append(where)
+            elif _module_of(imported) in BUILD_LAUNCHERS:
+                bad.append(where)
+            elif (_within(imported, FRONT_DOOR) and not _within(name, FRONT_DOOR)
+                  and (name, _module_of(imported)) not in FRONT_DOOR_KNOWN):
+                bad.append(where)
+    assert bad == [], "\n".join(bad)
+
+
+def _entry_points() -> set[str]:
+    """``python -m`` entry points: every ``__main__`` module, each module an ``if __name__ == "__main__":``
+    block runs, and the module a ``__main__`` takes its ``main`` from."""
+    out = set()
+    for name in MODULES:
+        tree = _tree(name)
+        if name.endswith(".__main__"):
+            out.add(name)
+            out |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+                    and any(alias.name == "main" for alias in node.names)}
+        elif any(isinstance(node, ast.If) and ast.unparse(node.test).replace("'", '"') == '__name__ == "__main__"'
+                 for node in tree.body):
+            out.add(name)
+    return out
+
+
+def test_only_front_doors_and_entry_points_parse_options() -> None:
+    """Parsed options stop at the front doors (agent/cli/, tui/cli.py) and ``python -m`` entry points: below
+    them, commands and the TUI pass typed requests (agent.plan); imports inside functions count."""
+    allowed = _entry_points()
+    users = sorted(name for name in MODULES if any(_within(imported, "argparse") for imported, _ in _imports(name))
+                   and name not in allowed and not any(_within(name, door) for door in OPTION_PARSERS))
+    assert users == [], "\n".join(users)

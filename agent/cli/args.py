@@ -14,7 +14,7 @@ from agent.strengths_check import check_strengths
 from agent.world import Engines, WorldSpec
 
 if TYPE_CHECKING:
-    from agent.run.ray_actor import RayOptions
+    from agent.run.ray.actor import RayOptions
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -57,14 +57,14 @@ def ray_problem(address: str | None, workers: int | None) -> str | None:
         return "--ray-workers goes with --ray [ADDRESS]" if workers is not None else None
     import importlib.util
 
-    from agent.run.ray_actor import RAY_MISSING
+    from agent.run.ray.actor import RAY_MISSING
 
     return RAY_MISSING if importlib.util.find_spec("ray") is None else None
 
 
 def ray_options(args: argparse.Namespace) -> RayOptions:
     """Where --ray runs the engines, and how many."""
-    from agent.run.ray_actor import RayOptions
+    from agent.run.ray.actor import RayOptions
 
     return RayOptions(address=args.ray, workers=args.ray_workers)
 
@@ -79,7 +79,8 @@ def engines_on(address: str | None, workers: int | None = None) -> Engines:
     (``local``: a new one on this machine); ray is imported only then."""
     if address is None:
         return Engines()
-    from agent.run.ray_pool import RayEngines, RayOptions
+    from agent.run.ray.actor import RayOptions
+    from agent.run.ray.pool import RayEngines
 
     return RayEngines(RayOptions(address=address, workers=workers))
 

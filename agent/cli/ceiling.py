@@ -42,20 +42,21 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
             return 2
     import torch
 
-    from agent.eval.bench import split
-    from agent.eval.world import load_truth, pure_features
+    from agent.eval.world import load_truth
     from agent.strengths import hidden_norm
     from steering.engine import SteeringEngine
     from steering.models import load_vlm
     from steering.sae import load_sae
     from steering.toy import DATA_DIR
+    from steering.toy.claims import pure_features
+    from steering.toy.gates import split
 
     torch.set_num_threads(args.threads)
     sae_dir = DATA_DIR / "sae"
     world = "the toy world's SAE features"
     if args.planted_seed is not None:
         from agent.store import cache_root
-        from steering.toy.build.planted import ensure
+        from steering.toy.planted import ensure
 
         sae_dir = ensure(cache_root() / "planted" / f"seed-{args.planted_seed}", args.planted_seed)
         world = f"planted features, seed {args.planted_seed}"

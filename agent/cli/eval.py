@@ -192,7 +192,7 @@ def use_planted(args: argparse.Namespace) -> None:
     if args.model or args.sae:
         raise ValueError("--planted-seed plants features in the toy world: drop --model and --sae")
     from agent.store import cache_root
-    from steering.toy.build.planted import ensure
+    from steering.toy.planted import ensure
 
     say(f"eval: planted features, seed {args.planted_seed} ...")
     args.sae = str(ensure(cache_root() / "planted" / f"seed-{args.planted_seed}", args.planted_seed))
@@ -277,7 +277,7 @@ def _load_engine(spec: WorldSpec, args: argparse.Namespace) -> Any:
     local = load_engine(spec)
     if args.ray is None:
         return local
-    from agent.run.ray_pool import RayEnginePool, RayProbeEngine
+    from agent.run.ray.pool import RayEnginePool, RayProbeEngine
 
     pool = RayEnginePool(spec, ray_options(args))
     try:

@@ -205,7 +205,7 @@ def _on_ray(args: argparse.Namespace, toy: bool = False) -> Any:
     """The collection on Ray actors (--ray): (source, out, config, restart=False) -> the result."""
     from functools import partial
 
-    from agent.run.ray_topk import TOY_ENCODER, collect_on_ray
+    from agent.run.ray.topk import TOY_ENCODER, collect_on_ray
 
     return partial(collect_on_ray, world_spec(args), ray_options(args), loader=TOY_ENCODER if toy else None,
                    progress=not args.no_progress, report=lambda line: print(line, file=sys.stderr))

@@ -1,21 +1,20 @@
 """The benchmark: a seeded dev/test split, baselines tuned on dev, floors, claim metrics with clustered
-CIs, paired differences and the world's gates. Pure Python: texts in, figures out."""
+CIs, paired differences and the world's gates (steering.toy.gates). Pure Python: texts in, figures out."""
 
 from __future__ import annotations
 
 import itertools
 import math
-import random
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.eval.claims import Claim, cluster_key, parse_claims, score_claims, truth_claims
-from agent.eval.metrics import degenerate, derangement
+from agent.eval.metrics import derangement
 from agent.eval.stats import cluster_ci, paired_diff
+from steering.text import degenerate
+from steering.toy.claims import Claim, cluster_key, kind_of, parse_claims, score_claims, truth_claims
+from steering.toy.gates import Sweep, Texts, best_strength, gates, mean_f1
 
-Texts = Mapping[int, "str | None"]
 METRICS = ("f1", "precision", "recall", "exact")
 BASELINES = ("oneshot", "rule_majority", "rule_lowest", "rule_calibrate")
 """The no-follow-up baselines the agent must beat (the best of them is picked on dev)."""
@@ -25,46 +24,9 @@ CEILINGS = ("truth",)
 what the truth scores on the simulation, a reference rather than a bound: a narrower explanation can
 score higher)."""
 FLOORS = ("constant", "permuted", "random", "caption")
-GATES = {"best_global_strength_hit": ("<=", 0.70), "oracle_hit": (">=", 0.85), "onset_spread": (">=", 4.0),
-         "degenerate_at_4x_onset": (">=", 0.30), "polysemantic_oneshot_both": ("<=", 0.20)}
-"""The world's gates (issue 15): the figure's name -> (comparison, bar)."""
 AGENT_BAR = {"margin": 0.10, "floor": 0.15, "auroc": 0.90}
 """The agent's bar (issue 16): it beats the best no-follow-up baseline by this F1 margin with the paired CI
 above zero, every floor stays at or below ``floor`` F1, and its simulation AUROC reaches ``auroc``."""
-
-
-def kind_of(t: Mapping[str, Any]) -> str:
-    """A feature's kind: the planted kind where given, else single or multi by its number of true claims."""
-    return str(t.get("kind") or ("multi" if len(truth_claims(t)) > 1 else "single"))
-
-
-def split(features: Sequence[int], truth: Mapping[int, Mapping[str, Any]], seed: int = 0) -> dict[str, list[int]]:
-    """Half of each kind to dev and half to test (dev takes the odd one), fixed by ``seed``."""
-    out: dict[str, list[int]] = {"dev": [], "test": []}
-    by_kind: dict[str, list[int]] = {}
-    for f in sorted(features):
-        by_kind.setdefault(kind_of(truth[f]), []).append(f)
-    for kind in sorted(by_kind):
-        fs = by_kind[kind]
-        random.Random(f"split-{seed}-{kind}").shuffle(fs)
-        cut = (len(fs) + 1) // 2
-        out["dev"] += fs[:cut]
-        out["test"] += fs[cut:]
-    return {k: sorted(v) for k, v in out.items()}
-
-
-@dataclass
-class Sweep:
-    """One-shot descriptions per strength of the schedule, and the unsteered caption."""
-
-    strengths: list[float]
-    texts: list[Texts]
-    caption: str = ""
-    kl: list[dict[int, float]] | None = None
-    """Per strength, each feature's first-token KL from the unsteered answer (for the calibrate rule)."""
-
-    def claims(self, f: int) -> list[frozenset[Claim]]:
-        return [parse_claims(t.get(f)) for t in self.texts]
 
 
 def rule_majority(sweep: Sweep, f: int) -> frozenset[Claim]:
@@ -121,8 +83,7 @@ class Bench:
         return [score_claims(claims.get(f, frozenset()), self.true(f)).get(metric) for f in fs]
 
     def mean_f1(self, claims: Mapping[int, frozenset[Claim]], fs: Sequence[int]) -> float:
-        vals = self.scores(claims, fs, "f1")
-        return statistics.fmean(vals) if vals else 0.0
+        return mean_f1(self.truth, claims, fs)
 
 
 def _parsed(texts: Texts, fs: Sequence[int]) -> dict[int, frozenset[Claim]]:
@@ -145,7 +106,7 @@ def mode_claims(b: Bench) -> dict[str, dict[int, frozenset[Claim]] | None]:
         if name in b.texts:
             out[name] = _parsed(b.texts[name], fs)
     if per_strength:
-        best = max(range(len(per_strength)), key=lambda i: (b.mean_f1(per_strength[i], dev), -i))
+        best = best_strength(b.truth, per_strength, dev)
         b.choices["oneshot_strength"] = b.sweep.strengths[best]
         out["oneshot"] = per_strength[best]
         out["rule_majority"] = {f: rule_majority(b.sweep, f) for f in fs}
@@ -248,53 +209,6 @@ def diffs(b: Bench, claims: Mapping[str, Mapping[int, frozenset[Claim]] | None],
     return out
 
 
-def onsets(b: Bench, fs: Sequence[int]) -> dict[int, float | None]:
-    """The first strength of the sweep whose description names a true claim, per feature."""
-    out: dict[int, float | None] = {}
-    for f in fs:
-        true = b.true(f)
-        out[f] = next((s for s, cs in zip(b.sweep.strengths, b.sweep.claims(f)) if cs & true), None)
-    return out
-
-
-def _quantile(xs: Sequence[float], q: float) -> float:
-    s = sorted(xs)
-    pos = q * (len(s) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
-def gates(b: Bench, fs: Sequence[int], oneshot: Mapping[int, frozenset[Claim]] | None,
-          at_4x_onset: Mapping[int, str | None] | None = None) -> dict[str, Any]:
-    """The world's gates over ``fs``: a feature is named when a description names one of its true claims."""
-    out: dict[str, Any] = {"n": len(fs)}
-    if not fs or not b.sweep.texts:
-        return out
-    named = [[bool(cs & b.true(f)) for cs in b.sweep.claims(f)] for f in fs]
-    out["best_global_strength_hit"] = round(max(statistics.fmean(col) for col in zip(*named)), 6)
-    out["oracle_hit"] = round(statistics.fmean(any(row) for row in named), 6)
-    on = [s for s in onsets(b, fs).values() if s is not None]
-    out["onset_spread"] = round(_quantile(on, 0.9) / _quantile(on, 0.1), 6) if on else None
-    if at_4x_onset:
-        bad = [degenerate(t) or not (parse_claims(t) & b.true(f)) for f, t in at_4x_onset.items()]
-        out["degenerate_at_4x_onset"] = round(statistics.fmean(bad), 6) if bad else None
-    # Polysemantic means a union (fires on red things OR on dotted ones), not a conjunction (every top
-    # scene is a red dotted thing: one meaning with two claims, which a single steered caption names).
-    poly = [f for f in fs if kind_of(b.truth[f]) == "union"]
-    out["n_polysemantic"] = len(poly)
-    if oneshot is not None and poly:
-        out["polysemantic_oneshot_both"] = round(statistics.fmean(b.true(f) <= oneshot[f] for f in poly), 6)
-    out["met"] = {k: _meets(out.get(k), *GATES[k]) for k in GATES}
-    return out
-
-
-def _meets(value: float | None, op: str, bar: float) -> bool | None:
-    if value is None:
-        return None
-    return value <= bar + 1e-9 if op == "<=" else value >= bar - 1e-9
-
-
 def run_bench(b: Bench, part: str, at_4x_onset: Mapping[int, str | None] | None = None) -> dict[str, Any]:
     """The benchmark's figures on split ``part`` (everything tunable chosen on dev)."""
     if part not in b.splits:
@@ -311,7 +225,7 @@ def run_bench(b: Bench, part: str, at_4x_onset: Mapping[int, str | None] | None 
               for name, c in floor_claims(b, claims.get("agent")).items()}
     out = {"split": part, "n": len(fs), "split_sizes": {k: len(v) for k, v in b.splits.items()},
            "kinds": _kinds(b, fs), "modes": modes, "floors": floors, "diffs": diffs(b, claims, fs),
-           "gates": gates(b, fs, claims.get("oneshot"), at_4x_onset), "chosen_on_dev": dict(b.choices)}
+           "gates": gates(b.truth, b.sweep, fs, claims.get("oneshot"), at_4x_onset), "chosen_on_dev": dict(b.choices)}
     out["agent_bar"] = agent_bar(out, b, claims, fs)
     return out
 

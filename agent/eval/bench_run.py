@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent.eval import modes as M
-from agent.eval.bench import MODES, Bench, Sweep, mode_claims, onsets, run_bench, split
-from agent.eval.claims import parse_claims
+from agent.eval.bench import MODES, Bench, mode_claims, run_bench
 from agent.eval.metrics import rate
+from steering.toy.claims import parse_claims
+from steering.toy.gates import Sweep, onsets, split
 
 NOT_APPLICABLE = {"mean": None, "ci": [None, None]}
 MODE_SOURCES = {"agent": "offline", "agent_r1": "offline-r1", "agent_llm": "llm", "agent_images": "offline-images",
@@ -33,7 +34,7 @@ def at_4x_onset(inp: Any, b: Bench, features: Sequence[int], seed: int) -> dict[
     """Each named feature's greedy description at 4x the first strength that names its truth."""
     from agent.run.sweep import steered_probe
 
-    first = {f: s for f, s in onsets(b, features).items() if s is not None}
+    first = {f: s for f, s in onsets(b.truth, b.sweep, features).items() if s is not None}
     if not first:
         return {}
     sweep = M.sweep_config(b.sweep.strengths, seed)
@@ -83,29 +84,3 @@ def add_bench(inp: Any, cfg: Any, features: list[int], explained: dict[str, M.Ex
             target["embedding"] = rate([]).to_dict()
         if not row["applicable"]:
             target["note"] = row["note"]
-
-
-def world_gates(engine: Any, truth: dict[int, dict[str, Any]], purity: float = 0.9, seed: int = 0) -> dict[str, Any]:
-    """The world's gates measured straight through an engine (no cache): the agent's strength schedule
-    over every feature at least ``purity`` pure, one-shot at the strength best on dev, and 4x onsets."""
-    from agent.config import SweepConfig
-    from agent.eval.world import pure_features
-    from agent.probes import Probe
-    from agent.strengths import hidden_norm
-
-    features = pure_features(truth, sorted(truth), purity)
-    norm = hidden_norm(engine)
-    strengths = [round(m * norm, 2) for m in SweepConfig().multiples]
-    probes = [Probe(feature=None, seed=seed)] + [Probe(feature=f, strength=s, seed=seed)
-                                                 for s in strengths for f in features]
-    res = engine.run(probes)
-    caption = res[0].texts[0] if res[0].texts else ""
-    it = iter(res[1:])
-    texts = [{f: next(it).texts[0] for f in features} for _ in strengths]
-    b = Bench(truth, split(features, truth, seed), Sweep(strengths, texts, caption), {}, seed=seed)
-    first = {f: s for f, s in onsets(b, features).items() if s is not None}
-    at4 = engine.run([Probe(feature=f, strength=round(4 * s, 4), seed=seed) for f, s in first.items()])
-    from agent.eval.bench import gates, mode_claims
-
-    out = gates(b, features, mode_claims(b).get("oneshot"), {f: r.texts[0] for f, r in zip(first, at4)})
-    return {**out, "strengths": strengths, "oneshot_strength": b.choices.get("oneshot_strength")}

@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from agent.config import SWEEP_MULTIPLES
-from agent.eval.claims import Claim, cluster_key, score_claims, truth_claims
-from agent.eval.claims import parse_claims as _parse
 from agent.eval.simulation import auroc
 from agent.eval.stats import paired_diff
+from steering.probes import SWEEP_MULTIPLES
+from steering.toy.claims import Claim, cluster_key, score_claims, truth_claims
+from steering.toy.claims import parse_claims as _parse
 
 SWEEP = SWEEP_MULTIPLES
 """The white-image sweep, multiples of the hidden-state norm (the run's default ladder)."""
@@ -73,7 +73,8 @@ class Evidence:
 
 def collect(engine: Any, features: Sequence[int], norm: float) -> Evidence:
     """Run every probe the signals need through ``engine`` (greedy, one text each)."""
-    from steering.probes import OBJECT_BASES, Probe
+    from steering.image_names import OBJECT_BASES
+    from steering.probes import Probe
 
     def texts(probes: list[Probe]) -> list[str]:
         return [r.texts[0] if r.texts else "" for r in engine.run(probes)]

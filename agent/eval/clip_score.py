@@ -74,6 +74,6 @@ def clip_similarity(model: Any, processor: Any, image_sets: Sequence[Sequence[An
 
 def masked_top_images(topk: Any, feature: int, n_images: int) -> list[Any]:
     """The feature's top images at the model's resolution, inactive patches blacked out."""
-    from steering.views import masked_image
+    from steering.topk.views import masked_image
 
     return [masked_image(topk.image(t.id), t.map, topk.image_size) for t in topk.top(feature, n_images)]

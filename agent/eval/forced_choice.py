@@ -22,7 +22,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 import prompts
 from agent.eval.embeddings import Embedder, set_similarity
-from agent.eval.metrics import degenerate, rate
+from agent.eval.metrics import rate
+from steering.text import degenerate
 
 log = logging.getLogger(__name__)
 

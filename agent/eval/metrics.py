@@ -10,8 +10,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from agent.evidence import degenerate  # noqa: F401 (one definition, shared with the judges)
-
 Z95 = 1.959963984540054
 """Two-sided 95% normal quantile."""
 

@@ -142,7 +142,8 @@ def toy_topk(cache: EvalCache, engine: Any, n_scenes: int) -> Any:
 def describe_modes(cache: EvalCache, engine: Any, topk: Any, features: Sequence[int],
                    hybrid_strengths: Sequence[float], n_images: int, with_topk: bool = True) -> list[Explained]:
     """Top-k (and hybrid at each strength) descriptions of ``features``, cached per request."""
-    from steering.describe_topk import EvidenceRequest, EvidenceResult, describe, fingerprint
+    from steering.probes import EvidenceRequest
+    from steering.topk.describe import EvidenceResult, describe, fingerprint
 
     fp = fingerprint(engine, topk)
     requests = ([EvidenceRequest(f, "topk", 0.0, n_images) for f in features] if with_topk else [])

@@ -125,7 +125,7 @@ def _chosen(c: dict[str, Any]) -> str:
 
 
 def gates_table(g: dict[str, Any]) -> list[str]:
-    from agent.eval.bench import GATES
+    from steering.toy.gates import GATES
 
     L = [f"World gates (over the {g.get('n', 0)} features of this split; a feature is named when a description "
          "names one of its true claims):", "", "| gate | value | bar | met |", "|---|---|---|---|"]

@@ -17,7 +17,6 @@ from agent.eval.config import EvalConfig
 from agent.eval.embeddings import Embedder, embedding_hits
 from agent.eval.metrics import (
     Scored,
-    degenerate,
     derangement,
     expected_permuted,
     false_claims,
@@ -25,7 +24,9 @@ from agent.eval.metrics import (
     summarize,
     word_hit,
 )
-from agent.eval.world import families_of, pure_features
+from agent.eval.world import families_of
+from steering.text import degenerate
+from steering.toy.claims import pure_features
 
 log = logging.getLogger(__name__)
 

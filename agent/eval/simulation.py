@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from agent.eval.claims import Claim
+from steering.toy.claims import Claim
 
 N_SCENES = 24
 """Scenes per side (claimed and random) for each claim set."""

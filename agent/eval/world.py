@@ -96,9 +96,3 @@ def families_of(truth: dict[int, dict[str, Any]]) -> dict[str, list[str]]:
         if str(val) not in vals:
             vals.append(str(val))
     return out
-
-
-def pure_features(truth: dict[int, dict[str, Any]], features: list[int], purity: float) -> list[int]:
-    """The features of ``features`` whose truth names a value at least ``purity`` pure."""
-    return [f for f in features if f in truth and truth[f].get("value") is not None
-            and truth[f].get("family") is not None and float(truth[f].get("purity", 0.0)) >= purity]

@@ -1,4 +1,4 @@
-"""Top-k and hybrid descriptions for the loop: the describer over steering.describe_topk, and its batched, cached service."""
+"""Top-k and hybrid descriptions for the loop: the describer over steering.topk.describe, and its batched, cached service."""
 
 from __future__ import annotations
 
@@ -60,13 +60,13 @@ def default_hybrid_strength(fingerprint: dict[str, Any], norm: float | None) -> 
 
 def describer_for(engine: Any, root: str | Path) -> Describer:
     """The describer of a run on ``engine``: the engine's own where it has one (a pool of Ray actors,
-    which describes on them: agent.run.ray_images), else a TopKDescriber in this process."""
+    which describes on them: agent.run.ray.images), else a TopKDescriber in this process."""
     own = getattr(engine, "evidence_describer", None)
     return own(root) if callable(own) else TopKDescriber(engine, root)
 
 
 class TopKDescriber:
-    """The real describer: steering.describe_topk over a steering engine and a stored top-k collection."""
+    """The real describer: steering.topk.describe over a steering engine and a stored top-k collection."""
 
     def __init__(self, engine: Any, root: str | Path) -> None:
         self.engine = engine
@@ -82,7 +82,7 @@ class TopKDescriber:
 
     def prepare(self) -> dict[str, Any]:
         from agent.topk import open_topk
-        from steering.describe_topk import check_compatible, fingerprint
+        from steering.topk.describe import check_compatible, fingerprint
 
         if self._fingerprint is None:
             self._topk = open_topk(self.root)
@@ -92,7 +92,7 @@ class TopKDescriber:
 
     def describe(self, requests: Sequence[EvidenceRequest],
                  on_result: Callable[[EvidenceRequest, ImageEvidence], None] | None = None) -> list[ImageEvidence]:
-        from steering.describe_topk import describe
+        from steering.topk.describe import describe
 
         self.prepare()
         names = self._topk.names

@@ -184,6 +184,11 @@ def sample_scenes(n: int, seed: int) -> list[Scene]:
     return [sample_scene(rng) for _ in range(n)]
 
 
+def rng_scenes(n: int, seed: int) -> list[Scene]:
+    """``n`` random scenes, scene ``i`` drawn from its own stream ``[seed, i]`` (the build's seed streams)."""
+    return [sample_scene(np.random.default_rng([seed, i])) for i in range(n)]
+
+
 def all_texts() -> list[str]:
     """Every caption, answer and question the scenes can produce (for the vocabulary)."""
     texts = [EMPTY_CAPTION, Scene(kind="empty").answer("colour")]

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from agent.eval.bench import (
     Bench,
-    Sweep,
     constant_claims,
-    gates,
     rule_calibrate,
     rule_lowest,
     rule_majority,
     run_bench,
-    split,
 )
+from steering.toy.gates import Sweep, gates, split
 
 COLOURS = ["red", "orange", "yellow", "green", "blue", "purple", "black"]
 CAPTION = "The highlighted element is nothing, the image is empty and white."
@@ -81,7 +79,7 @@ def test_gates_measure_saturation_onsets_and_polysemantic_recovery() -> None:
     fs = sorted(truth)
     oneshot = {f: frozenset({("colour", COLOURS[f % 7])}) for f in fs}
     oneshot |= {f: b.true(f) for f in range(40, 44)}  # conjunctions named in full
-    g = gates(b, fs, oneshot, {f: "small small small small small small small small" for f in fs})
+    g = gates(truth, sw, fs, oneshot, {f: "small small small small small small small small" for f in fs})
     assert g["oracle_hit"] == 1.0 and g["best_global_strength_hit"] == 1.0
     assert g["onset_spread"] == 1.0
     assert g["degenerate_at_4x_onset"] == 1.0

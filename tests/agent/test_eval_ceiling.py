@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from agent.eval.bench import split
 from agent.cli.ceiling import main
 from agent.eval.ceiling import SWEEP, TRANSFER, Evidence, auroc_oracle, measure
-from steering.probes import OBJECT_BASES
+from steering.image_names import OBJECT_BASES
+from steering.toy.gates import split
 
 COLOURS = ["red", "yellow", "green", "blue"]
 SHAPES = ["circle", "square", "triangle", "cross"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.eval.claims import cluster_key, parse_claims, score_claims, score_text, truth_claims
+from steering.toy.claims import cluster_key, parse_claims, score_claims, score_text, truth_claims
 from agent.eval.stats import cluster_ci, paired_diff
 
 

@@ -92,7 +92,7 @@ def test_summarize_per_family() -> None:
 
 
 def test_degenerate_answers() -> None:
-    from agent.eval.metrics import degenerate
+    from steering.text import degenerate
 
     assert degenerate(None) and degenerate("") and degenerate("   ")
     assert degenerate("What" * 40)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from agent.eval.bench import Bench, Sweep, run_bench, split
+from agent.eval.bench import Bench, run_bench
 from agent.eval.report_bench import bench_section, headline
+from steering.toy.gates import Sweep, split
 
 CAPTION = "The highlighted element is nothing, the image is empty and white."
 

@@ -1,5 +1,5 @@
 """agent.topk and the engine-backed describer on a real tiny collection: the wrapper the TUI uses for
-pictures, and cache keys that agree with steering.describe_topk."""
+pictures, and cache keys that agree with steering.topk.describe."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_store_location_relative_inside_absolute_outside(tmp_path: Path, collect
 
 
 def test_describer_keys_match_steering_and_pictures_are_png(tiny_engine, collection: Path) -> None:
-    from steering.describe_topk import EvidenceRequest
+    from steering.probes import EvidenceRequest
 
     describer = TopKDescriber(tiny_engine, collection)
     fp = describer.prepare()

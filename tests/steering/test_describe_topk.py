@@ -11,11 +11,11 @@ from PIL import Image
 
 import prompts
 from steering.hooks import capture, hook_count
-from steering.describe_topk import (
-    EvidenceRequest, EvidenceResult, check_compatible, describe, describe_hybrid, describe_topk, fingerprint,
-    prompt_text,
-)
+from steering.probes import EvidenceRequest
 from steering.topk import EncoderSpec, FolderSource, TopKConfig, TopKError, collect_topk
+from steering.topk.describe import (
+    EvidenceResult, check_compatible, describe, describe_hybrid, describe_topk, fingerprint, prompt_text,
+)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def test_request_validation(kwargs) -> None:
 
 
 def test_feature_views(topk) -> None:
-    from steering.views import feature_views
+    from steering.topk.views import feature_views
 
     f = partial_features(topk)[0]
     for kind in ("masked", "heatmap", "plain"):

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from steering import toy
-from steering.toy import scenes
-from steering.toy.build import planted
+from steering.toy import planted, scenes
 
 
 def test_plan_is_seeded_and_covers_every_kind() -> None:

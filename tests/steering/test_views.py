@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from steering.views import colormap, heatmap, masked_image, model_view, montage, upsample
+from steering.topk.views import colormap, heatmap, masked_image, model_view, montage, upsample
 
 
 @pytest.fixture()

@@ -40,12 +40,6 @@ def chat_text(processor: Gemma3Processor, prompt: str, n_images: int = 1) -> str
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def pixels(images: list[np.ndarray]) -> torch.Tensor:
-    """uint8 [H, W, 3] images already at the model's size -> normalised [B, 3, H, W], as the processor does."""
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
-    return x / 127.5 - 1.0
-
-
 @dataclass
 class Encoder:
     """Caches token ids per (prompt, answer) pair; the scene set has only a few hundred distinct texts."""

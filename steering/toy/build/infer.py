@@ -1,4 +1,4 @@
-"""Batched greedy answers and vision-layer activations of the toy VLM, for building and measuring.
+"""Batched greedy answers of the toy VLM, for building and measuring (its activations: steering.toy.activations).
 
 Steering itself always goes through the product's core (steering.hooks / steering.engine).
 """
@@ -10,16 +10,8 @@ import torch
 from PIL import Image
 from transformers import Gemma3ForConditionalGeneration, Gemma3Processor
 
-from steering.topk import encode
 from steering.toy import scenes
 from steering.toy.build import data
-
-
-@torch.no_grad()
-def layer_output(model: Gemma3ForConditionalGeneration, pixel_values: torch.Tensor, layer: int) -> torch.Tensor:
-    """Hidden states [B, P, d] at the output of vision layer ``layer`` (later layers never run)."""
-    tower = model.model.vision_tower
-    return encode.layer_output(tower, tower.encoder.layers, layer, pixel_values)
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from steering.toy import DATA_DIR, naming, scenes, truth
+from steering.toy import DATA_DIR, activations, naming, scenes, truth
 from steering.toy.build import sae_train
 from steering.toy.build.infer import generate
 
@@ -32,7 +32,7 @@ BAR = {"caption_accuracy": 0.90, "fvu": 0.05, "alive": 0.70, "feature_hit_rate":
 
 def caption_accuracy(vlm, n: int, seed: int, batch: int = 50) -> dict:
     """Greedy exact-match accuracy of describe captions on ``n`` held-out scenes."""
-    test = sae_train.rng_scenes(n, seed + HELD_OUT_SCENES)
+    test = scenes.rng_scenes(n, seed + HELD_OUT_SCENES)
     size = vlm.vision.grid[0] * vlm.model.config.vision_config.patch_size
     preds: list[str] = []
     for i in range(0, n, batch):
@@ -53,7 +53,7 @@ def caption_accuracy(vlm, n: int, seed: int, batch: int = 50) -> dict:
 def sae_figures(vlm, sae, n: int, seed: int) -> dict:
     """FVU and share of alive latents of the SAE (through the core's encode/decode) on held-out scenes."""
     size = vlm.vision.grid[0] * vlm.model.config.vision_config.patch_size
-    acts = sae_train.as_rows(sae_train.collect(vlm.model, sae_train.rng_scenes(n, seed + SAE_TEST_SCENES),
+    acts = sae_train.as_rows(activations.collect(vlm.model, scenes.rng_scenes(n, seed + SAE_TEST_SCENES),
                                                sae.layer, size))  # [N, d]
     with torch.no_grad():
         f = sae.encode(acts)
@@ -113,11 +113,8 @@ def steering_figures(engine, gt: dict[int, dict], strengths: list[float]) -> dic
 
 
 def gate_figures(engine, gt: dict[int, dict], seed: int) -> dict:
-    """The benchmark's gates (issue 15) on this world, computed by the evaluation's own code.
-
-    A build tool, not the runtime: it may reach the evaluation package (the runtime never does).
-    """
-    from agent.eval.bench_run import world_gates
+    """The benchmark's gates (issue 15) on this world, computed by the code the evaluation reports them with."""
+    from steering.toy.gates import world_gates
 
     return world_gates(engine, gt, PURITY_MIN, seed)
 
@@ -157,7 +154,7 @@ def measure(root: Path, n_scenes: int = 500, seed: int = 0, multiples: list[floa
 
 def format_gates(g: dict) -> str:
     """The gates, one line each: value, bar, PASS/FAIL."""
-    from agent.eval.bench import GATES
+    from steering.toy.gates import GATES
 
     lines = [f"gates over {g['n']} features (strengths {g.get('strengths')}):"]
     for name, (op, bar) in GATES.items():

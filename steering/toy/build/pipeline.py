@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from steering.toy import DATA_DIR, MODEL_ID, truth
+from steering.toy import DATA_DIR, MODEL_ID, activations, scenes, truth
 from steering.toy.build import sae_train
 from steering.toy.build.config import ToyConfig, scale_config
 from steering.toy.build.train_vlm import train_vlm
@@ -62,20 +62,20 @@ def build(out: Path, seed: int = 0, cfg: ToyConfig | None = None, threads: int |
 
     sc, vc = cfg.sae, cfg.vlm
     t1 = time.time()
-    acts = sae_train.collect(model, sae_train.rng_scenes(sc.n_scenes, seed + SAE_SCENES), sc.layer, vc.image_size)
+    acts = activations.collect(model, scenes.rng_scenes(sc.n_scenes, seed + SAE_SCENES), sc.layer, vc.image_size)
     centre = None
     if sc.centre == "white":
         centre = sae_train.white_state(model, sc.layer, vc.image_size).mean(0)  # [d]
     state = sae_train.train_sae(sae_train.as_rows(acts), sc, seed, centre)
-    eval_acts = sae_train.collect(
-        model, sae_train.rng_scenes(max(sc.n_scenes // 6, 8), seed + SAE_EVAL_SCENES), sc.layer, vc.image_size
+    eval_acts = activations.collect(
+        model, scenes.rng_scenes(max(sc.n_scenes // 6, 8), seed + SAE_EVAL_SCENES), sc.layer, vc.image_size
     )
     sae_figures = sae_train.sae_metrics(state, sae_train.as_rows(eval_acts))
     sae_train.save_sae(state, sae_out, sc, d=vc.vision_hidden, lm_name=MODEL_ID)
     sae_seconds = time.time() - t1
 
-    gt_list = sae_train.rng_scenes(cfg.gt_scenes, seed + GT_SCENES)
-    gt_acts = sae_train.collect(model, gt_list, sc.layer, vc.image_size)  # [S, P, d]
+    gt_list = scenes.rng_scenes(cfg.gt_scenes, seed + GT_SCENES)
+    gt_acts = activations.collect(model, gt_list, sc.layer, vc.image_size)  # [S, P, d]
     codes = sae_train.encode(state, sae_train.as_rows(gt_acts), int(state["k"])).reshape(
         gt_acts.shape[0], gt_acts.shape[1], -1
     )  # [S, P, n]

@@ -7,26 +7,13 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import Gemma3ForConditionalGeneration
 
-from steering.toy import scenes
-from steering.toy.build import data, infer
+from steering.toy import activations, scenes
 from steering.toy.build.config import SAEConfig
 
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def collect(model: Gemma3ForConditionalGeneration, scene_list: list[scenes.Scene], layer: int,
-            image_size: int, batch: int = 256) -> torch.Tensor:
-    """Layer-``layer`` activations of every patch of every scene: [n_scenes, P, d]."""
-    chunks = []
-    for i in range(0, len(scene_list), batch):
-        px = data.pixels([scenes.render(s, image_size) for s in scene_list[i : i + batch]])
-        chunks.append(infer.layer_output(model, px, layer))
-    return torch.cat(chunks)
 
 
 def encode(state: dict[str, torch.Tensor], x: torch.Tensor, k: int) -> torch.Tensor:
@@ -180,7 +167,7 @@ def save_sae(state: dict[str, torch.Tensor], out: Path, cfg: SAEConfig, d: int, 
 def white_state(model: Gemma3ForConditionalGeneration, layer: int, image_size: int) -> torch.Tensor:
     """The white image's patch hidden states at ``layer``: [P, d]."""
     white = scenes.render(scenes.Scene(kind="empty"), image_size)
-    return infer.layer_output(model, data.pixels([white]), layer)[0]
+    return activations.layer_output(model, activations.pixels([white]), layer)[0]
 
 
 def patch_norm(model: Gemma3ForConditionalGeneration, layer: int, image_size: int) -> float:
@@ -191,7 +178,3 @@ def patch_norm(model: Gemma3ForConditionalGeneration, layer: int, image_size: in
 def as_rows(acts: torch.Tensor) -> torch.Tensor:
     """[S, P, d] -> [S*P, d]."""
     return acts.reshape(-1, acts.shape[-1])
-
-
-def rng_scenes(n: int, seed: int) -> list[scenes.Scene]:
-    return [scenes.sample_scene(np.random.default_rng([seed, i])) for i in range(n)]

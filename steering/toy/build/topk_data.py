@@ -1,7 +1,7 @@
 """Top-k training examples: a feature's masked top images, as the top-k explainer shows them.
 
 Each example is ``n_images`` scenes sharing one attribute value (sometimes two), each masked as the
-top-k view masks a feature's images (``steering.views.masked_image`` on a synthetic patch-grid
+top-k view masks a feature's images (``steering.topk.views.masked_image`` on a synthetic patch-grid
 activation map shaped like real ones), and the answer to the ``vlm_topk`` prompt naming the values all
 images share and all show, in caption word order ("The visible regions show small red cross.").
 The toy VLM trains on them beside captions and questions, so the paper's three modes (steering,
@@ -15,7 +15,7 @@ from PIL import Image
 
 import prompts
 from steering.toy import scenes
-from steering.views import masked_image, upsample
+from steering.topk.views import masked_image, upsample
 
 N_IMAGES = 5
 """Images per top-k example (the evaluation shows 5)."""

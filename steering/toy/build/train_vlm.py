@@ -11,7 +11,7 @@ import torch
 from transformers import Gemma3ForConditionalGeneration, Gemma3Processor
 
 from steering.hooks import capture
-from steering.toy import scenes
+from steering.toy import activations, scenes
 from steering.toy.build import data, topk_data
 from steering.toy.build.config import ToyConfig
 from steering.toy.build.processor import build_processor
@@ -106,7 +106,7 @@ def _step(model: Gemma3ForConditionalGeneration, heads: AttributeHeads, encoder:
     # A whole batch shares one prompt kind, so short question prompts are not padded to describe length.
     ask = rng.random() < tc.ask_share
     batch = encoder.batch([data.example(s, rng, 1.0 if ask else 0.0) for s in batch_scenes])
-    px = data.pixels([scenes.render(s, vc.image_size) for s in batch_scenes])  # [B, 3, H, W]
+    px = activations.pixels([scenes.render(s, vc.image_size) for s in batch_scenes])  # [B, 3, H, W]
     loss = model(pixel_values=px, **batch).loss
     aux = heads.loss(captured[-1].mean(dim=1), batch_scenes)  # [B, P, width] -> [B, width]
     (loss + tc.aux_weight * aux).backward()
@@ -123,7 +123,7 @@ def _topk_step(model: Gemma3ForConditionalGeneration, encoder: data.Encoder, opt
     grid = vc.image_size // vc.patch_size
     sets = [topk_data.topk_example(rng, vc.image_size, grid) for _ in range(cfg.train.topk_sets)]
     batch = encoder.batch([(topk_data.topk_prompt(), answer) for _, answer in sets], n_images=topk_data.N_IMAGES)
-    px = data.pixels([im for images, _ in sets for im in images])  # [sets * N_IMAGES, 3, H, W]
+    px = activations.pixels([im for images, _ in sets for im in images])  # [sets * N_IMAGES, 3, H, W]
     loss = model(pixel_values=px, **batch).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -84,12 +84,11 @@ def _add_constant_component(model: Gemma3ForConditionalGeneration, cfg: VLMConfi
     norm at init, and freeze it (see VLMConfig.dc_scale)."""
     import numpy as np
 
-    from steering.toy import scenes
-    from steering.toy.build import data
+    from steering.toy import activations, scenes
 
     emb = model.model.vision_tower.embeddings.patch_embedding
     rng = np.random.default_rng(seed)
-    px = data.pixels([scenes.render(scenes.sample_scene(rng), cfg.image_size) for _ in range(16)])
+    px = activations.pixels([scenes.render(scenes.sample_scene(rng), cfg.image_size) for _ in range(16)])
     with torch.no_grad():
         content = (emb(px) - emb.bias[None, :, None, None]).flatten(2).norm(dim=1).mean()
         gen = torch.Generator().manual_seed(seed + 17)

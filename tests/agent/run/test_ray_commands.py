@@ -48,8 +48,8 @@ def test_toy_topk_on_two_actors_is_byte_identical_to_one_process(cluster: Any, t
     """Toy scenes, then a folder of images: collected on 2 CPU actors (pieces merged on the driver), the
     files equal one process's byte for byte (timings aside); an interrupted Ray collection resumes to
     the same bytes."""
-    from agent.run.ray_actor import RayOptions
-    from agent.run.ray_topk import TOY_ENCODER, collect_on_ray
+    from agent.run.ray.actor import RayOptions
+    from agent.run.ray.topk import TOY_ENCODER, collect_on_ray
     from agent.world import WorldSpec
     from steering.topk import FolderSource, TopKConfig, load_topk
 

@@ -43,7 +43,7 @@ def cluster() -> Any:
     """A small local cluster (2 CPUs, a small object store, no dashboard), always shut down."""
     import ray
 
-    from agent.run.ray_actor import RayOptions, connect
+    from agent.run.ray.actor import RayOptions, connect
 
     connect(RayOptions(init={"num_cpus": 2, "object_store_memory": 80 * 2**20}))
     try:
@@ -91,7 +91,8 @@ def one_process(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str,
 
 
 def _pool(workers: int = 2) -> Any:
-    from agent.run.ray_pool import RayEnginePool, RayOptions
+    from agent.run.ray.actor import RayOptions
+    from agent.run.ray.pool import RayEnginePool
     from agent.world import WorldSpec
 
     return RayEnginePool(WorldSpec(), RayOptions(workers=workers))
@@ -203,7 +204,8 @@ def test_the_scale_out_bench_runs() -> None:
 
 def test_the_display_lines_show_each_worker() -> None:
     """Live: rows/s and chunks queued per actor; at the end: rows, rows/s, deaths (no cluster needed)."""
-    from agent.run.ray_pool import RayEnginePool, RayEngines, WorkerStats
+    from agent.run.ray.dispatch import WorkerStats
+    from agent.run.ray.pool import RayEnginePool, RayEngines
 
     pool = RayEnginePool.__new__(RayEnginePool)  # the numbers only, no actors behind them
     pool._lock = threading.Lock()

@@ -17,11 +17,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.run.ray_actor import RayOptions, load_with, set_threads
-from agent.run.ray_pool import RayActorPool, WorkerStats
+from agent.run.ray.actor import RayOptions, load_with, set_threads
+from agent.run.ray.dispatch import RayActorPool, WorkerStats
 from agent.world import WorldSpec
 
-ENGINE_ENCODER = "agent.run.ray_topk:engine_encoder"
+ENGINE_ENCODER = "agent.run.ray.topk:engine_encoder"
 """The encoder and SAE of the world a spec names, as ``steer-agent topk`` collects with them."""
 TOY_ENCODER = "steering.topk.collect:toy_encoder"
 """The toy world's, as its scenes' collection uses them (steering.topk.build_toy_topk)."""

@@ -14,25 +14,20 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent.evidence import ImageEvidence
-from agent.run.ray_actor import first_line
-from agent.run.ray_pool import PoolClosed, WorkerStats
+from agent.run.ray.actor import SHARED
+from agent.run.ray.dispatch import PoolClosed, RayActorPool, WorkerStats
 from steering.probes import EvidenceRequest
-
-if TYPE_CHECKING:
-    from agent.run.ray_pool import RayEnginePool
-
-SHARED = ("a cluster of several machines needs the store, and the images it was collected from, on shared storage "
-          "at the same path on every node")
 
 
 class RayDescriber:
-    """The Describer (agent.run.images) of a run on a RayEnginePool; ``pictures`` (for a judge that reads
-    images) are drawn by the driver, which needs no engine for them."""
+    """The Describer (agent.run.images) of a run on a RayEnginePool (agent.run.ray.pool: its actors are
+    EngineActors); ``pictures`` (for a judge that reads images) are drawn by the driver, which needs no
+    engine for them."""
 
-    def __init__(self, pool: RayEnginePool, root: str | Path) -> None:
+    def __init__(self, pool: RayActorPool, root: str | Path) -> None:
         self.pool = pool
         self.root = str(Path(root).expanduser().absolute())  # the actors' working folder is not the driver's
         self._fingerprint: dict[str, Any] | None = None
@@ -92,26 +87,6 @@ class RayDescriber:
         from agent.run.images import masked_pngs
 
         return masked_pngs(self.root, feature, n)
-
-
-def actor_describer(engine: Any, root: str) -> Any:
-    """An engine actor's TopKDescriber of the collection at ``root``, once this node has read it (its files
-    and one of its images); else a TopKError that names the node and shared storage."""
-    import socket
-
-    from agent.run.images import TopKDescriber
-    from agent.topk import open_topk
-    from steering.topk import TopKError
-
-    try:
-        topk = open_topk(root)
-        kept = topk.ids[topk.ids >= 0]
-        if kept.numel():
-            topk.image(int(kept[0]))
-    except Exception as exc:  # noqa: BLE001 - whatever stops this node reading it, said in one line
-        raise TopKError(f"Ray node {socket.gethostname()} cannot read the top-k collection {root}: "
-                        f"{first_line(exc)} ({SHARED})") from None
-    return TopKDescriber(engine, root)
 
 
 def _own_error(exc: Any) -> Exception:

@@ -1,4 +1,5 @@
-"""The Ray side of scale-out: joining or starting a cluster, and the actor that holds one engine."""
+"""The Ray side of scale-out: joining or starting a cluster, and the actor that holds one engine (a leaf of
+agent.run.ray: it imports none of its siblings, which Ray's workers load it without)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from agent.world import SteeringError, WorldSpec
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 """The checkout the driver runs from; actors import the same code (PYTHONPATH), not an installed copy."""
 LOCAL = "local"
 """The address that starts a new local cluster on this machine (what a bare ``--ray`` means)."""
 RAY_MISSING = "--ray needs Ray: pip install -e '.[ray]' (ray>=2.50)"
+SHARED = ("a cluster of several machines needs the store, and the images it was collected from, on shared storage "
+          "at the same path on every node")
 
 
 @dataclass(frozen=True)
@@ -79,11 +82,29 @@ class EngineActor:
         return self._describer(root).describe(requests)
 
     def _describer(self, root: str) -> Any:
-        from agent.run.ray_images import actor_describer
-
         if root not in self._describers:
             self._describers[root] = actor_describer(self.engine, root)
         return self._describers[root]
+
+
+def actor_describer(engine: Any, root: str) -> Any:
+    """An engine actor's TopKDescriber of the collection at ``root``, once this node has read it (its files
+    and one of its images); else a TopKError that names the node and shared storage."""
+    import socket
+
+    from agent.run.images import TopKDescriber
+    from agent.topk import open_topk
+    from steering.topk import TopKError
+
+    try:
+        topk = open_topk(root)
+        kept = topk.ids[topk.ids >= 0]
+        if kept.numel():
+            topk.image(int(kept[0]))
+    except Exception as exc:  # noqa: BLE001 - whatever stops this node reading it, said in one line
+        raise TopKError(f"Ray node {socket.gethostname()} cannot read the top-k collection {root}: "
+                        f"{first_line(exc)} ({SHARED})") from None
+    return TopKDescriber(engine, root)
 
 
 def set_threads(threads: int | None) -> None:

@@ -1,4 +1,5 @@
-"""Claim-level scoring: explanations and ground truth as sets of (family, value) claims; precision, recall, F1, exact."""
+"""Claim-level scoring: explanations and ground truth as sets of (family, value) claims; precision, recall, F1,
+exact; and the truth records' kinds and purity (which features a truth names, and how)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,14 @@ def score_text(text: str | None, t: Mapping[str, Any]) -> ClaimScore:
 def cluster_key(t: Mapping[str, Any]) -> str:
     """The cluster a feature's bootstrap resamples with: its set of true claims."""
     return "+".join(f"{f}={v}" for f, v in sorted(truth_claims(t)))
+
+
+def kind_of(t: Mapping[str, Any]) -> str:
+    """A feature's kind: the planted kind where given, else single or multi by its number of true claims."""
+    return str(t.get("kind") or ("multi" if len(truth_claims(t)) > 1 else "single"))
+
+
+def pure_features(truth: dict[int, dict[str, Any]], features: list[int], purity: float) -> list[int]:
+    """The features of ``features`` whose truth names a value at least ``purity`` pure."""
+    return [f for f in features if f in truth and truth[f].get("value") is not None
+            and truth[f].get("family") is not None and float(truth[f].get("purity", 0.0)) >= purity]

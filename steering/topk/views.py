@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 if TYPE_CHECKING:
-    from steering.topk import TopKResult
+    from steering.topk.result import TopKResult
 
 # An inferno-like ramp (dark purple -> red -> yellow), interpolated; no matplotlib needed.
 _RAMP = np.array([(0, 0, 4), (87, 16, 110), (188, 55, 84), (249, 142, 9), (252, 255, 164)], dtype=np.float32)

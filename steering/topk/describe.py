@@ -17,8 +17,9 @@ import prompts
 from steering.engine import SteeringEngine
 from steering.probes import EvidenceRequest
 from steering.text import strip_answer
-from steering.topk import TopKError, TopKResult
-from steering.views import masked_image
+from steering.topk.errors import TopKError
+from steering.topk.result import TopKResult
+from steering.topk.views import masked_image
 
 log = logging.getLogger(__name__)
 
