@@ -239,3 +239,17 @@ def _check_all(store: Path, connect: Callable[[Path], sqlite3.Connection]) -> No
                 check_database(con, db, store)
             finally:
                 con.close()
+
+
+def open_checked_cache(directory: Path, store: Path, disk: type[Disk], timeout: float = 120.0,
+                       **options: Any) -> Cache:
+    """A plain diskcache Cache beside a store (the evaluation's evidence and embeddings), its database
+    checked for foreign SQL first and every setting given on open, as a store's own are."""
+    db = directory / DBNAME
+    if db.exists():
+        con = sqlite3.connect(db, timeout=timeout, isolation_level=None)
+        try:
+            check_database(con, db, store)
+        finally:
+            con.close()
+    return Cache(str(directory), timeout=timeout, disk=disk, **{**OPTIONS, **options})

@@ -52,16 +52,15 @@ class EvalCache:
     """The folder of one evaluation's caches (one per world: model, SAE, layer)."""
 
     def __init__(self, root: str | Path) -> None:
-        from diskcache import Cache
-
         from agent.store_disk import CacheDisk
+        from agent.store_sqlite import open_checked_cache
 
         self.root = Path(root).expanduser()
         self.root.mkdir(parents=True, exist_ok=True)
         self.shared = Store(self.root / "shared")
-        safe = {"eviction_policy": "none", "timeout": 120, "disk": CacheDisk, "disk_min_file_size": 2**15}
-        self._evidence = Cache(str(self.root / "evidence"), **safe)  # never unpickles (agent.store_disk)
-        self.embeddings = Cache(str(self.root / "embeddings"), **safe)
+        # Never unpickles (agent.store_disk), never runs a foreign trigger or setting (agent.store_sqlite).
+        self._evidence = open_checked_cache(self.root / "evidence", self.root, CacheDisk)
+        self.embeddings = open_checked_cache(self.root / "embeddings", self.root, CacheDisk)
         """Sentence embeddings by model and text (raw float32 bytes)."""
         self._stores: dict[str, Store] = {}
 

@@ -130,3 +130,14 @@ def test_what_diskcache_writes_is_allowed_and_kept(tmp_path: Path) -> None:
     store = make_store(tmp_path / "s")
     with Store(store) as s:
         assert s.features() == [1, 2, 3] and s.read_only is None
+
+
+@pytest.mark.parametrize("folder", ["evidence", "embeddings"])
+def test_an_evaluation_cache_with_a_foreign_trigger_is_refused(tmp_path: Path, folder: str) -> None:
+    """The evaluation's own caches beside its stores are opened with the same check."""
+    from agent.eval.cache import EvalCache
+
+    EvalCache(tmp_path / "eval").close()
+    execute(tmp_path / "eval" / folder / "cache.db", ATTACKER.replace("record/%", "%"))
+    with pytest.raises(StoreError, match=r"a SQL trigger 'evil' \(" + folder):
+        EvalCache(tmp_path / "eval")
