@@ -79,6 +79,19 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return write_tiny_world(tmp_path_factory.mktemp("tiny-world"))
 
 
+@pytest.fixture
+def no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """(Shared by the preflight tests.) Fail the test if any model or SAE weights are loaded."""
+    import steering.models
+    import steering.sae
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights were loaded")
+
+    monkeypatch.setattr(steering.models, "load_vlm", refuse)
+    monkeypatch.setattr(steering.sae, "load_sae", refuse)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import importlib.util
 

@@ -18,19 +18,6 @@ from steering.errors import ModelLoadError
 from steering.preflight import inspect_model
 
 
-@pytest.fixture
-def no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if any model or SAE weights are loaded."""
-    import steering.models
-    import steering.sae
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("weights were loaded")
-
-    monkeypatch.setattr(steering.models, "load_vlm", refuse)
-    monkeypatch.setattr(steering.sae, "load_sae", refuse)
-
-
 def _edited(tiny_world, tmp_path: Path, edit) -> Path:
     """A copy of the tiny world's model folder with ``edit(config)`` applied to its config.json."""
     folder = tmp_path / "model"

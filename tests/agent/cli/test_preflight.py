@@ -14,19 +14,6 @@ from agent.cli.main import main
 from agent.features import FeatureSpecError, parse_features
 
 
-@pytest.fixture
-def no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if any model or SAE weights are loaded."""
-    import steering.models
-    import steering.sae
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("weights were loaded")
-
-    monkeypatch.setattr(steering.models, "load_vlm", refuse)
-    monkeypatch.setattr(steering.sae, "load_sae", refuse)
-
-
 def _err(capsys: pytest.CaptureFixture[str]) -> str:
     captured = capsys.readouterr()
     assert captured.out == ""
