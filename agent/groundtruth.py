@@ -1,56 +1,21 @@
-"""Ground truth where the world knows it (the bundled toy world), and whether a text names it."""
+"""Ground truth where the world knows it (an SAE folder that ships it), and whether a text names it."""
 
 from __future__ import annotations
 
-import logging
 import re
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-from steering.revisions import content_revision, is_local_revision
-
-log = logging.getLogger(__name__)
+from agent.eval.world import truth_for_sae
 
 PURE = 0.9
 """Purity at or above which a feature counts as pure (stands for one attribute value)."""
 
 
 def ground_truth_for(world: dict[str, Any]) -> dict[int, dict[str, Any]] | None:
-    """feature -> {family, value, purity, ...} when ``world`` runs the toy world's SAE at its layer, else None."""
-    try:
-        from steering import toy
-
-        if not toy.is_available() or not is_toy_sae(world):
-            return None
-        return {int(k): dict(v) for k, v in toy.ground_truth().items()}
-    except Exception as exc:  # noqa: BLE001 - the toy world is optional and may be mid-build
-        log.debug("no ground truth: %s", exc)
-        return None
-
-
-def is_toy_sae(world: dict[str, Any]) -> bool:
-    """Whether ``world`` (model, sae, sae_revision, layer) steers with the toy SAE at the layer its truth is for.
-
-    The SAE is recognised by the fingerprint of its files (steering.revisions), so a copy in another folder
-    counts and a retrained one at the toy path does not; a world recorded before fingerprints existed is
-    matched by its path. Another layer gets no truth: the toy SAE's features were measured at its own.
-    """
-    from steering import toy
-
-    layer, truth_layer = world.get("layer"), toy.ground_truth_meta().get("layer")
-    if not isinstance(layer, int) or isinstance(layer, bool) or layer != truth_layer:
-        return False
-    revision = world.get("sae_revision")
-    if is_local_revision(revision):
-        return revision == _toy_sae_revision(str(toy.sae_dir()))
-    sae = world.get("sae")
-    return bool(sae) and Path(str(sae)).expanduser().resolve() == toy.sae_dir().resolve()
-
-
-@lru_cache(maxsize=2)
-def _toy_sae_revision(path: str) -> str:
-    return content_revision(path)
+    """feature -> {family, value, purity, ...} for the SAE and layer ``world`` (model, sae, sae_revision, layer)
+    records, else None: eval's lookup (agent.eval.world.truth_for_sae), so run, export and the TUI show the
+    truth eval scores against."""
+    return truth_for_sae(world.get("sae"), world.get("layer"), world.get("sae_revision"))
 
 
 def names_truth(text: str | None, truth: dict[str, Any] | None) -> bool | None:

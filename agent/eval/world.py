@@ -1,11 +1,15 @@
-"""Ground truth for an evaluation: the toy world's, or any SAE folder's ``ground_truth.json``."""
+"""Ground truth shipped with an SAE (a ``ground_truth.json`` in its folder): the one lookup that run, export, the
+TUI (through agent.groundtruth.ground_truth_for) and eval share."""
 
 from __future__ import annotations
 
 import json
 import logging
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from steering.revisions import content_revision, is_local_revision
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +50,18 @@ def load_truth(path: str | Path) -> dict[int, dict[str, Any]]:
     return out
 
 
-def truth_for_sae(sae: str | None, layer: int | None = None) -> dict[int, dict[str, Any]] | None:
-    """The ground truth shipped beside a local SAE folder (the toy world ships one), else None.
+def truth_for_sae(sae: str | None, layer: int | None = None,
+                  sae_revision: str | None = None) -> dict[int, dict[str, Any]] | None:
+    """feature -> {family, value, purity, ...} for the SAE ``sae`` run at ``layer``, else None.
 
-    ``layer``: the layer the SAE is run at (None: its own); truth measured at another layer does not apply.
+    The truth is the ``ground_truth.json`` in the SAE's folder (the toy world and planted dictionaries ship one).
+    ``sae_revision``: the fingerprint of the files that ran (steering.revisions; None: whatever is at ``sae``
+    now). Files that no longer match it (retrained since) get none, and files with the toy SAE's fingerprint get
+    the toy world's truth wherever they are. ``layer``: the layer the SAE runs at (None: its own); truth
+    measured at another layer is refused.
     """
-    if not sae:
-        return None
-    folder = Path(str(sae)).expanduser()
-    if not (folder / GROUND_TRUTH_FILE).is_file():
+    folder = _truth_folder(sae, sae_revision)
+    if folder is None:
         return None
     try:
         measured_at = truth_layer(folder)
@@ -65,6 +72,30 @@ def truth_for_sae(sae: str | None, layer: int | None = None) -> dict[int, dict[s
     except TruthError as exc:
         log.warning("ignoring ground truth beside the SAE: %s", exc)
         return None
+
+
+def _truth_folder(sae: str | None, sae_revision: str | None) -> Path | None:
+    """The folder whose ground-truth file describes the SAE files that ran, if any."""
+    folder = Path(str(sae)).expanduser() if sae else None
+    fingerprinted = is_local_revision(sae_revision)
+    try:
+        if folder is not None and (folder / GROUND_TRUTH_FILE).is_file() \
+                and (not fingerprinted or content_revision(folder) == sae_revision):
+            return folder
+        if fingerprinted:
+            from steering import toy
+
+            toy_dir = toy.sae_dir()
+            if (toy_dir / GROUND_TRUTH_FILE).is_file() and sae_revision == _toy_sae_revision(str(toy_dir)):
+                return toy_dir
+    except OSError as exc:  # a folder mid-build or unreadable: no truth rather than no run
+        log.debug("no ground truth for %s: %s", sae, exc)
+    return None
+
+
+@lru_cache(maxsize=2)
+def _toy_sae_revision(path: str) -> str:
+    return content_revision(path)
 
 
 def truth_layer(path: str | Path) -> int | None:

@@ -52,9 +52,17 @@ def test_other_files_at_the_toy_path_get_none(copied_sae: Path) -> None:
     config["trainer"]["steps"] += 1  # retrained: the fingerprint changes, whatever the folder
     (copied_sae / "config.json").write_text(json.dumps(config))
     assert ground_truth_for(toy_world(sae=toy.sae_dir(), sae_revision=content_revision(copied_sae))) is None
-    # A world recorded before fingerprints existed is matched by its path.
+    # A world recorded before fingerprints existed gets the truth its folder carries, as eval does.
     assert ground_truth_for(toy_world(sae_revision=None)) is not None
+    assert ground_truth_for(toy_world(copied_sae, sae_revision=None)) == truth_for_sae(str(copied_sae), 3)
+    (copied_sae / "ground_truth.json").unlink()
     assert ground_truth_for(toy_world(copied_sae, sae_revision=None)) is None
+
+
+def test_a_copy_without_its_truth_file_is_known_by_fingerprint(copied_sae: Path) -> None:
+    (copied_sae / "ground_truth.json").unlink()
+    assert ground_truth_for(toy_world(copied_sae)) == ground_truth_for(toy_world())
+    assert ground_truth_for(toy_world(copied_sae, layer=2)) is None
 
 
 def test_export_attaches_truth_by_fingerprint_and_layer(tmp_path: Path, copied_sae: Path) -> None:
