@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from steering.errors import ModelLoadError, SAELoadError, UnsupportedModelError
-from steering.sae_checks import (
-    as_int,
-    dictionary_learning_numbers,
-    one_line,
-    read_json_object,
-    saelens_numbers,
-    sub_object,
-)
+from steering.errors import ModelLoadError, UnsupportedModelError
+from steering.sae_checks import one_line, safetensors_shapes
+from steering.sae_formats import SAE_FORMATS, SAEFacts, local_sae_path, sae_format
 
-MAX_HEADER = 100 << 20
-"""Largest safetensors header (JSON) read: real ones are kilobytes to a few megabytes."""
 MAX_LAYERS = 1024
 """Deepest vision encoder or language model a config may name: real VLMs have at most a couple of hundred
 layers; building a million from a damaged or hostile config takes minutes and gigabytes before it fails."""
@@ -38,39 +29,6 @@ class ModelFacts:
     """The config's ``model_type``."""
     n_layers: int | None
     """Depth of the vision encoder (None where the config leaves it to transformers' defaults)."""
-
-
-@dataclass(frozen=True)
-class SAEFacts:
-    """What an SAE's config and file headers say before its weights load."""
-
-    d_sae: int | None
-    """Number of latents (None: unknown until loaded)."""
-    layer: int | None
-    """Layer the SAE names (None: it names none, --layer is needed)."""
-
-
-def safetensors_shapes(path: Path) -> dict[str, list[int]]:
-    """Tensor shapes from a .safetensors header, checking the file holds every byte the header promises
-    (a truncated download is caught here, not after seconds of loading). Raises ValueError saying what is wrong."""
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise ValueError(f"{path} is empty or truncated ({size} bytes)")
-        n = int.from_bytes(head, "little")
-        if n > min(size - 8, MAX_HEADER):
-            raise ValueError(f"{path} has a damaged header (it claims {n} header bytes of {size})")
-        try:
-            header = json.loads(fh.read(n))
-            entries = {k: v for k, v in header.items() if k != "__metadata__"}
-            end = max((int(v["data_offsets"][1]) for v in entries.values()), default=0)
-            shapes = {k: [int(d) for d in v["shape"]] for k, v in entries.items()}
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-            raise ValueError(f"{path} has a damaged header: it is not a safetensors file") from None
-    if 8 + n + end > size:
-        raise ValueError(f"{path} is truncated ({size} of {8 + n + end} bytes)")
-    return shapes
 
 
 def _model_config(model_id: str, revision: str | None) -> tuple[dict[str, Any], Path | None] | None:
@@ -212,73 +170,11 @@ def _bytes(n: float) -> str:
 
 
 def inspect_sae(spec: str, layer: int | None = None) -> SAEFacts | None:
-    """The SAE's size and layer from its config and file headers (``layer`` overrides the config's);
-    None for a hub SAE, which only the loader fetches. Raises SAELoadError for files the loader refuses."""
-    from steering.sae import _layer_from_text
-
-    path = Path(spec).expanduser()
-    if not path.exists():
-        if spec.count("/") >= 2 and not spec.startswith((".", "/", "~")):
-            return None
-        raise SAELoadError(f"SAE path {spec} does not exist: pass a folder, a .safetensors file or "
-                           "owner/repo/subfolder")
-    d_sae, named = None, None
-    if path.is_file():
-        shapes = _shapes(path)
-        matrix = next((s for s in shapes.values() if len(s) == 2), None)
-        d_sae = max(matrix) if matrix else None
-    elif (path / "ae.pt").is_file():
-        config_path = path / "config.json"
-        config = read_json_object(config_path) if config_path.is_file() else {}
-        trainer = sub_object(config, "trainer", config_path)
-        shape, state_k = _ae_header(path / "ae.pt")
-        dictionary_learning_numbers(trainer, config_path, path / "ae.pt", shape, state_k)
-        d_sae = shape[1] if shape else as_int(trainer.get("dict_size"), "dict_size", config_path, minimum=1)
-        named = as_int(trainer.get("layer"), "layer", config_path)
-        named = named if named is not None else _layer_from_text(trainer.get("submodule_name"))
-    elif (path / "sae_weights.safetensors").is_file():
-        if not (path / "cfg.json").is_file():
-            raise SAELoadError(f"{path} has sae_weights.safetensors but no cfg.json: copy the SAELens config beside it")
-        cfg = read_json_object(path / "cfg.json")
-        w_dec = _shapes(path / "sae_weights.safetensors").get("W_dec")  # [d_sae, d_in]
-        shape = (w_dec[1], w_dec[0]) if w_dec and len(w_dec) == 2 else None
-        saelens_numbers(cfg, path / "cfg.json", shape)
-        d_sae = shape[1] if shape else None
-        named = as_int(cfg.get("hook_layer"), "hook_layer", path / "cfg.json")
-        named = named if named is not None else _layer_from_text(cfg.get("hook_name"))
-    else:
-        raise SAELoadError(f"{path} holds no SAE: expected ae.pt + config.json (dictionary_learning) or "
-                           "cfg.json + sae_weights.safetensors (SAELens)")
-    return SAEFacts(d_sae, layer if layer is not None else named)
-
-
-def _shapes(path: Path) -> dict[str, list[int]]:
-    if path.suffix != ".safetensors":
-        raise SAELoadError(f"{path} is not a .safetensors file: pass an SAE folder or a decoder .safetensors")
-    try:
-        return safetensors_shapes(path)
-    except (OSError, ValueError) as exc:
-        raise SAELoadError(f"cannot read {path} ({exc}): the file is damaged or not safetensors") from None
-
-
-def _ae_header(path: Path) -> tuple[tuple[int, int] | None, Any]:
-    """(the decoder's (d_in, d_sae), the state's k) from ae.pt (memory-mapped where the file allows: no
-    weights read; weights only, so no code runs). Raises SAELoadError for a file the loader would refuse;
-    None for what it does not hold."""
-    import torch
-
-    state: Any = None
-    for mmap in (True, False):  # legacy (non-zip) files cannot be memory-mapped
-        try:
-            with warnings.catch_warnings():  # a pickle-protocol note would add lines to a one-line refusal
-                warnings.simplefilter("ignore")
-                state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-            break
-        except Exception as exc:  # a corrupt or pickled-code file: refuse, say why (as the loader does)
-            if not mmap:
-                raise SAELoadError(f"cannot load {path} safely ({type(exc).__name__}); expected a plain "
-                                   "state dict") from None
-    if not isinstance(state, dict):
-        return None, None
-    shape = tuple(getattr(state.get("decoder.weight"), "shape", ()))
-    return ((int(shape[0]), int(shape[1])) if len(shape) == 2 else None), state.get("k")
+    """The SAE's sizes, layer and k from its config and file headers, by its format in steering.sae_formats
+    (``layer`` overrides the config's); None for a hub SAE, which only the loader fetches. Raises
+    SAELoadError for files the loader refuses."""
+    path = local_sae_path(spec)
+    if path is None:
+        return None
+    facts = SAE_FORMATS[sae_format(path)].facts(path)
+    return facts if layer is None else replace(facts, layer=layer)

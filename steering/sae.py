@@ -1,9 +1,8 @@
-"""Load sparse autoencoders (dictionary_learning TopK, SAELens, plain decoder) safely; encode and decode."""
+"""Sparse autoencoders: load one safely (in any format of steering.sae_formats), encode and decode."""
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,27 +11,10 @@ import torch
 
 from steering.errors import FeatureOutOfRangeError, LayerOutOfRangeError, SAELoadError, ShapeMismatchError
 from steering.revisions import content_revision
-from steering.sae_checks import (
-    as_bool,
-    as_int,
-    check_finite,
-    check_shape,
-    dictionary_learning_numbers,
-    load_safetensors,
-    one_line,
-    read_json_object,
-    saelens_numbers,
-    sub_object,
-    tensor,
-)
+from steering.sae_checks import check_finite, check_shape, one_line
+from steering.sae_formats import SAE_FORMATS, local_sae_path, sae_format
 
 log = logging.getLogger(__name__)
-
-DL_KEYS = {"encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "k", "threshold"}
-DL_REQUIRED = {"encoder.weight", "encoder.bias", "decoder.weight", "b_dec"}
-SAELENS_REQUIRED = {"W_enc", "b_enc", "W_dec", "b_dec"}
-SAELENS_OPTIONAL = {"threshold", "log_threshold", "scaling_factor"}
-DECODER_KEYS = ("W_dec", "decoder.weight", "decoder", "W_d")
 
 
 @dataclass
@@ -137,100 +119,6 @@ def check_layer(layer: int | None, n_layers: int) -> int:
 # ----------------------------------------------------------------------------- loading
 
 
-def _layer_from_text(text: str | None) -> int | None:
-    if not text:
-        return None
-    match = re.search(r"(?:layer|layers|blocks|block)[._](\d+)", str(text))
-    return int(match.group(1)) if match else None
-
-
-def _check_keys(path: Path, keys: set[Any], required: set[str], allowed: set[str]) -> None:
-    missing, extra = required - keys, keys - allowed
-    if missing:
-        raise SAELoadError(f"{path} lacks keys {sorted(missing)}: is this the right SAE format?")
-    if extra:
-        raise SAELoadError(f"{path} has unexpected keys {sorted(map(str, extra))}: is this the right SAE format?")
-
-
-def _load_dictionary_learning(folder: Path) -> SAE:
-    ae_path, config_path = folder / "ae.pt", folder / "config.json"
-    try:
-        state = torch.load(ae_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt or pickled-code file: refuse, say why
-        raise SAELoadError(f"cannot load {ae_path} safely ({type(exc).__name__}); expected a plain state dict") from exc
-    if not isinstance(state, dict):
-        raise SAELoadError(f"{ae_path} is not a state dict: expected dictionary_learning's ae.pt")
-    _check_keys(ae_path, set(state), DL_REQUIRED, DL_KEYS)
-    config = read_json_object(config_path) if config_path.is_file() else {}
-    trainer = sub_object(config, "trainer", config_path)
-    W_dec = tensor(state, "decoder.weight", ae_path)  # [d_in, d_sae]
-    W_enc = tensor(state, "encoder.weight", ae_path)  # [d_sae, d_in]
-    if W_dec.ndim != 2 or W_enc.shape != W_dec.T.shape:
-        raise SAELoadError(f"{ae_path}: encoder {tuple(W_enc.shape)} and decoder {tuple(W_dec.shape)} disagree")
-    k = dictionary_learning_numbers(trainer, config_path, ae_path, (W_dec.shape[0], W_dec.shape[1]), state.get("k"))
-    layer = as_int(trainer.get("layer"), "layer", config_path)
-    if layer is None:
-        layer = _layer_from_text(trainer.get("submodule_name"))
-    return SAE(
-        W_dec=W_dec, b_dec=tensor(state, "b_dec", ae_path), W_enc=W_enc, b_enc=tensor(state, "encoder.bias", ae_path),
-        k=k, layer=layer, meta=config,
-    )
-
-
-def _load_saelens(folder: Path) -> SAE:
-    weights_path, cfg_path = folder / "sae_weights.safetensors", folder / "cfg.json"
-    state = load_safetensors(weights_path)
-    _check_keys(weights_path, set(state), SAELENS_REQUIRED, SAELENS_REQUIRED | SAELENS_OPTIONAL)
-    cfg = read_json_object(cfg_path)
-    if "scaling_factor" in state and not bool((state["scaling_factor"] == 1).all()):
-        # Older SAELens wrote an all-ones scaling_factor that changes nothing; any other value
-        # rescales activations in a way this loader does not reproduce.
-        raise SAELoadError(
-            f"{weights_path}: scaling_factor is not all ones: fold it into W_enc/W_dec (or re-export with SAELens) first"
-        )
-    W_dec, W_enc = tensor(state, "W_dec", weights_path), tensor(state, "W_enc", weights_path)
-    if W_dec.ndim != 2 or W_enc.shape != W_dec.T.shape:
-        raise SAELoadError(f"{weights_path}: W_enc {tuple(W_enc.shape)} and W_dec {tuple(W_dec.shape)} disagree")
-    threshold = tensor(state, "threshold", weights_path) if "threshold" in state else None
-    if threshold is None and "log_threshold" in state:
-        threshold = tensor(state, "log_threshold", weights_path).exp()
-    k = saelens_numbers(cfg, cfg_path, (W_dec.shape[1], W_dec.shape[0]))  # W_dec is stored [d_sae, d_in]
-    layer = as_int(cfg.get("hook_layer"), "hook_layer", cfg_path)
-    if layer is None:
-        layer = _layer_from_text(cfg.get("hook_name"))
-    return SAE(
-        W_dec=W_dec.T.contiguous(), W_enc=W_enc.T.contiguous(),  # stored [d_sae, d_in] and [d_in, d_sae]
-        b_dec=tensor(state, "b_dec", weights_path), b_enc=tensor(state, "b_enc", weights_path),
-        k=k, threshold=threshold, layer=layer, meta=cfg,
-        b_dec_on_input=as_bool(cfg.get("apply_b_dec_to_input"), "apply_b_dec_to_input", cfg_path, True),
-    )
-
-
-def _load_decoder_file(path: Path, d_in: int | None) -> SAE:
-    state = load_safetensors(path)
-    key = next((k for k in DECODER_KEYS if k in state), None)
-    if key is None:
-        if len(state) != 1:
-            raise SAELoadError(
-                f"{path} holds {sorted(state)}; a decoder file needs one tensor or a key named {DECODER_KEYS[0]}"
-            )
-        key = next(iter(state))
-    W = tensor(state, key, path)
-    if W.ndim != 2:
-        raise SAELoadError(f"{path}: decoder {key!r} has shape {tuple(W.shape)}, expected a 2-D matrix")
-    # Orientation: match the model width when known, else SAEs are overcomplete (d_sae > d_in).
-    if d_in is not None:
-        if W.shape[0] == d_in:
-            pass
-        elif W.shape[1] == d_in:
-            W = W.T
-        else:
-            raise ShapeMismatchError(f"decoder {tuple(W.shape)} in {path} has no side of width {d_in}: wrong SAE?")
-    elif W.shape[0] > W.shape[1]:
-        W = W.T
-    return SAE(W_dec=W.contiguous())
-
-
 def _check_consistent(sae: SAE, where: Path) -> None:
     """Every tensor fits the decoder's shape, k fits the dictionary, and no weight is NaN or infinite."""
     d_in, d_sae = sae.d_in, sae.d_sae
@@ -273,26 +161,10 @@ def load_sae(
     ``layer`` overrides the layer named in the SAE's config; ``d_in`` orients a bare decoder matrix.
     """
     spec = str(spec)
-    path = Path(spec).expanduser()
-    if not path.exists():
-        if spec.count("/") >= 2 and not spec.startswith((".", "/", "~")):
-            path = _fetch_hub(spec)
-        else:
-            raise SAELoadError(f"SAE path {spec} does not exist: pass a folder, a .safetensors file or owner/repo/subfolder")
-    if path.is_file():
-        if path.suffix != ".safetensors":
-            raise SAELoadError(f"{path} is not a .safetensors file: pass an SAE folder or a decoder .safetensors")
-        sae = _load_decoder_file(path, d_in)
-    elif (path / "ae.pt").is_file():
-        sae = _load_dictionary_learning(path)
-    elif (path / "sae_weights.safetensors").is_file():
-        if not (path / "cfg.json").is_file():
-            raise SAELoadError(f"{path} has sae_weights.safetensors but no cfg.json: copy the SAELens config beside it")
-        sae = _load_saelens(path)
-    else:
-        raise SAELoadError(
-            f"{path} holds no SAE: expected ae.pt + config.json (dictionary_learning) or cfg.json + sae_weights.safetensors (SAELens)"
-        )
+    path = local_sae_path(spec)
+    if path is None:
+        path = _fetch_hub(spec)
+    sae = SAE(**SAE_FORMATS[sae_format(path)].load(path, d_in))
     _check_consistent(sae, path)
     sae.sae_id = spec
     sae.revision = content_revision(path)

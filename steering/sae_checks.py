@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from steering.errors import SAELoadError
+
+MAX_HEADER = 100 << 20
+"""Largest safetensors header (JSON) read: real ones are kilobytes to a few megabytes."""
 
 
 def read_json_object(path: Path) -> dict[str, Any]:
@@ -45,6 +48,29 @@ def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         ) from exc
 
 
+def safetensors_shapes(path: Path) -> dict[str, list[int]]:
+    """Tensor shapes from a .safetensors header, checking the file holds every byte the header promises
+    (a truncated download is caught here, not after seconds of loading). Raises ValueError saying what is wrong."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise ValueError(f"{path} is empty or truncated ({size} bytes)")
+        n = int.from_bytes(head, "little")
+        if n > min(size - 8, MAX_HEADER):
+            raise ValueError(f"{path} has a damaged header (it claims {n} header bytes of {size})")
+        try:
+            header = json.loads(fh.read(n))
+            entries = {k: v for k, v in header.items() if k != "__metadata__"}
+            end = max((int(v["data_offsets"][1]) for v in entries.values()), default=0)
+            shapes = {k: [int(d) for d in v["shape"]] for k, v in entries.items()}
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            raise ValueError(f"{path} has a damaged header: it is not a safetensors file") from None
+    if 8 + n + end > size:
+        raise ValueError(f"{path} is truncated ({size} of {8 + n + end} bytes)")
+    return shapes
+
+
 def as_int(value: Any, what: str, where: Path, *, minimum: int = 0) -> int | None:
     """``value`` as a whole number >= ``minimum`` (None stays None); text, fractions and bools are refused."""
     if value is None:
@@ -61,14 +87,30 @@ def as_int(value: Any, what: str, where: Path, *, minimum: int = 0) -> int | Non
     return int(value)
 
 
-def check_widths(config: dict[str, Any], names: tuple[str, str], shape: tuple[int, int] | None, where: Path) -> None:
+def check_widths(config: dict[str, Any], names: tuple[str, str], shape: tuple[int, int] | None,
+                 where: Path) -> tuple[int | None, int | None]:
     """The input width and latent count a config declares (under ``names``): whole numbers >= 1 that match the
-    decoder's (d_in, d_sae) ``shape`` where it is known."""
+    decoder's (d_in, d_sae) ``shape`` where it is known. Returns (d_in, d_sae): the weights' where known, else
+    the config's (None: neither says)."""
+    widths: list[int | None] = []
     for name, actual in zip(names, shape or (None, None)):
         value = as_int(config.get(name), name, where, minimum=1)
         if value is not None and actual is not None and value != actual:
             raise SAELoadError(f"{where}: {name} is {value} but the SAE's weights have {actual}: the config "
                                "describes another SAE; fix the SAE config")
+        widths.append(actual if actual is not None else value)
+    return widths[0], widths[1]
+
+
+class Numbers(NamedTuple):
+    """An SAE's sizes as its config and weights agree on them (None: neither says)."""
+
+    d_in: int | None
+    """Input width: the activations it reads."""
+    d_sae: int | None
+    """Number of latents."""
+    k: int | None
+    """Top-k sparsity (None: not a TopK SAE)."""
 
 
 def top_k(stated: list[tuple[Any, str, Path]], d_sae: int | None) -> int | None:
@@ -89,20 +131,19 @@ def top_k(stated: list[tuple[Any, str, Path]], d_sae: int | None) -> int | None:
 
 
 def dictionary_learning_numbers(trainer: dict[str, Any], config_path: Path, ae_path: Path,
-                                shape: tuple[int, int] | None, state_k: Any) -> int | None:
+                                shape: tuple[int, int] | None, state_k: Any) -> Numbers:
     """Check a dictionary_learning config's numbers against ae.pt's decoder (d_in, d_sae) ``shape`` and its
-    own ``state_k``; return k (None: a plain ReLU SAE)."""
-    check_widths(trainer, ("activation_dim", "dict_size"), shape, config_path)
-    d_sae = shape[1] if shape else as_int(trainer.get("dict_size"), "dict_size", config_path, minimum=1)
-    return top_k([(state_k, "k", ae_path), (trainer.get("k"), "k", config_path)], d_sae)
+    own ``state_k``; return them (k None: a plain ReLU SAE)."""
+    d_in, d_sae = check_widths(trainer, ("activation_dim", "dict_size"), shape, config_path)
+    return Numbers(d_in, d_sae, top_k([(state_k, "k", ae_path), (trainer.get("k"), "k", config_path)], d_sae))
 
 
-def saelens_numbers(cfg: dict[str, Any], cfg_path: Path, shape: tuple[int, int] | None) -> int | None:
-    """Check a SAELens cfg.json's numbers against W_dec's (d_in, d_sae) ``shape``; return k (None: not TopK)."""
-    check_widths(cfg, ("d_in", "d_sae"), shape, cfg_path)
-    d_sae = shape[1] if shape else as_int(cfg.get("d_sae"), "d_sae", cfg_path, minimum=1)
+def saelens_numbers(cfg: dict[str, Any], cfg_path: Path, shape: tuple[int, int] | None) -> Numbers:
+    """Check a SAELens cfg.json's numbers against W_dec's (d_in, d_sae) ``shape``; return them (k None: not TopK)."""
+    d_in, d_sae = check_widths(cfg, ("d_in", "d_sae"), shape, cfg_path)
     kwargs = sub_object(cfg, "activation_fn_kwargs", cfg_path)
-    return top_k([(kwargs.get("k"), "activation_fn_kwargs.k", cfg_path), (cfg.get("k"), "k", cfg_path)], d_sae)
+    stated = [(kwargs.get("k"), "activation_fn_kwargs.k", cfg_path), (cfg.get("k"), "k", cfg_path)]
+    return Numbers(d_in, d_sae, top_k(stated, d_sae))
 
 
 def as_bool(value: Any, what: str, where: Path, default: bool) -> bool:

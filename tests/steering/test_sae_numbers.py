@@ -14,20 +14,10 @@ import pytest
 import torch
 
 from agent.cli.main import main
-from steering.errors import SAELoadError
 from steering.preflight import inspect_sae
 from steering.sae import load_sae
 from tests.steering.test_sae import D, K, N, _weights, _write_dictionary_learning, _write_saelens
-
-
-def _refused_both_ways(folder: Path, match: str) -> str:
-    """The message ``inspect_sae`` and ``load_sae`` both refuse ``folder`` with (the same one line)."""
-    with pytest.raises(SAELoadError, match=match) as early:
-        inspect_sae(str(folder))
-    with pytest.raises(SAELoadError, match=match) as late:
-        load_sae(folder)
-    assert str(early.value) == str(late.value) and "\n" not in str(early.value)
-    return str(early.value)
+from tests.steering.test_sae_formats import _refused_both_ways
 
 
 def _dictionary_learning(tmp_path: Path, **trainer) -> Path:
