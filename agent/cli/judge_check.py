@@ -82,6 +82,7 @@ async def try_format(args: argparse.Namespace, model: str, fmt: str) -> str:
 
 
 async def check(args: argparse.Namespace) -> int:
+    from agent.judges.config import DEFAULT_JUDGE_MODEL
     from agent.judges.openai_chat import FORMATS, OpenAIChat, safe_url
 
     probe = OpenAIChat(args.judge_model or "?", args.judge_base_url, api_key_env=args.judge_api_key_env)
@@ -93,7 +94,7 @@ async def check(args: argparse.Namespace) -> int:
         say(f"models: not listed ({type(exc).__name__})")
     finally:
         await probe.aclose()
-    model = args.judge_model or (names[0] if names else "gpt-4o-mini")
+    model = args.judge_model or (names[0] if names else DEFAULT_JUDGE_MODEL)
     if names:
         known = "" if model in names else f"  <- {model!r} is not among them: check --judge-model"
         say(f"models at {safe_url(args.judge_base_url)}: {', '.join(names)}{known}")

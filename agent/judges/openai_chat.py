@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import re
 import time
-from dataclasses import dataclass
+import weakref
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from agent.judges.base import JudgeCallError, JudgeFatalError, JudgeQuotaError, JudgeUnreachable, Usage
+from agent.judges.config import DEFAULT_JUDGE_MODEL, DEFAULT_KEY_ENV, OPENAI_URL, Endpoint, read_endpoint, url_problem
 from agent.judges.llm import Completion, ContextTooLongError, SchemaUnsupportedError, reply_cap
 from agent.judges.policy import REMOTE_CONCURRENCY, AdaptiveLimit, Breaker, CallStats, is_local
 from agent.judges.redact import install_log_redaction, mask_secrets, redact, shown_url, url_secrets
+from agent.judges.retry import (
+    Attempts,
+    EndpointDown,
+    RetryPolicy,
+    describe,
+    error_fields,
+    is_quota_error,
+    is_transient,
+    retried,
+    status_of,
+)
+
+__all__ = ["FORMATS", "IMAGE_TOKENS", "PRICES", "OpenAIChat", "RetryPolicy", "price_for", "safe_url", "split_query"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "gpt-4o-mini"
-DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-DEFAULT_URL = "https://api.openai.com/v1"
 IMAGE_TOKENS = 255
 """Prompt tokens one attached image is estimated at where the server reports no usage."""
 
@@ -32,9 +41,6 @@ PRICES: dict[str, tuple[float, float]] = {
     "gpt-5-nano": (0.05, 0.40), "gpt-5-mini": (0.25, 2.00), "gpt-5": (1.25, 10.00),
     "o4-mini": (1.10, 4.40), "o3-mini": (1.10, 4.40),
 }
-_QUOTA_CODES = {"insufficient_quota", "billing_hard_limit_reached", "insufficient_credits", "billing_not_active"}
-_QUOTA_TEXT = re.compile(r"exceeded your current quota|insufficient[_ ](?:quota|credits?|balance|funds)|"
-                         r"billing (?:hard )?limit|out of credits|credit balance is too low", re.IGNORECASE)
 _SCHEMA_TEXT = re.compile(r"response_format|json_schema|json_object|structured output|argument supplied: schema|"
                           r"Input should be 'text'", re.IGNORECASE)
 _CONTEXT_TEXT = re.compile(r"context[_ ]length|context window|maximum context|n_ctx|prompt is too long|"
@@ -46,23 +52,6 @@ DEFAULT_MAX_TOKENS = 600
 FORMATS = ("schema", "json_object", "text")
 """The ladder ``auto`` walks down: JSON schema, JSON object (its schema in the prompt and, for llama.cpp,
 in ``response_format.schema``), then JSON asked for in words."""
-
-
-@dataclass
-class RetryPolicy:
-    """How transient failures are retried (this module's loop owns them; the openai client's are off)."""
-
-    attempts: int = 6
-    """Calls in all, the first included."""
-    initial: float = 1.0
-    """Backoff scale in seconds: waits grow as initial * 2^n, with full jitter."""
-    max_wait: float = 60.0
-    """Longest wait between two attempts (also caps a server's Retry-After)."""
-    timeout: float = 60.0
-    """Seconds one HTTP request may take (once sent: time queued behind the in-flight limit is not counted)."""
-    timeout_retries: int = 1
-    """Times a timed-out request is sent again (with twice the timeout): a local server is still computing
-    the abandoned one, so re-queueing it blindly only lengthens the queue."""
 
 
 def price_for(model: str) -> tuple[float, float] | None:
@@ -90,15 +79,14 @@ def safe_url(url: str | None) -> str | None:
 
 
 def _readable(url: str | None) -> None:
-    """Raise JudgeUnreachable (the URL masked) when ``url`` cannot even be parsed: a broken IPv6 address or a
-    port that is not a number from 0 to 65535 (the other problems wait for ``check``)."""
+    """Raise JudgeUnreachable (url_problem's line) when ``url`` cannot even be parsed, so no client can be built:
+    a broken IPv6 address or a port that is not a number from 0 to 65535 (the other problems wait for ``check``)."""
     if not url:
         return
     try:
         urlsplit(url).port
-    except ValueError as exc:
-        raise JudgeUnreachable(f"bad judge URL {shown_url(url)!r} ({exc}): fix the judge URL, e.g. "
-                               "http://localhost:8000/v1") from None
+    except ValueError:
+        raise JudgeUnreachable(str(url_problem(url))) from None
 
 
 def split_query(url: str | None) -> tuple[str | None, dict[str, str]]:
@@ -111,94 +99,30 @@ def split_query(url: str | None) -> tuple[str | None, dict[str, str]]:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), query
 
 
-def _status(exc: BaseException) -> int | None:
-    return getattr(exc, "status_code", None)
-
-
-def _error_fields(exc: BaseException) -> tuple[str, str]:
-    """(code or type, message) from an APIStatusError's body."""
-    body = getattr(exc, "body", None)
-    err = body.get("error", body) if isinstance(body, dict) else None
-    code, message = "", str(getattr(exc, "message", "") or exc)
-    if isinstance(err, dict):
-        code = str(err.get("code") or err.get("type") or "")
-        message = str(err.get("message") or message)
-    code = code or str(getattr(exc, "code", "") or "")
-    return code, message
-
-
-def is_quota_error(exc: BaseException) -> bool:
-    status = _status(exc)
-    if status not in (402, 429, 403):
-        return False
-    code, message = _error_fields(exc)
-    return status == 402 or code in _QUOTA_CODES or bool(_QUOTA_TEXT.search(message))
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth another try: rate limits (not quota), 5xx, timeouts, dropped connections, garbled bodies."""
-    import openai
-
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, openai.APIResponseValidationError,
-                        json.JSONDecodeError)):  # the last: a garbled (non-JSON) response body
-        return True
-    status = _status(exc)
-    if status is None:
-        return False
-    if is_quota_error(exc):
-        return False
-    return status in (408, 409, 429) or status >= 500
-
-
-def retry_after(exc: BaseException) -> float | None:
-    """Seconds the server asked us to wait (Retry-After or retry-after-ms), if it did."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
 class OpenAIChat:
-    """Chat Completions over the openai client, with its own retry loop, in-flight limit and breaker."""
+    """Chat Completions over the openai client, with retries (agent.judges.retry), an in-flight limit and a breaker."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, base_url: str | None = None, api_key: str | None = None,
-                 *, api_key_env: str = DEFAULT_KEY_ENV, json_mode: str = "auto", temperature: float | None = None,
-                 max_tokens: int | None = DEFAULT_MAX_TOKENS, retry: RetryPolicy | None = None,
-                 price: tuple[float, float] | None = None, concurrency: int | None = None,
-                 down_limit: float = 120.0) -> None:
-        import openai
-
+    def __init__(self, model: str = DEFAULT_JUDGE_MODEL, base_url: str | None = None, api_key: str | None = None,
+                 *, api_key_env: str = DEFAULT_KEY_ENV, endpoint: Endpoint | None = None, json_mode: str = "auto",
+                 temperature: float | None = None, max_tokens: int | None = DEFAULT_MAX_TOKENS,
+                 retry: RetryPolicy | None = None, price: tuple[float, float] | None = None,
+                 concurrency: int | None = None, down_limit: float = 120.0) -> None:
+        """``endpoint``: the URL and key as already read (JudgeConfig.endpoint); without it they are read here
+        from ``base_url``, ``api_key`` and the environment."""
+        endpoint = endpoint or read_endpoint(base_url, api_key, api_key_env)
         self.model = model
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self.base_url = endpoint.url
         _readable(self.base_url)
-        key = api_key if api_key is not None else os.environ.get(api_key_env)
+        key = endpoint.key
         self._secrets = [key, *url_secrets(self.base_url)]
         """What is masked wherever the judge's text goes: the key, the URL's password and query values."""
         if not key:
-            if self.base_url and safe_url(self.base_url) != safe_url("https://api.openai.com/v1"):
+            if self.base_url and safe_url(self.base_url) != safe_url(OPENAI_URL):
                 key = "not-needed"  # local servers (vLLM, Ollama) accept any key
             else:
-                raise JudgeFatalError(f"no API key for the judge: set ${api_key_env} (or --judge-api-key-env NAME), "
-                                      "or use --judge offline")
-        self.api_key_env = api_key_env
+                raise JudgeFatalError(f"no API key for the judge: set ${endpoint.key_env} (or --judge-api-key-env "
+                                      "NAME), or use --judge offline")
+        self.api_key_env = endpoint.key_env
         self.retry = retry or RetryPolicy()
         self.temperature = temperature
         self.max_tokens = max_tokens
@@ -218,24 +142,27 @@ class OpenAIChat:
         self._key = key
         install_log_redaction(self._secrets)
         self._endpoint, self._query = split_query(self.base_url)
-        # One client per event loop: its connection pool belongs to the loop that opened it, and a UI
-        # may start several runs (each with its own loop) with the same judge.
-        self._clients: dict[int, Any] = {}
-        openai.AsyncOpenAI(api_key=key, base_url=self._endpoint, default_query=self._query or None,
-                           max_retries=0)  # fail early on bad options
+        self._http: Any = self._new_client()  # built now: bad options fail here, not on the first call
+        self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        """The event loop ``_http`` belongs to (None: not used yet)."""
 
-    def _client(self) -> Any:
-        import asyncio
-
+    def _new_client(self) -> Any:
         import openai
 
+        # max_retries=0: agent.judges.retry owns the retries (the client's own would multiply them). The URL is
+        # always given, so the client reads no $OPENAI_BASE_URL of its own.
+        return openai.AsyncOpenAI(api_key=self._key, base_url=self._endpoint or OPENAI_URL,
+                                  default_query=self._query or None, max_retries=0, timeout=self.retry.timeout)
+
+    def _client(self) -> Any:
+        """The client for the running loop. Its connection pool belongs to the loop that first used it, and a UI
+        may start several runs (each with its own loop) with the same judge: a new loop gets a new client (the
+        finished loop's is dropped)."""
         loop = asyncio.get_running_loop()
-        client = self._clients.get(id(loop))
-        if client is None:
-            client = openai.AsyncOpenAI(api_key=self._key, base_url=self._endpoint, default_query=self._query or None,
-                                        max_retries=0, timeout=self.retry.timeout)
-            self._clients = {id(loop): client}  # clients of finished loops are dropped
-        return client
+        if self._http is None or (self._loop is not None and self._loop() is not loop):
+            self._http = self._new_client()
+        self._loop = weakref.ref(loop)
+        return self._http
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIChat(model={self.model!r}, base_url={safe_url(self.base_url)!r})"
@@ -284,22 +211,13 @@ class OpenAIChat:
     # -- checks --------------------------------------------------------------------------------
 
     def _host_port(self) -> tuple[str, int]:
-        url = self.base_url or DEFAULT_URL
-        try:
-            parts = urlsplit(url if "://" in url else f"http://{url}")
-        except ValueError as exc:  # a broken IPv6 address
-            raise JudgeUnreachable(f"judge URL {safe_url(url)!r} cannot be read ({exc}): fix the judge URL, e.g. "
-                                   "http://[::1]:8000/v1") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise JudgeUnreachable(f"judge URL {safe_url(url)!r} names no http(s) host: use e.g. "
-                                   "http://localhost:8000/v1")
-        try:
-            port = parts.port
-        except ValueError:
-            raise JudgeUnreachable(f"judge URL {safe_url(url)!r} has a bad port: fix the judge URL") from None
-        if port == 0:
-            raise JudgeUnreachable(f"judge URL {safe_url(url)!r} names port 0: use the server's port")
-        return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+        """(host, port) of the endpoint; raises JudgeUnreachable with url_problem's line for a URL that cannot work."""
+        url = self.base_url or OPENAI_URL
+        problem = url_problem(url)
+        if problem:
+            raise JudgeUnreachable(problem)
+        parts = urlsplit(url)
+        return str(parts.hostname), parts.port or (443 if parts.scheme == "https" else 80)
 
     def _reachable(self, timeout: float) -> bool:
         import socket
@@ -326,14 +244,6 @@ class OpenAIChat:
 
     # -- calls ---------------------------------------------------------------------------------
 
-    def _backoff(self, exc: BaseException, attempt: int) -> float:
-        import random
-
-        asked = retry_after(exc)
-        if asked is not None:
-            return min(asked, self.retry.max_wait)
-        return random.uniform(0, min(self.retry.max_wait, self.retry.initial * 2 ** (attempt - 1)))  # full jitter
-
     def request(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> dict[str, Any]:
         """The request body's options for the format in use."""
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
@@ -350,53 +260,58 @@ class OpenAIChat:
         return kwargs
 
     async def complete(self, messages: list[dict[str, Any]], *, schema: dict[str, Any] | None) -> Completion:
+        kwargs, sent = self.request(messages, schema), self._mode
+
+        async def attempt(attempts: Attempts) -> Completion:
+            return await self._attempt(attempts, kwargs, messages, sent)
+
+        def fail(error: BaseException, attempts: Attempts) -> Exception:
+            return self._give_up(error, attempts, kwargs, sent)
+
+        return await retried(attempt, self.retry, breaker=self.breaker, log=log, fail=fail)
+
+    async def _attempt(self, attempts: Attempts, kwargs: dict[str, Any], messages: list[dict[str, Any]],
+                       sent: str) -> Completion:
+        """One request. Errors not worth a retry leave as typed judge errors; the rest are agent.judges.retry's."""
         import openai
 
-        kwargs, sent = self.request(messages, schema), self._mode
-        attempt, timeouts, timeout = 0, 0, self.retry.timeout
-        while True:
-            attempt += 1
-            await self.limit.acquire()
-            self.stats.requests += 1
-            self.stats.retries += int(attempt > 1)
-            t0 = time.perf_counter()
-            try:
-                response = await self._client().chat.completions.create(**kwargs, timeout=timeout)
-            except openai.APITimeoutError:
-                self.stats.timeouts += 1
-                self.stats.abandoned += 1
-                self.limit.on_timeout()
-                timeouts += 1
-                if timeouts > self.retry.timeout_retries:
-                    raise JudgeCallError(self._timeout_message(timeout, timeouts)) from None
-                timeout = min(timeout * 2, self.retry.timeout * 4)
-                continue
-            except openai.APIConnectionError as exc:
-                if not await asyncio.to_thread(self._reachable, 2.0):
-                    await self.breaker.wait_until_up()  # raises JudgeFatalError past --judge-down-limit
-                    attempt -= 1  # a down server does not spend the call's attempts
-                    continue
-                error: BaseException = exc
-            except openai.APIStatusError as exc:
-                if not is_transient(exc) or self._is_format_refusal(exc, kwargs) or self._is_context_error(exc):
-                    raise self._classify(exc, kwargs, sent) from None
-                error = exc
-            except (openai.APIResponseValidationError, json.JSONDecodeError) as exc:
-                error = exc
-            else:
-                seconds = time.perf_counter() - t0
-                self.limit.on_answer(seconds, timeout)
-                self.breaker.mark_up()
-                return self._completion(response, messages, seconds)
-            finally:
-                self.limit.release()
-            if attempt >= self.retry.attempts:
-                if isinstance(error, openai.APIStatusError):
-                    raise self._classify(error, kwargs, sent) from None
-                raise JudgeCallError(f"judge call failed after {self.retry.attempts} attempts: {_describe(error)} "
-                                     f"(--judge-retries {self.retry.attempts})") from None
-            log.warning("judge call failed (%s); retry %d of %d", _describe(error), attempt, self.retry.attempts - 1)
-            await asyncio.sleep(self._backoff(error, attempt))
+        await self.limit.acquire()
+        self.stats.requests += 1
+        self.stats.retries += int(attempts.spent > 1)
+        t0 = time.perf_counter()
+        try:
+            response = await self._client().chat.completions.create(**kwargs, timeout=attempts.timeout)
+        except openai.APITimeoutError:
+            self.stats.timeouts += 1
+            self.stats.abandoned += 1
+            self.limit.on_timeout()
+            attempts.timeouts += 1
+            raise
+        except openai.APIConnectionError as exc:
+            if not await asyncio.to_thread(self._reachable, 2.0):
+                raise EndpointDown(describe(exc)) from exc
+            raise
+        except openai.APIStatusError as exc:
+            if not is_transient(exc) or self._is_format_refusal(exc, kwargs) or self._is_context_error(exc):
+                raise self._classify(exc, kwargs, sent) from None
+            raise
+        finally:
+            self.limit.release()
+        seconds = time.perf_counter() - t0
+        self.limit.on_answer(seconds, attempts.timeout)
+        self.breaker.mark_up()
+        return self._completion(response, messages, seconds)
+
+    def _give_up(self, error: BaseException, attempts: Attempts, kwargs: dict[str, Any], sent: str) -> Exception:
+        """The error a call ends with once its retries are spent on ``error``."""
+        import openai
+
+        if isinstance(error, openai.APITimeoutError):
+            return JudgeCallError(self._timeout_message(attempts.timeout, attempts.timeouts))
+        if isinstance(error, openai.APIStatusError):
+            return self._classify(error, kwargs, sent)
+        return JudgeCallError(f"judge call failed after {self.retry.attempts} attempts: {describe(error)} "
+                              f"(--judge-retries {self.retry.attempts})")
 
     def _timeout_message(self, timeout: float, timeouts: int) -> str:
         where = safe_url(self.base_url) or "the OpenAI API"
@@ -407,19 +322,19 @@ class OpenAIChat:
 
     def _is_format_refusal(self, exc: Any, kwargs: dict[str, Any]) -> bool:
         """The server refused the request's response_format (judged by what was sent, not the mode now)."""
-        if "response_format" not in kwargs or _status(exc) not in (400, 422, 500):
+        if "response_format" not in kwargs or status_of(exc) not in (400, 422, 500):
             return False
-        return bool(_SCHEMA_TEXT.search(_error_fields(exc)[1])) and not self._is_context_error(exc)
+        return bool(_SCHEMA_TEXT.search(error_fields(exc)[1])) and not self._is_context_error(exc)
 
     @staticmethod
     def _is_context_error(exc: Any) -> bool:
-        code, message = _error_fields(exc)
-        return _status(exc) in (400, 413, 422, 500) and (code == "context_length_exceeded"
+        code, message = error_fields(exc)
+        return status_of(exc) in (400, 413, 422, 500) and (code == "context_length_exceeded"
                                                          or bool(_CONTEXT_TEXT.search(message)))
 
     def _classify(self, exc: Any, kwargs: dict[str, Any], sent: str) -> Exception:
-        status = _status(exc)
-        code, message = _error_fields(exc)
+        status = status_of(exc)
+        code, message = error_fields(exc)
         code, message = redact(code, self._secrets), redact(message, self._secrets)  # servers may echo headers
         where = safe_url(self.base_url) or "the OpenAI API"
         if is_quota_error(exc):
@@ -480,11 +395,11 @@ class OpenAIChat:
                           model=model, truncated=truncated, seconds=seconds, format=self._mode)
 
     async def aclose(self) -> None:
-        """Close the current loop's connection pool (call from inside the loop that used it)."""
-        import asyncio
-
-        client = self._clients.pop(id(asyncio.get_running_loop()), None)
-        if client is not None:
+        """Close the connection pool, if the running loop's or not used yet (call from inside the loop that used
+        it); a later call opens a new one."""
+        owner = self._loop() if self._loop is not None else None
+        if self._http is not None and owner in (None, asyncio.get_running_loop()):
+            client, self._http, self._loop = self._http, None, None
             await client.close()
 
 
@@ -505,10 +420,3 @@ def _short(message: str, n: int = 160) -> str:
     line = " ".join(str(message).split())
     return line if len(line) <= n else line[: n - 3] + "..."
 
-
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return "unknown error"
-    status = _status(exc)
-    name = type(exc).__name__
-    return f"{name} {status}" if status else name

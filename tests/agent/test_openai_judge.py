@@ -179,7 +179,7 @@ def test_check_finds_an_unreachable_or_malformed_endpoint_before_a_run() -> None
         assert server.requests == [], "the check sends no request (nothing is billed)"
     with pytest.raises(JudgeUnreachable, match="cannot reach the judge at 127.0.0.1:9"):
         check_judge(make_judge("openai", base_url="http://127.0.0.1:9/v1", api_key="k"), timeout=2)
-    with pytest.raises(JudgeUnreachable, match="names no http"):
+    with pytest.raises(JudgeUnreachable, match=r"bad judge URL 'ftp://127.0.0.1/v1': use http\(s\)://HOST"):
         check_judge(make_judge("openai", base_url="ftp://127.0.0.1/v1", api_key="k"), timeout=2)
     assert issubclass(JudgeUnreachable, JudgeFatalError)
 

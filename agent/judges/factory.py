@@ -1,0 +1,43 @@
+"""The judge a JudgeConfig describes, built (and checked before a run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.judges.base import JudgeFatalError, check_judge
+from agent.judges.config import CHECK_TIMEOUT, DEFAULT_JUDGE_MODEL, JudgeConfig
+from agent.judges.llm import LLMJudge
+from agent.judges.offline import OfflineJudge
+
+
+def build_judge(config: JudgeConfig) -> Any:
+    """The judge ``config`` describes (raises JudgeFatalError naming the fix, e.g. a missing API key)."""
+    if config.kind == "offline":
+        return OfflineJudge()
+    if config.kind == "openai":
+        from agent.judges.openai_chat import OpenAIChat
+        from agent.judges.retry import RetryPolicy
+
+        backend = OpenAIChat(config.model or DEFAULT_JUDGE_MODEL, endpoint=config.endpoint(),
+                             json_mode=config.json_mode, temperature=config.temperature,
+                             max_tokens=config.max_tokens, price=config.price,
+                             retry=RetryPolicy(attempts=max(1, config.retries), initial=config.backoff,
+                                               timeout=config.timeout),
+                             concurrency=config.concurrency, down_limit=config.down_limit)
+        if config.instructions != "auto":
+            backend.instructions = config.instructions
+        return LLMJudge(backend)
+    raise JudgeFatalError(f"unknown judge {config.kind!r}: use offline or openai")
+
+
+def make_judge(kind: str = "offline", **options: Any) -> Any:
+    """``build_judge(JudgeConfig(kind, **options))``: a judge from keywords (the JudgeConfig fields)."""
+    return build_judge(JudgeConfig(kind=kind, **options))
+
+
+def checked_judge(config: JudgeConfig) -> Any:
+    """The judge, checked before a run starts: an endpoint that does not answer fails now, not mid-run
+    (raises JudgeFatalError; JudgeUnreachable for the endpoint)."""
+    judge = build_judge(config)
+    check_judge(judge, timeout=min(config.timeout, CHECK_TIMEOUT))
+    return judge
