@@ -1,25 +1,23 @@
-"""Run preparation shared by `steer-agent run` and the TUI: a RunRequest, checked cheapest first -> PreparedRun."""
+"""Run preparation (agent.session.Session.prepare): a RunRequest, checked cheapest first -> PreparedRun; and the
+one way a front door opens a store."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from agent.config import RunConfig
 from agent.features import FeatureSpecError, check_ranges, parse_features, parse_ranges
-from agent.judges import JudgeConfig, JudgeFatalError, JudgeUnreachable, checked_judge
-from agent.judges.redact import shown_url
+from agent.judges import JudgeConfig, JudgeFatalError, JudgeUnreachable, checked_judge, url_problem
 from agent.store import Store, StoreError, default_store_path
 from agent.topk import TopKMissing, require_topk
 from agent.world import ChoiceError, Engines, SteeringError, WorldSpec, wanted_world, world_of
 
 __all__ = ["ChoiceError", "PreparedRun", "RunRequest", "check_features", "default_store", "engine_source",
-           "field_of", "judge_error", "open_store", "prepare_run", "require_collection", "url_problem"]
+           "field_of", "judge_error", "open_store", "prepare_run", "require_collection"]
 
 JudgeSource = Callable[[JudgeConfig], Any]
 """JudgeConfig -> a judge ready to run (raises JudgeFatalError or ChoiceError)."""
@@ -84,26 +82,6 @@ def judge_error(exc: JudgeFatalError) -> ChoiceError:
     return ChoiceError(str(exc), field="judge_url" if isinstance(exc, JudgeUnreachable) else "judge")
 
 
-def url_problem(url: str) -> str | None:
-    """A one-line complaint about an endpoint URL (scheme, host, port, query), or None when it can be tried.
-    The URL is named with its user info and query values masked: they may be credentials."""
-    shown = shown_url(url)
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # ValueError past 65535
-    except ValueError as exc:
-        return f"bad judge URL {shown!r} ({exc}): use e.g. http://localhost:8000/v1"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"bad judge URL {shown!r}: use http(s)://HOST[:PORT]/PATH, e.g. http://localhost:8000/v1"
-    if port == 0:
-        return f"bad judge URL {shown!r}: port 0 cannot be reached: use the server's port"
-    names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:  # the query is sent with every request as one value per name (agent.judges.openai_chat)
-        return f"bad judge URL {shown!r}: query parameter {repeated[0]!r} is given twice: give it once"
-    return None
-
-
 def check_features(text: str) -> None:
     """Fail on the syntax of a feature list before anything is loaded, without expanding its ranges
     (``all`` and the bounds wait for the SAE's size)."""
@@ -120,13 +98,20 @@ def default_store(spec: WorldSpec) -> Path:
     return default_store_path(model, sae, spec.layer)
 
 
-def open_store(folder: str | Path | None, spec: WorldSpec, current: Store | None = None) -> Store:
-    """``current``, or the store at ``folder`` (None: ``current``, else the default one for the world)."""
+def open_store(folder: str | Path | None, spec: WorldSpec, current: Store | None = None, *,
+               existing: bool = False) -> Store:
+    """``current``, or the store at ``folder`` (None: ``current``, else the default one for the world). Raises
+    ChoiceError naming the field to fix. existing: a folder that does not exist is refused, not created (the
+    commands that only read a store)."""
     if not folder:
         if current is not None:
             return current
         path = _steering(default_store, spec)
+        if existing and not path.exists():
+            raise ChoiceError(f"no store at {path}: pass --store DIR", field="store")
     else:
+        if existing and not Path(folder).exists():
+            raise ChoiceError(f"no store at {folder}: check the path", field="store")
         path = Path(folder).expanduser()
     if current is not None and path.resolve() == current.path.resolve():
         return current
@@ -160,7 +145,7 @@ def prepare_run(request: RunRequest, engines: Engines, *, judges: JudgeSource = 
     checks nor the store know it). Raises ChoiceError naming the field to fix; a store opened here is
     closed again."""
     check_features(request.features)
-    url = request.judge.base_url or (os.environ.get("OPENAI_BASE_URL") if request.judge.kind == "openai" else None)
+    url = request.judge.endpoint().url if request.judge.kind == "openai" else request.judge.base_url
     if url and url_problem(url):
         raise ChoiceError(str(url_problem(url)), field="judge_url")
     try:

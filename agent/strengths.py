@@ -1,13 +1,69 @@
-"""A world's default strength schedule: multiples of the hidden-state norm at the layer, or the toy world's."""
+"""A world's strengths: the hidden-state norm at the layer (measured once, remembered in the store) and the
+default schedules built on it (a run's sweep, a probe's short look, the toy world's recorded one)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from typing import Any
+import threading
+from typing import Any, Protocol
 
 from agent.config import SweepConfig
 
 log = logging.getLogger(__name__)
+
+PROBE_MULTIPLES = (0.0, 0.5, 1.0, 2.0, 3.0)
+"""`steer-agent probe`'s strengths without --strengths, as multiples of the hidden-state norm at the layer: a
+short look from unsteered (0) to strong, where a run's sweep uses the denser steering.probes.SWEEP_MULTIPLES."""
+
+
+class Memo(Protocol):
+    """Where a norm is remembered across processes (agent.store.Store's meta)."""
+
+    def get_meta(self, name: str, default: Any = None) -> Any: ...
+
+    def set_meta(self, name: str, value: Any) -> None: ...
+
+
+def norm_key(engine: Any, base_image: str) -> str:
+    """Where the store remembers the engine's hidden-state norm on ``base_image``."""
+    fp_hash = hashlib.sha256(json.dumps(engine.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
+    return f"hidden_norm/{fp_hash}/{base_image}"
+
+
+class Norms:
+    """The one place a world's hidden-state norm is measured and remembered: the store's meta
+    (``norm_key``) when there is a store, this object otherwise. Thread-safe; measuring runs on the
+    caller's thread (a run's engine thread)."""
+
+    def __init__(self, store: Memo | None = None) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._here: dict[str, float] = {}
+
+    def known(self, engine: Any, base_image: str = "white") -> float | None:
+        """The remembered norm of ``engine``'s world on ``base_image`` (rounded as stored), or None."""
+        key = norm_key(engine, base_image)
+        if self.store is None:
+            return self._here.get(key)
+        value = self.store.get_meta(key)
+        return None if value is None else float(value)
+
+    def norm(self, engine: Any, base_image: str = "white") -> float:
+        """The median L2 norm of the hidden states at the engine's hooked layer on ``base_image`` [scalar]:
+        the remembered one, else measured now (and remembered, rounded to 4 places, in the store)."""
+        with self._lock:
+            known = self.known(engine, base_image)
+            if known is not None:
+                return known
+            norm = hidden_norm(engine, base_image)
+            key = norm_key(engine, base_image)
+            if self.store is None:
+                self._here[key] = norm
+            else:
+                self.store.set_meta(key, round(norm, 4))
+            return norm
 
 
 def toy_schedule(fingerprint: dict[str, Any]) -> list[float] | None:
@@ -40,8 +96,13 @@ def schedule_from_norm(norm: float, sweep: SweepConfig) -> list[float]:
     return [round(m * norm, 2) for m in sweep.multiples if m > 0]
 
 
-def resolve_strengths(engine: Any, sweep: SweepConfig, measured: float | None = None) -> tuple[list[float], dict[str, Any]]:
-    """(strengths, how they were chosen). ``measured`` is a known hidden-state norm (from the store).
+def probe_schedule(norm: float) -> list[float]:
+    """`steer-agent probe`'s default strengths: PROBE_MULTIPLES of the norm, unsteered first."""
+    return [round(m * norm, 1) for m in PROBE_MULTIPLES]
+
+
+def resolve_strengths(engine: Any, sweep: SweepConfig, norms: Norms | None = None) -> tuple[list[float], dict[str, Any]]:
+    """(strengths, how they were chosen); the norm comes from ``norms`` (None: measured, not remembered).
 
     Multiples of the norm make a denser ladder than the toy world's recorded [1, 2, 3] x norm; its
     schedule is used only where the norm cannot be measured.
@@ -49,7 +110,7 @@ def resolve_strengths(engine: Any, sweep: SweepConfig, measured: float | None = 
     if sweep.strengths:
         return sorted(float(s) for s in sweep.strengths if s > 0), {"source": "fixed"}
     try:
-        norm = measured if measured is not None else hidden_norm(engine, sweep.base_image)
+        norm = (norms or Norms()).norm(engine, sweep.base_image)
     except Exception as exc:  # noqa: BLE001 - an engine without the hook path: fall back
         toy = toy_schedule(engine.fingerprint())
         if toy:

@@ -61,10 +61,10 @@ BUILD_LAUNCHERS = {"steering.toy.measure"}
 """``python -m steering.toy.measure``, the name the benchmark's issue gives the command, runs the build's
 measurement (build/measure.py). Nothing imports a launcher, so the runtime never loads the build through it."""
 FRONT_DOOR = "agent.cli"
-FRONT_DOOR_KNOWN = {("tui.cli", "agent.cli.args"), ("tui.services", "agent.cli.args")}
-"""Known exceptions (issue 28, "One composition root"): the TUI borrows steer-agent's option groups and its
-engine openers (add_model_options, world_spec, engines_on, close_engines, ray_problem) until a Session that
-both front doors open replaces them. Remove each pair when that lands."""
+FRONT_DOOR_KNOWN = {("tui.cli", "agent.cli.args")}
+"""Front door to front door, by design: steer-tui's option parser declares steer-agent's flag groups (the model,
+the judge) from agent.cli.args rather than again. Below the front doors nothing reaches agent.cli: both stand on
+agent.session.Session (issue 28, "One composition root")."""
 OPTION_PARSERS = ("agent.cli", "tui.cli")
 """The front doors (steer-agent, steer-tui): with ``python -m`` entry points, the only modules that parse options."""
 

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from agent.cli.args import add_model_options, world_spec
+from agent.cli.args import add_judge_options, add_model_options, judge_config, world_spec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,12 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", type=Path, help="store folder (default: the one steer-agent uses for the model/SAE)")
     p.add_argument("--features", help="feature range the setup screen starts with, e.g. 0-63")
     add_model_options(p)
-    j = p.add_argument_group("judge (default: offline, a deterministic heuristic that is not an LLM)")
-    j.add_argument("--judge", choices=("offline", "openai"), help="judge the setup screen starts with")
-    j.add_argument("--judge-model", help="model name at the endpoint (default gpt-4o-mini)")
-    j.add_argument("--judge-base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
-    j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
-                   help="environment variable holding the API key (default OPENAI_API_KEY)")
+    add_judge_options(p)  # steer-agent's judge flags (the judge the setup screen starts with)
     p.add_argument("--topk", type=Path, help="top-k collection folder (default: the one `steer-agent topk` recorded "
                                              "in the store)")
     p.add_argument("--report", type=Path, metavar="PATH",
@@ -44,35 +39,31 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
 
-    from agent.judges import JudgeConfig, default_kind
-    from agent.plan import default_store
-    from agent.store import Store, StoreError
-    from agent.world import SteeringError
+    from agent.session import Session
+    from agent.store import StoreError
+    from agent.world import ChoiceError, SteeringError
     from tui.app import create_app
     from tui.evaluation import ReportError, load_report
 
     world = world_spec(args)
     startup_error = None
-    path = args.store
-    if path is None:
+    with Session(world) as opener:  # opens the store as every front door does; the app's own session runs
         try:
-            path = default_store(world)
-        except SteeringError as exc:  # shown in the app, which asks for a store
-            startup_error = str(exc)
-    judge = JudgeConfig(kind=args.judge or default_kind(args.judge_model, args.judge_base_url),
-                        model=args.judge_model, base_url=args.judge_base_url, api_key_env=args.judge_api_key_env)
-    try:
-        report = load_report(args.report) if args.report is not None else None  # before the store opens
-        store = Store(path) if path is not None else None
-        app = create_app(store, world=world, judge_spec=judge, features=args.features, reviewer=args.reviewer,
-                         topk=args.topk, open_setup=True if args.setup else None, startup_error=startup_error,
-                         report=report)
-    except (StoreError, SteeringError, ReportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    app.run()
-    if store is not None:
-        store.close()
+            report = load_report(args.report) if args.report is not None else None  # before the store opens
+            try:
+                store = opener.open_store(args.store)
+            except ChoiceError as exc:
+                if exc.field == "store":
+                    raise
+                store, startup_error = None, str(exc)  # no world to name a default store: the app asks for one
+            app = create_app(store, world=world, judge_spec=judge_config(args), features=args.features,
+                             reviewer=args.reviewer, topk=args.topk, open_setup=True if args.setup else None,
+                             startup_error=startup_error, report=report)
+        except (ChoiceError, StoreError, SteeringError, ReportError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        app.run()
+        app.services.close()  # the app's session: the store it ended on
     return 0
 
 

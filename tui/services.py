@@ -1,4 +1,5 @@
-"""The app's backends behind one object: the store, engines, judges, runs, probes and export.
+"""The app's backends behind one object: a thin adapter over the app's agent.session.Session (the store, engines,
+judge, runs, probes, strengths, ground truth), plus what only the app does (reviews, rows, pictures, export).
 
 Blocking methods are called from worker threads; nothing here imports textual or (at module level) torch.
 """
@@ -13,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import RunConfig
-from agent.plan import PreparedRun, RunRequest, engine_source, prepare_run, require_collection
+from agent.plan import PreparedRun, RunRequest
 from agent.probes import Probe, ProbeResult
 from agent.records import FeatureRecord, Review, default_reviewer
+from agent.session import Session
 from agent.store import RecordUnreadable, Store, StoreError
 from tui.backends import INJECTED, Engines, JudgeFactory, JudgeSpec, SetupError, WorldSpec, check_judge, make_judge_for
 from tui.rows import FeatureRow
@@ -51,18 +53,17 @@ def last_config(store: Store | None) -> RunConfig | None:
 
 
 class Services:
-    """Everything the app does to the outside world."""
+    """Everything the app does to the outside world, over one Session (``session``)."""
 
     def __init__(self, store: Store | None, *, engines: Engines, judge_factory: JudgeFactory | None = None,
                  judge: Any = None, world: WorldSpec | None = None, judge_spec: JudgeSpec | None = None,
                  run_config: RunConfig | None = None, reviewer: str | None = None,
                  topk_dir: str | Path | None = None, features: str | None = None) -> None:
-        self.store = store
-        self.engines = engines
         self.judge_factory = judge_factory or make_judge_for
         self.injected_judge = judge
-        self.world = world or WorldSpec()
-        self.judge_spec = judge_spec or JudgeSpec(kind=INJECTED if judge is not None else "offline")
+        self.session = Session(world, store, judge_spec or JudgeSpec(kind=INJECTED if judge is not None else "offline"),
+                               engines=engines, judges=self.make_judge)
+        """The app's session: its store, world and judge are the current ones (a run in another store moves it)."""
         self.run_config = run_config or last_config(store) or RunConfig()
         self.reviewer = reviewer or default_reviewer()
         self.topk_dir = Path(topk_dir) if topk_dir else None
@@ -71,18 +72,33 @@ class Services:
         # Decisions are written by one thread in the order they were made (accept then undo stays so).
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="steer-tui-review")
 
+    def close(self) -> None:
+        """Close the session (its store; a Ray run's engines have stopped with their run)."""
+        self._writer.shutdown(wait=True)
+        self.session.close()
+
     # ------------------------------------------------------------------ store
+
+    @property
+    def store(self) -> Store | None:
+        return self.session.store
+
+    @property
+    def engines(self) -> Engines:
+        return self.session.engines  # type: ignore[return-value]
+
+    @property
+    def judge_spec(self) -> JudgeSpec:
+        return self.session.judge_config
 
     @property
     def store_label(self) -> str:
         return display_path(self.store.path) if self.store is not None else "no store"
 
     def current_world(self) -> WorldSpec:
-        """The world of the open store (so probes and re-runs use the model it was made with)."""
-        world = self.store.world() if self.store is not None else None
-        if self.world.model or not world:  # a model named on the command line wins
-            return self.world
-        return WorldSpec.from_world(world, self.world)
+        """The world of the open store (so probes and re-runs use the model it was made with); a model named on
+        the command line wins."""
+        return self.session.current_world()
 
     def load_rows(self) -> tuple[list[FeatureRow], list[str]]:
         if self.store is None:
@@ -93,10 +109,7 @@ class Services:
 
     def ground_truth(self, feature: int) -> dict[str, Any] | None:
         """The feature's known attribute (the toy world ships one for every feature), or None."""
-        from agent.groundtruth import ground_truth_for
-
-        world = self.store.world() if self.store is not None else None
-        truth = ground_truth_for(world) if world else None
+        truth = self.session.ground_truth()
         return truth.get(feature) if truth else None
 
     def store_signature(self) -> tuple[Any, ...] | None:
@@ -160,89 +173,43 @@ class Services:
         return judge
 
     def prepare(self, request: RunRequest) -> PreparedRun:
-        """Check a run request from cheapest to dearest (agent.plan); raises SetupError naming the field to fix.
-        A request with a Ray address runs on engines of its own there (agent.cli.args.engines_on, as
-        ``steer-agent --ray``), closed when the run ends."""
-        from agent.cli.args import close_engines, engines_on, ray_problem
-
-        request = replace(request, topk=request.topk or self.topk_dir)
-        problem = ray_problem(request.ray, request.ray_workers)
-        if problem:
-            raise SetupError(problem, field="ray")
-        if request.ray is None:
-            return prepare_run(request, self.engines, judges=self.make_judge, current=self.store)
-        engines = engines_on(request.ray, request.ray_workers)
-        try:
-            return replace(prepare_run(request, engines, judges=self.make_judge, current=self.store), engines=engines)
-        except BaseException:
-            close_engines(engines)
-            raise
+        """Check a run request from cheapest to dearest (Session.prepare); raises SetupError naming the field to
+        fix. A request with a Ray address runs on engines of its own there, as ``steer-agent --ray``, closed
+        when the run ends."""
+        return self.session.prepare(replace(request, topk=request.topk or self.topk_dir))
 
     def prepare_rerun(self, feature: int, note: str | None) -> PreparedRun:
         """Re-judge one feature with a note (cached probes reused; a human decision moves to the history)."""
-        if self.store is None:
-            raise SetupError("no store is open", field="store")
-        world = self.current_world()
-        spec = self.judge_spec
         config = replace(self.run_config, rejudge=True, overwrite_reviewed=True, note=note or None)
-        require_collection(self.store, config, self.topk_dir)
-        return PreparedRun(features=[feature], engine=engine_source(self.engines, world), judge=self.make_judge(spec),
-                           config=config, world=world, judge_config=spec, store=self.store,
-                           title=f"re-run #{feature}", rerun=True)
+        return self.session.prepare_rerun(feature, config, self.topk_dir)
 
     def adopt(self, prepared: PreparedRun) -> bool:
         """Make the run's choices the current ones; True when the store changed."""
-        changed = prepared.store is not self.store
-        if changed and self.store is not None:
-            self.store.close()
-        self.store = prepared.store
-        self.world = prepared.world
-        self.judge_spec = prepared.judge_config
+        changed = self.session.adopt(prepared)
         if not prepared.rerun:
             self.run_config = prepared.config
         return changed
 
     def run(self, prepared: PreparedRun, on_event: Callable[[Any], None], control: Any) -> Any:
         """Run to the end (blocking: call from a worker thread); returns the RunSummary."""
-        from agent.cli.args import close_engines
-        from agent.run import run_features
-
-        try:
-            return run_features(prepared.engine, prepared.judge, prepared.store, prepared.features, prepared.config,
-                                on_event=on_event, control=control,  # the runner closes the judge's client
+        return self.session.run(prepared, on_event, control,
                                 topk=self.topk_dir)  # None: the collection the store records
-        finally:
-            close_engines(prepared.engines)  # a Ray pool's actors stop with the run
 
     # ------------------------------------------------------------------ manual probes
 
     def probe(self, probe: Probe, on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
         """Run ``probe`` and the unsteered baseline under the same settings; results go to the store's
         cache, and the probe to the feature's record (it persists across sessions and shows in export)."""
-        engine = self.engines.get(self.current_world())
         baseline = replace(probe, feature=None, strength=0.0, direction="feature")
-        fingerprint = engine.fingerprint()
-        results = engine.run([baseline, probe], on_result=on_result)
-        if self.store is not None:
-            for r in results:
-                self.store.put_probe(r.probe.key(fingerprint), r)
-            if probe.feature is not None:
-                self.store.add_manual_probe(probe.feature, results[-1], baseline=results[0], reviewer=self.reviewer)
+        results = self.session.probe([baseline, probe], on_result=on_result, world=self.current_world())
+        if self.store is not None and probe.feature is not None:
+            self.store.add_manual_probe(probe.feature, results[-1], baseline=results[0], reviewer=self.reviewer)
         return results
 
     def run_strengths(self) -> list[float]:
         """The strengths a run would sweep now (the hidden-norm multiples, the norm remembered in the
         store or measured on the engine; blocking: may load the model)."""
-        from agent.run.scheduler import norm_key
-        from agent.strengths import resolve_strengths
-
-        engine = self.engines.get(self.current_world())
-        sweep = self.run_config.sweep
-        known = self.store.get_meta(norm_key(engine, sweep.base_image)) if self.store is not None else None
-        strengths, source = resolve_strengths(engine, sweep, known)
-        if self.store is not None and known is None and "norm" in source:
-            self.store.set_meta(norm_key(engine, sweep.base_image), source["norm"])
-        return strengths
+        return self.session.run_strengths(self.run_config.sweep, world=self.current_world())
 
     def manual_probes(self, feature: int) -> list[dict[str, Any]]:
         """The feature's stored manual probes, oldest first."""

@@ -1,20 +1,17 @@
-"""Arguments the commands share (model and SAE, judge, store, number lists) and their typed forms (WorldSpec, a store)."""
+"""Arguments the front doors share (model and SAE, judge, scale-out, store, number lists; steer-tui's too) and
+their typed forms (WorldSpec, JudgeConfig, ScaleOut): what a Session is opened from."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from agent.judges import JudgeConfig, default_kind
-from agent.plan import default_store, url_problem
+from agent.judges import DEFAULT_JUDGE_MODEL, JudgeConfig, default_kind, url_problem
+from agent.judges.config import DEFAULT_KEY_ENV
+from agent.scale import ScaleOut
 from agent.strengths_check import check_strengths
-from agent.world import Engines, WorldSpec
-
-if TYPE_CHECKING:
-    from agent.run.ray.actor import RayOptions
+from agent.world import WorldSpec
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -50,59 +47,14 @@ def add_ray_options(parser: argparse.ArgumentParser) -> None:
                    help="engine actors (default: one per GPU of the cluster; on a cluster without GPUs, 1 CPU actor)")
 
 
-def ray_problem(address: str | None, workers: int | None) -> str | None:
-    """A one-line complaint about the Ray options (--ray ADDRESS, --ray-workers N; None where not given):
-    workers without an address, or an address without Ray installed; else None."""
-    if address is None:
-        return "--ray-workers goes with --ray [ADDRESS]" if workers is not None else None
-    import importlib.util
-
-    from agent.run.ray.actor import RAY_MISSING
-
-    return RAY_MISSING if importlib.util.find_spec("ray") is None else None
-
-
-def ray_options(args: argparse.Namespace) -> RayOptions:
-    """Where --ray runs the engines, and how many."""
-    from agent.run.ray.actor import RayOptions
-
-    return RayOptions(address=args.ray, workers=args.ray_workers)
-
-
-def engines_for(args: argparse.Namespace) -> Engines:
-    """Engines in this process, or (--ray) a pool of Ray actors; ray is imported only then."""
-    return engines_on(getattr(args, "ray", None), getattr(args, "ray_workers", None))
-
-
-def engines_on(address: str | None, workers: int | None = None) -> Engines:
-    """Engines in this process (no address), or a pool of Ray actors on the cluster at ``address``
-    (``local``: a new one on this machine); ray is imported only then."""
-    if address is None:
-        return Engines()
-    from agent.run.ray.actor import RayOptions
-    from agent.run.ray.pool import RayEngines
-
-    return RayEngines(RayOptions(address=address, workers=workers))
-
-
-def close_engines(engines: Any, report: Callable[[str], None] | None = None) -> None:
-    """Stop what the engines (or an engine) hold outside this process (a Ray pool's actors), after handing
-    ``report`` a line per actor."""
-    for line in getattr(engines, "worker_lines", list)() if report is not None else ():
-        report(line)
-    close = getattr(engines, "close", None)
-    if close is not None:
-        close()
+def scale_out(args: argparse.Namespace, model_here: bool = False) -> ScaleOut:
+    """Where --ray runs the engines, and how many (no --ray: this process)."""
+    return ScaleOut(ray=getattr(args, "ray", None), workers=getattr(args, "ray_workers", None), model_here=model_here)
 
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", type=Path, help="store folder (default: one per model/SAE/layer under "
                                                    "$STEER_INTERP_CACHE or ~/.cache/steer-interp)")
-
-
-def store_path(args: argparse.Namespace) -> Path:
-    """--store, else the default store of the world the model options choose (raises SteeringError)."""
-    return args.store if args.store else default_store(world_spec(args))
 
 
 def parse_floats(text: str) -> list[float]:
@@ -186,18 +138,18 @@ def output_file(text: str) -> str:
 
 
 def add_judge_options(p: argparse.ArgumentParser) -> None:
-    """The judge flags, one set for ``run`` and ``eval`` (so a judge is compared on the benchmark exactly as
-    it would run)."""
+    """The judge flags, one set for ``run``, ``eval`` and steer-tui (so a judge is compared on the benchmark,
+    and started in the TUI, exactly as it would run)."""
     j = p.add_argument_group("judge (default: offline, a deterministic heuristic that is not an LLM)")
     j.add_argument("--judge", choices=("offline", "openai"),
                    help="offline, or openai for any OpenAI-compatible endpoint (default: openai when "
                         "--judge-model or --judge-base-url is given, else offline)")
-    j.add_argument("--judge-model", help="model name at the endpoint (default gpt-4o-mini)")
+    j.add_argument("--judge-model", help=f"model name at the endpoint (default {DEFAULT_JUDGE_MODEL})")
     j.add_argument("--judge-base-url", type=judge_url,
                    help="endpoint URL, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL "
                                             "or OpenAI)")
-    j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
-                   help="environment variable holding the API key (default OPENAI_API_KEY)")
+    j.add_argument("--judge-api-key-env", default=DEFAULT_KEY_ENV, metavar="NAME",
+                   help=f"environment variable holding the API key (default {DEFAULT_KEY_ENV})")
     j.add_argument("--judge-format", choices=("auto", "schema", "json_object", "text"), default="auto",
                    help="response format: schema (json_schema), json_object (schema in the prompt, and in "
                         "response_format.schema for llama.cpp), text; auto learns once per endpoint what the "

@@ -43,10 +43,8 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     import torch
 
     from agent.eval.world import load_truth
-    from agent.strengths import hidden_norm
-    from steering.engine import SteeringEngine
-    from steering.models import load_vlm
-    from steering.sae import load_sae
+    from agent.session import Session
+    from agent.world import WorldSpec
     from steering.toy import DATA_DIR
     from steering.toy.claims import pure_features
     from steering.toy.gates import split
@@ -66,16 +64,18 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         print(f"error: {args.images} has no image descriptions for some of these features: pass the metrics of "
               "an eval of the same world (docs/eval/metrics.json for SAE features)", file=sys.stderr)
         return 2
-    engine = SteeringEngine(load_vlm(DATA_DIR / "model"), load_sae(sae_dir))
-    ev = collect(engine, features, hidden_norm(engine))
-    splits = split(features, truth, args.split_seed)
-    r = measure(ev, truth, splits, args.split_seed, images)
-    if args.auroc_oracle:
-        from agent.eval.simulation import Simulator
-        from steering.toy.scenes import FAMILIES
+    spec = WorldSpec(model=str(DATA_DIR / "model"), sae=str(sae_dir), device="cpu", dtype="fp32")
+    with Session(spec) as session:  # the toy world's model on the CPU, no store
+        engine = session.engine()
+        ev = collect(engine, features, session.hidden_norm())
+        splits = split(features, truth, args.split_seed)
+        r = measure(ev, truth, splits, args.split_seed, images)
+        if args.auroc_oracle:
+            from agent.eval.simulation import Simulator
+            from steering.toy.scenes import FAMILIES
 
-        values = [(fam, v) for fam, vs in FAMILIES.items() for v in vs]
-        r["auroc_oracle"] = auroc_oracle(Simulator(engine), list(splits["test"]), truth, values)
+            values = [(fam, v) for fam, vs in FAMILIES.items() for v in vs]
+            r["auroc_oracle"] = auroc_oracle(Simulator(engine), list(splits["test"]), truth, values)
     out(json.dumps(r, indent=1) if args.json else summary(r, world))
     return 0
 

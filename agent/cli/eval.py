@@ -15,16 +15,15 @@ from agent.cli.args import (
     add_judge_options,
     add_model_options,
     add_ray_options,
-    close_engines,
     judge_config,
     parse_floats,
-    ray_options,
-    ray_problem,
+    scale_out,
     world_spec,
 )
 from agent.eval.config import ALL_MODES, DEFAULT_MODES, EvalConfig
 from agent.plan import check_features
-from agent.world import ChoiceError, WorldSpec, check_world, load_engine
+from agent.session import Session
+from agent.world import ChoiceError, WorldSpec
 
 CPU_BATCH = 128
 """Rows per generate call on a CPU unless --batch-size says otherwise."""
@@ -146,9 +145,9 @@ def say(msg: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agent.eval.report import write_report
-    from agent.eval.runner import EvalError, evaluate
+    from agent.eval.runner import EvalError
 
-    problem = ray_problem(args.ray, args.ray_workers)
+    problem = scale_out(args).problem()
     if problem:
         say(f"error: {problem}")
         return 2
@@ -160,18 +159,16 @@ def run(args: argparse.Namespace) -> int:
         say(f"error: {exc}")
         return 2
     t0 = time.perf_counter()
-    inputs = None
-    try:
-        inputs = load_inputs(args, cfg)
-        inputs.timings["load"] = round(time.perf_counter() - t0, 2)
-        with inputs.cache:
-            metrics = evaluate(inputs, cfg)
-    except (ChoiceError, EvalError) as exc:
-        say(f"error: {exc}")
-        return 2
-    finally:
-        if inputs is not None:  # a Ray pool's actors stop with the evaluation, Ctrl-C included
-            close_engines(inputs.engine, say)
+    # a Ray pool's actors stop with the session, Ctrl-C included
+    with Session(world_spec(args), judge=judge_config(args), scale=scale_out(args, model_here=True),
+                 report=say) as session:
+        try:
+            inputs = load_inputs(session, args, cfg)
+            inputs.timings["load"] = round(time.perf_counter() - t0, 2)
+            metrics = session.evaluate(inputs, cfg)
+        except (ChoiceError, EvalError) as exc:
+            say(f"error: {exc}")
+            return 2
     metrics["timings"]["total"] = round(time.perf_counter() - t0, 2)
     if args.planted_seed is not None:
         metrics["planted_seed"] = args.planted_seed
@@ -209,33 +206,28 @@ def _simulator(args: argparse.Namespace, engine: Any, truth: Any) -> Any:
     return Simulator(engine, seed=args.seed)
 
 
-def load_inputs(args: argparse.Namespace, cfg: EvalConfig) -> Any:
-    """The evaluation's Inputs: ground truth, engine, features, embedder, cache, judge, top-k, CLIP (raises
-    ChoiceError; SteeringError goes to cli.main, exit 2)."""
-    from agent.eval.world import TruthError, load_truth, truth_for_sae
+def load_inputs(session: Session, args: argparse.Namespace, cfg: EvalConfig) -> Any:
+    """The evaluation's Inputs over the session's engine: ground truth, features, embedder, cache, judge, top-k,
+    CLIP (raises ChoiceError; SteeringError goes to cli.main, exit 2)."""
     from agent.features import FeatureSpecError, parse_features
 
-    spec = world_spec(args)
-    _model, sae = spec.resolved()
-    try:
-        truth = load_truth(args.ground_truth) if args.ground_truth else truth_for_sae(sae, args.layer)
-    except TruthError as exc:
-        raise ChoiceError(str(exc), field="ground_truth") from None
-    n = check_world(spec).n_features  # a range past the SAE is refused before the weights load
+    truth = session.truth(args.ground_truth)
+    n = session.check().n_features  # a range past the SAE is refused before the weights load
     if n is not None and args.features.strip().lower() != "all":
         try:
             parse_features(args.features, n)
         except FeatureSpecError as exc:
             raise ChoiceError(str(exc), field="features") from None
-    engine = _load_engine(spec, args)
+    session.world = eval_world(session.world)
+    engine = session.engine()
     try:
-        return _inputs(args, cfg, engine, truth)
+        return _inputs(session, args, cfg, engine, truth)
     except BaseException:
-        close_engines(engine)  # a Ray pool's actors
+        session.close(report=False)  # a Ray pool's actors stop at once: nothing ran on them
         raise
 
 
-def _inputs(args: argparse.Namespace, cfg: EvalConfig, engine: Any, truth: Any) -> Any:
+def _inputs(session: Session, args: argparse.Namespace, cfg: EvalConfig, engine: Any, truth: Any) -> Any:
     """load_inputs once the engine is loaded."""
     from agent.eval.cache import EvalCache
     from agent.eval.embeddings import EmbeddingUnavailable, load_embedder
@@ -254,7 +246,7 @@ def _inputs(args: argparse.Namespace, cfg: EvalConfig, engine: Any, truth: Any) 
     except EmbeddingUnavailable as exc:
         say(f"note: {exc}; embedding hits and the embedding forced choice are skipped")
     cache = EvalCache(eval_store_path(args))
-    judge, chooser = _judge(args, cfg, cache)
+    judge, chooser = _judge(session, args, cfg, cache)
     topk = None
     if args.topk:
         from steering.topk import load_topk
@@ -266,38 +258,23 @@ def _inputs(args: argparse.Namespace, cfg: EvalConfig, engine: Any, truth: Any) 
                   on_stage=lambda name: say(f"eval: {name} ..."))
 
 
-def _load_engine(spec: WorldSpec, args: argparse.Namespace) -> Any:
-    """The engine; larger batches pay on a CPU (a tiny model's generate is bound by per-step overhead),
-    a GPU sizes its batches from free memory. The batch size changes no answer. With --ray, its probes
-    run on a pool of Ray actors (one engine each, as in a run)."""
+def eval_world(spec: WorldSpec) -> WorldSpec:
+    """The world as the evaluation loads it: larger batches pay on a CPU (a tiny model's generate is bound by
+    per-step overhead), a GPU sizes its batches from free memory. The batch size changes no answer. With
+    --ray, its probes run on a pool of Ray actors (one engine each, as in a run), loaded the same."""
     from steering.models import resolve_device
 
     cpu = resolve_device(spec.device) == "cpu"
-    spec = replace(spec, batch_size=CPU_BATCH) if cpu and not spec.batch_size else spec
-    local = load_engine(spec)
-    if args.ray is None:
-        return local
-    from agent.run.ray.pool import RayEnginePool, RayProbeEngine
-
-    pool = RayEnginePool(spec, ray_options(args))
-    try:
-        return RayProbeEngine(pool, local)
-    except BaseException:
-        pool.close()
-        raise
+    return replace(spec, batch_size=CPU_BATCH) if cpu and not spec.batch_size else spec
 
 
-def _judge(args: argparse.Namespace, cfg: EvalConfig, cache: Any) -> tuple[Any, Any]:
+def _judge(session: Session, args: argparse.Namespace, cfg: EvalConfig, cache: Any) -> tuple[Any, Any]:
     """(the LLM judge, its forced-choice reader) when an endpoint is given and a mode needs them."""
     if not (_judge_wanted(args) and (cfg.wants("llm") or cfg.wants("forced-choice"))):
         return None, None
     from agent.eval.forced_choice import LLMChooser
-    from agent.judges import JudgeFatalError, build_judge
 
-    try:
-        judge = build_judge(judge_config(args))
-    except JudgeFatalError as exc:
-        raise ChoiceError(str(exc), field="judge") from None
+    judge = session.judge()
     backend = judge.backend
     return judge, LLMChooser(backend, cache=cache.shared, concurrency=backend.limit.limit)
 

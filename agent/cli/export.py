@@ -6,18 +6,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent.cli.args import output_file, store_path
+from agent.cli.args import output_file, world_spec
+from agent.session import Session
+from agent.world import ChoiceError
 
 
-def _open_store(args: argparse.Namespace):  # -> Store
-    from agent.store import Store, StoreError
-
-    path = store_path(args)
-    if not args.store and not path.exists():
-        raise StoreError(f"no store at {path}: pass --store DIR")
-    if args.store and not Path(args.store).exists():
-        raise StoreError(f"no store at {args.store}: check the path")
-    return Store(path)
+def _session(args: argparse.Namespace) -> Session:
+    """A session over the store the options name (it must exist: these commands only read and annotate it)."""
+    session = Session(world_spec(args), args.store)
+    try:
+        session.open_store(existing=True)
+    except BaseException:
+        session.close()
+        raise
+    return session
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -58,19 +60,18 @@ def add_world_options(p: argparse.ArgumentParser) -> None:
 def export(args: argparse.Namespace) -> int:
     from agent.export import export_store
     from agent.features import FeatureSpecError, parse_features
-    from agent.store import StoreError
 
     if args.out != "-" and Path(args.out).expanduser().exists() and not args.overwrite:
         print(f"error: {args.out} exists: pass --overwrite to replace it, or another --out", file=sys.stderr)
         return 2
     try:
         features = parse_features(args.features) if args.features is not None else None
-        store = _open_store(args)
-    except (FeatureSpecError, StoreError) as exc:
+        session = _session(args)
+    except (FeatureSpecError, ChoiceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with store:
-        result = export_store(store, args.out, features)
+    with session:
+        result = export_store(session.store, args.out, features)
     for line in [f"warning: {w}" for w in result.warnings] + [f"error: {exc}" for exc in result.corrupt]:
         print(line, file=sys.stderr)
     print(result.summary(args.out), file=sys.stderr if args.out == "-" else sys.stdout)
@@ -81,10 +82,10 @@ def review(args: argparse.Namespace) -> int:
     from agent.store import StoreError
 
     try:
-        with _open_store(args) as store:
-            rv = store.set_review(args.feature, args.decision, explanation=args.explanation, label=args.label,
-                                  note=args.note, reviewer=args.reviewer)
-    except StoreError as exc:
+        with _session(args) as session:
+            rv = session.store.set_review(args.feature, args.decision, explanation=args.explanation,
+                                          label=args.label, note=args.note, reviewer=args.reviewer)
+    except (ChoiceError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"feature {args.feature}: {rv.decision} by {rv.reviewer} at {rv.at}")

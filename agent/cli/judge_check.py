@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from agent.cli.args import judge_url, positive_float, positive_int
+from agent.judges.config import DEFAULT_KEY_ENV
 from agent.judges.redact import printable
 
 
@@ -19,8 +20,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--judge-base-url", required=True, type=judge_url,
                    help="endpoint URL, e.g. http://127.0.0.1:8080/v1")
     p.add_argument("--judge-model", help="model name at the endpoint (default: the first one it lists)")
-    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
-                   help="environment variable holding the API key (default OPENAI_API_KEY; local servers need none)")
+    p.add_argument("--judge-api-key-env", default=DEFAULT_KEY_ENV, metavar="NAME",
+                   help=f"environment variable holding the API key (default {DEFAULT_KEY_ENV}; local servers need none)")
     p.add_argument("--judge-timeout", type=positive_float, default=120.0, help="seconds per request (default 120)")
     p.add_argument("--judge-max-tokens", type=positive_int, default=600, help="reply cap (default 600)")
     p.set_defaults(func=main)

@@ -6,8 +6,11 @@ import argparse
 import json
 
 from agent.cli.args import add_model_options, parse_strengths, positive_int, whole_number, world_spec
+from agent.session import Session
+from agent.strengths import PROBE_MULTIPLES
 from agent.strengths_check import finite_or_none
-from agent.world import check_world, load_engine
+
+__all__ = ["PROBE_MULTIPLES", "add_parser", "feature_id", "run"]
 
 
 def feature_id(text: str) -> int:
@@ -35,36 +38,28 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-PROBE_MULTIPLES = (0.0, 0.5, 1.0, 2.0, 3.0)
-"""This command's strengths without --strengths, as multiples of the hidden-state norm at the layer: a
-short look from unsteered (0) to strong, where a run's sweep uses the denser steering.probes.SWEEP_MULTIPLES."""
-
-
 def run(args: argparse.Namespace) -> int:
     from steering.errors import FeatureOutOfRangeError
     from steering.images import check_base_image
     from steering.probes import Probe
 
-    facts = check_world(world_spec(args))  # before any weights load: SteeringError, exit 2
-    if facts.n_features is not None and args.feature >= facts.n_features:
-        raise FeatureOutOfRangeError(f"feature {args.feature} is out of range: this SAE has features "
-                                     f"0-{facts.n_features - 1}")
-    check_base_image(args.base_image)
-    engine = load_engine(world_spec(args))
-    engine.sae.check_feature(args.feature)
-    if args.strengths:
-        strengths = args.strengths
-    else:
-        norm = engine.hidden_norm(args.base_image)
-        strengths = [round(m * norm, 1) for m in PROBE_MULTIPLES]
-    probes = [
-        Probe(feature=args.feature, strength=s, samples=args.samples, seed=args.seed,
-              prompt="ask" if args.question else "describe", question=args.question,
-              base_image=args.base_image, direction="random" if args.control else "feature",
-              greedy=args.samples == 1)
-        for s in strengths
-    ]
-    results = engine.run(probes)
+    with Session(world_spec(args)) as session:  # no store: a probe is a look, nothing is kept
+        facts = session.check()  # before any weights load: SteeringError, exit 2
+        if facts.n_features is not None and args.feature >= facts.n_features:
+            raise FeatureOutOfRangeError(f"feature {args.feature} is out of range: this SAE has features "
+                                         f"0-{facts.n_features - 1}")
+        check_base_image(args.base_image)
+        engine = session.engine()
+        engine.sae.check_feature(args.feature)
+        strengths = args.strengths or session.probe_strengths(args.base_image)
+        probes = [
+            Probe(feature=args.feature, strength=s, samples=args.samples, seed=args.seed,
+                  prompt="ask" if args.question else "describe", question=args.question,
+                  base_image=args.base_image, direction="random" if args.control else "feature",
+                  greedy=args.samples == 1)
+            for s in strengths
+        ]
+        results = session.probe(probes)
     if args.json:
         print(json.dumps([{"strength": r.probe.strength, "texts": list(r.texts),
                            "kl_first": finite_or_none(round(r.kl_first, 4))} for r in results], indent=2, allow_nan=False))

@@ -7,23 +7,22 @@ import signal
 from typing import Any
 
 from agent.cli.args import (
+    add_judge_options,
     add_model_options,
     add_ray_options,
-    close_engines,
-    engines_for,
     add_store_option,
-    add_judge_options,
     judge_config,
     output_file,
     parse_floats,
     parse_strengths,
     positive_float,
     positive_int,
-    ray_problem,
+    scale_out,
     world_spec,
 )
 from agent.config import DEFAULT_KL_TARGETS, EVIDENCE_MODES, HYBRID_MULTIPLE, RunConfig, SweepConfig
-from agent.plan import ChoiceError, PreparedRun, RunRequest, check_features, prepare_run
+from agent.plan import ChoiceError, PreparedRun, RunRequest, check_features
+from agent.session import Session
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -135,25 +134,24 @@ def run(args: argparse.Namespace) -> int:
     install_log_redaction()  # log lines too: no terminal escape sequences, no credentials
     err = line_console(stderr=True)  # an error stays one line
     request = run_request(args)
+    scale = scale_out(args)
     try:
         check_features(request.features)  # fail on syntax before the other checks
-        problem = ray_problem(args.ray, args.ray_workers) or evidence_problem(args, request.judge.kind)
+        problem = scale.problem() or evidence_problem(args, request.judge.kind)
         if problem:
             raise ChoiceError(problem, field="evidence")
     except ChoiceError as exc:
         say(err, f"error: {exc}")
         return 2
-    engines = engines_for(args)
-    try:
+    # a Ray pool's actors stop with the session, Ctrl-C included, each saying its line first
+    with Session(request.world, request.store, request.judge, scale, report=lambda line: say(err, line)) as session:
         try:
             with loading(err, not args.no_progress):
-                prepared = prepare_run(request, engines)  # loads the engine only to learn the SAE's size
+                prepared = session.prepare(request)  # loads the engine only to learn the SAE's size
         except ChoiceError as exc:
             say(err, f"error: {exc}")
             return 2
-        return execute(prepared, args, err, live=getattr(engines, "live_line", None))
-    finally:  # a Ray pool's actors stop with the run, Ctrl-C included
-        close_engines(engines, lambda line: say(err, line))
+        return execute(prepared, args, err, live=getattr(session.engines, "live_line", None), session=session)
 
 
 class LoadInterrupted(Exception):
@@ -190,14 +188,20 @@ def interruptible(engine: Any, control: Any) -> Any:
     return load
 
 
-def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any = None) -> int:
+def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any = None,
+            session: Session | None = None) -> int:
     """Run a prepared request to the end (Ctrl-C: finish the batch in progress, or stop loading at once;
-    twice: quit), then report."""
+    twice: quit), then report. ``session``: the one it was prepared in (None: one over its store, closed here)."""
+    from dataclasses import replace
+
     from agent.cli.progress import RichProgress, say
     from agent.export import export_records
-    from agent.groundtruth import ground_truth_for
-    from agent.run import RunControl, run_features
+    from agent.run import RunControl
     from agent.store import StoreError
+
+    if session is None:
+        with Session(prepared.world, prepared.store, prepared.judge_config) as own:
+            return execute(prepared, args, err, live, own)
 
     control = RunControl()
     interrupted = {"n": 0}
@@ -213,11 +217,10 @@ def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any
     store, features = prepared.store, prepared.features
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        with store, RichProgress(err, enabled=not args.no_progress, verbose=args.verbose,
-                                 extra=live) as progress:
+        with RichProgress(err, enabled=not args.no_progress, verbose=args.verbose, extra=live) as progress:
             try:
-                summary = run_features(interruptible(prepared.engine, control), prepared.judge, store, features,
-                                       prepared.config, on_event=progress, control=control)
+                summary = session.run(replace(prepared, engine=interruptible(prepared.engine, control)),
+                                      on_event=progress, control=control)
             except StoreError as exc:
                 say(err, f"error: {exc}")
                 return 2
@@ -231,7 +234,7 @@ def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any
             reached = features if summary.stop_reason != "interrupted" else \
                 [f for f in features if summary.statuses.get(f, "not-started") != "not-started"]
             records = store.list_records(reached)
-            truth = ground_truth_for(store.world() or {})
+            truth = session.ground_truth()
             exported = export_records(store, args.export, features) \
                 if args.export and summary.stop_reason != "interrupted" else None
     finally:

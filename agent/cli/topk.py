@@ -18,17 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.cli.args import (
-    add_model_options,
-    add_ray_options,
-    add_store_option,
-    positive_int,
-    ray_options,
-    ray_problem,
-    store_path,
-    world_spec,
-)
-from agent.world import WORLD_KEYS, load_engine, same_world
+from agent.cli.args import add_model_options, add_ray_options, add_store_option, positive_int, scale_out, world_spec
+from agent.session import Session
+from agent.world import ChoiceError, same_world
 
 TOY_SCENES = 2000
 
@@ -93,61 +85,59 @@ def check_args(args: argparse.Namespace) -> str | None:
         problem = folder_problem(args.images)
         if problem:
             return problem
-    return ray_problem(args.ray, args.ray_workers)
+    return scale_out(args).problem()
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.store import Store, StoreError
-    from agent.topk import record_topk
-
     problem = check_args(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    toy = args.images is None and args.dataset is None
     spec = world_spec(args)
     spec.resolved()  # SteeringError (exit 2) when there is no world to collect for
-    try:
-        store = Store(store_path(args))
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    with store:
-        held = store.world()
-        if held and not same_world(spec, held):
-            print(f"error: store {store.path} holds records for model {held.get('model')} / SAE {held.get('sae')} / "
-                  f"layer {held.get('layer')}: pass that model's options or another --store", file=sys.stderr)
-            return 2
-        out = store.path / "topk" / folder_name(args)
-        t0 = time.perf_counter()
+    with Session(spec, args.store, scale=scale_out(args), report=lambda line: print(line, file=sys.stderr)) as session:
         try:
-            result, fresh = _collect_toy(args, out) if toy else _collect(args, out)
-        except KeyboardInterrupt:
-            print(f"interrupted: run the same command again to resume from the last checkpoint in {out}",
-                  file=sys.stderr)
-            return 130
-        run = result.meta.get("run", {})
-        try:
-            store.bind_world({k: run.get(k) for k in WORLD_KEYS})
-        except StoreError as exc:
+            store = session.open_store()
+        except ChoiceError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        if store.get_meta("n_features") is None:
-            store.set_meta("n_features", int(result.d_sae))
-        record_topk(store, out)
-        seconds = time.perf_counter() - t0
-        meta = result.meta
-        rate = meta.get("images_per_second")
-        fired = int((result.ids[:, 0] >= 0).sum())
-        done = f"in {seconds:.1f} s" + (f", {rate:g} images/s collecting" if rate else "") if fresh else \
-            "(already collected: --restart collects again)"
-        print(f"top-{result.k} images of {result.d_sae} features over {meta['n_images']} images "
-              f"({fired} features fired) {done}")
-        skipped = result.unreadable()
-        if skipped:
-            print(f"warning: {skipped}", file=sys.stderr)
-        print(f"collection: {out}")
-        print(f"recorded in store {store.path}: use it with steer-agent --evidence topk|hybrid|all, and in steer-tui")
+        return _collect_into(session, store, args)
+
+
+def _collect_into(session: Session, store: Any, args: argparse.Namespace) -> int:
+    """Collect (or find collected) the top-k of the images the options name, and record it in the store."""
+    held = store.world()
+    if held and not same_world(session.world, held):
+        print(f"error: store {store.path} holds records for model {held.get('model')} / SAE {held.get('sae')} / "
+              f"layer {held.get('layer')}: pass that model's options or another --store", file=sys.stderr)
+        return 2
+    out = store.path / "topk" / folder_name(args)
+    t0 = time.perf_counter()
+    toy = args.images is None and args.dataset is None
+    try:
+        result, fresh = _collect_toy(session, args, out) if toy else _collect(session, args, out)
+    except KeyboardInterrupt:
+        print(f"interrupted: run the same command again to resume from the last checkpoint in {out}",
+              file=sys.stderr)
+        return 130
+    try:
+        session.record_topk(result, out)
+    except ChoiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - t0
+    meta = result.meta
+    rate = meta.get("images_per_second")
+    fired = int((result.ids[:, 0] >= 0).sum())
+    done = f"in {seconds:.1f} s" + (f", {rate:g} images/s collecting" if rate else "") if fresh else \
+        "(already collected: --restart collects again)"
+    print(f"top-{result.k} images of {result.d_sae} features over {meta['n_images']} images "
+          f"({fired} features fired) {done}")
+    skipped = result.unreadable()
+    if skipped:
+        print(f"warning: {skipped}", file=sys.stderr)
+    print(f"collection: {out}")
+    print(f"recorded in store {store.path}: use it with steer-agent --evidence topk|hybrid|all, and in steer-tui")
     return 0
 
 
@@ -164,9 +154,9 @@ def _finished(out: Path, k: int, names: list[str] | None) -> Any:
     return done if done.k == k and (names is None or done.names == names) else None
 
 
-def _collect(args: argparse.Namespace, out: Path) -> tuple[Any, bool]:
+def _collect(session: Session, args: argparse.Namespace, out: Path) -> tuple[Any, bool]:
     """(result, whether it was collected now)."""
-    from steering.topk import DatasetSource, EncoderSpec, FolderSource, TopKConfig, collect_topk
+    from steering.topk import DatasetSource, FolderSource, TopKConfig
     from steering.topk.sources import quiet_size_warnings
 
     quiet_size_warnings()  # oversized images are skipped and named in one warning line
@@ -180,32 +170,14 @@ def _collect(args: argparse.Namespace, out: Path) -> tuple[Any, bool]:
         return done, False
     source.check_readable()  # TopKError (exit 2) before the model loads when no image can be read
     config = TopKConfig(k=args.k, batch_size=args.batch_size or TopKConfig.batch_size)
-    if args.ray is not None:
-        return _on_ray(args)(source, out, config, restart=args.restart), True
-    engine = load_engine(world_spec(args))
-    spec = EncoderSpec.from_vlm(engine.vlm, engine.sae, engine.layer)
-    result = collect_topk(spec, engine.sae, source, out, config, restart=args.restart, progress=not args.no_progress)
-    return result, True
+    return session.collect_topk(source, out, config, restart=args.restart, progress=not args.no_progress), True
 
 
-def _collect_toy(args: argparse.Namespace, out: Path) -> tuple[Any, bool]:
-    from steering.topk import build_toy_topk
-
+def _collect_toy(session: Session, args: argparse.Namespace, out: Path) -> tuple[Any, bool]:
     if args.restart and out.exists():
         shutil.rmtree(out)
     done = _finished(out, args.k, None)
     if done is not None:
         return done, False
-    collect = None if args.ray is None else _on_ray(args, toy=True)
-    return build_toy_topk(out, n_scenes=args.toy_scenes, seed=args.seed, k=args.k, progress=not args.no_progress,
-                          collect=collect), True
-
-
-def _on_ray(args: argparse.Namespace, toy: bool = False) -> Any:
-    """The collection on Ray actors (--ray): (source, out, config, restart=False) -> the result."""
-    from functools import partial
-
-    from agent.run.ray.topk import TOY_ENCODER, collect_on_ray
-
-    return partial(collect_on_ray, world_spec(args), ray_options(args), loader=TOY_ENCODER if toy else None,
-                   progress=not args.no_progress, report=lambda line: print(line, file=sys.stderr))
+    return session.collect_toy_topk(out, n_scenes=args.toy_scenes, seed=args.seed, k=args.k,
+                                    progress=not args.no_progress), True

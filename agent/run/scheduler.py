@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +25,7 @@ from agent.run.loop import LoopContext, TokenBudget, explain_feature
 from agent.run.probes import Engine, ProbeService
 from agent.run.state import EventCallback, Run, RunControl, RunSummary
 from agent.run.sweep import background_probes
-from agent.strengths import resolve_strengths
+from agent.strengths import Norms, resolve_strengths
 from agent.world import world_of
 from agent.store import RecordUnreadable, Store, StoreError, StoreUnwritable
 
@@ -40,24 +38,26 @@ EngineSource = Engine | Callable[[], Engine]
 def run_features(engine: EngineSource, judge: Judge, store: Store | None, features: Sequence[int],
                  config: RunConfig | None = None, *, on_event: EventCallback | None = None,
                  control: RunControl | None = None, topk: str | Path | None = None,
-                 describer: Describer | None = None) -> RunSummary:
+                 describer: Describer | None = None, norms: Norms | None = None) -> RunSummary:
     """Explain ``features`` (blocking; runs its own event loop, so call it from a worker thread in a UI).
 
     ``engine`` may be a zero-argument factory: it is then called only when some feature needs work,
     so a run that the store already answers never loads a model. With ``config.evidence`` other than
     ``steering`` the top-k collection is ``topk`` or the store's (agent.topk.require_topk raises
-    TopKMissing without one); ``describer`` replaces the engine-backed one (tests).
+    TopKMissing without one); ``describer`` replaces the engine-backed one (tests). ``norms``: where the
+    hidden-state norm is measured and remembered (None: ``Norms(store)``; a Session passes its own).
     """
     return asyncio.run(arun_features(engine, judge, store, features, config, on_event=on_event, control=control,
-                                     topk=topk, describer=describer))
+                                     topk=topk, describer=describer, norms=norms))
 
 
 async def arun_features(engine: EngineSource, judge: Judge, store: Store | None, features: Sequence[int],
                         config: RunConfig | None = None, *, on_event: EventCallback | None = None,
                         control: RunControl | None = None, topk: str | Path | None = None,
-                        describer: Describer | None = None) -> RunSummary:
+                        describer: Describer | None = None, norms: Norms | None = None) -> RunSummary:
     """``run_features`` inside a running event loop."""
     cfg = config or RunConfig()
+    norms = norms or Norms(store)
     run = Run(features, cfg, control, on_event)
     if _is_engine(engine) and store is not None:
         store.bind_world(world_of(engine))  # refuse a store made for another world before reading it
@@ -82,13 +82,14 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
                            stop=lambda: run.control.cancelled)
     images: ImageEvidenceService | None = None
     try:
-        strengths, source = await _strengths(loaded, cfg, store, service, run.phase)
+        strengths, source = await _strengths(loaded, cfg, norms, service, run.phase)
         run.summary.strengths, run.summary.strength_source = strengths, source
         if cfg.image_modes:
             if describer is None:
                 assert topk_root is not None
                 describer = describer_for(loaded, topk_root)
-            images, run.summary.images = await _image_evidence(loaded, cfg, store, service, source, describer)
+            images, run.summary.images = await _image_evidence(loaded, cfg, store, service, source, describer,
+                                                               norms)
         _started(run, judge, store, to_run, strengths)
         if not run.control.cancelled:  # a Ctrl-C while measuring starts no batch
             run.phase(f"probing {len(to_run)} features x {len(strengths)} strengths")
@@ -180,44 +181,20 @@ async def _close(service: ProbeService, images: ImageEvidenceService | None, jud
             log.debug("closing the judge failed", exc_info=True)
 
 
-def norm_key(engine: Engine, base_image: str) -> str:
-    """Where the store remembers the engine's hidden-state norm on ``base_image``."""
-    fp_hash = hashlib.sha256(json.dumps(engine.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
-    return f"hidden_norm/{fp_hash}/{base_image}"
-
-
-async def _strengths(engine: Engine, cfg: RunConfig, store: Store | None, service: ProbeService,
+async def _strengths(engine: Engine, cfg: RunConfig, norms: Norms, service: ProbeService,
                      phase: Callable[[str], None] = lambda _m: None) -> tuple[list[float], dict[str, Any]]:
-    """The schedule, measuring the hidden-state norm once per engine (remembered in the store)."""
+    """The schedule; the hidden-state norm comes from ``norms`` (measured in the engine's thread when new)."""
     sweep = cfg.sweep
     if sweep.strengths:
         return resolve_strengths(engine, sweep)
-    meta_key = norm_key(engine, sweep.base_image)
-    known = store.get_meta(meta_key) if store is not None else None
-    if known is None and not sweep.calibrate:
+    if norms.known(engine, sweep.base_image) is None and not sweep.calibrate:
         phase("measuring the hidden-state norm at the layer")
-    strengths, source = await service.call(resolve_strengths, engine, sweep, known)
-    if store is not None and "norm" in source and known is None:
-        store.set_meta(meta_key, source["norm"])
-    return strengths, source
-
-
-async def _norm(engine: Engine, base_image: str, store: Store | None, service: ProbeService) -> float:
-    """The median hidden-state norm at the hooked layer on ``base_image`` (remembered in the store)."""
-    from agent.strengths import hidden_norm
-
-    meta_key = norm_key(engine, base_image)
-    known = store.get_meta(meta_key) if store is not None else None
-    if known is not None:
-        return float(known)
-    norm = float(await service.call(hidden_norm, engine, base_image))
-    if store is not None:
-        store.set_meta(meta_key, round(norm, 4))
-    return norm
+    return await service.call(resolve_strengths, engine, sweep, norms)
 
 
 async def _image_evidence(engine: Engine, cfg: RunConfig, store: Store | None, service: ProbeService,
-                          source: dict[str, Any], describer: Describer) -> tuple[ImageEvidenceService, dict[str, Any]]:
+                          source: dict[str, Any], describer: Describer,
+                          norms: Norms) -> tuple[ImageEvidenceService, dict[str, Any]]:
     """Load and check the collection (in the engine's thread) and settle the hybrid strength."""
     fingerprint = await service.call(describer.prepare)  # TopKError: the collection does not fit
     info: dict[str, Any] = {"evidence": cfg.evidence, "modes": list(cfg.image_modes), "n_images": cfg.topk_images,
@@ -229,7 +206,7 @@ async def _image_evidence(engine: Engine, cfg: RunConfig, store: Store | None, s
             fp = engine.fingerprint()
             norm = source.get("norm")
             if norm is None and reference_hybrid_strength(fp.get("sae"), fp.get("layer")) is None:
-                norm = await _norm(engine, cfg.sweep.base_image, store, service)  # a fixed --strengths ladder
+                norm = await service.call(norms.norm, engine, cfg.sweep.base_image)  # a fixed --strengths ladder
             strength, why = default_hybrid_strength(fp, norm)
         info.update(hybrid_strength=strength, hybrid_source=why)
     service_ = ImageEvidenceService(describer, fingerprint, service.submit, store, read_cache=not cfg.force)

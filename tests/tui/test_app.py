@@ -173,7 +173,7 @@ async def test_setup_shows_bad_input_inline(store: Any, make_app: Any, monkeypat
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed: pip install -e '.[ray]'")
 async def test_a_run_on_a_ray_address_gets_the_engines_steer_agent_ray_uses(store: Any, make_app: Any, engine: Any,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Ray fields reach the run request, which runs on agent.cli.args.engines_on(address, workers), as
+    """The Ray fields reach the run request, which runs on agent.session.engines_on(address, workers), as
     steer-agent --ray does (faked here: no cluster); those engines close when the run ends."""
     from agent.world import Engines
     from tests.tui.fakes import scripted_judge
@@ -190,7 +190,7 @@ async def test_a_run_on_a_ray_address_gets_the_engines_steer_agent_ray_uses(stor
         made.append((address, workers, PoolEngines(factory=lambda spec: engine)))
         return made[-1][2]
 
-    monkeypatch.setattr("agent.cli.args.engines_on", engines_on)
+    monkeypatch.setattr("agent.session.engines_on", engines_on)
     app = make_app(store, judge=scripted_judge())
     async with app.run_test(size=(80, 24)) as pilot:
         await start(app, pilot, features="0-3", ray_workers="2")  # workers alone: refused inline

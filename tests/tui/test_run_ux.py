@@ -205,10 +205,10 @@ async def test_a_ray_run_shows_each_workers_rows_under_the_run_line(filled: Any,
         def worker_lines(self) -> list[str]:
             return ["ray worker 0 (pid 11 on node-a): 40 rows, 12.5 rows/s", "ray worker 1 (pid 12 on node-b): 38 rows"]
 
-    monkeypatch.setattr("agent.cli.args.engines_on", lambda address, workers=None: PoolEngines(factory=lambda s: slow))
+    monkeypatch.setattr("agent.session.engines_on", lambda address, workers=None: PoolEngines(factory=lambda s: slow))
     # The pool is faked, so the run needs no Ray: the README's install has none, and its refusal of a Ray
     # address (tested on its own) must not stop this panel test.
-    monkeypatch.setattr("agent.cli.args.ray_problem", lambda address, workers: None)
+    monkeypatch.setattr("agent.session.ray_problem", lambda address, workers: None)
     app = make_app(filled, engine=slow)
     try:
         async with app.run_test(size=(100, 30)) as pilot:

@@ -25,8 +25,9 @@ from textual.widgets import (
 from textual.worker import Worker, WorkerState
 
 from agent.features import FeatureSpecError, parse_features
+from agent.judges.config import DEFAULT_JUDGE_MODEL, DEFAULT_KEY_ENV
 from agent.judges.redact import shown_url
-from tui.backends import INJECTED, JudgeSpec, SetupError
+from tui.backends import INJECTED, SetupError
 from tui.screens.host import host
 from tui.services import PreparedRun, RunRequest, display_path
 
@@ -69,14 +70,14 @@ class SetupScreen(Screen[PreparedRun | None]):
                 yield Select(kinds, value=judge.kind if judge.kind in {v for _, v in kinds} else kinds[0][1],
                              allow_blank=False, id="judge", compact=True)
                 yield Label("judge model")
-                yield Input(judge.model or "", id="judge_model", compact=True, placeholder="gpt-4o-mini")
+                yield Input(judge.model or "", id="judge_model", compact=True, placeholder=DEFAULT_JUDGE_MODEL)
                 yield Label("judge URL")
                 # Shown with its password and query values masked; left as shown, the real URL is used.
                 yield Input(shown_url(judge.base_url), id="judge_url", compact=True,
                             placeholder="OpenAI, or http://localhost:8000/v1")
                 yield Label("API key var")
-                yield Input(judge.api_key_env or "OPENAI_API_KEY", id="judge_key_env", compact=True,
-                            placeholder="OPENAI_API_KEY (the environment variable holding the key)")
+                yield Input(judge.api_key_env or DEFAULT_KEY_ENV, id="judge_key_env", compact=True,
+                            placeholder=f"{DEFAULT_KEY_ENV} (the environment variable holding the key)")
                 yield Label("samples")
                 yield Input(str(cfg.sweep.samples), id="samples", type="integer", compact=True)
                 yield Label("judge rounds")
@@ -161,9 +162,10 @@ class SetupScreen(Screen[PreparedRun | None]):
         url = text("judge_url")
         if url and url == shown_url(s.judge_spec.base_url):  # the masked URL as shown: the real one
             url = s.judge_spec.base_url or url
-        judge = JudgeSpec(kind=str(self.query_one("#judge", Select).value), model=text("judge_model") or None,
-                          base_url=url or None,
-                          api_key_env=text("judge_key_env") or s.judge_spec.api_key_env)
+        # the form's fields over the call policy steer-tui was started with (--judge-timeout, ...)
+        judge = replace(s.judge_spec, kind=str(self.query_one("#judge", Select).value),
+                        model=text("judge_model") or None, base_url=url or None,
+                        api_key_env=text("judge_key_env") or s.judge_spec.api_key_env, api_key=None)
         cfg = s.run_config
         config = replace(cfg, sweep=replace(cfg.sweep, samples=number("samples", "samples")),
                          max_rounds=number("rounds", "judge rounds"),

@@ -115,16 +115,17 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+ENGINE_LOADER = "agent.world:load_engine"
+"""What an actor builds its engine with when no loader is given: the world module's loader, as the driver's
+Session loads its engine."""
+
+
 def load_with(spec: WorldSpec, loader: str | None) -> Any:
-    """What ``loader`` (``module:function``) builds from a spec; without one, the engine (agent.world.load_engine)."""
-    if loader:
-        import importlib
+    """What ``loader`` (``module:function``; None: ENGINE_LOADER, the engine) builds from a spec."""
+    import importlib
 
-        module, _, name = loader.partition(":")
-        return getattr(importlib.import_module(module), name)(spec)
-    from agent.world import load_engine
-
-    return load_engine(spec)
+    module, _, name = (loader or ENGINE_LOADER).partition(":")
+    return getattr(importlib.import_module(module), name)(spec)
 
 
 def connect(options: RayOptions) -> bool:

@@ -28,11 +28,10 @@ TOY_ENCODER = "steering.topk.collect:toy_encoder"
 
 
 def engine_encoder(spec: WorldSpec) -> tuple[Any, Any]:
-    """(EncoderSpec, SAE) of the engine ``spec`` names (agent.world.load_engine)."""
-    from agent.world import load_engine
+    """(EncoderSpec, SAE) of the engine ``spec`` names (the actor's default loader, agent.world.load_engine)."""
     from steering.topk import EncoderSpec
 
-    engine = load_engine(spec)
+    engine = load_with(spec, None)
     return EncoderSpec.from_vlm(engine.vlm, engine.sae, engine.layer), engine.sae
 
 

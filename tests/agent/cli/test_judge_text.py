@@ -117,10 +117,10 @@ def test_probe_prints_the_model_s_words_literally(tiny_world: tuple[Path, Path],
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """`steer-agent probe` on the tiny world, its engine's answers replaced by hostile text (a random model
     cannot be made to write it): the table shows them literally, no MarkupError, no escape sequence."""
-    from agent.cli import probe
+    from agent import world
     from agent.cli.main import main
 
-    real_load = probe.load_engine
+    real_load = world.load_engine
 
     def hostile_engine(spec):  # type: ignore[no-untyped-def]
         engine = real_load(spec)
@@ -132,7 +132,7 @@ def test_probe_prints_the_model_s_words_literally(tiny_world: tuple[Path, Path],
         engine.run = run
         return engine
 
-    monkeypatch.setattr(probe, "load_engine", hostile_engine)
+    monkeypatch.setattr(world, "load_engine", hostile_engine)  # the session's engines load with it
     model, sae = tiny_world
     rc = main(["probe", "--model", str(model), "--sae", str(sae), "--feature", "1", "--strengths", "0,4"])
     out = capsys.readouterr().out

@@ -35,7 +35,7 @@ def test_no_readable_image_and_a_file_are_one_error_line(tiny_world, tmp_path: P
     def no_model(*_: object) -> None:
         raise AssertionError("the model loaded before the images were checked")
 
-    monkeypatch.setattr("agent.cli.topk.load_engine", no_model)
+    monkeypatch.setattr("agent.world.load_engine", no_model)  # the session's engines load with it
     hostile = write_hostile_folder(tmp_path / "hostile")
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -147,9 +147,10 @@ def test_a_run_without_ray_never_imports_it(tmp_path: Path) -> None:
     """The CLI's engines without --ray are in-process ones, and nothing imports ray on the way."""
     code = ("import sys\n"
             "from agent.cli.main import build_parser, with_default_command\n"
-            "from agent.cli.args import engines_for\n"
+            "from agent.cli.args import scale_out\n"
+            "from agent.session import Session\n"
             "args = build_parser().parse_args(with_default_command(['--features', '0-3']))\n"
-            "engines = engines_for(args)\n"
+            "engines = Session(scale=scale_out(args)).engines\n"
             "print(type(engines).__name__, 'ray' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.stdout.split() == ["Engines", "False"], out.stderr
