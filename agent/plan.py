@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config import RunConfig
-from agent.features import FeatureSpecError, check_ranges, parse_features, parse_ranges
+from agent.run.config import RunConfig
+from agent.run.features import FeatureSpecError, check_ranges, parse_features, parse_ranges
 from agent.judges import JudgeConfig, JudgeFatalError, JudgeUnreachable, checked_judge, url_problem
-from agent.store import Store, StoreError, default_store_path
+from agent.store.store import Store, StoreError, default_store_path
 from agent.topk import TopKMissing, require_topk
 from agent.world import ChoiceError, Engines, SteeringError, WorldSpec, wanted_world, world_of
 

@@ -25,13 +25,13 @@ from agent.plan import (
     prepare_run,
     require_collection,
 )
-from agent.scale import Report, ScaleOut, close_engines, engines_on, ray_problem
-from agent.store import Store
-from agent.strengths import Norms, probe_schedule, resolve_strengths
+from agent.run.scale import Report, ScaleOut, close_engines, engines_on, ray_problem
+from agent.store.store import Store
+from agent.run.strengths import Norms, probe_schedule, resolve_strengths
 from agent.world import Engine, Engines, WorldFacts, WorldSpec, check_world, load_engine
 
 if TYPE_CHECKING:
-    from agent.config import RunConfig, SweepConfig
+    from agent.run.config import RunConfig, SweepConfig
     from agent.probes import Probe, ProbeResult
     from agent.run import RunControl, RunSummary
 
@@ -286,7 +286,7 @@ class Session:
     def record_topk(self, result: Any, out: Path) -> None:
         """Bind the store to the world a collection was made with and record the collection in it (raises
         ChoiceError for a store made for another world)."""
-        from agent.store import StoreError
+        from agent.store.store import StoreError
         from agent.topk import record_topk
         from agent.world import WORLD_KEYS
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PIL import Image
 
-    from agent.store import Store
+    from agent.store.store import Store
     from steering.topk import TopKResult
 
 META_KEY = "topk"

@@ -42,11 +42,11 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None)
     args = parser.parse_args()
 
-    from agent.config import RunConfig
-    from agent.features import parse_features
+    from agent.run.config import RunConfig
+    from agent.run.features import parse_features
     from agent.judges import OfflineJudge
     from agent.run import run_features
-    from agent.store import Store
+    from agent.store.store import Store
 
     world = args.world
     if world is None:

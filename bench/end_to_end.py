@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.config import RunConfig, SweepConfig
+from agent.run.config import RunConfig, SweepConfig
 from agent.judges.base import JudgeContext, JudgeTurn
 from agent.run import run_features
-from agent.store import Store
-from agent.verdicts import ProbeRequest, Verdict
+from agent.store.store import Store
+from agent.judges.verdicts import ProbeRequest, Verdict
 
 
 class SimulatedJudge:

@@ -105,7 +105,7 @@ def run_agent(url: str | None, features: int, store: Path, extra: list[str] = ()
 
 
 def figures(store: Path, rows: list[dict[str, object]]) -> dict[str, object]:
-    from agent.store import Store
+    from agent.store.store import Store
 
     calls, reasks, call_seconds = 0, 0, 0.0
     with Store(store) as s:

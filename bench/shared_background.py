@@ -22,11 +22,11 @@ def main() -> None:
 
     import torch
 
-    from agent.config import RunConfig, SweepConfig
-    from agent.features import parse_features
+    from agent.run.config import RunConfig, SweepConfig
+    from agent.run.features import parse_features
     from agent.judges import OfflineJudge
     from agent.run import run_features
-    from agent.store import Store
+    from agent.store.store import Store
     from steering import toy
     from steering.engine import SteeringEngine
     from steering.models import load_vlm

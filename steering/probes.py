@@ -10,7 +10,7 @@ from typing import Any
 from steering.image_names import OBJECT_BASES
 
 SWEEP_MULTIPLES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
-"""A run's default sweep ladder, as multiples of the hidden-state norm at the layer (agent.config.SweepConfig's
+"""A run's default sweep ladder, as multiples of the hidden-state norm at the layer (agent.run.config.SweepConfig's
 ``multiples``; the world's gates sweep it too, steering.toy.gates); `steer-agent probe` has its own shorter
 default (agent.cli.probe.PROBE_MULTIPLES)."""
 # Kinds of direction a probe can steer along.

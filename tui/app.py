@@ -16,8 +16,8 @@ from textual.binding import BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from agent.config import RunConfig
-from agent.store import Store
+from agent.run.config import RunConfig
+from agent.store.store import Store
 from tui.backends import EngineFactory, Engines, JudgeFactory, JudgeSpec, WorldSpec
 from tui.evaluation import EvalReport, load_report
 from tui.messages import RowsLoaded

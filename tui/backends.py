@@ -59,7 +59,7 @@ class LockedEngine:
         return self.engine.fingerprint()
 
     def hidden_norm(self, base_image: str = "white") -> float:
-        from agent.strengths import hidden_norm
+        from agent.run.strengths import hidden_norm
 
         with self.lock:
             return hidden_norm(self.engine, base_image)

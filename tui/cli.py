@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")
 
     from agent.session import Session
-    from agent.store import StoreError
+    from agent.store.store import StoreError
     from agent.world import ChoiceError, SteeringError
     from tui.app import create_app
     from tui.evaluation import ReportError, load_report

@@ -12,7 +12,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from agent.evidence import STOPWORDS, words
+from agent.judges.evidence import STOPWORDS, words
 
 CHANGED = "bold #ff9e3d"
 """Style of a word the baseline does not have."""

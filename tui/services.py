@@ -13,12 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.config import RunConfig
+from agent.run.config import RunConfig
 from agent.plan import PreparedRun, RunRequest
 from agent.probes import Probe, ProbeResult
-from agent.records import FeatureRecord, Review, default_reviewer
+from agent.store.records import FeatureRecord, Review, default_reviewer
 from agent.session import Session
-from agent.store import RecordUnreadable, Store, StoreError
+from agent.store.store import RecordUnreadable, Store, StoreError
 from tui.backends import INJECTED, Engines, JudgeFactory, JudgeSpec, SetupError, WorldSpec, check_judge, make_judge_for
 from tui.rows import FeatureRow
 
@@ -155,7 +155,7 @@ class Services:
             self.store.clear_review(feature, reviewer=self.reviewer)
 
     def export(self, path: str | Path) -> int:
-        from agent.export import export_records
+        from agent.store.export import export_records
 
         if self.store is None:
             raise StoreError("no store is open: nothing to export")

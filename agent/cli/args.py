@@ -9,8 +9,8 @@ from pathlib import Path
 
 from agent.judges import DEFAULT_JUDGE_MODEL, JudgeConfig, default_kind, url_problem
 from agent.judges.config import DEFAULT_KEY_ENV
-from agent.scale import ScaleOut
-from agent.strengths_check import check_strengths
+from agent.run.scale import ScaleOut
+from agent.run.strengths import check_strengths
 from agent.world import WorldSpec
 
 

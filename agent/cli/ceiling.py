@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     sae_dir = DATA_DIR / "sae"
     world = "the toy world's SAE features"
     if args.planted_seed is not None:
-        from agent.store import cache_root
+        from agent.store.store import cache_root
         from steering.toy.planted import ensure
 
         sae_dir = ensure(cache_root() / "planted" / f"seed-{args.planted_seed}", args.planted_seed)

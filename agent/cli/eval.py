@@ -122,7 +122,7 @@ def _judge_wanted(args: argparse.Namespace) -> bool:
 def eval_store_path(args: argparse.Namespace) -> Path:
     if args.eval_store:
         return args.eval_store
-    from agent.store import cache_root, store_name
+    from agent.store.store import cache_root, store_name
 
     model, sae = world_spec(args).resolved()
     return cache_root() / "eval" / store_name(model, sae, args.layer)
@@ -188,7 +188,7 @@ def use_planted(args: argparse.Namespace) -> None:
         return
     if args.model or args.sae:
         raise ValueError("--planted-seed plants features in the toy world: drop --model and --sae")
-    from agent.store import cache_root
+    from agent.store.store import cache_root
     from steering.toy.planted import ensure
 
     say(f"eval: planted features, seed {args.planted_seed} ...")
@@ -209,7 +209,7 @@ def _simulator(args: argparse.Namespace, engine: Any, truth: Any) -> Any:
 def load_inputs(session: Session, args: argparse.Namespace, cfg: EvalConfig) -> Any:
     """The evaluation's Inputs over the session's engine: ground truth, features, embedder, cache, judge, top-k,
     CLIP (raises ChoiceError; SteeringError goes to cli.main, exit 2)."""
-    from agent.features import FeatureSpecError, parse_features
+    from agent.run.features import FeatureSpecError, parse_features
 
     truth = session.truth(args.ground_truth)
     n = session.check().n_features  # a range past the SAE is refused before the weights load
@@ -232,7 +232,7 @@ def _inputs(session: Session, args: argparse.Namespace, cfg: EvalConfig, engine:
     from agent.eval.cache import EvalCache
     from agent.eval.embeddings import EmbeddingUnavailable, load_embedder
     from agent.eval.runner import Inputs
-    from agent.features import FeatureSpecError, parse_features
+    from agent.run.features import FeatureSpecError, parse_features
 
     try:
         features = parse_features(args.features, engine.sae.d_sae)

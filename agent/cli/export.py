@@ -58,8 +58,8 @@ def add_world_options(p: argparse.ArgumentParser) -> None:
 
 
 def export(args: argparse.Namespace) -> int:
-    from agent.export import export_store
-    from agent.features import FeatureSpecError, parse_features
+    from agent.store.export import export_store
+    from agent.run.features import FeatureSpecError, parse_features
 
     if args.out != "-" and Path(args.out).expanduser().exists() and not args.overwrite:
         print(f"error: {args.out} exists: pass --overwrite to replace it, or another --out", file=sys.stderr)
@@ -79,7 +79,7 @@ def export(args: argparse.Namespace) -> int:
 
 
 def review(args: argparse.Namespace) -> int:
-    from agent.store import StoreError
+    from agent.store.store import StoreError
 
     try:
         with _session(args) as session:

@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> None:
 
 def tiny_context() -> Any:
     """One feature's opening evidence, small enough for any context window."""
-    from agent.evidence import Evidence
+    from agent.judges.evidence import Evidence
     from agent.judges import JudgeContext
     from agent.probes import Probe, ProbeResult
 

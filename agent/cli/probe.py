@@ -7,8 +7,8 @@ import json
 
 from agent.cli.args import add_model_options, parse_strengths, positive_int, whole_number, world_spec
 from agent.session import Session
-from agent.strengths import PROBE_MULTIPLES
-from agent.strengths_check import finite_or_none
+from agent.run.strengths import PROBE_MULTIPLES
+from agent.run.strengths import finite_or_none
 
 __all__ = ["PROBE_MULTIPLES", "add_parser", "feature_id", "run"]
 

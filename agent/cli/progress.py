@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
-from agent.events import FeatureFinished, RunError, RunEvent, RunPhase, RunPlanned, RunStarted, RunStats
+from agent.run.events import FeatureFinished, RunError, RunEvent, RunPhase, RunPlanned, RunStarted, RunStats
 from agent.groundtruth import names_truth
 from agent.judges.redact import printable
 

@@ -20,7 +20,7 @@ from agent.cli.args import (
     scale_out,
     world_spec,
 )
-from agent.config import DEFAULT_KL_TARGETS, EVIDENCE_MODES, HYBRID_MULTIPLE, RunConfig, SweepConfig
+from agent.run.config import DEFAULT_KL_TARGETS, EVIDENCE_MODES, HYBRID_MULTIPLE, RunConfig, SweepConfig
 from agent.plan import ChoiceError, PreparedRun, RunRequest, check_features
 from agent.session import Session
 
@@ -195,9 +195,9 @@ def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any
     from dataclasses import replace
 
     from agent.cli.progress import RichProgress, say
-    from agent.export import export_records
+    from agent.store.export import export_records
     from agent.run import RunControl
-    from agent.store import StoreError
+    from agent.store.store import StoreError
 
     if session is None:
         with Session(prepared.world, prepared.store, prepared.judge_config) as own:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.probes import Probe, ProbeResult
-from agent.store import Store
+from agent.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,13 @@ class EvalCache:
     """The folder of one evaluation's caches (one per world: model, SAE, layer)."""
 
     def __init__(self, root: str | Path) -> None:
-        from agent.store_disk import CacheDisk
-        from agent.store_sqlite import open_checked_cache
+        from agent.store.disk import CacheDisk
+        from agent.store.sqlite import open_checked_cache
 
         self.root = Path(root).expanduser()
         self.root.mkdir(parents=True, exist_ok=True)
         self.shared = Store(self.root / "shared")
-        # Never unpickles (agent.store_disk), never runs a foreign trigger or setting (agent.store_sqlite).
+        # Never unpickles (agent.store.disk), never runs a foreign trigger or setting (agent.store.sqlite).
         self._evidence = open_checked_cache(self.root / "evidence", self.root, CacheDisk)
         self.embeddings = open_checked_cache(self.root / "embeddings", self.root, CacheDisk)
         """Sentence embeddings by model and text (raw float32 bytes)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agent.config import known_fields, plain_dict
+from agent.run.config import known_fields, plain_dict
 
 EXPLAINERS = ("oneshot", "offline", "images", "llm", "topk", "hybrid")
 """Modes that produce an explanation per feature."""

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config import RunConfig, SweepConfig
+from agent.run.config import RunConfig, SweepConfig
 from agent.eval.cache import EvalCache, digest
 from agent.eval.control import RandomDirectionEngine
 from agent.probes import Probe
-from agent.records import FeatureRecord
+from agent.store.records import FeatureRecord
 from agent.run.sweep import baseline_probe, steered_probe
 from agent.world import WORLD_KEYS
 

@@ -131,7 +131,7 @@ def _cost(records: dict[int, Any], features: Sequence[int]) -> dict[str, Any]:
 
 def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
     """Run ``cfg``'s modes over ``inp.features`` and return the metrics."""
-    from agent.strengths import hidden_norm
+    from agent.run.strengths import hidden_norm
 
     engine, truth = inp.engine, inp.truth
     if inp.embedder is not None and getattr(inp.embedder, "disk", False) is None:

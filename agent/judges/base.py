@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from agent.evidence import Evidence
+from agent.judges.evidence import Evidence
 from agent.probes import ProbeResult
-from agent.verdicts import Verdict
+from agent.judges.verdicts import Verdict
 
 
 class JudgeError(Exception):

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import prompts
-from agent.evidence import EvidenceItem, ImageItem
+from agent.judges.evidence import EvidenceItem, ImageItem
 from agent.judges.base import JudgeCallError, JudgeContext, JudgeError, JudgeTurn, Usage
 from agent.judges.redact import redact
 from agent.probes import describe_probe
-from agent.verdicts import (
+from agent.judges.verdicts import (
     CONSTRAINED_SCHEMA,
     MINIMAL_EXAMPLE,
     VERDICT_SCHEMA,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from agent.evidence import Evidence, words
-from agent.verdicts import MAX_QUESTION_CHARS
+from agent.judges.evidence import Evidence, words
+from agent.judges.verdicts import MAX_QUESTION_CHARS
 
 ASPECT_QUESTIONS = {
     "colour": "What colour is the highlighted element?",

@@ -13,11 +13,11 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from agent.evidence import Evidence, words
+from agent.judges.evidence import Evidence, words
 from agent.judges.base import JudgeContext, JudgeTurn, Usage
 from agent.judges.notes import answered_line, asked, note_questions
 from agent.probes import OBJECT_BASES, ProbeResult
-from agent.verdicts import MAX_EXPLANATION_CHARS, ProbeRequest, Verdict
+from agent.judges.verdicts import MAX_EXPLANATION_CHARS, ProbeRequest, Verdict
 from steering.text import degenerate
 
 VERSION = 3

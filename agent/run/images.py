@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.config import HYBRID_MULTIPLE
-from agent.evidence import ImageEvidence
+from agent.run.config import HYBRID_MULTIPLE
+from agent.judges.evidence import ImageEvidence
 from agent.run.batcher import EngineFailed, MicroBatcher, Submit
 from steering.probes import EvidenceRequest
 

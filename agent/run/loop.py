@@ -8,12 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.config import RunConfig
-from agent.events import JudgeDecided, RunEvent
-from agent.evidence import Evidence
+from agent.run.config import RunConfig
+from agent.run.events import JudgeDecided, RunEvent
+from agent.judges.evidence import Evidence
 from agent.judges.base import Judge, JudgeCache, JudgeCallError, JudgeContext, PastTurn, Usage
 from agent.probes import ProbeResult, describe_probe
-from agent.records import FeatureRecord
+from agent.store.records import FeatureRecord
 from agent.run.batcher import EngineFailed
 from agent.run.images import ImageEvidenceService
 from agent.run.probes import ProbeService

@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.config import RunConfig
-from agent.events import FeatureStarted, RunPlanned, RunStarted
+from agent.run.config import RunConfig
+from agent.run.events import FeatureStarted, RunPlanned, RunStarted
 from agent.judges.base import Judge, JudgeFatalError, JudgeQuotaError
-from agent.leases import FeatureLeases
-from agent.records import FeatureRecord
+from agent.store.leases import FeatureLeases
+from agent.store.records import FeatureRecord
 from agent.run.images import (
     Describer,
     ImageEvidenceService,
@@ -25,9 +25,9 @@ from agent.run.loop import LoopContext, TokenBudget, explain_feature
 from agent.run.probes import Engine, ProbeService
 from agent.run.state import EventCallback, Run, RunControl, RunSummary
 from agent.run.sweep import background_probes
-from agent.strengths import Norms, resolve_strengths
+from agent.run.strengths import Norms, resolve_strengths
 from agent.world import world_of
-from agent.store import RecordUnreadable, Store, StoreError, StoreUnwritable
+from agent.store.store import RecordUnreadable, Store, StoreError, StoreUnwritable
 
 log = logging.getLogger(__name__)
 

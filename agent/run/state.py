@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.config import RunConfig
-from agent.events import (
+from agent.run.config import RunConfig
+from agent.run.events import (
     FeatureFinished,
     FeatureSkipped,
     ProbeProgress,
@@ -23,7 +23,7 @@ from agent.events import (
     RunStats,
 )
 from agent.judges.base import Usage
-from agent.records import FeatureRecord, new_run_id
+from agent.store.records import FeatureRecord, new_run_id
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Sequence
 
-from agent.config import SweepConfig
+from agent.run.config import SweepConfig
 from agent.probes import OBJECT_BASES, Probe, ProbeResult
-from agent.verdicts import ProbeRequest
+from agent.judges.verdicts import ProbeRequest
 
 RunProbes = Callable[[Sequence[Probe]], Awaitable[list[ProbeResult]]]
 

@@ -31,7 +31,7 @@ def fake_engine() -> FakeEngine:
 
 @pytest.fixture
 def store(tmp_path: Path):
-    from agent.store import Store
+    from agent.store.store import Store
 
     with Store(tmp_path / "store") as s:
         yield s

@@ -26,10 +26,10 @@ def can_mount() -> bool:
 
 RUNNER = """
 import logging, sys
-from agent.config import RunConfig, SweepConfig
+from agent.run.config import RunConfig, SweepConfig
 from agent.judges import OfflineJudge
 from agent.run import run_features
-from agent.store import Store, StoreError
+from agent.store.store import Store, StoreError
 from tests.agent.fakes import FakeEngine
 
 logging.basicConfig(level=logging.WARNING)  # as the CLI: every warning and error shows

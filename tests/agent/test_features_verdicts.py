@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from agent.features import FeatureSpecError, format_features, parse_features
+from agent.run.features import FeatureSpecError, format_features, parse_features
 from agent.judges.scripted import final_reply, probe_reply
-from agent.verdicts import VerdictError, parse_verdict
+from agent.judges.verdicts import VerdictError, parse_verdict
 
 
 @pytest.mark.parametrize("spec, n, expected", [
@@ -87,7 +87,7 @@ def test_a_percentage_confidence_is_read_as_a_share_and_nonsense_still_fails() -
 
 
 def test_the_constrained_schema_enumerates_samples_and_this_rounds_evidence() -> None:
-    from agent.verdicts import constrained_schema
+    from agent.judges.verdicts import constrained_schema
 
     probe, final = constrained_schema(3, evidence_ids={4, 1, 2})["oneOf"]
     assert probe["properties"]["probes"]["items"]["properties"]["samples"] == {"type": "integer", "enum": [1, 2, 3]}

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from agent.eval.world import truth_for_sae
-from agent.export import export_store
+from agent.store.export import export_store
 from agent.groundtruth import ground_truth_for
-from agent.records import FeatureRecord
-from agent.store import Store
+from agent.store.records import FeatureRecord
+from agent.store.store import Store
 from steering import toy
 from steering.revisions import content_revision
 from steering.toy import truth as gt_file

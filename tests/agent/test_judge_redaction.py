@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import RunConfig, SweepConfig
-from agent.export import export_records
+from agent.run.config import RunConfig, SweepConfig
+from agent.store.export import export_records
 from agent.judges import JudgeCallError, make_judge
 from agent.judges.redact import MASK, redact
 from agent.run import run_features
-from agent.store import Store
+from agent.store.store import Store
 from tests.agent.conftest import TEST_KEY
 from tests.agent.fakes import ChatServer, FakeEngine, Reply
 from tests.agent.test_openai_judge import decide

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import RunConfig, SweepConfig
-from agent.evidence import Evidence
+from agent.run.config import RunConfig, SweepConfig
+from agent.judges.evidence import Evidence
 from agent.judges import JudgeCallError, JudgeContext, JudgeFatalError, make_judge
 from agent.judges.scripted import final_reply, probe_reply
 from agent.probes import Probe, ProbeResult
 from agent.run import run_features
-from agent.store import Store
+from agent.store.store import Store
 from tests.agent.fakes import BASELINE, ChatServer, FakeEngine, Quirks, Reply
 
 FINAL = json.dumps(final_reply())
@@ -250,7 +250,7 @@ def test_judge_check_prints_formats_latency_and_models(capsys: pytest.CaptureFix
 
 
 def test_a_replayed_round_keeps_its_stored_cost_and_the_export_keeps_a_failed_raw_reply(tmp_path: Path) -> None:
-    from agent.export import export_records
+    from agent.store.export import export_records
 
     def script(payload) -> Reply:
         users = [m for m in payload["messages"] if m["role"] == "user"]
@@ -275,7 +275,7 @@ def test_a_replayed_round_keeps_its_stored_cost_and_the_export_keeps_a_failed_ra
 
 def test_the_constrained_schema_admits_valid_verdicts_and_refuses_an_empty_probe_list() -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    from agent.verdicts import CONSTRAINED_SCHEMA, MINIMAL_EXAMPLE, parse_verdict
+    from agent.judges.verdicts import CONSTRAINED_SCHEMA, MINIMAL_EXAMPLE, parse_verdict
 
     final = json.loads(MINIMAL_EXAMPLE)
     final.pop("probes")
@@ -284,7 +284,7 @@ def test_the_constrained_schema_admits_valid_verdicts_and_refuses_an_empty_probe
     for ok in (final, probe):
         jsonschema.validate(ok, CONSTRAINED_SCHEMA)
         parse_verdict(json.dumps(ok))
-    from agent.verdicts import constrained_schema
+    from agent.judges.verdicts import constrained_schema
 
     assert constrained_schema(force_final=True)["properties"]["action"] == {"const": "final"}
     with pytest.raises(jsonschema.ValidationError):

@@ -7,10 +7,10 @@ import sys
 import threading
 from pathlib import Path
 
-from agent.config import RunConfig, SweepConfig
+from agent.run.config import RunConfig, SweepConfig
 from agent.judges import OfflineJudge
 from agent.run import RunSummary, run_features
-from agent.store import Store
+from agent.store.store import Store
 from tests.agent.fakes import FakeEngine
 
 CFG = RunConfig(sweep=SweepConfig(strengths=(5.0, 20.0, 80.0), background=0, panel=0), in_flight=2)
@@ -49,7 +49,7 @@ def test_two_concurrent_runs_share_an_overlapping_range(tmp_path: Path) -> None:
 
 HOLDER = """
 import sys, time
-from agent.store import Store
+from agent.store.store import Store
 s = Store(sys.argv[1])
 assert s.claim(5, "doomed-run", 3600)
 print("claimed", flush=True)

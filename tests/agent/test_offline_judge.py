@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from agent.config import RunConfig, SweepConfig
-from agent.evidence import Evidence
+from agent.run.config import RunConfig, SweepConfig
+from agent.judges.evidence import Evidence
 from agent.judges import NOT_AN_LLM, JudgeContext, OfflineJudge
 from agent.judges.offline import OfflineParams
 from agent.probes import Probe, ProbeResult
 from agent.run import run_features
-from agent.store import Store
+from agent.store.store import Store
 from tests.agent.fakes import BASELINE, CONCEPTS, FakeEngine
 
 

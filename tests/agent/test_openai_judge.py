@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import RunConfig, SweepConfig
-from agent.evidence import Evidence
-from agent.export import export_records
+from agent.run.config import RunConfig, SweepConfig
+from agent.judges.evidence import Evidence
+from agent.store.export import export_records
 from agent.judges import JudgeCallError, JudgeContext, JudgeFatalError, JudgeQuotaError, make_judge
 from agent.judges.scripted import final_reply, probe_reply
 from agent.probes import Probe, ProbeResult
 from agent.run import run_features
-from agent.store import Store
+from agent.store.store import Store
 from tests.agent.conftest import TEST_KEY
 from tests.agent.fakes import BASELINE, ChatServer, FakeEngine, Reply
 

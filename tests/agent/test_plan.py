@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from agent.config import RunConfig
+from agent.run.config import RunConfig
 from agent.judges import JudgeConfig
 from agent.plan import RunRequest, prepare_run
-from agent.store import Store
+from agent.store.store import Store
 from agent.world import ChoiceError, Engines, WorldSpec, same_world, world_of
 from tests.agent.fakes import FakeEngine
 

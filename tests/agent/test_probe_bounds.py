@@ -9,16 +9,16 @@ import json
 import pytest
 
 from agent.cli.args import parse_strengths
-from agent.config import RunConfig, SweepConfig
+from agent.run.config import RunConfig, SweepConfig
 from agent.judges import LLMJudge
 from agent.judges.notes import note_questions
 from agent.judges.offline import OfflineJudge
 from agent.judges.scripted import ScriptedChat, final_reply, probe_reply
 from agent.probes import BASE_IMAGES
 from agent.run import run_features
-from agent.store import Store
-from agent.strengths_check import MAX_STRENGTH
-from agent.verdicts import MAX_QUESTION_CHARS, ProbeRequest, Verdict, parse_verdict
+from agent.store.store import Store
+from agent.run.strengths import MAX_STRENGTH
+from agent.judges.verdicts import MAX_QUESTION_CHARS, ProbeRequest, Verdict, parse_verdict
 from tests.agent.fakes import FakeEngine
 
 CFG = RunConfig(sweep=SweepConfig(strengths=(5.0, 20.0, 80.0), background=0))

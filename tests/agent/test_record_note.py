@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.records import FeatureRecord, record_problem
+from agent.store.records import FeatureRecord, record_problem
 
 
 def test_a_record_without_a_note_reads_and_one_with_a_note_round_trips() -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from agent.config import RunConfig, SweepConfig
+from agent.run.config import RunConfig, SweepConfig
 from agent.judges import OfflineJudge
 from agent.plan import RunRequest
 from agent.session import ScaleOut, Session
-from agent.store import Store
+from agent.store.store import Store
 from agent.world import ChoiceError, Engines, WorldSpec
 from tests.agent.fakes import FakeEngine
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from agent.probes import Probe, ProbeResult
-from agent.records import SCHEMA_VERSION, FeatureRecord
-from agent.store import RecordUnreadable, Store, StoreError, default_store_path
+from agent.store.records import SCHEMA_VERSION, FeatureRecord
+from agent.store.store import RecordUnreadable, Store, StoreError, default_store_path
 
 
 def rec(f: int, **kw) -> FeatureRecord:
@@ -100,8 +100,8 @@ def test_default_store_path_is_per_world(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 WRITER = textwrap.dedent("""
     import sys
-    from agent.store import Store
-    from agent.records import FeatureRecord
+    from agent.store.store import Store
+    from agent.store.records import FeatureRecord
     path, start, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     with Store(path) as s:
         for f in range(start, start + n):
@@ -143,7 +143,7 @@ def test_manual_probes_are_kept_with_the_feature_across_reruns(store: Store) -> 
 def test_export_lists_manual_probes_and_image_descriptions(store: Store, tmp_path: Path) -> None:
     import json
 
-    from agent.export import export_records
+    from agent.store.export import export_records
 
     image = {"id": 5, "round": 1, "role": "topk", "image": {
         "feature": 1, "mode": "topk", "strength": 0.0, "n_images": 5, "texts": ["red shapes"], "image_ids": [3],

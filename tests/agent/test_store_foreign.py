@@ -10,7 +10,7 @@ from diskcache import Cache
 
 from agent.judges import OfflineJudge
 from agent.run import run_features
-from agent.store import Store, StoreError
+from agent.store.store import Store, StoreError
 from tests.agent.fakes import FakeEngine
 from tests.agent.test_store_safety import CFG, make_store, steer_agent
 
@@ -118,7 +118,7 @@ def test_other_foreign_settings_are_refused(tmp_path: Path, key: str, value: str
 def test_what_diskcache_writes_is_allowed_and_kept(tmp_path: Path) -> None:
     """The allowed triggers are exactly diskcache's own (a diskcache upgrade that changes them shows here),
     and a store made with the defaults of earlier versions (no sqlite_* given) still opens."""
-    from agent.store_sqlite import DISKCACHE_TRIGGERS, OPTIONS
+    from agent.store.sqlite import DISKCACHE_TRIGGERS, OPTIONS
 
     fresh = Cache(str(tmp_path / "fresh"), eviction_policy="none")
     fresh.close()

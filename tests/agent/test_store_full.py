@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from diskcache import Cache
 
-from agent.config import RunConfig
+from agent.run.config import RunConfig
 from agent.judges import OfflineJudge
 from agent.run import run_features
-from agent.store import Store, StoreError
+from agent.store.store import Store, StoreError
 from agent.world import world_of
 from tests.agent.fakes import FakeEngine
 from tests.agent.mounts import RUNNER, in_namespace, needs_mounts
@@ -111,12 +111,12 @@ def test_a_store_full_at_open_still_exports_and_a_run_stops_before_loading(tmp_p
     with Store(path) as s:
         s.bind_world(world_of(FakeEngine()))
         s.put_record(done(1))
-    import agent.store_sqlite
+    import agent.store.sqlite
 
     def full(*_args: object, **_kwargs: object) -> Cache:  # diskcache writes its settings on open
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(agent.store_sqlite, "Cache", full)
+    monkeypatch.setattr(agent.store.sqlite, "Cache", full)
     with Store(path) as s:
         assert [r.feature for r in s.list_records()] == [1] and s.world() is not None
         loaded: list[int] = []
@@ -135,7 +135,7 @@ def test_a_store_full_at_open_still_exports_and_a_run_stops_before_loading(tmp_p
 
 def test_a_value_file_the_disk_cannot_take_is_a_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A long record lives in a value file beside the database: ENOSPC writing it is the same one line."""
-    from agent.store_disk import TextOnlyDisk
+    from agent.store.disk import TextOnlyDisk
 
     def no_space(*_args: object, **_kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")

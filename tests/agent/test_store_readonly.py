@@ -11,7 +11,7 @@ import pytest
 from agent.cli.main import main
 from agent.judges import OfflineJudge
 from agent.run import run_features
-from agent.store import Store, StoreError
+from agent.store.store import Store, StoreError
 from agent.world import world_of
 from tests.agent.fakes import FakeEngine
 from tests.agent.mounts import RUNNER, in_namespace, needs_mounts
@@ -36,7 +36,7 @@ def test_a_store_on_a_read_only_mount(tmp_path: Path) -> None:
         run 1 3 > $O/nothing.out 2> $O/nothing.err; echo "nothing $?"
         run 1 5 > $O/work.out 2> $O/work.err; echo "work $?"
         "$PY" -m agent.cli review accept --feature 1 --store $S > $O/review.out 2> $O/review.err; echo "review $?"
-        "$PY" -c "from agent.store import Store; s = Store('$S'); print(len(s.list_records()), bool(s.read_only))" \\
+        "$PY" -c "from agent.store.store import Store; s = Store('$S'); print(len(s.list_records()), bool(s.read_only))" \\
             > $O/open.out 2> $O/open.err; echo "open $?"
     """)
     steps = dict(line.split(" ", 1) for line in result.stdout.splitlines())
@@ -76,9 +76,9 @@ def test_the_cli_runs_on_a_read_only_mount(tiny_world: tuple[Path, Path], tmp_pa
 def read_only(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
     """Call it to make store folders read as not writable (as a read-only mount makes them): a store then
     opens its databases with SQLite's mode=ro, which refuses every write whoever runs it."""
-    import agent.store_sqlite
+    import agent.store.sqlite
 
-    return lambda: monkeypatch.setattr(agent.store_sqlite, "read_only_reason",
+    return lambda: monkeypatch.setattr(agent.store.sqlite, "read_only_reason",
                                        lambda _store: "it is on a read-only folder")
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import RunConfig, SweepConfig
-from agent.events import RunError
+from agent.run.config import RunConfig, SweepConfig
+from agent.run.events import RunError
 from agent.judges import OfflineJudge
-from agent.records import FeatureRecord
+from agent.store.records import FeatureRecord
 from agent.run import run_features
 from agent.world import world_of
-from agent.store import RecordUnreadable, Store, StoreError
+from agent.store.store import RecordUnreadable, Store, StoreError
 from tests.agent.fakes import FakeEngine
 
 CFG = RunConfig(sweep=SweepConfig(strengths=(5.0, 20.0, 80.0), background=2, panel=0))

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from agent.run.images import TopKDescriber
-from agent.store import Store
+from agent.store.store import Store
 from agent.topk import base_image, feature_stats, feature_views, open_topk, record_topk, require_topk, topk_dir
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import Store, StoreError
+from agent.store.store import Store, StoreError
 from tests.agent.cli.test_run import steer_agent
 
 ARGS = ["--features", "0-3", "--max-new-tokens", "4", "--strengths", "4,8,16,32", "--no-progress"]

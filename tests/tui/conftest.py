@@ -21,7 +21,7 @@ def engine() -> FakeEngine:
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """An empty store at ./store (the working folder is tmp_path, so paths show short and stable)."""
-    from agent.store import Store
+    from agent.store.store import Store
 
     monkeypatch.chdir(tmp_path)
     with Store(tmp_path / "store") as s:
@@ -38,7 +38,7 @@ def filled(store: Any, engine: FakeEngine) -> Any:
 
 @pytest.fixture
 def make_app(engine: FakeEngine) -> Callable[..., Any]:
-    from agent.config import RunConfig, SweepConfig
+    from agent.run.config import RunConfig, SweepConfig
     from tests.tui.fakes import STRENGTHS
     from tui.app import create_app
 

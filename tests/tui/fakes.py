@@ -37,7 +37,7 @@ def scripted_judge() -> Any:
 
 def fill_store(store: Any, engine: FakeEngine, features: Sequence[int], judge: Any = None) -> Any:
     """Explain ``features`` into ``store`` (with the scripted judge unless given one; no UI)."""
-    from agent.config import RunConfig, SweepConfig
+    from agent.run.config import RunConfig, SweepConfig
     from agent.run import run_features
 
     config = RunConfig(sweep=SweepConfig(strengths=STRENGTHS, background=2))

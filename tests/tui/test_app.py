@@ -208,7 +208,7 @@ async def test_a_run_on_a_ray_address_gets_the_engines_steer_agent_ray_uses(stor
 
 
 async def test_filter_sort_and_jump(filled: Any, make_app: Any) -> None:
-    from agent.records import FeatureRecord
+    from agent.store.records import FeatureRecord
 
     filled.put_record(FeatureRecord(feature=9, status="failed", error="judge timed out"))
     filled.set_review(3, "accept", reviewer="ann")
@@ -351,7 +351,7 @@ async def test_manual_probes_persist_across_sessions_and_show_in_export(filled: 
         await wait_until(pilot, lambda: "s=25 on white" in str(app.screen.query_one("#manual").render()))
         assert "a red shape" in str(app.screen.query_one("#manual").render())
     out = tmp_path / "with-probes.jsonl"
-    from agent.export import export_records
+    from agent.store.export import export_records
 
     export_records(filled, out)
     row = json.loads(out.read_text().splitlines()[0])

@@ -83,8 +83,8 @@ def test_half_blocks_draw_two_pixels_a_cell() -> None:
 
 
 def test_transcript_lists_the_top_k_descriptions_the_judge_read(store: Any, engine: Any) -> None:
-    from agent.config import RunConfig, SweepConfig
-    from agent.evidence import ImageEvidence
+    from agent.run.config import RunConfig, SweepConfig
+    from agent.judges.evidence import ImageEvidence
     from agent.run import run_features
     from tests.tui.fakes import scripted_judge
 
@@ -122,7 +122,7 @@ def test_manual_probes_render_oldest_first_with_who_and_when() -> None:
 
 
 def test_transcript_shows_each_turn_latency_format_and_a_failed_turn_raw_reply() -> None:
-    from agent.records import FeatureRecord
+    from agent.store.records import FeatureRecord
 
     calls = [{"cached": False, "seconds": 1.0, "format": "schema", "tokens": 10},
              {"cached": False, "seconds": 3.0, "format": "json_object", "tokens": 20},
@@ -140,7 +140,7 @@ def test_transcript_shows_each_turn_latency_format_and_a_failed_turn_raw_reply()
 
 def test_a_failed_turn_s_reply_stored_once_as_raw_reply_is_shown() -> None:
     """The loop keeps a failing reply once, as the record's raw_reply (issue 27, defect 12): still shown."""
-    from agent.records import FeatureRecord
+    from agent.store.records import FeatureRecord
 
     rec = FeatureRecord(feature=3, status="failed", error="no valid verdict", raw_reply='{"action": "probe"',
                         transcript=[{"round": 1, "kind": "invalid", "attempts": 3, "error": "bad"}])

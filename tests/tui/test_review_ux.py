@@ -25,7 +25,7 @@ def as_text(renderable: Any, width: int = 200) -> str:
 @pytest.mark.asyncio
 async def test_a_rerun_note_becomes_questions_of_the_offline_judge(filled: Any, make_app: Any,
                                                                    tmp_path: Path) -> None:
-    from agent.export import export_records
+    from agent.store.export import export_records
     from agent.judges.offline import OfflineJudge
 
     app = make_app(filled, judge=OfflineJudge())

@@ -39,7 +39,7 @@ def test_sorts_keep_empty_values_last() -> None:
 
 
 def test_review_changes_the_row() -> None:
-    from agent.records import Review
+    from agent.store.records import Review
 
     row = ROWS[1].with_review(Review("edit", "cy", "now", explanation="new words", label="new label"))
     assert (row.review_word, row.label, row.explanation, row.reviewer) == ("edited", "new label", "new words", "cy")

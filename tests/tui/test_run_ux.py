@@ -108,7 +108,7 @@ async def test_the_run_line_ticks_between_events(filled: Any, make_app: Any, eng
 
 
 async def test_probing_an_unrun_feature_starts_at_a_runs_strengths(filled: Any, make_app: Any, engine: Any) -> None:
-    from agent.config import RunConfig, SweepConfig
+    from agent.run.config import RunConfig, SweepConfig
     from textual.widgets import Input
 
     from tui.screens.probe import ProbeModal
@@ -135,7 +135,7 @@ async def test_probing_an_unrun_feature_starts_at_a_runs_strengths(filled: Any, 
 async def test_rows_written_by_another_process_appear_and_ctrl_r_reloads(filled: Any, make_app: Any) -> None:
     import asyncio
 
-    from agent.store import Store
+    from agent.store.store import Store
     from tests.tui.fakes import FakeEngine, fill_store
     from tests.tui.test_app import table_ids
 

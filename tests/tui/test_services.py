@@ -62,7 +62,7 @@ def test_top_k_location_comes_from_the_store(store: Any, tmp_path: Path) -> None
 
 
 def test_the_last_run_settings_come_back_without_one_off_switches(store: Any) -> None:
-    from agent.config import RunConfig, SweepConfig
+    from agent.run.config import RunConfig, SweepConfig
 
     assert last_config(store) is None
     cfg = RunConfig(sweep=SweepConfig(samples=3), max_rounds=2, rejudge=True, note="once")
@@ -80,7 +80,7 @@ def test_paths_show_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 def test_top_k_evidence_without_a_collection_is_a_setup_error(store: Any) -> None:
     from dataclasses import replace
 
-    from agent.config import RunConfig
+    from agent.run.config import RunConfig
     from tests.tui.fakes import FakeEngine
     from tui.backends import Engines
     from tui.services import RunRequest, Services

@@ -20,8 +20,8 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 from textual.worker import Worker, WorkerState
 
-from agent.events import FeatureFinished, FeatureStarted, JudgeDecided, RunError, RunPlanned, RunStarted
-from agent.records import FeatureRecord
+from agent.run.events import FeatureFinished, FeatureStarted, JudgeDecided, RunError, RunPlanned, RunStarted
+from agent.store.records import FeatureRecord
 from tui.messages import FeatureChanged, ReviewSaved, RowsLoaded, RunEnded, RunFailed, RunProgress
 from tui.rows import REVIEW_FILTERS, REVIEW_WORDS, SORT_KEYS, STATUS_FILTERS, FeatureRow, RowFilter, view
 from tui.screens.actions import REVIEW_BINDINGS, FeatureActions

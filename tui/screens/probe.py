@@ -11,7 +11,7 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
-from agent.evidence import words
+from agent.judges.evidence import words
 from agent.probes import BASE_IMAGES, Probe, ProbeResult
 from tui.detail_model import highlight
 from tui.messages import ProbeAnswer

@@ -24,7 +24,7 @@ from textual.widgets import (
 )
 from textual.worker import Worker, WorkerState
 
-from agent.features import FeatureSpecError, parse_features
+from agent.run.features import FeatureSpecError, parse_features
 from agent.judges.config import DEFAULT_JUDGE_MODEL, DEFAULT_KEY_ENV
 from agent.judges.redact import shown_url
 from tui.backends import INJECTED, SetupError

@@ -12,7 +12,7 @@ from textual.reactive import reactive, var
 from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
-from agent.events import RunPhase, RunPlanned
+from agent.run.events import RunPhase, RunPlanned
 from agent.run import RunControl
 from tui.messages import RunEnded, RunFailed, RunProgress
 from tui.services import PreparedRun, Services

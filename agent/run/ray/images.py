@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.evidence import ImageEvidence
+from agent.judges.evidence import ImageEvidence
 from agent.run.ray.actor import SHARED
 from agent.run.ray.dispatch import PoolClosed, RayActorPool, WorkerStats
 from steering.probes import EvidenceRequest

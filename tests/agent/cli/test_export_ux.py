@@ -15,7 +15,7 @@ def steer_agent(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_export_keeps_rejected_answers_out_of_the_top_level_and_never_overwrites(tmp_path: Path) -> None:
-    from agent.store import Store
+    from agent.store.store import Store
     from tests.tui.fakes import FakeEngine, fill_store
 
     with Store(tmp_path / "store") as store:

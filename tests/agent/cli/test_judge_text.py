@@ -13,9 +13,9 @@ import pytest
 from rich.console import Console
 
 from agent.cli.progress import RichProgress, summary_table
-from agent.events import FeatureFinished, RunError, RunStats
+from agent.run.events import FeatureFinished, RunError, RunStats
 from agent.judges.scripted import final_reply
-from agent.records import FeatureRecord
+from agent.store.records import FeatureRecord
 from tests.agent.conftest import TEST_KEY
 from tests.agent.fakes import ChatServer, Reply
 

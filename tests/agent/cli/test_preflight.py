@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli.main import main
-from agent.features import FeatureSpecError, parse_features
+from agent.run.features import FeatureSpecError, parse_features
 
 
 def _err(capsys: pytest.CaptureFixture[str]) -> str:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from agent.cli.progress import stats_lines
-from agent.events import RunStats
+from agent.run.events import RunStats
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.judges.scripted import final_reply, probe_reply
-from agent.store import Store
+from agent.store.store import Store
 from tests.agent.conftest import TEST_KEY
 from tests.agent.fakes import ChatServer, Reply
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from agent.judges.scripted import final_reply
-from agent.store import Store
+from agent.store.store import Store
 from tests.agent.conftest import TEST_KEY
 from tests.agent.fakes import ChatServer, Reply
 from tests.agent.cli.test_run import steer_agent, world_args

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import prompts
-from agent.config import RunConfig, SweepConfig
-from agent.evidence import Evidence, ImageEvidence
+from agent.run.config import RunConfig, SweepConfig
+from agent.judges.evidence import Evidence, ImageEvidence
 from agent.judges import LLMJudge, OfflineJudge
 from agent.judges.base import JudgeContext
 from agent.judges.llm import build_messages
@@ -19,7 +19,7 @@ from agent.judges.scripted import ScriptedChat, final_reply
 from agent.probes import Probe, ProbeResult
 from agent.run import run_features
 from agent.run.images import default_hybrid_strength, png_data_url, reference_hybrid_strength
-from agent.store import Store
+from agent.store.store import Store
 from agent.topk import TopKMissing, record_topk
 from steering.probes import EvidenceRequest
 from tests.agent.fakes import CONCEPTS, FakeEngine

@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from agent.config import RunConfig, SweepConfig
+from agent.run.config import RunConfig, SweepConfig
 from agent.judges import OfflineJudge
 from agent.probes import Probe, ProbeResult
 from agent.run import RunControl, run_features
-from agent.store import Store
+from agent.store.store import Store
 from tests.agent.fakes import FakeEngine
 
 CFG = RunConfig(sweep=SweepConfig(strengths=(5.0, 20.0, 80.0)))

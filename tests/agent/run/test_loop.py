@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from agent.config import RunConfig, SweepConfig
+from agent.run.config import RunConfig, SweepConfig
 from agent.judges import JudgeCallError, JudgeQuotaError, LLMJudge
 from agent.judges.scripted import ScriptedChat, final_reply, probe_reply
 from agent.run import run_features
-from agent.store import Store
+from agent.store.store import Store
 from tests.agent.fakes import FakeEngine
 
 CFG = RunConfig(sweep=SweepConfig(strengths=(5.0, 20.0, 80.0), background=0))

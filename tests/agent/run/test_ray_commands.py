@@ -35,7 +35,7 @@ def collection(out: Path) -> dict[str, Any]:
 
 def topk(store: Path, *extra: str) -> Path:
     """Run `steer-agent topk` into ``store``; the collection folder it recorded."""
-    from agent.store import Store
+    from agent.store.store import Store
 
     assert main(["topk", "--store", str(store), "--no-progress", *extra]) == 0
     with Store(store) as s:

@@ -56,7 +56,7 @@ class CountingStore:
     """Counts every probe result a store is asked to write, by key (nothing may be written twice)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from agent.store import Store
+        from agent.store.store import Store
 
         self.puts: Counter[str] = Counter()
         real = Store.put_probe
@@ -70,10 +70,10 @@ class CountingStore:
 
 def _explain(engine: Any, folder: Path) -> dict[int, dict[str, Any]]:
     """Run the 32 features with the offline judge into a fresh store; the export, timings left out."""
-    from agent.export import export_records
+    from agent.store.export import export_records
     from agent.judges import JudgeConfig, checked_judge
     from agent.run import run_features
-    from agent.store import Store
+    from agent.store.store import Store
 
     with Store(folder / "store") as store:
         summary = run_features(engine, checked_judge(JudgeConfig()), store, FEATURES)
@@ -171,7 +171,7 @@ def test_ctrl_c_stops_the_cluster_and_leaves_a_resumable_store(tmp_path: Path) -
     """Ctrl-C at a terminal (SIGINT to the whole process group, Ray's processes included): exit 130, the
     finished features stored; the same command without --ray then finishes the rest."""
     from agent.cli.main import main
-    from agent.store import Store
+    from agent.store.store import Store
 
     store = tmp_path / "store"
     argv = ["--features", "0-63", "--store", str(store), "--no-progress", "--table-limit", "0"]

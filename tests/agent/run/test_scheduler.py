@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from agent.config import RunConfig, SweepConfig
-from agent.events import (
+from agent.run.config import RunConfig, SweepConfig
+from agent.run.events import (
     FeatureFinished,
     FeatureSkipped,
     ProbesFinished,
@@ -18,7 +18,7 @@ from agent.events import (
 )
 from agent.judges import OfflineJudge
 from agent.run import RunControl, run_features
-from agent.store import Store
+from agent.store.store import Store
 from tests.agent.fakes import FakeEngine
 
 CFG = RunConfig(sweep=SweepConfig(strengths=(5.0, 20.0, 80.0), background=2, panel=0))

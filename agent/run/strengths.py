@@ -1,17 +1,43 @@
-"""A world's strengths: the hidden-state norm at the layer (measured once, remembered in the store) and the
-default schedules built on it (a run's sweep, a probe's short look, the toy world's recorded one)."""
+"""A world's strengths: the bounds on a given strength, the hidden-state norm at the layer (measured once,
+remembered in the store) and the default schedules built on it (a run's sweep, a probe's short look, the toy
+world's recorded one)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import math
 import threading
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from agent.config import SweepConfig
+from agent.run.config import SweepConfig
 
 log = logging.getLogger(__name__)
+
+MAX_STRENGTH = 1e6
+"""Largest accepted strength: far above any useful one (a few times the hidden-state norm, which is
+in the hundreds for the supported encoders), far below what overflows bf16/fp16 activations."""
+
+
+def check_strengths(values: Sequence[float], text: str) -> list[float]:
+    """``values`` when every one is finite and within 0..MAX_STRENGTH; else ValueError with a one-line message."""
+    for v in values:
+        if not math.isfinite(v):
+            raise ValueError(f"bad --strengths {text!r}: {v} is not a finite number")
+        if not 0 <= v <= MAX_STRENGTH:
+            raise ValueError(
+                f"bad --strengths {text!r}: {v:g} is outside 0..{MAX_STRENGTH:g} (strengths are L2 norms, "
+                "a few times the hidden-state norm)"
+            )
+    return list(values)
+
+
+def finite_or_none(value: float) -> float | None:
+    """``value`` when finite, else None: JSON has no NaN or infinity, and ``json.dumps`` would write them."""
+    return value if math.isfinite(value) else None
+
 
 PROBE_MULTIPLES = (0.0, 0.5, 1.0, 2.0, 3.0)
 """`steer-agent probe`'s strengths without --strengths, as multiples of the hidden-state norm at the layer: a
@@ -19,7 +45,7 @@ short look from unsteered (0) to strong, where a run's sweep uses the denser ste
 
 
 class Memo(Protocol):
-    """Where a norm is remembered across processes (agent.store.Store's meta)."""
+    """Where a norm is remembered across processes (agent.store.store.Store's meta)."""
 
     def get_meta(self, name: str, default: Any = None) -> Any: ...
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from agent.cli.args import parse_strengths
-from agent.strengths_check import MAX_STRENGTH, finite_or_none
+from agent.run.strengths import MAX_STRENGTH, finite_or_none
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e30", "0,50,nan", "10,Infinity", f"{MAX_STRENGTH * 2:g}"])

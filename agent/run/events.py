@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agent.records import FeatureRecord
+    from agent.store.records import FeatureRecord
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from agent.probes import BASE_IMAGES
-from agent.strengths_check import MAX_STRENGTH
+from agent.run.strengths import MAX_STRENGTH
 
 LABEL_WORDS = (2, 5)
 MAX_EXPLANATION_CHARS = 400

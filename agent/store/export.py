@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.groundtruth import ground_truth_for, names_truth
-from agent.records import FeatureRecord
-from agent.store import RecordUnreadable, Store
+from agent.store.records import FeatureRecord
+from agent.store.store import RecordUnreadable, Store
 
 
 def judge_name(judge: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from diskcache import Cache, Disk
 from diskcache.core import DBNAME, ENOVAL, METADATA
 
-from agent.store_errors import StoreError, StoreForeign, StoreReadOnly, StoreUnwritable, unwritable_error
+from agent.store.errors import StoreError, StoreForeign, StoreReadOnly, StoreUnwritable, unwritable_error
 
 CACHES = ("main", "probes", "judge", "images")
 """The store's databases, each a diskcache folder under the store."""

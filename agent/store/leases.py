@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from agent.store import RecordUnreadable, Store, StoreUnwritable
+from agent.store.store import RecordUnreadable, Store, StoreUnwritable
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ MAX_POLL_SECONDS = 5.0
 class FeatureLeases:
     """One run's claims on a store's features (one asyncio loop; not shared across threads).
 
-    A run claims a feature in the store before explaining it (agent.store.Store.claim), renews its leases
+    A run claims a feature in the store before explaining it (agent.store.store.Store.claim), renews its leases
     while it works, and releases each one once the record is stored. Another run that finds a feature
     claimed puts it aside and comes back to it when its own queue is empty: by then the holder has either
     stored it (skipped as done) or died (its lease lapses and this run takes the feature over).

@@ -1,11 +1,11 @@
 """The on-disk store (diskcache): probe results, judge calls, feature records and human reviews.
 
-Values are JSON text read through agent.store_disk, which refuses pickles (a store may come from
+Values are JSON text read through agent.store.disk, which refuses pickles (a store may come from
 someone else), and a record is written whole in one transaction. Every record is checked against
 its schema on read; one that fails is a corrupt record, named in one line, and the rest stays usable.
 Several processes may share a store (a CLI run and the TUI): diskcache's SQLite handles locking.
 A store is data, not a program: a database carrying SQL triggers, views or settings steer-interp never
-writes is refused on open (agent.store_sqlite), and a store that cannot be written (a read-only folder,
+writes is refused on open (agent.store.sqlite), and a store that cannot be written (a read-only folder,
 a full disk) opens read-only, so it can still be exported and browsed.
 """
 
@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from agent.evidence import ImageEvidence
+from agent.judges.evidence import ImageEvidence
 from agent.probes import ProbeResult
-from agent.records import (
+from agent.store.records import (
     DECISIONS,
     SCHEMA_VERSION,
     FeatureRecord,
@@ -33,8 +33,8 @@ from agent.records import (
     record_problem,
     review_problem,
 )
-from agent.store_disk import CorruptValue, TextOnlyDisk
-from agent.store_errors import (  # noqa: F401 - re-exported
+from agent.store.disk import CorruptValue, TextOnlyDisk
+from agent.store.errors import (  # noqa: F401 - re-exported
     RecordUnreadable,
     StoreDamaged,
     StoreError,
@@ -44,7 +44,7 @@ from agent.store_errors import (  # noqa: F401 - re-exported
     StoreUnwritable,
     db_errors,
 )
-from agent.store_sqlite import open_caches
+from agent.store.sqlite import open_caches
 from agent.world import WORLD_KEYS as WORLD_KEYS  # re-exported: the keys a store is bound by
 from agent.world import world_differences
 
