@@ -10,7 +10,7 @@ Entry points for other front ends (the TUI):
     topk=None) -- config.evidence "topk" | "hybrid" | "all" adds the top-k / hybrid descriptions
     agent.store.store.Store(path): get_record / list_records / set_review / clear_review / review_history /
     add_manual_probe / manual_probes (a record's ``manual`` list)
-    agent.plan.prepare_run(RunRequest(...), Engines()) -> PreparedRun: the checks Session.prepare runs, cheapest
+    agent.session.prepare_run(RunRequest(...), Engines()) -> PreparedRun: the checks Session.prepare runs, cheapest
     first (ChoiceError names the field to fix)
     agent.world: WorldSpec, load_engine(spec), Engines (one engine per world), same_world(spec, store.world())
     agent.judges.build_judge(JudgeConfig(...)); agent.judges.check_judge(judge) before a run (raises

@@ -193,8 +193,19 @@ def _entry_points() -> set[str]:
 
 def test_only_front_doors_and_entry_points_parse_options() -> None:
     """Parsed options stop at the front doors (agent/cli/, tui/cli.py) and ``python -m`` entry points: below
-    them, commands and the TUI pass typed requests (agent.plan); imports inside functions count."""
+    them, commands and the TUI pass typed requests (agent.session); imports inside functions count."""
     allowed = _entry_points()
     users = sorted(name for name in MODULES if any(_within(imported, "argparse") for imported, _ in _imports(name))
                    and name not in allowed and not any(_within(name, door) for door in OPTION_PARSERS))
     assert users == [], "\n".join(users)
+
+
+def test_every_command_opens_a_session() -> None:
+    """Each `steer-agent` command (a module of agent/cli/ that registers a subcommand) reaches the world, the
+    store and the judge through agent.session.Session, none by its own path."""
+    commands = sorted(name for name in MODULES if _within(name, "agent.cli")
+                      and "def add_parser" in MODULES[name].read_text(encoding="utf-8"))
+    assert "agent.cli.judge_check" in commands and "agent.cli.run" in commands, commands
+    without = [name for name in commands
+               if not any(_within(imported, "agent.session") for imported, _ in _imports(name))]
+    assert without == [], without

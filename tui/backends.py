@@ -8,7 +8,7 @@ from typing import Any
 
 from agent.judges import JudgeConfig, JudgeFatalError, build_judge
 from agent.judges import check_judge as agent_check
-from agent.plan import judge_error
+from agent.session import judge_error
 from agent.probes import Probe, ProbeResult
 from agent.world import ChoiceError, Engine, EngineFactory, WorldSpec
 from agent.world import Engines as WorldEngines

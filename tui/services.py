@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.run.config import RunConfig
-from agent.plan import PreparedRun, RunRequest
+from agent.session import PreparedRun, RunRequest
 from agent.probes import Probe, ProbeResult
 from agent.store.records import FeatureRecord, Review, default_reviewer
 from agent.session import Session

@@ -21,7 +21,7 @@ from agent.cli.args import (
     world_spec,
 )
 from agent.eval.config import ALL_MODES, DEFAULT_MODES, EvalConfig
-from agent.plan import check_features
+from agent.session import check_features
 from agent.session import Session
 from agent.world import ChoiceError, WorldSpec
 

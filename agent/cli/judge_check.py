@@ -58,14 +58,23 @@ async def list_models(backend: Any) -> tuple[list[str], int | None]:
     return names, limit
 
 
-async def try_format(args: argparse.Namespace, model: str, fmt: str) -> str:
+def judge_config(args: argparse.Namespace) -> Any:
+    """The options as the judge configuration a Session holds."""
+    from agent.judges import JudgeConfig
+
+    return JudgeConfig(kind="openai", model=args.judge_model, base_url=args.judge_base_url,
+                       api_key_env=args.judge_api_key_env, timeout=args.judge_timeout,
+                       max_tokens=args.judge_max_tokens)
+
+
+async def try_format(session: Any, model: str, fmt: str) -> str:
     """One verdict request in ``fmt``: a line saying whether it was accepted, valid, and how fast."""
     from agent.judges import JudgeCallError, JudgeError, LLMJudge
-    from agent.judges.openai_chat import OpenAIChat, RetryPolicy
+    from agent.judges.retry import RetryPolicy
 
-    backend = OpenAIChat(model, args.judge_base_url, api_key_env=args.judge_api_key_env, json_mode=fmt,
-                         max_tokens=args.judge_max_tokens, concurrency=1, down_limit=10.0,
-                         retry=RetryPolicy(attempts=1, timeout=args.judge_timeout, timeout_retries=0))
+    timeout = session.judge_config.timeout
+    backend = session.judge_backend(model, json_mode=fmt, concurrency=1, down_limit=10.0,
+                                    retry=RetryPolicy(attempts=1, timeout=timeout, timeout_retries=0))
     judge = LLMJudge(backend, max_reasks=0)
     t0 = time.perf_counter()
     try:
@@ -82,11 +91,13 @@ async def try_format(args: argparse.Namespace, model: str, fmt: str) -> str:
     return f"{fmt:12s} accepted: {verdict} in {seconds:.2f} s, {tokens} reply tokens"
 
 
-async def check(args: argparse.Namespace) -> int:
+async def check(session: Any) -> int:
     from agent.judges.config import DEFAULT_JUDGE_MODEL
-    from agent.judges.openai_chat import FORMATS, OpenAIChat, safe_url
+    from agent.judges.openai_chat import FORMATS, safe_url
 
-    probe = OpenAIChat(args.judge_model or "?", args.judge_base_url, api_key_env=args.judge_api_key_env)
+    wanted = session.judge_config.model
+    url = session.judge_config.base_url
+    probe = session.judge_backend(wanted or "?")
     probe.check(timeout=5.0)
     try:
         names, limit = await list_models(probe)
@@ -95,22 +106,24 @@ async def check(args: argparse.Namespace) -> int:
         say(f"models: not listed ({type(exc).__name__})")
     finally:
         await probe.aclose()
-    model = args.judge_model or (names[0] if names else DEFAULT_JUDGE_MODEL)
+    model = wanted or (names[0] if names else DEFAULT_JUDGE_MODEL)
     if names:
         known = "" if model in names else f"  <- {model!r} is not among them: check --judge-model"
-        say(f"models at {safe_url(args.judge_base_url)}: {', '.join(names)}{known}")
+        say(f"models at {safe_url(url)}: {', '.join(names)}{known}")
     say(f"context limit: {limit if limit else 'not reported (a too-long request will say it)'}")
     for fmt in FORMATS:
-        say(await try_format(args, model, fmt))
+        say(await try_format(session, model, fmt))
     say(f"instructions go in the {probe.instructions} message ({'local' if probe.local else 'remote'} endpoint)")
     return 0
 
 
 def main(args: argparse.Namespace) -> int:
     from agent.judges import JudgeFatalError
+    from agent.session import Session
 
     try:
-        return asyncio.run(check(args))
+        with Session(judge=judge_config(args)) as session:
+            return asyncio.run(check(session))
     except JudgeFatalError as exc:
         say(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,7 +21,7 @@ from agent.cli.args import (
     world_spec,
 )
 from agent.run.config import DEFAULT_KL_TARGETS, EVIDENCE_MODES, HYBRID_MULTIPLE, RunConfig, SweepConfig
-from agent.plan import ChoiceError, PreparedRun, RunRequest, check_features
+from agent.session import ChoiceError, PreparedRun, RunRequest, check_features
 from agent.session import Session
 
 
@@ -110,7 +110,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 
 
 def run_request(args: argparse.Namespace) -> RunRequest:
-    """The options as the typed request agent.plan checks."""
+    """The options as the typed request agent.session checks."""
     return RunRequest(features=args.features, world=world_spec(args), judge=judge_config(args),
                       config=build_config(args), store=args.store, ray=args.ray, ray_workers=args.ray_workers)
 

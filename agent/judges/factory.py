@@ -15,19 +15,26 @@ def build_judge(config: JudgeConfig) -> Any:
     if config.kind == "offline":
         return OfflineJudge()
     if config.kind == "openai":
-        from agent.judges.openai_chat import OpenAIChat
-        from agent.judges.retry import RetryPolicy
-
-        backend = OpenAIChat(config.model or DEFAULT_JUDGE_MODEL, endpoint=config.endpoint(),
-                             json_mode=config.json_mode, temperature=config.temperature,
-                             max_tokens=config.max_tokens, price=config.price,
-                             retry=RetryPolicy(attempts=max(1, config.retries), initial=config.backoff,
-                                               timeout=config.timeout),
-                             concurrency=config.concurrency, down_limit=config.down_limit)
-        if config.instructions != "auto":
-            backend.instructions = config.instructions
-        return LLMJudge(backend)
+        return LLMJudge(build_backend(config))
     raise JudgeFatalError(f"unknown judge {config.kind!r}: use offline or openai")
+
+
+def build_backend(config: JudgeConfig, **overrides: Any) -> Any:
+    """The OpenAI-compatible client ``config`` describes (agent.judges.openai_chat.OpenAIChat); ``overrides``
+    replace its keyword arguments (``judge-check``: one attempt, one request in flight, a format each)."""
+    from agent.judges.openai_chat import OpenAIChat
+    from agent.judges.retry import RetryPolicy
+
+    options: dict[str, Any] = dict(endpoint=config.endpoint(), json_mode=config.json_mode,
+                                   temperature=config.temperature, max_tokens=config.max_tokens, price=config.price,
+                                   retry=RetryPolicy(attempts=max(1, config.retries), initial=config.backoff,
+                                                     timeout=config.timeout),
+                                   concurrency=config.concurrency, down_limit=config.down_limit)
+    options.update(overrides)
+    backend = OpenAIChat(config.model or DEFAULT_JUDGE_MODEL, **options)
+    if config.instructions != "auto":
+        backend.instructions = config.instructions
+    return backend
 
 
 def make_judge(kind: str = "offline", **options: Any) -> Any:

@@ -153,7 +153,7 @@ def test_the_environment_is_read_once_per_judge(monkeypatch: pytest.MonkeyPatch)
                                  "given twice: give it once"),
 ])
 def test_the_one_url_check_says_the_lines_the_front_doors_show(url: str, problem: str | None) -> None:
-    """The CLI, the TUI (agent.plan) and the judge's own check all say these lines (agent.judges.config)."""
+    """The CLI, the TUI (agent.session) and the judge's own check all say these lines (agent.judges.config)."""
     assert url_problem(url) == problem
 
 

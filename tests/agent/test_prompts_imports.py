@@ -56,7 +56,7 @@ def test_forced_round_asks_for_a_final_answer() -> None:
 
 def test_agent_imports_without_torch_or_textual() -> None:
     code = ("import sys, agent.cli, agent.run, agent.store.store, agent.run.loop, agent.judges, agent.judges.openai_chat, "
-            "agent.store.export, agent.cli.progress, agent.cli.run, agent.cli.export, agent.plan, agent.world\n"
+            "agent.store.export, agent.cli.progress, agent.cli.run, agent.cli.export, agent.session, agent.world\n"
             "bad = [m for m in ('torch', 'textual', 'transformers') if m in sys.modules]\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,7 +9,7 @@ import pytest
 
 from agent.run.config import RunConfig, SweepConfig
 from agent.judges import OfflineJudge
-from agent.plan import RunRequest
+from agent.session import RunRequest
 from agent.session import ScaleOut, Session
 from agent.store.store import Store
 from agent.world import ChoiceError, Engines, WorldSpec

@@ -88,7 +88,7 @@ def test_the_cli_reads_back_only_the_features_it_reached(tmp_path, monkeypatch, 
     from agent.cli import run as run_cli
     from agent.cli.main import build_parser
     from agent.judges import JudgeConfig
-    from agent.plan import PreparedRun
+    from agent.session import PreparedRun
     from agent.world import WorldSpec
 
     engine = SlowEngine(d_sae=100_000, per_probe=0.02)

@@ -127,7 +127,7 @@ def test_bad_ray_options_are_one_line_errors(command: str, tiny_world: tuple[Pat
 
 
 def test_a_run_on_ray_takes_image_evidence(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """agent.plan lets image evidence go to Ray (the TUI's runs too): a store without a collection is refused
+    """agent.session lets image evidence go to Ray (the TUI's runs too): a store without a collection is refused
     as without --ray, before any cluster starts."""
     pytest.importorskip("ray")
     import ray

@@ -1,4 +1,4 @@
-"""Run preparation (agent.plan) and world identity (agent.world), as the CLI and the TUI share them."""
+"""Run preparation (agent.session) and world identity (agent.world), as the CLI and the TUI share them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from agent.run.config import RunConfig
 from agent.judges import JudgeConfig
-from agent.plan import RunRequest, prepare_run
+from agent.session import RunRequest, prepare_run
 from agent.store.store import Store
 from agent.world import ChoiceError, Engines, WorldSpec, same_world, world_of
 from tests.agent.fakes import FakeEngine
