@@ -1,5 +1,6 @@
 """Base images for steering: white (the method's default), black, uniform noise, three plain drawn
-objects (``object-a``, ``object-b``, ``object-c``), or a file."""
+objects (``object-a``, ``object-b``, ``object-c``), eight colourless outline shapes (``outline-circle-small``
+... ``outline-cross-large``), or a file."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from steering.errors import SteeringError
-from steering.image_names import BASE_IMAGES, OBJECT_BASES
+from steering.image_names import BASE_IMAGES, OBJECT_BASES, OUTLINE_BASES
 
 DEFAULT_SIZE = 224
 MAX_PIXELS = 64_000_000
@@ -27,11 +28,22 @@ image) centred on white. They differ in every attribute, so steering that turns 
 keeps its shape) shows that the feature causes "red" and not the shape; a judge compares the steered
 description on each with the same image's unsteered one."""
 assert tuple(OBJECT_DRAWINGS) == OBJECT_BASES, "every built-in object base image needs a drawing"
+OUTLINE_GREY = (64, 64, 64)
+"""The outlines' colour: a dark grey, no hue. The toy model reads every outline at this grey as black;
+lighter greys (100 to 128) read blue or purple on some shapes, which would hide those colours there (a claim
+an image's own caption names does not count on that image)."""
+OUTLINE_DRAWINGS: dict[str, tuple[str, str]] = {
+    f"outline-{shape}-{size}": (shape, size)
+    for shape in ("circle", "square", "triangle", "cross") for size in ("small", "large")
+}
+"""Built-in outline base images: (shape, size) of one outline centred on white, its side the middle of the
+toy scenes' extent range for that size (steering.toy.scenes.SIZE_EXTENT)."""
+assert tuple(OUTLINE_DRAWINGS) == OUTLINE_BASES, "every built-in outline base image needs a drawing"
 
 
 def base_image(spec: str = "white", size: int = DEFAULT_SIZE, seed: int = 0) -> Image.Image:
     """An RGB image: ``white``, ``black`` (real black pixels), ``noise`` (uniform, seeded), one of
-    ``OBJECT_DRAWINGS`` or a path."""
+    ``OBJECT_DRAWINGS`` or ``OUTLINE_DRAWINGS``, or a path."""
     if spec == "white":
         return Image.new("RGB", (size, size), (255, 255, 255))
     if spec == "black":
@@ -41,6 +53,8 @@ def base_image(spec: str = "white", size: int = DEFAULT_SIZE, seed: int = 0) -> 
         return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), "RGB")
     if spec in OBJECT_DRAWINGS:
         return object_image(spec, size)
+    if spec in OUTLINE_DRAWINGS:
+        return outline_image(spec, size)
     path = Path(spec).expanduser()
     check_base_image(spec)
     try:
@@ -79,8 +93,9 @@ def _check_size(path: Path, size: tuple[int, int]) -> None:
 
 @functools.lru_cache(maxsize=None)
 def object_digest(name: str) -> str:
-    """A digest of a built-in object's drawn pixels (part of its probes' cache keys)."""
-    return hashlib.sha256(np.asarray(object_image(name, 64)).tobytes()).hexdigest()
+    """A digest of a built-in drawing's pixels, an object's or an outline's (part of its probes' cache keys)."""
+    draw = outline_image if name in OUTLINE_DRAWINGS else object_image
+    return hashlib.sha256(np.asarray(draw(name, 64)).tobytes()).hexdigest()
 
 
 def object_image(name: str, size: int = DEFAULT_SIZE) -> Image.Image:
@@ -89,5 +104,22 @@ def object_image(name: str, size: int = DEFAULT_SIZE) -> Image.Image:
 
     colour, shape, pattern, scale, extent = OBJECT_DRAWINGS[name]
     pixels = render(Scene("object", colour, shape, pattern, scale, 0.5, 0.5, extent), 64)
+    img = Image.fromarray(pixels, "RGB")
+    return img if size == 64 else img.resize((size, size), Image.Resampling.NEAREST)
+
+
+def outline_image(name: str, size: int = DEFAULT_SIZE) -> Image.Image:
+    """A built-in outline base image (``OUTLINE_DRAWINGS``), drawn at 64 px and scaled to ``size``: the
+    outline the toy scenes draw around an object (two pixels wide at 64 px), in ``OUTLINE_GREY``, nothing
+    inside it."""
+    from steering.toy.scenes import SIZE_EXTENT, WHITE, shape_mask
+    from steering.toy.scenes import _erode as erode  # the scenes' own outline, not a look-alike
+
+    shape, scale = OUTLINE_DRAWINGS[name]
+    lo, hi = SIZE_EXTENT[scale]
+    mask = shape_mask(shape, 64, 0.5, 0.5, (lo + hi) / 2)  # [64, 64] bool
+    pixels = np.empty((64, 64, 3), dtype=np.uint8)
+    pixels[:] = WHITE
+    pixels[mask & ~erode(erode(mask))] = OUTLINE_GREY
     img = Image.fromarray(pixels, "RGB")
     return img if size == 64 else img.resize((size, size), Image.Resampling.NEAREST)

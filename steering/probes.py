@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from steering.image_names import OBJECT_BASES
+from steering.image_names import DRAWN_BASES
 
 SWEEP_MULTIPLES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 """A run's default sweep ladder, as multiples of the hidden-state norm at the layer (agent.run.config.SweepConfig's
@@ -47,12 +47,12 @@ _FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 def image_identity(spec: str) -> str | None:
     """What a base image's pixels depend on beyond its name, for cache keys: None for ``white``, ``black``
-    and ``noise`` (fixed by the name and the seed); a digest of the drawn pixels for a built-in object (a
-    changed drawing is a new image); a digest of the file's bytes for a path (a file rewritten in place is
+    and ``noise`` (fixed by the name and the seed); a digest of the drawn pixels for a built-in object or
+    outline (a changed drawing is a new image); a digest of the file's bytes for a path (a file rewritten in place is
     a new image; the digest is kept while its size and modification time stay)."""
     if spec in ("white", "black", "noise"):
         return None
-    if spec in OBJECT_BASES:
+    if spec in DRAWN_BASES:
         from steering.images import object_digest
 
         return object_digest(spec)
@@ -89,7 +89,8 @@ class Probe(_Keyed):
     question: str | None = None
     """Free-form question about the highlighted element, for ``prompt == 'ask'``."""
     base_image: str = "white"
-    """``white``, ``black``, ``noise``, ``object-a``/``-b``/``-c`` (plain drawn objects) or a path to an image file."""
+    """``white``, ``black``, ``noise``, ``object-a``/``-b``/``-c`` (plain drawn objects), ``outline-<shape>-<size>``
+    (colourless outlines, steering.image_names.OUTLINE_BASES) or a path to an image file."""
     direction: str = "feature"
     """``feature`` (the SAE decoder column) or ``random`` (a norm-matched random control)."""
     greedy: bool = True

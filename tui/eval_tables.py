@@ -1,8 +1,10 @@
 """An evaluation's metrics as titled tables of strings (no textual), in the markdown report's order:
-the bar, warnings, accuracy by mode, controls, by family, against strength, forced choice, CLIP, cost.
+warnings, the benchmark, the bar, accuracy by mode, controls, by family, against strength, forced choice,
+CLIP, cost.
 
-Every key is optional (older metrics files lack the newer ones); a table whose data is absent is left
-out, a rate that cannot be read shows ``?``.
+The benchmark's tables are agent.eval.report_bench's own rows (the same figures and names as report.md, with
+the short mode names). Every key is optional (older metrics files lack the newer ones, pooled planted seeds
+have no word-level figures); a table whose data is absent is left out, a rate that cannot be read shows ``?``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.eval import report_bench as rb
 from agent.eval.metrics import rate_from
 from tui.evaluation import ordered
 
@@ -41,7 +44,8 @@ class Section:
 
 
 def mode_name(key: str) -> str:
-    return SHORT_NAMES.get(key, key)
+    """A mode's short readable name: the word-level modes' own, else the benchmark's."""
+    return SHORT_NAMES.get(key) or rb.bench_name(key, short=True)
 
 
 def rate_text(d: Any) -> str:
@@ -142,7 +146,7 @@ def _diagnostics(dg: dict[str, Any]) -> list[str]:
 
 
 def modes(m: dict[str, Any]) -> Section | None:
-    ms = _d(m.get("modes"))
+    ms = {k: v for k, v in _d(m.get("modes")).items() if "word" in _d(v) or "embedding" in _d(v)}
     if not ms:
         return None
     specific = any("specific" in _d(d) for d in ms.values())
@@ -269,8 +273,51 @@ def cost(m: dict[str, Any]) -> Section | None:
     return s
 
 
+STANDING = ("agent_vs_best_nonadaptive", "agent_vs_best_baseline")
+"""The comparisons the benchmark's first table shows: the new headline, and the old one for continuity."""
+
+
+def _plain(line: str) -> str:
+    return line.replace("`", "").replace("**", "")
+
+
+def bench(m: dict[str, Any]) -> list[Section]:
+    """The benchmark: the agent's standing, scores by mode, floors, recall by family, pooled seeds."""
+    b = _d(m.get("bench"))
+    if not _d(b.get("modes")):
+        return []
+    split = b.get("split", "?")
+    notes = [_plain(x) for x in (rb.split_reminder(b), rb.standing(b, md=False), rb.truth_gate(m),
+                                 rb.pooled_line(m), rb.scored_line(m)) if x]
+    out = []
+    cols, rows = rb.diffs_table(b, short=True, only=STANDING)
+    if rows:
+        out.append(Section("bench-standing", f"Benchmark ({split} split): the agent against the best "
+                                             "no-follow-up method", cols, rows, notes))
+        notes = []
+    best = rb.best_nonadaptive(b)
+    cols, rows = rb.mode_table(b, short=True)
+    out.append(Section("bench-modes", f"Benchmark ({split} split): claim-level scores by mode", cols, rows, notes + [
+        "F1, precision, recall, exact: % per feature, means (F1 with a 95% CI clustered by true value). AUROC: "
+        "the simulation score." + (" Causal F1: against what steering the feature adds." if rb.has_causal(b) else "")
+        + (f" Error reduction: the share of the error (100 - F1) of {rb.bench_name(best, short=True)}, the best "
+           "no-follow-up method on dev, a mode removes." if best else "")]))
+    cols, rows = rb.floor_table(b)
+    if rows:
+        out.append(Section("bench-floors", "Benchmark floors (a good metric keeps them low)", cols, rows,
+                           ["Skill: the share of the constant explanation's error (100 - F1) a floor removes."]))
+    fams = rb.family_table(b, short=True)
+    if fams and fams[1]:
+        out.append(Section("bench-families", "Benchmark: recall by family", *fams,
+                           notes=["The share of each family's true claims a mode names (n: true claims)."]))
+    seeds = rb.seed_table(m, short=True)
+    if seeds:
+        out.append(Section("bench-seeds", "Pooled planted seeds, one by one", *seeds))
+    return out
+
+
 BUILDERS: tuple[Callable[[dict[str, Any]], Section | list[Section] | None], ...] = (
-    bar, warnings, modes, controls, families, strengths, forced_choice, clip, cost)
+    warnings, bench, bar, modes, controls, families, strengths, forced_choice, clip, cost)
 
 
 def sections(metrics: dict[str, Any]) -> list[Section]:

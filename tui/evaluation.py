@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.eval.report import METRICS, MODE_ORDER
+from agent.eval.report import METRICS, MODE_ORDER, bundled_world, planted_seeds, short_path
 from agent.world import world_differences
 from tui.services import display_path
 
@@ -60,10 +60,10 @@ class EvalReport:
         if m.get("digest"):
             first.append(f"digest {m['digest']}")
         lines = [" · ".join(first)]
-        if w:
-            model = display_path(w["model"]) if w.get("model") else "?"
-            sae = display_path(w["sae"]) if w.get("sae") else "?"
-            lines.append(f"model {model}, SAE {sae}, layer {w.get('layer', '?')}")
+        if w:  # the report's own names for the world: never the absolute paths of the machine that ran it
+            lines.append(bundled_world(w, planted_seeds(m), code="")
+                         or f"model {short_path(w.get('model'))}, SAE {short_path(w.get('sae'))}, "
+                            f"layer {w.get('layer', '?')}")
         if feats:
             fams = _d(feats.get("by_family"))
             fam = f" ({', '.join(f'{k} {v}' for k, v in fams.items())})" if fams else ""

@@ -37,6 +37,24 @@ def parse_modes(text: str) -> tuple[str, ...]:
     return modes
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """Planted seeds: one (3), a list (1,5,9) or a range (0-4), each a whole number >= 0."""
+    seeds: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",")):
+            lo, _, hi = part.partition("-")
+            a, b = int(lo), int(hi) if hi else int(lo)
+            if a < 0 or b < a:
+                raise ValueError
+            seeds += range(a, b + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad --planted-seed {text!r}: use a seed (0), a list (1,5,9) or a "
+                                         "range (0-4)") from None
+    if len(seeds) > 50:
+        raise argparse.ArgumentTypeError(f"--planted-seed {text!r} names {len(seeds)} seeds: at most 50")
+    return tuple(dict.fromkeys(seeds))
+
+
 def parse_numbers(text: str) -> tuple[float, ...]:
     """A comma list of positive numbers, as the run command parses them (kept as a tuple for the config)."""
     return tuple(parse_floats(text))
@@ -61,9 +79,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     b.add_argument("--split", choices=("dev", "test"), default="test",
                    help="the split the benchmark's tables report (default test; everything tunable is chosen on dev)")
     b.add_argument("--split-seed", type=int, default=0, help="seed of the dev/test split of features (default 0)")
-    b.add_argument("--planted-seed", type=int, default=None, metavar="N",
+    b.add_argument("--planted-seed", type=parse_seeds, default=None, metavar="SEEDS",
                    help="evaluate planted features (a dictionary built from class-mean differences of the toy "
-                        "world's activations; N chooses which values are combined) instead of the SAE's")
+                        "world's activations; the seed chooses which values are combined) instead of the SAE's; "
+                        "a list or range (0-4, 1,5,9) pools the seeds' splits into one benchmark")
     b.add_argument("--no-simulation", action="store_true", help="skip the simulation AUROC")
     add_model_options(p)
     g = p.add_argument_group("what is measured")
@@ -143,6 +162,10 @@ def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+TEST_REMINDER = ("note: these are test-split figures, for the closing note; choose anything tunable with "
+                 "--split dev (the default for tuning) and read test once, at the end")
+
+
 def run(args: argparse.Namespace) -> int:
     from agent.eval.report import write_report
     from agent.eval.runner import EvalError
@@ -151,28 +174,32 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         say(f"error: {problem}")
         return 2
+    seeds = args.planted_seed
+    args.command = command_line(args)  # before --sae points at a planted dictionary's cache folder
     try:
         cfg = build_config(args)
         check_features(args.features)
-        use_planted(args)
+        if seeds is not None and (args.model or args.sae):
+            raise ValueError("--planted-seed plants features in the toy world: drop --model and --sae")
     except (ValueError, ChoiceError) as exc:
         say(f"error: {exc}")
         return 2
+    if cfg.split == "test":
+        say(TEST_REMINDER)
     t0 = time.perf_counter()
-    # a Ray pool's actors stop with the session, Ctrl-C included
-    with Session(world_spec(args), judge=judge_config(args), scale=scale_out(args, model_here=True),
-                 report=say) as session:
-        try:
-            inputs = load_inputs(session, args, cfg)
-            inputs.timings["load"] = round(time.perf_counter() - t0, 2)
-            metrics = session.evaluate(inputs, cfg)
-        except (ChoiceError, EvalError) as exc:
-            say(f"error: {exc}")
-            return 2
+    if seeds is not None and len(seeds) > 1:
+        return run_pooled(args, cfg, seeds, t0)
+    if seeds is not None:
+        use_planted(args, seeds[0])
+    try:
+        metrics, _inputs = evaluate_once(args, cfg)
+    except (ChoiceError, EvalError) as exc:
+        say(f"error: {exc}")
+        return 2
     metrics["timings"]["total"] = round(time.perf_counter() - t0, 2)
-    if args.planted_seed is not None:
-        metrics["planted_seed"] = args.planted_seed
-    report = write_report(metrics, args.report, command=command_line(args), plots=not args.no_plots)
+    if seeds is not None:
+        metrics["planted_seed"] = seeds[0]
+    report = write_report(metrics, args.report, command=args.command, plots=not args.no_plots)
     if args.json:
         print(json.dumps(metrics, indent=1))
     for w in metrics.get("warnings", []):
@@ -182,17 +209,57 @@ def run(args: argparse.Namespace) -> int:
     return 1 if args.require_bar and not bar.get("met") else 0
 
 
-def use_planted(args: argparse.Namespace) -> None:
-    """With --planted-seed N: point --sae at the planted dictionary of seed N (built once, in seconds)."""
-    if args.planted_seed is None:
-        return
-    if args.model or args.sae:
-        raise ValueError("--planted-seed plants features in the toy world: drop --model and --sae")
+def evaluate_once(args: argparse.Namespace, cfg: EvalConfig) -> tuple[dict[str, Any], Any]:
+    """One world's evaluation in its own Session: (metrics, the inputs, whose ``bench`` pooling reads)."""
+    t0 = time.perf_counter()
+    # a Ray pool's actors stop with the session, Ctrl-C included
+    with Session(world_spec(args), judge=judge_config(args), scale=scale_out(args, model_here=True),
+                 report=say) as session:
+        inputs = load_inputs(session, args, cfg)
+        inputs.timings["load"] = round(time.perf_counter() - t0, 2)
+        return session.evaluate(inputs, cfg), inputs
+
+
+def run_pooled(args: argparse.Namespace, cfg: EvalConfig, seeds: tuple[int, ...], t0: float) -> int:
+    """``--planted-seed 0-4``: each seed evaluated (its report in DIR/seed-N), then one benchmark over the
+    seeds' pooled splits in DIR (agent.eval.bench.pool)."""
+    from agent.eval.bench import pool, run_bench
+    from agent.eval.report import write_report
+    from agent.eval.runner import EvalError, pooled_metrics
+
+    per_seed: dict[int, dict[str, Any]] = {}
+    benches, at4 = {}, {}
+    for seed in seeds:
+        use_planted(args, seed)
+        try:
+            metrics, inputs = evaluate_once(args, cfg)
+        except (ChoiceError, EvalError) as exc:
+            say(f"error: seed {seed}: {exc}")
+            return 2
+        metrics["planted_seed"] = seed
+        write_report(metrics, args.report / f"seed-{seed}", command=args.command, plots=False)
+        if inputs.bench is None:
+            say(f"error: seed {seed}: no benchmark (no ground truth?)")
+            return 2
+        per_seed[seed], benches[seed], at4[seed] = metrics, inputs.bench, inputs.at_4x_onset
+    pooled_bench, pooled_at4 = pool(benches, at4)
+    bench = run_bench(pooled_bench, cfg.split, pooled_at4)
+    metrics = pooled_metrics(per_seed, bench, cfg)
+    metrics["timings"] = {"total": round(time.perf_counter() - t0, 2)}
+    report = write_report(metrics, args.report, command=args.command, plots=False)
+    if args.json:
+        print(json.dumps(metrics, indent=1))
+    say(summary_line(metrics) + f"\nreport: {report}")
+    return 0
+
+
+def use_planted(args: argparse.Namespace, seed: int) -> None:
+    """Point --sae at the planted dictionary of ``seed`` (built once, in seconds)."""
     from agent.store.store import cache_root
     from steering.toy.planted import ensure
 
-    say(f"eval: planted features, seed {args.planted_seed} ...")
-    args.sae = str(ensure(cache_root() / "planted" / f"seed-{args.planted_seed}", args.planted_seed))
+    say(f"eval: planted features, seed {seed} ...")
+    args.sae = str(ensure(cache_root() / "planted" / f"seed-{seed}", seed))
 
 
 def _simulator(args: argparse.Namespace, engine: Any, truth: Any) -> Any:
@@ -203,7 +270,7 @@ def _simulator(args: argparse.Namespace, engine: Any, truth: Any) -> Any:
         return None
     from agent.eval.simulation import Simulator
 
-    return Simulator(engine, seed=args.seed)
+    return Simulator(engine, seed=args.seed, mix_of=lambda f: (truth.get(f) or {}).get("kind_mix"))
 
 
 def load_inputs(session: Session, args: argparse.Namespace, cfg: EvalConfig) -> Any:
@@ -303,6 +370,8 @@ def summary_line(m: dict[str, Any]) -> str:
         elif d["word"]["n"]:
             parts.append(f"{name} {100 * d['word']['rate']:.0f}%")
     bar = m.get("bar")
+    if "planted_seeds" in m:
+        parts.append(f"planted seeds {','.join(map(str, m['planted_seeds']))} pooled")
     line = f"{m['features']['n']} features: " + ", ".join(parts) if parts else f"{m['features']['n']} features"
     if bar is not None:
         line += f" | bar {'met' if bar.get('met') else 'NOT met'}"
@@ -311,4 +380,9 @@ def summary_line(m: dict[str, Any]) -> str:
         f, split = d["f1"], m["bench"]["split"]
         line += (f" | {split}: agent F1 {100 * m['modes']['agent']['f1']['mean']:.1f} vs {d['baseline']} "
                  f"{100 * m['modes'][d['baseline']]['f1']['mean']:.1f} ({f['verdict']})")
+    d = m.get("diffs", {}).get("agent_vs_best_nonadaptive")
+    if d:
+        f = d["f1"]
+        line += (f"; vs the best no-follow-up method, {d['baseline']}: {100 * f['mean']:+.1f} "
+                 f"[{100 * f['ci'][0]:+.1f}, {100 * f['ci'][1]:+.1f}] ({f['verdict']})")
     return line + f" | {m['timings'].get('total', 0):.0f} s"

@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="descriptions per strength (>1 samples; default 1, greedy)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--question", help="ask this question about the highlighted element instead of describing it")
-    p.add_argument("--base-image", default="white", help="white (default), black, noise, object-a, object-b, object-c (plain drawn objects) or an image file")
+    p.add_argument("--base-image", default="white", help="white (default), black, noise, object-a, object-b, object-c (plain drawn objects), "
+                        "outline-<circle|square|triangle|cross>-<small|large> (grey outlines, no colour) or an image file")
     p.add_argument("--control", action="store_true", help="steer a norm-matched random direction instead")
     p.add_argument("--json", action="store_true", help='print [{"strength": s, "texts": [...]}, ...]')
     add_model_options(p)

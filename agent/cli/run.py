@@ -47,7 +47,8 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
                    help=f"first-token KL targets for --calibrate (default {','.join(map(str, DEFAULT_KL_TARGETS))})")
     s.add_argument("--samples", type=positive_int, default=1, help="descriptions per strength (1 = greedy; default 1)")
     s.add_argument("--controls", type=int, default=1, help="random-direction controls per feature (default 1)")
-    s.add_argument("--base-image", default="white", help="white (default), black, noise, object-a, object-b, object-c (plain drawn objects) or an image file")
+    s.add_argument("--base-image", default="white", help="white (default), black, noise, object-a, object-b, object-c (plain drawn objects), "
+                        "outline-<circle|square|triangle|cross>-<small|large> (grey outlines, no colour) or an image file")
     s.add_argument("--seed", type=int, default=0, help="seed for sampling and control directions")
 
 

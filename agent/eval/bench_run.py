@@ -55,11 +55,34 @@ def word_rate(b: Bench, name: str, part: str) -> dict[str, Any]:
     return rate(hits).to_dict()
 
 
+def add_filters(inp: Any, b: Bench, features: Sequence[int], norm: float) -> None:
+    """The claim filter fitted on dev over the fixed probes (agent.eval.ceiling: the white sweep, the object
+    transfer probes and their random controls, through the eval's cache), as two no-follow-up modes: over the
+    steering signals alone, and with the top-k and hybrid descriptions as signals too."""
+    from agent.eval.ceiling import collect, fitted_claims
+
+    ev = collect(inp.engine, features, norm, run=lambda probes: inp.cache.run_probes(inp.engine, probes))
+    b.claims["filter"] = fitted_claims(ev, b.truth, b.splits)
+    images = {name: b.texts[name] for name in ("topk", "hybrid") if name in b.texts}
+    if images:
+        b.claims["filter_images"] = fitted_claims(ev, b.truth, b.splits, images)
+
+
+def add_causal(inp: Any, b: Bench, features: Sequence[int], norm: float, seed: int) -> None:
+    """Each feature's causal truth (agent.eval.causal: what steering it adds on white and on colourless outline
+    shapes beyond same-norm random directions), through the eval's cache, for every mode's causal F1."""
+    from agent.eval.causal import causal_truth
+
+    causal = causal_truth(lambda probes: inp.cache.run_probes(inp.engine, probes), features, norm, seed=seed)
+    b.causal = {f: frozenset(causal.claims.get(f, frozenset())) for f in features}
+
+
 def add_bench(inp: Any, cfg: Any, features: list[int], explained: dict[str, M.Explained],
               by_strength: dict[str, list[M.Explained]], baseline: str, metrics: dict[str, Any]) -> None:
     """Run the benchmark on ``cfg.split`` and merge it: ``gates``, ``floors``, ``diffs``, and each
     benchmark mode's claim metrics under ``modes.<name>``."""
     series = by_strength.get("oneshot", [])
+    norm = metrics.get("hidden_norm")
     kl = [e.extra["kl"] for e in series] if all("kl" in e.extra for e in series) else None
     sweep = Sweep([float(e.strength or 0.0) for e in series], [e.texts for e in series], baseline, kl)
     texts = {name: explained[src].texts for name, src in MODE_SOURCES.items() if src in explained}
@@ -67,7 +90,13 @@ def add_bench(inp: Any, cfg: Any, features: list[int], explained: dict[str, M.Ex
     hybrid = _hybrid(b, by_strength.get("hybrid", []))
     if hybrid is not None:
         b.texts["hybrid"] = hybrid
-    bench = run_bench(b, cfg.split, at_4x_onset(inp, b, features, cfg.seed) if series else None)
+    if series and norm:
+        add_filters(inp, b, features, norm)
+        if not any(inp.truth[f].get("claims") for f in features):  # SAE features (planted ones are causal by construction)
+            add_causal(inp, b, features, norm, cfg.seed)
+    at4 = at_4x_onset(inp, b, features, cfg.seed) if series else None
+    inp.bench, inp.at_4x_onset = b, at4  # for pooling several planted seeds (agent.eval.bench.pool)
+    bench = run_bench(b, cfg.split, at4)
     metrics["bench"] = bench
     metrics["gates"] = bench["gates"]
     metrics["floors"] = bench["floors"]
@@ -78,6 +107,7 @@ def add_bench(inp: Any, cfg: Any, features: list[int], explained: dict[str, M.Ex
         row = bench["modes"][name]
         target = metrics["modes"].setdefault(name, {})
         target.update({k: (row.get(k, NOT_APPLICABLE)) for k in ("f1", "precision", "recall", "exact", "auroc")})
+        target.update({k: row[k] for k in ("causal_f1", "recall_by_family", "error_reduction") if k in row})
         target["applicable"] = row["applicable"]
         if "word" not in target:  # the word-level tables (report, TUI) read every mode: its hit rate on the split
             target["word"] = word_rate(b, name, bench["split"]) if row["applicable"] else rate([]).to_dict()

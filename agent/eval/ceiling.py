@@ -33,7 +33,7 @@ import numpy as np
 from agent.eval.simulation import auroc
 from agent.eval.stats import paired_diff
 from steering.probes import SWEEP_MULTIPLES
-from steering.toy.claims import Claim, cluster_key, score_claims, truth_claims
+from steering.toy.claims import Claim, cluster_key, comparable, score_claims, truth_claims
 from steering.toy.claims import parse_claims as _parse
 
 SWEEP = SWEEP_MULTIPLES
@@ -71,13 +71,15 @@ class Evidence:
     random_objects: dict[tuple[str, float], list[str]]
 
 
-def collect(engine: Any, features: Sequence[int], norm: float) -> Evidence:
-    """Run every probe the signals need through ``engine`` (greedy, one text each)."""
+def collect(engine: Any, features: Sequence[int], norm: float,
+            run: Callable[[list[Any]], list[Any]] | None = None) -> Evidence:
+    """Run every probe the signals need through ``engine`` (greedy, one text each); ``run``: how a list of
+    probes is run (the eval's cache: ``lambda ps: cache.run_probes(engine, ps)``; None: ``engine.run``)."""
     from steering.image_names import OBJECT_BASES
     from steering.probes import Probe
 
     def texts(probes: list[Probe]) -> list[str]:
-        return [r.texts[0] if r.texts else "" for r in engine.run(probes)]
+        return [r.texts[0] if r.texts else "" for r in (run or engine.run)(probes)]
 
     white = [Probe(feature=f, strength=round(m * norm, 4)) for f in features for m in SWEEP]
     on_objects = [Probe(feature=f, strength=round(m * norm, 4), base_image=b)
@@ -106,7 +108,8 @@ def collect(engine: Any, features: Sequence[int], norm: float) -> Evidence:
 def oneshot_multiple(ev: Evidence, truth: Mapping[int, Mapping[str, Any]], dev: Sequence[int]) -> float:
     """The sweep multiple whose descriptions score the best mean F1 on dev (ties: the lower)."""
     def f1(m: float) -> float:
-        return statistics.fmean(score_claims(parse_claims(ev.sweep[f][m]), truth_claims(truth[f])).f1 for f in dev)
+        return statistics.fmean(score_claims(comparable(parse_claims(ev.sweep[f][m]), truth[f]),
+                                             truth_claims(truth[f])).f1 for f in dev)
     return max(SWEEP, key=lambda m: (f1(m), -m))
 
 
@@ -147,7 +150,7 @@ class Logistic:
             p = 1 / (1 + np.exp(-z @ w))
             grad = z.T @ (p - y) + reg @ w
             hess = (z * (p * (1 - p))[:, None]).T @ z + reg
-            step = np.linalg.solve(hess, grad)
+            step = np.linalg.lstsq(hess, grad, rcond=None)[0]  # singular on a handful of rows: least squares
             w -= step
             if float(np.abs(step).max()) < 1e-8:
                 break
@@ -185,9 +188,43 @@ def fit_filter(rows: Rows, truth: Mapping[int, Mapping[str, Any]], features: Seq
 
     def f1(t: float) -> float:
         kept = _filtered(rows, probs, t, features)
-        return statistics.fmean(score_claims(kept[f], truth_claims(truth[f])).f1 for f in features)
+        return statistics.fmean(score_claims(comparable(kept[f], truth[f]), truth_claims(truth[f])).f1
+                                for f in features)
     best = max(THRESHOLDS, key=lambda t: (f1(t), -t))
     return model, best, f1(best)
+
+
+def fitted_claims(ev: Evidence, truth: Mapping[int, Mapping[str, Any]], splits: Mapping[str, Sequence[int]],
+                  images: Mapping[str, Mapping[int, str | None]] | None = None) -> dict[int, frozenset[Claim]]:
+    """The claim filter as an explainer: one-shot's claims at the dev-chosen strength, kept where a filter fitted
+    on the dev split's truth (model and threshold) says so, for every feature of both splits. A dev feature's
+    claims come from the filter fitted on the other half of dev (two folds), so its dev score, which picks the
+    best no-follow-up method, is out of sample like its test score."""
+    dev, test = list(splits["dev"]), list(splits["test"])
+    m = oneshot_multiple(ev, truth, dev)
+    candidates = {f: parse_claims(ev.sweep[f][m]) for f in dev + test}
+    panel = _panel(candidates)
+    out: dict[int, frozenset[Claim]] = {}
+    folds = [sorted(dev)[0::2], sorted(dev)[1::2]]
+    for fit_on, apply_to in ((dev, test), (folds[0], folds[1]), (folds[1], folds[0])):
+        if not fit_on or not apply_to:
+            continue
+        fit_rows = _rows(ev, fit_on, candidates, panel, images)
+        if not fit_rows:  # nothing to learn from (one-shot named nothing there): one-shot's claims unfiltered
+            out.update({f: candidates[f] for f in apply_to})
+            continue
+        model, threshold, _ = fit_filter(fit_rows, truth, fit_on)
+        rows = _rows(ev, apply_to, candidates, panel, images)
+        probs = model.predict(np.array([s for _, _, s in rows], dtype=float)) if rows else np.zeros(0)
+        out.update(_filtered(rows, probs, threshold, apply_to))
+    return out
+
+
+def _panel(candidates: Mapping[int, frozenset[Claim]]) -> dict[Claim, float]:
+    """A claim's panel share leaves its own feature out (how many *other* features name it)."""
+    counts = Counter(c for cs in candidates.values() for c in cs)
+    n = max(1, len(candidates) - 1)
+    return {c: (k - 1) / n for c, k in counts.items()}
 
 
 def measure(ev: Evidence, truth: Mapping[int, Mapping[str, Any]], splits: Mapping[str, Sequence[int]],
@@ -197,10 +234,7 @@ def measure(ev: Evidence, truth: Mapping[int, Mapping[str, Any]], splits: Mappin
     dev, test = list(splits["dev"]), list(splits["test"])
     m = oneshot_multiple(ev, truth, dev)
     candidates = {f: parse_claims(ev.sweep[f][m]) for f in dev + test}
-    counts = Counter(c for cs in candidates.values() for c in cs)
-    # A claim's panel share leaves its own feature out (how many *other* features name it).
-    n = max(1, len(candidates) - 1)
-    panel = {c: (k - 1) / n for c, k in counts.items()}
+    panel = _panel(candidates)
     dev_rows, test_rows = _rows(ev, dev, candidates, panel, images), _rows(ev, test, candidates, panel, images)
     names = (*SIGNALS, *(images or {}))
     model, threshold, dev_f1 = fit_filter(dev_rows, truth, dev)
@@ -209,7 +243,7 @@ def measure(ev: Evidence, truth: Mapping[int, Mapping[str, Any]], splits: Mappin
     _, bound_t, bound_f1 = fit_filter(test_rows, truth, test)
 
     def scores(claims: Mapping[int, frozenset[Claim]]) -> list[float]:
-        return [score_claims(claims[f], truth_claims(truth[f])).f1 for f in test]
+        return [score_claims(comparable(claims[f], truth[f]), truth_claims(truth[f])).f1 for f in test]
     keys = [cluster_key(truth[f]) for f in test]
     oneshot, filtered = scores(candidates), scores(kept)
     perfect = scores({f: candidates[f] & truth_claims(truth[f]) for f in test})

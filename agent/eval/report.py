@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -68,28 +69,36 @@ def write_report(metrics: dict[str, Any], out: str | Path, command: str | None =
 
 
 def render_markdown(metrics: dict[str, Any], images: list[str] | None = None, command: str | None = None) -> str:
+    """The report as markdown; every section past the title reads only the keys it finds (pooled planted seeds
+    have no word-level bar, strengths, per-feature rows or forced choice)."""
     images = images or []
-    w = metrics["world"]
-    feats = metrics["features"]
+    w = metrics.get("world") or {}
+    feats = metrics.get("features") or {}
+    cfg = metrics.get("config") or {}
     L: list[str] = []
-    L.append(f"# Explanation quality: {_world_name(w, metrics.get('planted_seed'))}")
+    L.append(f"# Explanation quality: {world_name(w, planted_seeds(metrics))}")
     L.append("")
     fam = feats.get("by_family")
     fam_txt = f" ({', '.join(f'{k} {v}' for k, v in fam.items())})" if fam else ""
-    what = (f"{feats['n']} features with a ground-truth value at purity >= {metrics['config']['purity']:g}"
-            if "bar" in metrics else f"{feats['n']} features (no ground truth: forced choice and CLIP only)")
-    L.append(f"{what}{fam_txt}, of {feats['requested']} asked for. Strength schedule: "
-             f"{', '.join(_strength(s) for s in metrics['strengths'])} (hidden-state norm {metrics['hidden_norm']:g}). "
-             f"Seed {metrics['config']['seed']}; metrics digest `{metrics['digest']}` (equal digests, equal results).")
+    if "bar" in metrics and "purity" in cfg:
+        what = f"{feats.get('n', '?')} features with a ground-truth value at purity >= {cfg['purity']:g}"
+    elif "bench" in metrics:
+        what = f"{feats.get('n', '?')} features with ground truth"
+    else:
+        what = f"{feats.get('n', '?')} features (no ground truth: forced choice and CLIP only)"
+    line = f"{what}{fam_txt}, of {feats.get('requested', '?')} asked for."
+    if metrics.get("strengths"):
+        norm = metrics.get("hidden_norm")
+        line += (f" Strength schedule: {', '.join(_strength(s) for s in metrics['strengths'])}"
+                 + (f" (hidden-state norm {norm:g})." if isinstance(norm, (int, float)) else "."))
+    if "seed" in cfg:
+        line += f" Seed {cfg['seed']};"
+    if metrics.get("digest"):
+        line += f" metrics digest `{metrics['digest']}` (equal digests, equal results)."
+    L.append(line.rstrip(";") + ("" if line.endswith(".") else "."))
     L.append("")
-    L.append("Rates are shares of features with a 95% Wilson interval and the counts. A hit **by words**: the "
-             "explanation names the true value (or a synonym) and no other value of its family. A hit **by "
-             f"embedding** ({metrics.get('embedder') or 'no model'}): among all values of the family, and a "
-             "no-value phrase, the true value is the most similar to the explanation."
-             + (" A **specific** hit: a hit by words that claims nothing false beside the truth (every value of "
-                "another family it names is carried by at least half of the feature's top scenes)."
-                if _has_specific(metrics) else ""))
-    L.append("")
+    if any(k in metrics for k in ("bar", "forced_choice", "clip")):  # the word-level sections' rates
+        L += _rates_note(metrics)
     for w in metrics.get("warnings", []):
         L += [f"> **Warning**: {_cell(w, 400)}", ""]
     if "bench" in metrics:
@@ -113,21 +122,93 @@ def render_markdown(metrics: dict[str, Any], images: list[str] | None = None, co
     return "\n".join(L).rstrip() + "\n"
 
 
+def _rates_note(metrics: dict[str, Any]) -> list[str]:
+    """What a rate and a hit by words or by embedding mean (the word-level sections' figures)."""
+    L: list[str] = []
+    L.append("Rates are shares of features with a 95% Wilson interval and the counts. A hit **by words**: the "
+             "explanation names the true value (or a synonym) and no other value of its family. A hit **by "
+             f"embedding** ({metrics.get('embedder') or 'no model'}): among all values of the family, and a "
+             "no-value phrase, the true value is the most similar to the explanation."
+             + (" A **specific** hit: a hit by words that claims nothing false beside the truth (every value of "
+                "another family it names is carried by at least half of the feature's top scenes)."
+                if _has_specific(metrics) else ""))
+    L.append("")
+    return L
+
+
 def _has_specific(m: dict[str, Any]) -> bool:
     return any("specific" in d for d in m.get("modes", {}).values())
 
 
-def _world_name(w: dict[str, Any], planted: int | None = None) -> str:
-    if planted is not None:
-        return f"planted features (seed {planted}) in the bundled toy world (SAE layer {w.get('layer')})"
+def planted_seeds(m: dict[str, Any]) -> list[int]:
+    """The planted seeds an evaluation ran on: several when pooled, one, or none (another world)."""
+    seeds = m.get("planted_seeds")
+    if isinstance(seeds, list) and seeds:
+        return list(seeds)
+    return [] if m.get("planted_seed") is None else [m["planted_seed"]]
+
+
+def short_path(p: Any) -> str:
+    """A model or SAE as a report may print it: a hub id or a relative path unchanged, an absolute path as its
+    last two components (absolute paths name the machine that ran it, and reports move between machines)."""
+    s = str(p) if p is not None else ""
+    if not s:
+        return "?"
+    path = Path(s)
+    if not (path.is_absolute() or s.startswith("~")):
+        return s
+    return "/".join(path.parts[-2:]) or s
+
+
+def bundled_world(w: dict[str, Any], seeds: list[int] | None = None, code: str = "`") -> str | None:
+    """The world's readable name when it is planted features or the bundled toy world; None otherwise."""
+    layer = w.get("layer")
+    if seeds:
+        which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {_seed_list(seeds)}, pooled"
+        return f"planted features ({which}) in the bundled toy world (SAE layer {layer})"
     try:
         from steering import toy
 
-        if toy.is_available() and Path(str(w.get("sae"))).resolve() == toy.sae_dir().resolve():
-            return f"the bundled toy world (`{toy.MODEL_ID}`, SAE layer {w.get('layer')})"
+        if toy.is_available() and w.get("sae") and Path(str(w["sae"])).resolve() == toy.sae_dir().resolve():
+            return f"the bundled toy world ({code}{toy.MODEL_ID}{code}, SAE layer {layer})"
     except Exception:  # noqa: BLE001 - a title is no reason to fail
         log.debug("cannot tell whether this is the toy world", exc_info=True)
-    return f"`{w.get('model')}` with SAE `{w.get('sae')}`, layer {w.get('layer')}"
+    return None
+
+
+def world_name(w: dict[str, Any], seeds: list[int] | None = None) -> str:
+    """The report's title for a world; never an absolute path."""
+    return bundled_world(w, seeds) or (f"`{short_path(w.get('model'))}` with SAE `{short_path(w.get('sae'))}`, "
+                                       f"layer {w.get('layer')}")
+
+
+def _seed_list(seeds: list[int]) -> str:
+    s = sorted(seeds)
+    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}-{s[-1]}"
+    return ", ".join(map(str, s))
+
+
+def scrub_command(command: str, m: dict[str, Any]) -> str:
+    """The reproduce command without the machine's absolute model or SAE paths: planted runs lose the
+    ``--sae`` the CLI filled in (``--planted-seed`` rebuilds it); another world's paths are shortened."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    world = m.get("world") or {}
+    paths = {str(world[k]) for k in ("model", "sae") if world.get(k) and short_path(world[k]) != str(world[k])}
+    out: list[str] = []
+    skip = False
+    for i, word in enumerate(words):
+        if skip:
+            skip = False
+            continue
+        if planted_seeds(m) and word == "--sae" and i + 1 < len(words):
+            skip = True
+            continue
+        out.append(f".../{short_path(word)}" if word in paths else word)
+    return " ".join(shlex.quote(x) for x in out)
 
 
 def _bar_section(m: dict[str, Any]) -> list[str]:
@@ -300,16 +381,16 @@ def _examples_section(m: dict[str, Any], n: int = 8) -> list[str]:
 
 
 def _method_section(m: dict[str, Any], command: str | None) -> list[str]:
-    c = m["config"]
-    hybrid = ", ".join(f"{x:g}" for x in c["hybrid_multiples"])
+    c = m.get("config") or {}
+    hybrid = ", ".join(f"{x:g}" for x in c.get("hybrid_multiples") or []) or "?"
     L = ["## How this was measured", "",
          ("- **one-shot steering**: the paper's method, one greedy description at one global strength; every "
           "strength of the schedule is scored and the best is reported, picked on these same features (an "
           "optimistic pick for this baseline)."),
          ("- **agent loop + offline judge**: `steer-agent run` with the offline judge (a deterministic word "
-          f"statistic, not an LLM), the same schedule, at most {c['max_rounds']} rounds and {c['max_probes']} "
+          f"statistic, not an LLM), the same schedule, at most {c.get('max_rounds', '?')} rounds and {c.get('max_probes', '?')} "
           "extra probes."),
-         (f"- **top-k / hybrid**: the explainer sees {c['n_images']} masked top images; the hybrid also steers at "
+         (f"- **top-k / hybrid**: the explainer sees {c.get('n_images', '?')} masked top images; the hybrid also steers at "
           f"the patches where the feature fired, at {hybrid} x the hidden-state norm."),
          ("- **random directions**: the same loop and judge, each feature's direction replaced by a random one "
           "of the same norm. **permuted features**: each explanation scored against the ground truth of "
@@ -324,7 +405,7 @@ def _method_section(m: dict[str, Any], command: str | None) -> list[str]:
     if t:
         L.append("- time per stage (s): " + ", ".join(f"{k} {v:g}" for k, v in t.items()) + ".")
     if command:
-        L += ["", "Reproduce:", "", "```bash", command, "```"]
+        L += ["", "Reproduce:", "", "```bash", scrub_command(command, m), "```"]
     return L + [""]
 
 
@@ -355,7 +436,7 @@ def write_plots(metrics: dict[str, Any], out: Path) -> list[str]:
             _errorbar(ax, xs, rates, label, colour, style)
         for name, colour in (("offline", "tab:red"), ("llm", "tab:purple"), ("topk", "tab:orange")):
             d = metrics["modes"].get(name)
-            if d and d["word"]["n"]:
+            if d and (d.get("word") or {}).get("n"):
                 r = rate_from(d["word"])
                 ax.axhline(r.value, color=colour, lw=1.5, label=f"{MODE_NAMES[name]} ({100 * (r.value or 0):.0f}%)")
                 ax.axhspan(r.lo, r.hi, color=colour, alpha=0.08)
@@ -371,7 +452,7 @@ def write_plots(metrics: dict[str, Any], out: Path) -> list[str]:
 
     names = [n for n in MODE_ORDER if n in metrics.get("modes", {})]
     controls = [n for n in ("random-offline",) if n in metrics.get("controls", {})]
-    fams = list(metrics["features"].get("by_family", {}))
+    fams = list((metrics.get("features") or {}).get("by_family", {}))
     if names and fams:
         groups = ["all"] + fams
         series = names + controls

@@ -26,7 +26,7 @@ from agent.eval.metrics import (
 )
 from agent.eval.world import families_of
 from steering.text import degenerate
-from steering.toy.claims import pure_features
+from steering.toy.claims import MIN_SUPPORT, scored_features
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,10 @@ class Inputs:
     """The simulation score (agent.eval.simulation.Simulator); None: no AUROC."""
     on_stage: Callable[[str], None] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    bench: Any = None
+    """After evaluate: the benchmark's inputs (agent.eval.bench.Bench), for pooling several planted seeds."""
+    at_4x_onset: Any = None
+    """After evaluate: each named feature's description at 4x its onset (a gate's input, pooled likewise)."""
 
 
 def _stage(inp: Inputs, name: str) -> Callable[[], None]:
@@ -138,10 +142,17 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
         inp.embedder.disk = inp.cache.embeddings  # type: ignore[union-attr]
     fp = engine.fingerprint()
     world = {k: fp.get(k) for k in ("model", "revision", "sae", "layer")}
-    features = pure_features(truth, inp.features, cfg.purity) if truth else list(inp.features)
+    excluded: list[int] = []
+    if truth:
+        features, excluded = scored_features(truth, inp.features)
+        # a truth file without v3 counts (a user's own) still says how pure each value is: --purity applies
+        features = [f for f in features if "counts" in truth[f] or float(truth[f].get("purity", 1.0)) >= cfg.purity]
+    else:
+        features = list(inp.features)
     if not features:
-        raise EvalError("no features to evaluate" + (f" (none of those asked for is at least {cfg.purity:g} pure)"
-                                                      if truth else ""))
+        raise EvalError("no features to evaluate" + (f" (none of those asked for has a true claim, at least "
+                                                      f"{MIN_SUPPORT} active eval scenes and, in a truth file without "
+                                                      f"counts, a value at least {cfg.purity:g} pure)" if truth else ""))
 
     done = _stage(inp, "strengths")
     norm = hidden_norm(engine)
@@ -156,12 +167,15 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
         "strengths": strengths, "hidden_norm": round(norm, 4), "hybrid_strengths": hybrid_strengths,
         "embedder": getattr(inp.embedder, "name", None), "modes": {}, "by_strength": {}, "controls": {},
     }
+    if truth:
+        world.update(scored=len(features), excluded=excluded)
     done = _stage(inp, "scoring")
     if truth:
         _score_modes(inp, cfg, features, explained, by_strength, metrics)
         done()
         done = _stage(inp, "benchmark")
         add_bench(inp, cfg, features, explained, by_strength, baseline, metrics)
+        world["truth_auroc"] = metrics["gates"].get("truth_auroc", {}).get("value")
     else:
         metrics["per_feature"] = [{"feature": f, "texts": {n: e.texts.get(f) for n, e in explained.items()}}
                                   for f in features]
@@ -180,6 +194,30 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
     metrics["digest"] = digest(reproducible(metrics), 16)
     metrics["timings"] = dict(inp.timings)
     return metrics
+
+
+def pooled_metrics(per_seed: dict[int, dict[str, Any]], bench: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
+    """The metrics of several planted seeds' evaluations pooled into one benchmark (``bench``: run_bench over
+    agent.eval.bench.pool): the benchmark's keys as one evaluation has them, and a line per seed."""
+    first = per_seed[min(per_seed)]
+    seeds = sorted(per_seed)
+    world = {**{k: first["world"].get(k) for k in ("model", "revision", "layer")}, "sae": "planted",
+             "scored": sum(m["world"].get("scored", m["features"]["n"]) for m in per_seed.values()),
+             "excluded": [f"seed{s}:{f}" for s in seeds for f in per_seed[s]["world"].get("excluded", [])],
+             "truth_auroc": bench["gates"].get("truth_auroc", {}).get("value")}
+    modes = {name: {k: row[k] for k in ("f1", "precision", "recall", "exact", "auroc", "recall_by_family",
+                                         "error_reduction", "applicable", "note") if k in row}
+             for name, row in bench["modes"].items()}
+    out = {"version": METRICS_VERSION, "world": world, "config": cfg.to_dict(), "planted_seeds": seeds,
+           "features": {"requested": sum(m["features"]["requested"] for m in per_seed.values()),
+                        "n": sum(m["features"]["n"] for m in per_seed.values())},
+           "strengths": first["strengths"], "hidden_norm": first["hidden_norm"],
+           "modes": modes, "bench": bench, "gates": bench["gates"], "floors": bench["floors"], "diffs": bench["diffs"],
+           "per_seed": {str(s): {"n_test": m["bench"]["split_sizes"].get("test"), "digest": m.get("digest"),
+                                 **{k: m["diffs"][k] for k in ("agent_vs_best_nonadaptive",) if k in m.get("diffs", {})}}
+                        for s, m in per_seed.items()}}
+    out["digest"] = digest(reproducible(out), 16)
+    return out
 
 
 def _explain(inp: Inputs, cfg: EvalConfig, features: list[int], strengths: list[float],

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from agent.probes import BASE_IMAGES
+from steering.image_names import named_bases
 from agent.run.strengths import MAX_STRENGTH
 
 LABEL_WORDS = (2, 5)
@@ -94,7 +95,7 @@ def request_problem(request: dict[str, Any], max_samples: int | None = None) -> 
         return f"a question of {len(question.strip())} characters is longer than {MAX_QUESTION_CHARS}"
     base = request.get("base_image", "white")
     if isinstance(base, str) and base not in BASE_IMAGES:
-        return f"base image {_shown(base)} is not one of {', '.join(BASE_IMAGES)}"
+        return f"base image {_shown(base)} is not one of {named_bases()}"
     return None
 
 

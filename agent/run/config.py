@@ -70,7 +70,7 @@ class SweepConfig:
     """Reference features (evenly spaced over the SAE) probed once per run at every scheduled
     strength; the offline judge discounts words that steering many features brings up alike."""
     base_image: str = "white"
-    """Base image of the sweep (white, black, noise, object-a/-b/-c or a file)."""
+    """Base image of the sweep (white, black, noise, object-a/-b/-c, outline-<shape>-<size> or a file)."""
     seed: int = 0
     """Seed of sampled descriptions and of the control directions."""
 

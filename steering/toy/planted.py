@@ -29,6 +29,8 @@ SCENE_SEED = 7_000
 seed only chooses which values are combined and how."""
 COUNTS = {"single": 12, "conjunction": 8, "union": 8, "context": 4, "scaled": 8}
 SCALES = (0.3, 3.0)
+PLANTED_VERSION = 2
+"""The planted truth's format: version 2 adds each feature's ``kind_mix``; ``ensure`` rebuilds older ones."""
 Claim = tuple[str, str]
 
 
@@ -107,7 +109,8 @@ def build(out: Path, seed: int = 0, source: Path = DATA_DIR, n_scenes: int = DIR
     toy = load_sae(source / "sae")
     scene_list = scenes.rng_scenes(n_scenes, SCENE_SEED)
     size = vlm.vision.grid[0] * vlm.model.config.vision_config.patch_size
-    means = Means(activations.collect(vlm.model, scene_list, toy.layer, size).float(), scene_list)
+    acts = activations.collect(vlm.model, scene_list, toy.layer, size).float()  # [S, P, d]
+    means = Means(acts, scene_list)
     specs = plan(seed)
     units = torch.stack([directions(means, s) for s in specs])  # [n, d]
     scales = torch.tensor([float(s["scale"]) for s in specs])
@@ -120,10 +123,19 @@ def build(out: Path, seed: int = 0, source: Path = DATA_DIR, n_scenes: int = DIR
     config["trainer"] = {**config.get("trainer", {}), "dict_size": len(specs), "k": len(specs)}
     config["planted"] = {"seed": seed, "counts": COUNTS, "direction_scenes": n_scenes}
     (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    # Each feature's mix of fields and objects among its top direction scenes, as the SAE loader encodes
+    # them (the simulator draws a feature's claimed scenes in it); no n_active_scenes: planted features are
+    # true by construction and scored without support.
+    with torch.no_grad():
+        scores = load_sae(out).encode(acts).mean(dim=1)  # [S, n]
     gt = {i: {"family": s["claims"][0][0], "value": s["claims"][0][1], "purity": 1.0,
-              "claims": [list(c) for c in s["claims"]], "kind": s["kind"], "scale": s["scale"]}
+              "claims": [list(c) for c in s["claims"]], "kind": s["kind"], "scale": s["scale"],
+              "kind_mix": truth.kind_mix(scores[:, i], scene_list)}
           for i, s in enumerate(specs)}
-    meta = {**truth.load_meta(source / "sae"), "planted_seed": seed, "source_world": source_world(source)}
+    # The source's truth-rule keys describe its SAE features' records, not these (claims by construction).
+    meta = {k: v for k, v in truth.load_meta(source / "sae").items()
+            if k not in ("truth_version", "top_scenes_v3", "kind_mix_scenes")}
+    meta |= {"planted_seed": seed, "source_world": source_world(source), "planted_version": PLANTED_VERSION}
     truth.save(gt, out, meta)
     log.info("planted %d features (seed %d) in %.1f s", len(specs), seed, time.time() - t0)
     return out
@@ -136,11 +148,13 @@ def source_world(source: Path) -> str:
 
 
 def ensure(out: Path, seed: int = 0, source: Path = DATA_DIR) -> Path:
-    """The planted dictionary at ``out``, built there unless one of the same seed already is."""
+    """The planted dictionary at ``out``, built there unless one of the same seed, source world and
+    PLANTED_VERSION already is."""
     gt = Path(out) / truth.GROUND_TRUTH_FILE
     if gt.is_file() and (Path(out) / "ae.pt").is_file():
         meta = truth.load_meta(Path(out))
-        if meta.get("planted_seed") == seed and meta.get("source_world") == source_world(source):
+        if (meta.get("planted_seed") == seed and meta.get("source_world") == source_world(source)
+                and meta.get("planted_version") == PLANTED_VERSION):
             return Path(out)
     if Path(out).exists():
         shutil.rmtree(out)

@@ -94,7 +94,7 @@ def test_calibrate_rule_reads_the_strength_nearest_a_kl_target_chosen_on_dev() -
     sw.kl = [{f: 0.05 for f in truth}, {f: 1.0 for f in truth}, {f: 6.0 for f in truth}]
     assert rule_calibrate(sw, 3, 1.0) == {("colour", "green")}
     assert rule_calibrate(sw, 3, 8.0) == {("colour", "black"), ("size", "large"), ("pattern", "striped"),
-                                          ("shape", "square")}
+                                          ("shape", "square"), ("kind", "object")}
     assert rule_calibrate(sw, 3, 0.03) == frozenset()  # the unsteered caption's claims are dropped
     b = Bench(truth, split(list(truth), truth), sw, {"agent": {f: "" for f in truth}})
     out = run_bench(b, "test")

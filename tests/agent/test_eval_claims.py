@@ -10,10 +10,10 @@ from agent.eval.stats import cluster_ci, paired_diff
 
 def test_parse_claims_reads_values_and_synonyms() -> None:
     assert parse_claims("The highlighted element is a large yellow striped circle.") == {
-        ("size", "large"), ("colour", "yellow"), ("pattern", "striped"), ("shape", "circle")}
+        ("size", "large"), ("colour", "yellow"), ("pattern", "striped"), ("shape", "circle"), ("kind", "object")}
     assert parse_claims("mentions of violet polka dots") == {("colour", "purple"), ("pattern", "dotted")}
     assert parse_claims("The highlighted element is the colour red filling the whole image.") == {
-        ("colour", "red"), ("pattern", "solid")}
+        ("colour", "red"), ("pattern", "solid"), ("kind", "field")}
     assert parse_claims("The highlighted element is nothing, the image is empty and white.") == frozenset()
     assert parse_claims(None) == frozenset()
 

@@ -24,7 +24,8 @@ def test_a_losing_agent_is_reported_as_losing() -> None:
     text = "\n".join(bench_section({"bench": b}))
     assert "| top-k (masked top images) | not applicable" in text
     assert "| best baseline (" in text and "loses" in text
-    assert "| agent minus the best no-follow-up baseline (oneshot), F1 points |" in text
+    assert ("| agent minus the best no-follow-up baseline (one-shot steering at the dev-chosen strength), "
+            "F1 points |") in text
     assert "Bar met on this split: **no**." in text
 
 

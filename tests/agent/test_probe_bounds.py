@@ -30,8 +30,8 @@ BAD = {  # a request out of bounds -> the problem the judge is told
     "huge integer": ({"strength": 10 ** 400}, "strength inf is not a finite number"),
     "samples": ({"samples": 10000}, "samples 10000 is outside 1..4"),
     "question": ({"question": LONG_QUESTION}, "a question of 5000 characters is longer than 200"),
-    "base image": ({"base_image": "/etc/passwd"}, "base image '/etc/passwd' is not one of "
-                                                  "white, black, noise, object-a, object-b, object-c"),
+    "base image": ({"base_image": "/etc/passwd"}, "base image '/etc/passwd' is not one of white, black, noise, "
+                                                  "object-a/-b/-c, outline-<circle|square|triangle|cross>-<small|large>"),
 }
 
 

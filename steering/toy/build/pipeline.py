@@ -21,6 +21,7 @@ from steering.toy import DATA_DIR, MODEL_ID, activations, scenes, truth
 from steering.toy.build import sae_train
 from steering.toy.build.config import ToyConfig, scale_config
 from steering.toy.build.train_vlm import train_vlm
+from steering.toy.claims import KIND_MIX_SCENES, TOP_SCENES_V3
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,9 @@ def build(out: Path, seed: int = 0, cfg: ToyConfig | None = None, threads: int |
         "top_scenes": cfg.top_scenes,
         "gt_scenes": cfg.gt_scenes,
         "seed": seed,
+        "truth_version": truth.TRUTH_VERSION,
+        "top_scenes_v3": TOP_SCENES_V3,
+        "kind_mix_scenes": KIND_MIX_SCENES,
     }
     truth.save(gt, sae_out, meta)
     figures = {
