@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     parser.add_argument("--planted-seed", type=int, default=None, metavar="N",
                         help="planted features of seed N instead of the toy world's SAE features")
     parser.add_argument("--split-seed", type=int, default=0, help="the benchmark's dev/test split seed (default 0)")
-    parser.add_argument("--purity", type=float, default=0.9, help="SAE features at least this pure (default 0.9)")
+    parser.add_argument("--purity", type=float, default=0.9, help="in a truth file without version-3 counts: features at least this pure (default 0.9)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--images", type=Path, default=None, metavar="METRICS_JSON",
                         help="also read the top-k and hybrid descriptions of this eval's metrics.json (e.g. "
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     from agent.session import Session
     from agent.world import WorldSpec
     from steering.toy import DATA_DIR
-    from steering.toy.claims import pure_features
+    from steering.toy.claims import scored_features
     from steering.toy.gates import split
 
     torch.set_num_threads(args.threads)
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         sae_dir = ensure(cache_root() / "planted" / f"seed-{args.planted_seed}", args.planted_seed)
         world = f"planted features, seed {args.planted_seed}"
     truth = load_truth(sae_dir)
-    features = pure_features(truth, sorted(truth), args.purity)
+    features = [f for f in scored_features(truth, sorted(truth))[0]
+                if "counts" in truth[f] or float(truth[f].get("purity", 1.0)) >= args.purity]
     if images is not None and not set(features) <= set().union(*(set(t) for t in images.values())):
         print(f"error: {args.images} has no image descriptions for some of these features: pass the metrics of "
               "an eval of the same world (docs/eval/metrics.json for SAE features)", file=sys.stderr)
@@ -72,10 +73,11 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         r = measure(ev, truth, splits, args.split_seed, images)
         if args.auroc_oracle:
             from agent.eval.simulation import Simulator
-            from steering.toy.scenes import FAMILIES
+            from steering.toy.claims import CLAIM_FAMILIES
 
-            values = [(fam, v) for fam, vs in FAMILIES.items() for v in vs]
-            r["auroc_oracle"] = auroc_oracle(Simulator(engine), list(splits["test"]), truth, values)
+            values = [(fam, v) for fam, vs in CLAIM_FAMILIES.items() for v in vs]
+            simulator = Simulator(engine, mix_of=lambda f: (truth.get(f) or {}).get("kind_mix"))
+            r["auroc_oracle"] = auroc_oracle(simulator, list(splits["test"]), truth, values)
     out(json.dumps(r, indent=1) if args.json else summary(r, world))
     return 0
 

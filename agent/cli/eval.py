@@ -88,7 +88,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g = p.add_argument_group("what is measured")
     g.add_argument("--ground-truth", type=Path, metavar="FILE",
                    help="ground_truth.json (default: the one beside the SAE, as the toy world ships)")
-    g.add_argument("--purity", type=float, default=0.9, help="score features at least this pure (default 0.9)")
+    g.add_argument("--purity", type=float, default=0.9, help="in a truth file without version-3 counts (your own): score values at least this pure (default 0.9); "
+                        "a version-3 truth scores features with a true claim and at least 50 active eval scenes")
     g.add_argument("--strengths", type=parse_numbers,
                    help="strength schedule (default: 0.5,1,1.5,2,2.5,3,4 x the hidden-state norm, as steer-agent run)")
     g.add_argument("--hybrid-multiples", type=parse_numbers, default=(0.25, 0.5, 1.0),
@@ -361,7 +362,7 @@ def summary_line(m: dict[str, Any]) -> str:
     parts = []
     for name in ("offline", "llm", "oneshot-best", "topk", "hybrid-best"):
         d = m.get("modes", {}).get(name)
-        if d and d["word"]["n"]:
+        if d and d.get("word", {}).get("n"):
             parts.append(f"{name} {100 * d['word']['rate']:.0f}%")
     for name, d in m.get("controls", {}).items():
         if name == "permuted":

@@ -154,12 +154,12 @@ def mode_claims(b: Bench) -> dict[str, dict[int, frozenset[Claim]] | None]:
 
 def constant_claims(b: Bench) -> frozenset[Claim]:
     """The one- or two-claim explanation with the best mean F1 on dev (the metric's floor for a fixed guess)."""
-    from steering.toy.scenes import FAMILIES
+    from steering.toy.claims import CLAIM_FAMILIES
 
-    vocab = [(f, v) for f, vals in FAMILIES.items() for v in vals]
+    vocab = [(f, v) for f, vals in CLAIM_FAMILIES.items() for v in vals]
     dev = b.splits["dev"]
     sets = [frozenset([c]) for c in vocab] + [frozenset(p) for p in itertools.combinations(vocab, 2)]
-    return max(sets, key=lambda s: (b.mean_f1({f: s for f in dev}, dev), sorted(s)))
+    return max(sets, key=lambda s: (b.mean_f1({f: s for f in dev}, dev), -len(s), sorted(s)))
 
 
 def floor_claims(b: Bench, agent: Mapping[int, frozenset[Claim]] | None) -> dict[str, dict[int, frozenset[Claim]]]:

@@ -202,7 +202,7 @@ def fitted_claims(ev: Evidence, truth: Mapping[int, Mapping[str, Any]], splits: 
     best no-follow-up method, is out of sample like its test score."""
     dev, test = list(splits["dev"]), list(splits["test"])
     m = oneshot_multiple(ev, truth, dev)
-    candidates = {f: parse_claims(ev.sweep[f][m]) for f in dev + test}
+    candidates = {f: comparable(parse_claims(ev.sweep[f][m]), truth[f]) for f in dev + test}
     panel = _panel(candidates)
     out: dict[int, frozenset[Claim]] = {}
     folds = [sorted(dev)[0::2], sorted(dev)[1::2]]
@@ -233,7 +233,7 @@ def measure(ev: Evidence, truth: Mapping[int, Mapping[str, Any]], splits: Mappin
     (``images``: image mode -> feature -> its description, read as extra signals)."""
     dev, test = list(splits["dev"]), list(splits["test"])
     m = oneshot_multiple(ev, truth, dev)
-    candidates = {f: parse_claims(ev.sweep[f][m]) for f in dev + test}
+    candidates = {f: comparable(parse_claims(ev.sweep[f][m]), truth[f]) for f in dev + test}
     panel = _panel(candidates)
     dev_rows, test_rows = _rows(ev, dev, candidates, panel, images), _rows(ev, test, candidates, panel, images)
     names = (*SIGNALS, *(images or {}))

@@ -26,7 +26,7 @@ from agent.eval.metrics import (
 )
 from agent.eval.world import families_of
 from steering.text import degenerate
-from steering.toy.claims import MIN_SUPPORT, scored_features
+from steering.toy.claims import MIN_SUPPORT, scored_features, why_excluded
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,8 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
         "embedder": getattr(inp.embedder, "name", None), "modes": {}, "by_strength": {}, "controls": {},
     }
     if truth:
-        world.update(scored=len(features), excluded=excluded)
+        world.update(scored=len(features), excluded=excluded,
+                     excluded_why={str(f): why_excluded(truth[f]) for f in excluded})
     done = _stage(inp, "scoring")
     if truth:
         _score_modes(inp, cfg, features, explained, by_strength, metrics)

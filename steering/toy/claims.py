@@ -139,8 +139,16 @@ def cluster_key(t: Mapping[str, Any]) -> str:
 
 
 def kind_of(t: Mapping[str, Any]) -> str:
-    """A feature's kind: the planted kind where given, else single or multi by its number of true claims."""
-    return str(t.get("kind") or ("multi" if len(truth_claims(t)) > 1 else "single"))
+    """A feature's kind: the planted kind where given, else single or multi by its number of true claims
+    outside the kind family (field or object says where a feature fires, not how many things it means)."""
+    about = [c for c in truth_claims(t) if c[0] != KIND_FAMILY]
+    return str(t.get("kind") or ("multi" if len(about) > 1 else "single"))
+
+
+def named(said: frozenset[Claim], t: Mapping[str, Any]) -> frozenset[Claim]:
+    """The true claims ``said`` names, the kind family left out: a field caption says "filling the whole image"
+    for every field feature, so naming the kind alone does not name the feature (the world's gates, onsets)."""
+    return frozenset(c for c in said & truth_claims(t) if c[0] != KIND_FAMILY)
 
 
 def pure_features(truth: dict[int, dict[str, Any]], features: list[int], purity: float) -> list[int]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from steering.text import degenerate
-from steering.toy.claims import Claim, kind_of, parse_claims, pure_features, score_claims, truth_claims
+from steering.toy.claims import Claim, comparable, kind_of, named, parse_claims, scored_features, score_claims, truth_claims
 
 Texts = Mapping[int, "str | None"]
 GATES = {"best_global_strength_hit": ("<=", 0.70), "oracle_hit": (">=", 0.85), "onset_spread": (">=", 4.0),
@@ -53,7 +53,7 @@ class Sweep:
 
 def mean_f1(truth: Mapping[int, Mapping[str, Any]], claims: Mapping[int, frozenset[Claim]], fs: Sequence[int]) -> float:
     """The mean claim F1 of ``claims`` over ``fs`` (0 for no features)."""
-    vals = [score_claims(claims.get(f, frozenset()), truth_claims(truth[f])).get("f1") for f in fs]
+    vals = [score_claims(comparable(claims.get(f, frozenset()), truth[f]), truth_claims(truth[f])).get("f1") for f in fs]
     return statistics.fmean(vals) if vals else 0.0
 
 
@@ -68,8 +68,7 @@ def onsets(truth: Mapping[int, Mapping[str, Any]], sweep: Sweep, fs: Sequence[in
     """The first strength of the sweep whose description names a true claim, per feature."""
     out: dict[int, float | None] = {}
     for f in fs:
-        true = truth_claims(truth[f])
-        out[f] = next((s for s, cs in zip(sweep.strengths, sweep.claims(f)) if cs & true), None)
+        out[f] = next((s for s, cs in zip(sweep.strengths, sweep.claims(f)) if named(cs, truth[f])), None)
     return out
 
 
@@ -88,13 +87,13 @@ def gates(truth: Mapping[int, Mapping[str, Any]], sweep: Sweep, fs: Sequence[int
     out: dict[str, Any] = {"n": len(fs)}
     if not fs or not sweep.texts:
         return out
-    named = [[bool(cs & truth_claims(truth[f])) for cs in sweep.claims(f)] for f in fs]
-    out["best_global_strength_hit"] = round(max(statistics.fmean(col) for col in zip(*named)), 6)
-    out["oracle_hit"] = round(statistics.fmean(any(row) for row in named), 6)
+    hits = [[bool(named(cs, truth[f])) for cs in sweep.claims(f)] for f in fs]
+    out["best_global_strength_hit"] = round(max(statistics.fmean(col) for col in zip(*hits)), 6)
+    out["oracle_hit"] = round(statistics.fmean(any(row) for row in hits), 6)
     on = [s for s in onsets(truth, sweep, fs).values() if s is not None]
     out["onset_spread"] = round(_quantile(on, 0.9) / _quantile(on, 0.1), 6) if on else None
     if at_4x_onset:
-        bad = [degenerate(t) or not (parse_claims(t) & truth_claims(truth[f])) for f, t in at_4x_onset.items()]
+        bad = [degenerate(t) or not named(parse_claims(t), truth[f]) for f, t in at_4x_onset.items()]
         out["degenerate_at_4x_onset"] = round(statistics.fmean(bad), 6) if bad else None
     # Polysemantic means a union (fires on red things OR on dotted ones), not a conjunction (every top
     # scene is a red dotted thing: one meaning with two claims, which a single steered caption names).
@@ -114,11 +113,13 @@ def _meets(value: float | None, op: str, bar: float) -> bool | None:
 
 def world_gates(engine: Any, truth: dict[int, dict[str, Any]], purity: float = 0.9, seed: int = 0) -> dict[str, Any]:
     """The world's gates measured straight through an engine (no cache): the agent's strength schedule
-    (SWEEP_MULTIPLES of the white image's hidden-state norm) over every feature at least ``purity`` pure,
+    (SWEEP_MULTIPLES of the white image's hidden-state norm) over the features the benchmark scores
+    (steering.toy.claims.scored_features; a truth without version-3 counts: also at least ``purity`` pure),
     one-shot at the strength best on dev, and 4x onsets."""
     from steering.probes import SWEEP_MULTIPLES, Probe
 
-    features = pure_features(truth, sorted(truth), purity)
+    features = [f for f in scored_features(truth, sorted(truth))[0]
+                if "counts" in truth[f] or float(truth[f].get("purity", 1.0)) >= purity]
     norm = float(engine.hidden_norm("white"))
     strengths = [round(m * norm, 2) for m in SWEEP_MULTIPLES]
     probes = [Probe(feature=None, seed=seed)] + [Probe(feature=f, strength=s, seed=seed)

@@ -9,6 +9,7 @@ import pytest
 
 from agent.cli.eval import parse_seeds
 from agent.eval.bench import POOL_STRIDE, Bench, error_reduction, pool, run_bench, skill
+from steering.toy.claims import truth_claims
 from steering.toy.gates import Sweep, split
 
 from tests.agent.test_eval_bench import CAPTION, _sweep, _truth
@@ -150,3 +151,19 @@ def test_pooled_planted_seeds_from_the_command_line(monkeypatch: pytest.MonkeyPa
     assert (tmp_path / "rep" / "report.md").is_file()
     assert "test-split figures, for the closing note" in err  # --split test (the default) says what test is for
     assert "/cache/planted" not in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_naming_only_the_kind_does_not_name_a_feature() -> None:
+    """The world's gates and onsets: "filling the whole image" is true of every field feature, so it alone is
+    no hit; the colour is."""
+    from steering.toy.gates import gates, onsets
+
+    t = {"n_top": 20, "n_active_scenes": 80, "counts": {"colour": {"red": 20}, "kind": {"field": 20}}}
+    truth = {0: t}
+    assert ("kind", "field") in truth_claims(t)
+    field_only = "a blue striped pattern filling the whole image"
+    red = "the colour red filling the whole image"
+    sweep = Sweep([1.0, 2.0], [{0: field_only}, {0: red}], CAPTION)
+    assert onsets(truth, sweep, [0]) == {0: 2.0}
+    assert gates(truth, sweep, [0], None)["best_global_strength_hit"] == 1.0
+    assert gates(truth, Sweep([1.0], [{0: field_only}], CAPTION), [0], None)["oracle_hit"] == 0.0
