@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
             simulator = Simulator(engine, mix_of=lambda f: (truth.get(f) or {}).get("kind_mix"))
             r["auroc_oracle"] = auroc_oracle(simulator, list(splits["test"]), truth, values)
     out(json.dumps(r, indent=1) if args.json else summary(r, world))
+    from agent.cli.eval import TEST_REMINDER
+
+    print(TEST_REMINDER.replace("these are test-split figures", "the filter's figures are on the test split"),
+          file=sys.stderr)
     return 0
 
 

@@ -48,7 +48,7 @@ class EvalConfig:
     1 / (1 + this))."""
     fc_samples: int = 1
     """Forced choice: sampled (held-out) descriptions per strength of the schedule per feature."""
-    split: str = "test"
+    split: str = "dev"
     """The benchmark's split its tables report (dev or test); everything tunable is chosen on dev."""
     split_seed: int = 0
     """Seed of the dev/test split of features (stratified by kind)."""

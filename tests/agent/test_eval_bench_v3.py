@@ -139,7 +139,8 @@ def test_pooled_planted_seeds_from_the_command_line(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(cli, "use_planted", fake_use_planted)
     monkeypatch.setattr(cli, "evaluate_once", fake_evaluate_once)
-    assert main(["eval", "--planted-seed", "0-2", "--report", str(tmp_path / "rep"), "--json", "--no-plots"]) == 0
+    assert main(["eval", "--planted-seed", "0-2", "--split", "test", "--report", str(tmp_path / "rep"), "--json",
+                 "--no-plots"]) == 0
     out, err = capsys.readouterr()
     m = json.loads(out)
     assert ran == [f"/cache/planted/seed-{s}" for s in range(3)]
@@ -149,7 +150,7 @@ def test_pooled_planted_seeds_from_the_command_line(monkeypatch: pytest.MonkeyPa
     assert "agent_vs_best_nonadaptive" in m["diffs"] and m["world"]["sae"] == "planted"
     assert all((tmp_path / "rep" / f"seed-{s}" / "report.md").is_file() for s in range(3))
     assert (tmp_path / "rep" / "report.md").is_file()
-    assert "test-split figures, for the closing note" in err  # --split test (the default) says what test is for
+    assert "test-split figures, for the closing note" in err  # --split test says what test is for
     assert "/cache/planted" not in (tmp_path / "rep" / "report.md").read_text()
 
 
@@ -167,3 +168,19 @@ def test_naming_only_the_kind_does_not_name_a_feature() -> None:
     assert onsets(truth, sweep, [0]) == {0: 2.0}
     assert gates(truth, sweep, [0], None)["best_global_strength_hit"] == 1.0
     assert gates(truth, Sweep([1.0], [{0: field_only}], CAPTION), [0], None)["oracle_hit"] == 0.0
+
+
+def test_tuning_reads_dev_by_default(monkeypatch: pytest.MonkeyPatch, tmp_path, capsys) -> None:
+    """`steer-agent eval` reports dev unless test is asked for, and then says what test figures are for."""
+    import agent.cli.eval as cli
+    from agent.cli.main import main
+    from agent.eval.config import EvalConfig
+
+    assert EvalConfig().split == "dev"
+    seen = []
+    monkeypatch.setattr(cli, "evaluate_once", lambda args, cfg: seen.append(cfg.split) or (_ for _ in ()).throw(
+        cli.ChoiceError("stop here", field="features")))
+    assert main(["eval", "--report", str(tmp_path / "r")]) == 2
+    assert seen == ["dev"] and "closing note" not in capsys.readouterr()[1]
+    assert main(["eval", "--report", str(tmp_path / "r"), "--split", "test"]) == 2
+    assert seen[-1] == "test" and "closing note" in capsys.readouterr()[1]
