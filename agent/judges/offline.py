@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from agent.judges.evidence import Evidence, words
+from agent.judges.labels import make_label
 from agent.judges.base import JudgeContext, JudgeTurn, Usage
 from agent.judges.notes import answered_line, asked, note_questions
 from agent.probes import OBJECT_BASES, ProbeResult
@@ -30,6 +31,11 @@ QUOTE_CHARS = 120
 CATEGORY_WORDS = frozenset(
     ["colour", "color", "colours", "colors", "coloured", "colored", "pattern", "patterns", "patterned", "texture", "textures", "textured", "shape", "shapes", "shaped", "object", "objects", "thing", "things", "something", "area", "region", "part", "field", "background", "foreground", "surface", "filling", "fills", "filled", "fill", "covering", "covers", "covered", "whole", "entire", "full", "everywhere", "across", "centre", "center", "middle", "side", "sides", "edge", "edges", "top", "bottom", "left", "right"]
 )
+
+
+FIELD_WORDS = frozenset(["filling", "fills", "filled", "fill", "whole", "entire", "full", "everywhere", "covering",
+                         "covers", "covered", "background", "field"])
+"""Frame words that say the concept covers the image (its label reads "red fill", not "the colour red")."""
 
 
 # Words the masked top-k views make the model say whatever the feature: the mask and the framing.
@@ -404,10 +410,10 @@ class OfflineJudge:
         if frame is not None:
             # The sentence frame itself is specific: quote the description that carries it.
             phrase = f'"{_clip(self._representative(ctx.evidence, frame.word).rstrip(". "), QUOTE_CHARS)}"'
-            label = " ".join(([frame.word] + named)[:4]) if named else f"{frame.word} frame"
+            label_words = named
         else:
             phrase = " ".join(named)
-            label = " ".join(named) if len(named) > 1 else f"mentions of {lead.word}"
+            label_words = named
         n_words = max(1, len(named))
         explanation = (f"Steering this feature makes the model describe {phrase}: "
                        f"{'these words recur' if n_words > 1 else 'the word recurs'} in {lead.count:g} of "
@@ -416,6 +422,8 @@ class OfflineJudge:
                        + (f"; the descriptions of its top-activating images say {' '.join(agree)} too." if agree
                           else "."))
         explanation = _clip(explanation, MAX_EXPLANATION_CHARS)
+        label = (make_label(label_words, explanation, field=frame is not None and frame.word in FIELD_WORDS)
+                 if label_words else f"{frame.word if frame is not None else lead.word} frame")
         examples = "; ".join(f"s={i.probe.strength:g}: {i.result.texts[0]!r}" for i in _sweep(ctx.evidence, "steered")
                              if i.probe.prompt == "describe" and lead.word in words(i.result.texts[0]))[:600]
         cited = self._cite(ctx.evidence, lead.word) + [
@@ -445,7 +453,7 @@ class OfflineJudge:
             confidence=self.params.image_confidence, action="final",
             explanation=_clip(f"The images that most activate this feature show {phrase} in the regions where it fires "
                               f"(\"{quote}\"); steering it up to strength {strongest:g} {what}.", MAX_EXPLANATION_CHARS),
-            label=phrase if len(named) > 1 else f"{phrase} in images", evidence=[i.id for i in ctx.evidence.images if i.result.texts][:8], notes=NOT_AN_LLM,
+            label=make_label(named, phrase), evidence=[i.id for i in ctx.evidence.images if i.result.texts][:8], notes=NOT_AN_LLM,
         )
 
     def _transfer_probes(self, ctx: JudgeContext, lead: WordScore, strengths: list[float]) -> list[ProbeRequest]:

@@ -33,7 +33,7 @@ def test_names_the_consensus_not_category_words() -> None:
     v = decide(ctx({10: "the colour red filling the whole image", 20: "a red circle",
                     40: "the colour red filling the whole image", 80: "red red red red"}))
     assert v.action == "final" and "describe red:" in v.explanation
-    assert v.label == "mentions of red" and v.confidence >= 0.5
+    assert v.label == "the colour red" and v.confidence >= 0.5
     assert NOT_AN_LLM in v.hypothesis and NOT_AN_LLM in v.notes
     assert v.evidence == [2, 3, 4, 5]
 
@@ -173,7 +173,7 @@ def test_transfer_test_keeps_only_the_words_the_feature_causes_on_object_images(
     c, asked = _transfer_ctx(red_controls=False)
     assert asked == sorted(OBJECT_BASES)
     v = decide(c, transfer=True)
-    assert v.action == "final" and v.label == "mentions of red", v.label  # size, texture, shape: filled in
+    assert v.action == "final" and v.label == "the colour red", v.label  # size, texture, shape: filled in
 
 
 def test_transfer_test_credits_nothing_that_random_directions_cause_too() -> None:
