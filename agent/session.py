@@ -126,10 +126,11 @@ def default_store(spec: WorldSpec) -> Path:
 
 
 def open_store(folder: str | Path | None, spec: WorldSpec, current: Store | None = None, *,
-               existing: bool = False) -> Store:
+               existing: bool = False, match: bool = False) -> Store:
     """``current``, or the store at ``folder`` (None: ``current``, else the default one for the world). Raises
-    ChoiceError naming the field to fix. existing: a folder that does not exist is refused, not created (the
-    commands that only read a store)."""
+    ChoiceError naming the field to fix. existing: a folder that is not a store (missing, or one no run made)
+    is refused and nothing is created (only runs create stores). match: a store holding records of another
+    world than ``spec`` names is refused, as a run refuses it (a spec naming no model or SAE takes the store's)."""
     if not folder:
         if current is not None:
             return current
@@ -137,15 +138,25 @@ def open_store(folder: str | Path | None, spec: WorldSpec, current: Store | None
         if existing and not path.exists():
             raise ChoiceError(f"no store at {path}: pass --store DIR", field="store")
     else:
-        if existing and not Path(folder).exists():
-            raise ChoiceError(f"no store at {folder}: check the path", field="store")
         path = Path(folder).expanduser()
     if current is not None and path.resolve() == current.path.resolve():
         return current
     try:
-        return Store(path)
+        store = Store(path, create=not existing)
     except StoreError as exc:
         raise ChoiceError(str(exc), field="store") from None
+    try:
+        if match and (spec.model or spec.sae):
+            want, wildcards = wanted_world(spec)
+            if want is not None:
+                store.check_world(want, wildcards=wildcards)
+    except StoreError as exc:
+        store.close()
+        raise ChoiceError(str(exc), field="store") from None
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def require_collection(store: Store, config: RunConfig, topk: str | Path | None = None) -> None:
@@ -345,10 +356,11 @@ class Session:
 
     # ------------------------------------------------------------------ the store and the ground truth
 
-    def open_store(self, folder: str | Path | None = None, *, existing: bool = False) -> Store:
+    def open_store(self, folder: str | Path | None = None, *, existing: bool = False, match: bool = False) -> Store:
         """The session's store, opened now if needed: ``folder``, else the session's folder, else the world's
-        default (existing: refuse one that does not exist). Raises ChoiceError naming the field to fix."""
-        store = open_store(folder or self.folder, self.world, self.store, existing=existing)
+        default (existing: refuse a folder that is not a store; match: refuse a store of another world than the
+        session's, module open_store). Raises ChoiceError naming the field to fix."""
+        store = open_store(folder or self.folder, self.world, self.store, existing=existing, match=match)
         self._use(store)
         return store
 

@@ -4,6 +4,7 @@ objects (``object-a``, ``object-b``, ``object-c``), eight colourless outline sha
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import warnings
@@ -71,6 +72,10 @@ def check_base_image(spec: str) -> None:
         return
     path = Path(spec).expanduser()
     if not path.is_file():
+        near = difflib.get_close_matches(spec, BASE_IMAGES, n=1, cutoff=0.6)
+        if near:
+            raise SteeringError(f"base image {spec!r} is neither a built-in base image nor an existing image file: "
+                                f"did you mean {near[0]}?")
         raise SteeringError(f"base image {spec!r} is neither one of {', '.join(BASE_IMAGES)} nor an existing image file")
     try:
         with warnings.catch_warnings():

@@ -7,6 +7,7 @@ their actions (the home screen the rows, its run line the run, the review keys t
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +16,7 @@ from textual.app import App, SystemCommand
 from textual.binding import BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
+
 
 from agent.run.config import RunConfig
 from agent.store.store import Store
@@ -27,6 +29,7 @@ from tui.screens.evaluation import EvaluationScreen, open_report
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.screens.modals import ConfirmModal
+from tui.screens.resume import stopped_message
 from tui.screens.setup import SetupScreen
 from tui.services import Services
 
@@ -51,6 +54,14 @@ class SteerApp(App[None]):
         self._loaded_once = False
         self.exit_message: str | None = None
         """What the app printed on leaving (a quit during a run says how to resume)."""
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """App.run, then the exit message printed as plain lines: Textual's console would wrap the resume
+        command at the terminal's width, with newlines that break it when pasted."""
+        result = super().run(*args, **kwargs)
+        if self.exit_message:
+            print(self.exit_message, file=sys.stderr, flush=True)
+        return result
 
     def get_default_screen(self) -> Screen[Any]:
         return MainScreen()
@@ -119,9 +130,9 @@ class SteerApp(App[None]):
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self.exit_message = panel.summary()
+                self.exit_message = stopped_message(panel.run_title, panel.stats, self.main_screen.resume)
                 panel.halt()
-                self.exit(message=self.exit_message)
+                self.exit()  # the message is printed by ``run``, once the terminal is restored
 
         self.push_screen(ConfirmModal("Quit during a run?", "The run stops after the probe in progress; finished "
                                       "features are stored, and running the same features again resumes.",

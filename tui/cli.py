@@ -7,8 +7,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.cli.args import add_judge_options, add_model_options, judge_config, world_spec
+
+if TYPE_CHECKING:
+    from agent.world import WorldSpec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--setup", action="store_true", help="open on the setup screen")
     p.add_argument("--log", type=Path, help="write logs to this file (the terminal belongs to the app)")
     return p
+
+
+def _no_default_store(world: WorldSpec) -> bool:
+    """Whether the world's default store is still to be made (the app opens on the setup screen; its run makes it)."""
+    from agent.session import default_store
+    from agent.world import SteeringError
+
+    try:
+        return not default_store(world).exists()
+    except SteeringError:  # no world to name one: open_store says so
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     with Session(world) as opener:  # opens the store as every front door does; the app's own session runs
         try:
             report = load_report(args.report) if args.report is not None else None  # before the store opens
-            try:
-                store = opener.open_store(args.store)
+            try:  # only runs create stores: a folder that is not one, or one of another world, is refused
+                store = None if args.store is None and _no_default_store(world) else \
+                    opener.open_store(args.store, existing=True, match=True)
             except ChoiceError as exc:
                 if exc.field == "store":
                     raise

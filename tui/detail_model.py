@@ -357,6 +357,9 @@ def summary(record: Any) -> Text:
         rv = record.review
         word = {"accept": "accepted", "edit": "edited", "reject": "rejected"}.get(rv.decision, rv.decision)
         out.append(f"  {word} by {rv.reviewer} at {when(rv.at)}", style="bold magenta")
+        if rv.note:  # the reviewer's reason, where the decision is shown
+            out.append(": ", style="bold magenta")
+            out.append(f"“{rv.note}”", style="magenta")
     out.append("\n")
     if record.status == "done":
         out.append(record.final_explanation or "")

@@ -29,7 +29,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "does not hold are counted (exit 0).")
     e.add_argument("--store", type=Path, help="store folder (default: the toy world's / the given model's)")
     e.add_argument("--out", required=True, type=output_file, help="output .jsonl file, or - for stdout")
-    e.add_argument("--overwrite", action="store_true", help="replace --out when it exists (default: refuse)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace --out whatever it holds (default: only an export of this store that this one "
+                        "holds all of)")
     e.add_argument("--features", help="only these features (e.g. 0-63)")
     add_world_options(e)
     e.set_defaults(func=export)
@@ -58,12 +60,9 @@ def add_world_options(p: argparse.ArgumentParser) -> None:
 
 
 def export(args: argparse.Namespace) -> int:
-    from agent.store.export import export_store
+    from agent.store.export import ExportRefused, export_store
     from agent.run.features import FeatureSpecError, parse_features
 
-    if args.out != "-" and Path(args.out).expanduser().exists() and not args.overwrite:
-        print(f"error: {args.out} exists: pass --overwrite to replace it, or another --out", file=sys.stderr)
-        return 2
     try:
         features = parse_features(args.features) if args.features is not None else None
         session = _session(args)
@@ -71,7 +70,11 @@ def export(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with session:
-        result = export_store(session.store, args.out, features)
+        try:  # a file there is replaced only when this export holds all of it (same store, no feature dropped)
+            result = export_store(session.store, args.out, features, keep=None if args.overwrite else "--out")
+        except ExportRefused as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     for line in [f"warning: {w}" for w in result.warnings] + [f"error: {exc}" for exc in result.corrupt]:
         print(line, file=sys.stderr)
     print(result.summary(args.out), file=sys.stderr if args.out == "-" else sys.stdout)

@@ -67,8 +67,9 @@ def judge_config(args: argparse.Namespace) -> Any:
                        max_tokens=args.judge_max_tokens)
 
 
-async def try_format(session: Any, model: str, fmt: str) -> str:
-    """One verdict request in ``fmt``: a line saying whether it was accepted, valid, and how fast."""
+async def try_format(session: Any, model: str, fmt: str) -> tuple[str, bool, bool]:
+    """One verdict request in ``fmt``: (a line saying whether it was accepted, valid, and how fast; accepted;
+    valid)."""
     from agent.judges import JudgeCallError, JudgeError, LLMJudge
     from agent.judges.retry import RetryPolicy
 
@@ -80,25 +81,40 @@ async def try_format(session: Any, model: str, fmt: str) -> str:
     try:
         turn = await judge.decide(tiny_context())
     except JudgeCallError as exc:
-        return f"{fmt:12s} refused or failed: {exc}"
+        return f"{fmt:12s} refused or failed: {exc}", False, False
     except JudgeError as exc:
-        return f"{fmt:12s} refused: {exc}"
+        return f"{fmt:12s} refused: {exc}", False, False
     finally:
         await judge.aclose()
     seconds = time.perf_counter() - t0
     tokens = turn.usage.completion_tokens
     verdict = "a valid verdict" if turn.verdict is not None else f"an invalid verdict ({turn.error})"
-    return f"{fmt:12s} accepted: {verdict} in {seconds:.2f} s, {tokens} reply tokens"
+    return (f"{fmt:12s} accepted: {verdict} in {seconds:.2f} s, {tokens} reply tokens", True,
+            turn.verdict is not None)
+
+
+def summary(url: str | None, accepted: list[str], valid: list[str]) -> str:
+    """The last line: which formats work and the one a run (``--judge-format auto``) would use, or that none does."""
+    from agent.judges.openai_chat import safe_url
+
+    if not accepted:
+        return (f"summary: no response format works at {safe_url(url)}: fix the server or the options the lines "
+                "above name, or use --judge offline")
+    line = f"summary: works: {', '.join(accepted)}; a run would use {accepted[0]} (--judge-format auto)"
+    if not valid:
+        line += "; no valid verdict came back: try a larger --judge-model"
+    return line
 
 
 async def check(session: Any) -> int:
+    """Print what the endpoint accepts; 0 when some response format works, 2 when none does."""
     from agent.judges.config import DEFAULT_JUDGE_MODEL
     from agent.judges.openai_chat import FORMATS, safe_url
 
     wanted = session.judge_config.model
     url = session.judge_config.base_url
     probe = session.judge_backend(wanted or "?")
-    probe.check(timeout=5.0)
+    probe.reach(timeout=5.0)  # the formats below are the real requests
     try:
         names, limit = await list_models(probe)
     except Exception as exc:  # noqa: BLE001 - a server without /models is still worth checking
@@ -111,10 +127,15 @@ async def check(session: Any) -> int:
         known = "" if model in names else f"  <- {model!r} is not among them: check --judge-model"
         say(f"models at {safe_url(url)}: {', '.join(names)}{known}")
     say(f"context limit: {limit if limit else 'not reported (a too-long request will say it)'}")
+    accepted, valid = [], []
     for fmt in FORMATS:
-        say(await try_format(session, model, fmt))
+        line, ok, good = await try_format(session, model, fmt)
+        say(line)
+        accepted += [fmt] if ok else []
+        valid += [fmt] if good else []
     say(f"instructions go in the {probe.instructions} message ({'local' if probe.local else 'remote'} endpoint)")
-    return 0
+    say(summary(url, accepted, valid))
+    return 0 if accepted else 2
 
 
 def main(args: argparse.Namespace) -> int:

@@ -47,6 +47,20 @@ def with_default_command(argv: list[str]) -> list[str]:
     return argv
 
 
+def unknown_command(argv: list[str]) -> str | None:
+    """A one-line complaint when the first word after the global flags is neither a command nor an option
+    (the agent's default command takes no bare words), with the nearest command; None otherwise."""
+    i = 0
+    while i < len(argv) and argv[i] in ("-v", "--verbose"):
+        i += 1
+    if i >= len(argv) or argv[i].startswith("-") or argv[i] in COMMANDS:
+        return None
+    word = argv[i]
+    near = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
+    hint = f": did you mean {near[0]}?" if near else f" (commands: {', '.join(COMMANDS)}; see steer-agent --help)"
+    return f"unknown command {word!r}{hint}"
+
+
 def options_of(parser: argparse.ArgumentParser, command: str | None) -> list[str]:
     """The long and short options ``command`` (None: the top level) accepts, the global ones included."""
     options = list(parser._option_string_actions)
@@ -80,8 +94,10 @@ def unknown_option(parser: argparse.ArgumentParser, argv: list[str]) -> str | No
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    argv = with_default_command(list(sys.argv[1:] if argv is None else argv))
-    problem = unknown_option(parser, argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    problem = unknown_command(argv)
+    argv = with_default_command(argv)
+    problem = problem or unknown_option(parser, argv)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

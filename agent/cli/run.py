@@ -81,7 +81,10 @@ def _add_budget_options(p: argparse.ArgumentParser) -> None:
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("store and output")
     add_store_option(o)
-    o.add_argument("--export", type=output_file, metavar="FILE.jsonl", help="export the requested features when done")
+    o.add_argument("--export", type=output_file, metavar="FILE.jsonl",
+                   help="export the requested features when done (an existing FILE only when it is an export of "
+                        "this store holding no other feature; else --overwrite)")
+    o.add_argument("--overwrite", action="store_true", help="let --export replace FILE whatever it holds")
     o.add_argument("--force", action="store_true", help="recompute everything (ignore stored probes and answers)")
     o.add_argument("--rejudge", action="store_true", help="ask the judge again, reusing stored probe results")
     o.add_argument("--overwrite-reviewed", action="store_true",
@@ -138,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     scale = scale_out(args)
     try:
         check_features(request.features)  # fail on syntax before the other checks
-        problem = scale.problem() or evidence_problem(args, request.judge.kind)
+        problem = scale.problem() or evidence_problem(args, request.judge.kind) or export_problem(args)
         if problem:
             raise ChoiceError(problem, field="evidence")
     except ChoiceError as exc:
@@ -152,7 +155,37 @@ def run(args: argparse.Namespace) -> int:
         except ChoiceError as exc:
             say(err, f"error: {exc}")
             return 2
+        problem = export_problem(args, prepared)  # now the store and the features are known
+        if problem:
+            say(err, f"error: {problem}")
+            return 2
         return execute(prepared, args, err, live=getattr(session.engines, "live_line", None), session=session)
+
+
+def export_problem(args: argparse.Namespace, prepared: PreparedRun | None = None) -> str | None:
+    """Why --export may not replace its FILE (agent.store.export.replace_problem; None: it may), checked before
+    the run: without ``prepared``, the file against the features named (before the store opens); with it,
+    against the store and its features."""
+    from agent.run.features import FeatureSpecError, parse_ranges
+    from agent.store.export import ExportRefused, refuse_replacing
+
+    if not args.export or args.overwrite:
+        return None
+    features: list[int] | None = None
+    if prepared is not None:
+        features = prepared.features
+    elif args.features.strip().lower() != "all":
+        try:
+            ranges = parse_ranges(args.features)
+        except FeatureSpecError:
+            return None  # check_features names it
+        if sum(hi - lo + 1 for lo, hi in ranges) <= 1_000_000:  # else checked once the SAE's size is known
+            features = [f for lo, hi in ranges for f in range(lo, hi + 1)]
+    try:
+        refuse_replacing(args.export, prepared.store if prepared else None, features, "--export")
+    except ExportRefused as exc:
+        return str(exc)
+    return None
 
 
 class LoadInterrupted(Exception):
@@ -196,7 +229,7 @@ def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any
     from dataclasses import replace
 
     from agent.cli.progress import RichProgress, say
-    from agent.store.export import export_records
+    from agent.store.export import ExportRefused, export_records
     from agent.run import RunControl
     from agent.store.store import StoreError
 
@@ -236,11 +269,19 @@ def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any
                 [f for f in features if summary.statuses.get(f, "not-started") != "not-started"]
             records = store.list_records(reached)
             truth = session.ground_truth()
-            exported = export_records(store, args.export, features) \
-                if args.export and summary.stop_reason != "interrupted" else None
+            refused = None
+            try:  # checked before the run; again on what is written (a record may have turned unreadable)
+                exported = export_records(store, args.export, features, keep=None if args.overwrite else "--export") \
+                    if args.export and summary.stop_reason != "interrupted" else None
+            except ExportRefused as exc:
+                exported, refused = None, exc
     finally:
         signal.signal(signal.SIGINT, previous)
-    return report(prepared, summary, records, truth, exported, args, err)
+    code = report(prepared, summary, records, truth, exported, args, err)
+    if refused is not None:
+        say(err, f"error: {refused} (the records are in the store: steer-agent export)")
+        return 2
+    return code
 
 
 def report(prepared: PreparedRun, summary: Any, records: list[Any], truth: dict[int, Any] | None,

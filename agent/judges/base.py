@@ -145,8 +145,9 @@ class Judge(Protocol):
 
 def check_judge(judge: Any, timeout: float = 3.0) -> None:
     """Fail fast, before a run starts, when a judge cannot work: a URL with no host, an endpoint that
-    does not answer. Judges without a ``check(timeout=)`` method pass. Raises JudgeFatalError
-    (JudgeUnreachable for the endpoint) with a message naming the fix."""
+    cannot be reached within ``timeout``, or one that fails a minimal chat request (an OpenAI judge sends
+    one of a few tokens; the server's own words are in the message). Judges without a ``check(timeout=)``
+    method pass. Raises JudgeFatalError (JudgeUnreachable for the endpoint) with a message naming the fix."""
     check = getattr(judge, "check", None)
     if callable(check):
         check(timeout=timeout)

@@ -43,8 +43,9 @@ def make_judge(kind: str = "offline", **options: Any) -> Any:
 
 
 def checked_judge(config: JudgeConfig) -> Any:
-    """The judge, checked before a run starts: an endpoint that does not answer fails now, not mid-run
-    (raises JudgeFatalError; JudgeUnreachable for the endpoint)."""
+    """The judge, checked before a run starts (check_judge): an endpoint that cannot be reached, or that fails
+    a minimal chat request (HTTP 500 to every call), fails now, not after every feature's retries (raises
+    JudgeFatalError; JudgeUnreachable for the endpoint)."""
     judge = build_judge(config)
     check_judge(judge, timeout=min(config.timeout, CHECK_TIMEOUT))
     return judge

@@ -317,14 +317,14 @@ class LLMJudge:
         known = getattr(ctx.cache, "get_meta", lambda *_: None)(key())
         if known:
             self.backend.use_format(known)
-            log.warning("judge format: %s (remembered for this endpoint and model)", known)
+            log.info("judge format: %s (remembered for this endpoint and model)", known)
 
     def _learned(self, ctx: JudgeContext, mode: str, cached: bool) -> None:
         """An answer came back in ``mode``: remember it for the run and the store."""
         if cached or getattr(self.backend, "format_known", True):
             return
         self.backend.use_format(mode)
-        log.warning("judge format: %s (%s)", mode, _FORMAT_WHY.get(mode, ""))
+        log.info("judge format: %s (%s)", mode, _FORMAT_WHY.get(mode, ""))
         key = getattr(self.backend, "endpoint_key", None)
         setter = getattr(ctx.cache, "set_meta", None)
         if key is not None and callable(setter):
@@ -340,7 +340,7 @@ class LLMJudge:
         if mode is None:
             raise JudgeCallError(f"the judge endpoint refuses the response format ({redact(str(exc))}): use "
                                  "--judge-format auto or text") from None
-        log.warning("judge endpoint refuses that response format (%s); trying %s", redact(str(exc)), mode)
+        log.info("judge endpoint refuses that response format (%s); trying %s", redact(str(exc)), mode)
         return mode
 
     def call_line(self) -> str:

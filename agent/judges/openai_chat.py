@@ -14,7 +14,7 @@ from agent.judges.base import JudgeCallError, JudgeFatalError, JudgeQuotaError, 
 from agent.judges.config import DEFAULT_JUDGE_MODEL, DEFAULT_KEY_ENV, OPENAI_URL, Endpoint, read_endpoint, url_problem
 from agent.judges.llm import Completion, ContextTooLongError, SchemaUnsupportedError, reply_cap
 from agent.judges.policy import REMOTE_CONCURRENCY, AdaptiveLimit, Breaker, CallStats, is_local
-from agent.judges.redact import install_log_redaction, mask_secrets, redact, shown_url, url_secrets
+from agent.judges.redact import install_log_redaction, mask_secrets, printable, redact, shown_url, url_secrets
 from agent.judges.retry import (
     Attempts,
     EndpointDown,
@@ -47,6 +47,10 @@ _CONTEXT_TEXT = re.compile(r"context[_ ]length|context window|maximum context|n_
                            r"too many tokens", re.IGNORECASE)
 _CONTEXT_LIMIT = re.compile(r"(?:context window of|maximum context length is|context length (?:is|of)|n_ctx"
                             r"(?:_slot)?\W{0,3}|limit of)\s*(\d{3,7})", re.IGNORECASE)
+CHECK_PROMPT = "Reply with the word OK."
+"""The check's request before a run: a few tokens, no response format."""
+CHECK_TOKENS = 5
+"""Reply cap of that request."""
 DEFAULT_MAX_TOKENS = 600
 """Reply cap of one verdict (a verdict needs about 500 tokens; without a cap a runaway reply fills the window)."""
 FORMATS = ("schema", "json_object", "text")
@@ -228,9 +232,9 @@ class OpenAIChat:
         except OSError:
             return False
 
-    def check(self, timeout: float = 3.0) -> None:
-        """Before a run: the URL names a host, and a TCP connection to it opens (no request is sent,
-        so nothing is billed). Raises JudgeUnreachable naming the fix."""
+    def reach(self, timeout: float = 3.0) -> None:
+        """The URL names a host, and a TCP connection to it opens within ``timeout`` (no request is sent).
+        Raises JudgeUnreachable naming the fix."""
         import socket
 
         host, port = self._host_port()
@@ -241,6 +245,50 @@ class OpenAIChat:
             reason = exc.strerror or type(exc).__name__
             raise JudgeUnreachable(f"cannot reach the judge at {host}:{port} ({reason}): start the "
                                    "server, fix the judge URL, or use the offline judge") from None
+
+    def check(self, timeout: float = 3.0) -> None:
+        """Before a run: the endpoint is reachable (``reach``), and one minimal chat request (a few tokens, no
+        response format) is answered, so that a server failing every call is refused now, in its own words,
+        rather than after every feature's retries. Raises JudgeFatalError (JudgeUnreachable, JudgeQuotaError)
+        naming the fix. The request is not counted in ``stats``."""
+        self.reach(timeout)
+        self.answers()
+
+    def answers(self) -> None:
+        """One minimal chat request, on a client of its own (sync: callable from any thread, inside a running
+        event loop too). A busy server (429, 503: loading, rate-limited) passes: the run's retries wait for it."""
+        import openai
+
+        where = safe_url(self.base_url) or "the OpenAI API"
+        kwargs = self.request([{"role": "user", "content": CHECK_PROMPT}], None)
+        if self.max_tokens is not None:
+            kwargs["max_tokens"] = min(self.max_tokens, CHECK_TOKENS)
+        client = openai.OpenAI(api_key=self._key, base_url=self._endpoint or OPENAI_URL,
+                               default_query=self._query or None, max_retries=0, timeout=self.retry.timeout)
+        try:
+            with client:
+                client.chat.completions.create(**kwargs)
+        except (openai.APIResponseValidationError, ValueError):  # answered, if garbled: the run's retries cope
+            log.info("the judge at %s answered a test request with a garbled body", where)
+        except openai.APITimeoutError:
+            raise JudgeUnreachable(f"the judge at {where} did not answer a test request within "
+                                   f"{self.retry.timeout:g} s: check the server, raise --judge-timeout, or use "
+                                   "the offline judge") from None
+        except openai.APIConnectionError as exc:
+            reason = printable(redact(describe(exc), self._secrets))
+            raise JudgeUnreachable(f"the judge at {where} did not answer a test request ({reason}): check the "
+                                   "server and the judge URL, or use the offline judge") from None
+        except openai.APIStatusError as exc:
+            status = status_of(exc)
+            if status in (429, 503) and not is_quota_error(exc):
+                log.info("the judge at %s is busy (%s); the run's calls will wait for it", where, status)
+                return
+            if is_quota_error(exc) or status in (401, 403, 404):
+                raise self._classify(exc, kwargs, "text") from None
+            message = printable(_short(redact(error_fields(exc)[1], self._secrets))) or "no message"
+            raise JudgeFatalError(f"the judge at {where} cannot answer: a test request got HTTP {status} "
+                                  f"({message}): fix the server (its log says why) or the judge options, or use "
+                                  "the offline judge") from None
 
     # -- calls ---------------------------------------------------------------------------------
 

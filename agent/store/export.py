@@ -23,7 +23,8 @@ def judge_name(judge: dict[str, Any]) -> str:
     return f"{backend.get('kind', judge.get('kind', '?'))}:{backend.get('model', '?')}"
 
 
-def export_row(rec: FeatureRecord, truth: dict[int, dict[str, Any]] | None) -> dict[str, Any]:
+def export_row(rec: FeatureRecord, truth: dict[int, dict[str, Any]] | None,
+               store_id: str | None = None) -> dict[str, Any]:
     world = rec.world or {}
     gt = truth.get(rec.feature) if truth else None
     rejected = rec.review is not None and rec.review.decision == "reject"
@@ -62,6 +63,7 @@ def export_row(rec: FeatureRecord, truth: dict[int, dict[str, Any]] | None) -> d
         "names_ground_truth": names_truth(explanation, gt) if gt else None,
         "image_descriptions": [image_row(i) for i in rec.image_evidence if isinstance(i, dict) and "image" in i],
         "manual_probes": [manual_row(m) for m in rec.manual],
+        "store_id": store_id,
     }
 
 
@@ -106,19 +108,86 @@ class ExportResult:
         return line
 
 
+class ExportRefused(Exception):
+    """The output file exists and holds something the export would drop (one line naming the fix)."""
+
+
+def spans(features: Iterable[int]) -> str:
+    """Feature ids as ranges, e.g. ``4-63,70``."""
+    out: list[str] = []
+    for f in sorted(set(features)):
+        if out and out[-1].split("-")[-1] == str(f - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{f}"
+        else:
+            out.append(str(f))
+    return ",".join(out)
+
+
+def replace_problem(out: str | Path, store: Store | None, features: Iterable[int] | None) -> str | None:
+    """Why an export to ``out`` may not replace the file there (None: nothing there, or nothing it would lose).
+
+    A file may be replaced only when it is an export of ``store`` (every row stamped with its id) holding no
+    feature outside ``features`` (what the new export writes; None: the store's). ``store`` None: only the
+    file's form and its features are checked (before the store is open).
+    """
+    path = Path(out).expanduser()
+    if str(out) == "-" or not path.exists():
+        return None
+    if not path.is_file():
+        return f"{out} exists and is not a file"
+    held: set[int] = set()
+    stores: set[Any] = set()
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                feature = row.get("feature") if isinstance(row, dict) else None
+                if not isinstance(feature, int) or isinstance(feature, bool):
+                    return f"{out} exists and is not a steer-agent export"
+                held.add(feature)
+                stores.add(row["store_id"] if isinstance(row.get("store_id"), str) else None)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return f"{out} exists and is not a steer-agent export"
+    if not held:
+        return None
+    if None in stores:  # an export older than store ids, or not ours
+        return f"{out} exists and holds {len(held)} records that do not say which store they came from"
+    if store is not None and stores != {store.id}:
+        return f"{out} exists and holds {len(held)} records of another store than {store.path}"
+    if features is None and store is None:
+        return None
+    dropped = held - set(store.features() if features is None and store is not None else features or ())
+    if dropped:
+        return f"{out} exists and holds {len(dropped)} records this export would drop (features {spans(dropped)})"
+    return None
+
+
+def refuse_replacing(out: str | Path, store: Store | None, features: Iterable[int] | None, flag: str) -> None:
+    """Raise ExportRefused (naming --overwrite and ``flag``, the option giving the file) when an export to
+    ``out`` would lose something of the file there (replace_problem)."""
+    problem = replace_problem(out, store, features)
+    if problem:
+        raise ExportRefused(f"{problem}: pass --overwrite to replace it, or another {flag}")
+
+
 def export_records(store: Store, out: str | Path, features: Iterable[int] | None = None,
-                   errors: list[RecordUnreadable] | None = None) -> int:
+                   errors: list[RecordUnreadable] | None = None, *, keep: str | None = None) -> int:
     """Write one JSON object per readable record to ``out`` (``-`` for stdout); returns the count.
 
-    The file is replaced atomically, so a reader never sees half an export.
+    The file is replaced atomically, so a reader never sees half an export. keep: the option naming ``out``
+    (e.g. ``--export``) when a file there may be replaced only if the export loses nothing of it (raises
+    ExportRefused); None: replace it.
     """
-    result = export_store(store, out, features)
+    result = export_store(store, out, features, keep=keep)
     if errors is not None:
         errors.extend(result.corrupt)
     return result.written
 
 
-def export_store(store: Store, out: str | Path, features: Iterable[int] | None = None) -> ExportResult:
+def export_store(store: Store, out: str | Path, features: Iterable[int] | None = None, *,
+                 keep: str | None = None) -> ExportResult:
     """Export like export_records, reporting corrupt and missing features instead of dropping them silently."""
     wanted = None if features is None else sorted(set(features))
     result = ExportResult(written=0, requested=None if wanted is None else len(wanted))
@@ -126,13 +195,16 @@ def export_store(store: Store, out: str | Path, features: Iterable[int] | None =
         held = set(store.features())
         result.missing = [f for f in wanted if f not in held]
     records = store.list_records(wanted, errors=result.corrupt)
+    if keep is not None:
+        refuse_replacing(out, store, [r.feature for r in records], keep)
     try:
         truth = ground_truth_for(store.world() or {})
     except RecordUnreadable as exc:
         result.warnings.append(f"store {store.path}: entry {exc.key!r} is corrupt ({exc.why}); "
                                "exported without ground truth")
         truth = None
-    lines = [json.dumps(export_row(r, truth), ensure_ascii=False) for r in records]
+    store_id = store.id
+    lines = [json.dumps(export_row(r, truth, store_id), ensure_ascii=False) for r in records]
     _write_atomic(out, "".join(line + "\n" for line in lines))
     result.written = len(lines)
     return result

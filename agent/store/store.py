@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from agent.store.errors import (  # noqa: F401 - re-exported
 from agent.store.sqlite import open_caches
 from agent.world import WORLD_KEYS as WORLD_KEYS  # re-exported: the keys a store is bound by
 from agent.world import world_differences
+from steering.revisions import is_local_revision
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,31 @@ def default_store_path(model: str, sae: str, layer: int | None) -> Path:
     return cache_root() / store_name(model, sae, layer)
 
 
+MARKER = Path("main") / "cache.db"
+"""The file every store folder holds (its main database, agent.store.sqlite): what tells a store from a folder."""
+
+
+def is_store(path: str | Path) -> bool:
+    """Whether ``path`` is a store folder (one a run made), not a folder that merely exists."""
+    return (Path(path).expanduser() / MARKER).is_file()
+
+
+def _named(value: Any) -> str:
+    """A model or SAE as a person names it: a hub id as given, a local path by its last two folders."""
+    text = str(value)
+    if text.startswith(("/", "~", ".")) or "\\" in text:
+        parts = Path(text).parts
+        text = "/".join(parts[-2:]) if len(parts) > 2 else text
+    return repr(text)
+
+
+def describe_world(world: dict[str, Any], keys: Iterable[str] = ("model", "sae", "layer")) -> str:
+    """A world in words, e.g. ``model 'toy/model', SAE 'planted/seed-3', layer 3`` (fingerprints left out)."""
+    words = {"model": f"model {_named(world.get('model'))}", "sae": f"SAE {_named(world.get('sae'))}",
+             "layer": "any layer" if world.get("layer") is None else f"layer {world.get('layer')}"}
+    return ", ".join(words[k] for k in keys)
+
+
 def _record_key(feature: int) -> str:
     return f"record/{int(feature)}"
 
@@ -116,11 +143,47 @@ def _lease_alive(lease: dict[str, Any], now: float) -> bool:
     return True
 
 
+_PART = {"model": "model", "revision": "model", "sae": "sae", "sae_revision": "sae", "layer": "layer"}
+"""Which part of a world (in words) each world key belongs to."""
+
+
+def refusal(path: Path, held: dict[str, Any], want: dict[str, Any], diff: list[str]) -> str:
+    """One line: the store holds ``held``'s records, not ``want``'s; the differing fingerprints last.
+
+    e.g. ``store S holds records of model 'toy/model', SAE 'planted/seed-3', layer 3, not of SAE
+    'planted/seed-4': pass another --store (sae_revision='local-6099b8a3adaa', not 'local-0f2a...')``.
+    """
+    parts = [k for k in ("model", "sae", "layer") if any(_PART[d] == k for d in diff)]
+    asked = []
+    for part in parts:
+        words = describe_world(want, (part,))
+        rev = {"model": "revision", "sae": "sae_revision"}.get(part)
+        if rev and words == describe_world(held, (part,)):  # the same name: other files, revision or folder
+            if rev in diff and is_local_revision(want.get(rev)):
+                words += " as its files are now (they differ from those the records were made with)"
+            elif rev in diff:
+                words += f" at revision {want.get(rev)!r}"
+            else:
+                words = f"{'model' if part == 'model' else 'SAE'} {want.get(part)!r}"
+        asked.append(words)
+    detail = "; ".join(f"{k}={held.get(k)!r}" + ("" if want.get(k) is None else f", not {want.get(k)!r}")
+                       for k in diff if k in ("revision", "sae_revision"))
+    return (f"store {path} holds records of {describe_world(held)}, not of {', '.join(asked)}: "
+            f"pass another --store" + (f" ({detail})" if detail else ""))
+
+
 class Store:
     """One store directory. Safe to share between threads and processes."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        """create: make the folder a store when it is not one yet (runs do); False: refuse a folder that is
+        not a store, creating nothing (the commands that only read or annotate one)."""
         self.path = Path(path).expanduser()
+        if not create and not is_store(self.path):
+            if not self.path.exists():
+                raise StoreError(f"no store at {self.path}: check the path")
+            raise StoreError(f"{self.path} is not a store (it has no {MARKER.as_posix()}): pass the folder a run "
+                             "wrote, or run steer-agent --features ... --store DIR to make one")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -159,6 +222,8 @@ class Store:
             elif schema > SCHEMA_VERSION:
                 raise StoreError(f"store {self.path} has schema {schema}, newer than this steer-interp "
                                  f"({SCHEMA_VERSION}): upgrade, or pass another --store")
+            if self.read_only is None and "meta/id" not in self._main:  # stores older than ids get one now
+                self._main.set("meta/id", self._dump(uuid.uuid4().hex))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -268,13 +333,21 @@ class Store:
             self._refuse(current, world, world_differences(current, world, wildcards=wildcards))
 
     def _refuse(self, current: dict[str, Any], world: dict[str, Any], diff: list[str]) -> None:
-        """StoreError naming the keys on which ``world`` differs from the store's (none: nothing)."""
+        """StoreError naming, in words, the world the store holds and what of ``world`` differs (none: nothing);
+        content fingerprints only as a detail at the end."""
         if diff:
-            have = ", ".join(f"{k}={current.get(k)!r}" for k in diff)
-            want = ", ".join(f"{k}={world.get(k)!r}" for k in diff)
-            why = (" (the SAE's files differ from those its records were made with)"
-                   if "sae_revision" in diff else " (the model's files differ)" if diff == ["revision"] else "")
-            raise StoreError(f"store {self.path} holds records for {have}, not {want}{why}: pass another --store")
+            raise StoreError(refusal(self.path, current, world, diff))
+
+    @property
+    @db_errors
+    def id(self) -> str | None:
+        """This store's identity (made when it was created or first opened writable; a copy shares it), stamped
+        on every exported row so a later export knows whether a file came from this store."""
+        try:
+            value = self.get_meta("id")
+        except RecordUnreadable:
+            return None
+        return value if isinstance(value, str) else None
 
     # ------------------------------------------------------------------ probe results
 

@@ -232,6 +232,8 @@ class Quirks:
     """Seconds one request computes (llama.cpp: one slot, so requests queue behind each other)."""
     drops_system: bool = False
     """A chat template that silently drops system messages (llama-cpp-python's gemma format)."""
+    broken: str = ""
+    """Non-empty: every request gets HTTP 500 with this message (a server whose model failed to load)."""
     slot: threading.Lock = field(default_factory=threading.Lock)
     busy: int = 0
     most_busy: int = 0
@@ -260,6 +262,8 @@ class Quirks:
         return Reply(content=text, usage=(tokens, max(1, len(text) // 4)))
 
     def refuses(self, payload: dict[str, Any], fmt: str) -> Reply | None:
+        if self.broken:
+            return Reply(status=500, body={"error": {"code": 500, "message": self.broken, "type": "server_error"}})
         if self.kind == "llama.cpp" and fmt == "json_schema":
             return Reply(status=500, body=LLAMA_CPP_SCHEMA_ERROR)
         if self.kind == "openai" and fmt == "json_object" and "schema" in payload["response_format"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 import time
@@ -53,6 +54,7 @@ def formats(server: ChatServer) -> list[str]:
 
 def test_llama_cpp_refuses_json_schema_once_then_json_object_with_the_schema(tmp_path: Path,
                                                                              caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agent.judges")  # the format choice is news, not a warning
     with ChatServer(Quirks("llama.cpp", always(FINAL))) as server, Store(tmp_path / "s") as store:
         j = judge(server, retries=6)
         assert decide(j, context(cache=store)).verdict is not None

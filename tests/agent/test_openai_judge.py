@@ -174,9 +174,10 @@ def test_check_finds_an_unreachable_or_malformed_endpoint_before_a_run() -> None
     from agent.judges import JudgeUnreachable, check_judge
 
     check_judge(make_judge("offline"))
-    with ChatServer([]) as server:
+    with ChatServer(lambda payload: Reply(content="OK", usage=(12, 1))) as server:
         check_judge(make_judge("openai", base_url=server.url, api_key="k"), timeout=2)
-        assert server.requests == [], "the check sends no request (nothing is billed)"
+        [sent] = [r["json"] for r in server.requests]  # one minimal request: a few tokens billed, no format
+        assert sent["max_tokens"] <= 8 and "response_format" not in sent
     with pytest.raises(JudgeUnreachable, match="cannot reach the judge at 127.0.0.1:9"):
         check_judge(make_judge("openai", base_url="http://127.0.0.1:9/v1", api_key="k"), timeout=2)
     with pytest.raises(JudgeUnreachable, match=r"bad judge URL 'ftp://127.0.0.1/v1': use http\(s\)://HOST"):

@@ -72,6 +72,6 @@ def test_a_store_of_another_world_is_refused_with_the_stores_message(tmp_path: P
         store.bind_world({"model": "org/model", "revision": None, "sae": "org/other-sae", "sae_revision": None,
                           "layer": 1})
     factory = CountingFactory()
-    with pytest.raises(ChoiceError, match="holds records for sae='org/other-sae', not sae='org/sae'") as exc:
+    with pytest.raises(ChoiceError, match="holds records of .*SAE 'org/other-sae', layer 1, not of SAE 'org/sae'") as exc:
         prepare_run(_request(tmp_path / "s"), Engines(factory))
     assert exc.value.field == "store" and factory.loads == 0

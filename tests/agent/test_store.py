@@ -84,7 +84,7 @@ def test_newer_schema_and_other_world_are_refused(tmp_path: Path) -> None:
     with Store(tmp_path / "s") as s:
         s.bind_world({"model": "a", "revision": None, "sae": "x", "layer": 1})
         s.bind_world({"model": "a", "revision": None, "sae": "x", "layer": 1})
-        with pytest.raises(StoreError, match="holds records for model='a'"):
+        with pytest.raises(StoreError, match="holds records of model 'a', SAE 'x', layer 1, not of model 'b'"):
             s.bind_world({"model": "b", "revision": None, "sae": "x", "layer": 1})
         s._main.set("meta/schema", SCHEMA_VERSION + 1)
     with pytest.raises(StoreError, match="newer than this steer-interp"):

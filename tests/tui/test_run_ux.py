@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -87,7 +88,16 @@ async def test_quit_during_a_run_asks_then_says_how_to_resume(filled: Any, make_
             await wait_until(pilot, lambda: app.exit_message is not None)
     finally:
         engine.gate.set()
-    assert "resume" in app.exit_message and "stored" in app.exit_message
+    message = app.exit_message
+    assert "resume" in message and "stored" in message and "..." not in message
+    # the last line is the command that resumes the run, one the CLI really takes
+    from agent.cli.main import build_parser, with_default_command
+
+    words = shlex.split(message.splitlines()[-1].strip())
+    assert words[0] == "steer-agent"
+    args = build_parser().parse_args(with_default_command(words[1:]))
+    assert args.features == "8-11" and str(args.store) == "store" and args.judge == "offline"
+    assert (args.model, args.sae, args.layer) == ("fake-vlm", "fake-sae", 1)
 
 
 async def test_the_run_line_ticks_between_events(filled: Any, make_app: Any, engine: Any) -> None:

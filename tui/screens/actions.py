@@ -144,7 +144,13 @@ class FeatureActions(Screen[None]):
         def go(note: str | None) -> None:
             if note is None or panel.running:
                 return
+            from tui.screens.resume import resume_command
+
             services = host(self).services
+            store = services.store.path if services.store is not None else None
+            extra = ["--rejudge", "--overwrite-reviewed", *(["--note", note] if note else [])]
+            host(self).main_screen.resume = resume_command([row.feature], store, services.session.world,
+                                                           services.session.judge_config, extra)
             panel.start(lambda: services.prepare_rerun(row.feature, note), f"re-run #{row.feature}")
 
         self.app.push_screen(NoteModal(row), go)

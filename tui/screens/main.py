@@ -28,6 +28,7 @@ from tui.screens.actions import REVIEW_BINDINGS, FeatureActions
 from tui.screens.detail import DetailScreen
 from tui.screens.host import host
 from tui.screens.modals import JumpModal
+from tui.screens.resume import resume_command
 from tui.services import PreparedRun
 from tui.widgets.feature_table import FeatureTable
 from tui.widgets.run_panel import RunPanel
@@ -60,6 +61,8 @@ class MainScreen(FeatureActions):
         self._generation = 0
         self._in_run: set[int] = set()
         self._signature: tuple[object, ...] | None = None
+        self.resume: str | None = None
+        """The command that resumes the run in progress (printed when the user quits during it)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -327,6 +330,7 @@ class MainScreen(FeatureActions):
             self.app.sub_title = app.services.store_label
             self.rows = {}
             self.reload_rows()
+        self.resume = resume_command(prepared.features, prepared.store.path, prepared.world, prepared.judge_config)
         self.run_panel.start(prepared, prepared.title)
 
     def on_run_progress(self, msg: RunProgress) -> None:

@@ -77,13 +77,6 @@ class RunPanel(Widget):
         if self.running and self.stats is not None:
             self.refresh()
 
-    def summary(self) -> str:
-        """What the run has done so far, and how to resume it (for a quit in the middle of a run)."""
-        s = self.stats
-        done = f"{s.done + s.failed} of {s.to_run} features finished" if s is not None else "nothing finished yet"
-        return (f"{self.run_title} stopped: {done}; finished features are stored. Start the same run again "
-                "(steer-tui, s; or steer-agent --features ... --store ...) to resume: finished features are skipped.")
-
     def render(self) -> Text:
         workers = self._workers() if self._workers is not None and self.running else []
         return stats_text(self.state, self.run_title, self.stats, workers)

@@ -108,7 +108,7 @@ def test_judge_check_prints_what_the_server_says_without_escapes(capsys: pytest.
     body = {"error": {"message": "bad \x1b[2J request \x1b]0;pwned\x07", "type": "invalid_request_error"}}
     with ChatServer(lambda payload: Reply(status=400, body=body)) as server:
         server.models = ["evil\x1b[2Jmodel"]
-        assert main(["judge-check", "--judge-base-url", server.url, "--judge-model", "m"]) == 0
+        assert main(["judge-check", "--judge-base-url", server.url, "--judge-model", "m"]) == 2  # no format works
     out = capsys.readouterr().out
     assert "evil\ufffdmodel" in out and "bad \ufffd request \ufffd" in out and "\x1b" not in out
 
