@@ -251,9 +251,11 @@ async def test_accept_reject_edit_and_undo_persist_at_once(filled: Any, make_app
         await pilot.press("enter")  # no reason given
         await wait_until(pilot, lambda: filled.get_review(1) is not None)
         await pilot.press("down", "e")
-        app.screen.query_one("#explanation", Input).value = "Stripes, drawn in any colour."
+        await wait_until(pilot, lambda: app.screen.query("#explanation"))
+        app.screen.query_one("#explanation").text = ""
+        await pilot.press(*"Stripes,", "enter", *"drawn in any colour.")  # enter breaks the line
         app.screen.query_one("#label", Input).value = "striped pattern"
-        await pilot.press("enter", "enter", "enter")
+        await pilot.press("tab", "enter", "enter")  # tab to the label; enter to the reason; enter saves
         await wait_until(pilot, lambda: filled.get_review(2) is not None)
         await wait_until(pilot, lambda: app.rows[2].label == "striped pattern")
         await pilot.press("down", "a")
@@ -263,7 +265,7 @@ async def test_accept_reject_edit_and_undo_persist_at_once(filled: Any, make_app
     accept, reject, edit = (filled.get_review(f) for f in (0, 1, 2))
     assert (accept.decision, accept.reviewer) == ("accept", REVIEWER) and accept.at
     assert reject.decision == "reject"
-    assert (edit.decision, edit.explanation, edit.label) == ("edit", "Stripes, drawn in any colour.", "striped pattern")
+    assert (edit.decision, edit.explanation, edit.label) == ("edit", "Stripes,\ndrawn in any colour.", "striped pattern")
     assert filled.get_record(2).final_label == "striped pattern"
     assert filled.get_review(3) is None and filled.review_history(3)[0]["withdrawn_by"] == REVIEWER
 

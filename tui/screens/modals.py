@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static, TextArea
 from textual.worker import Worker, WorkerState
 
 from tui.evaluation import EvalReport, ReportError, load_report
@@ -63,7 +63,10 @@ class ConfirmModal(Dialog):
 
 
 class EditModal(Dialog):
-    """New explanation and label for a feature; returns (explanation, label) or None."""
+    """New explanation and label for a feature; returns (explanation, label, reason) or None. The explanation is
+    edited in a multi-line editor (enter breaks a line, tab moves on, ctrl+s saves from anywhere)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [*Dialog.BINDINGS, Binding("ctrl+s", "save", "save")]
 
     def __init__(self, row: FeatureRow) -> None:
         super().__init__()
@@ -72,8 +75,9 @@ class EditModal(Dialog):
     def compose(self) -> ComposeResult:
         with Vertical(classes="box"):
             yield Label(f"Edit feature #{self.row.feature}", classes="title")
-            yield Label("explanation")
-            yield Input(self.row.explanation, id="explanation")
+            yield Label("explanation (enter: new line, tab: next field, ctrl+s: save)")
+            yield TextArea(self.row.explanation or "", id="explanation", soft_wrap=True, tab_behavior="focus",
+                           compact=True)
             yield Label("label")
             yield Input(self.row.label, id="label")
             yield Label("reason (optional)")
@@ -85,20 +89,19 @@ class EditModal(Dialog):
 
     def on_mount(self) -> None:
         self.error(None)
-        self.query_one("#explanation", Input).focus()
-
-    @on(Input.Submitted, "#explanation")
-    def _next(self) -> None:
-        self.query_one("#label", Input).focus()
+        self.query_one("#explanation", TextArea).focus()
 
     @on(Input.Submitted, "#label")
     def _to_reason(self) -> None:
         self.query_one("#reason", Input).focus()
 
+    def action_save(self) -> None:
+        self._save()
+
     @on(Input.Submitted, "#reason")
     @on(Button.Pressed, "#save")
     def _save(self) -> None:
-        explanation = self.query_one("#explanation", Input).value.strip()
+        explanation = self.query_one("#explanation", TextArea).text.strip()
         label = self.query_one("#label", Input).value.strip()
         if not explanation and not label:
             self.error("write an explanation or a label (escape cancels)")
