@@ -155,6 +155,9 @@ class RichProgress:
         self.console.print(line, highlight=False)
 
 
+REVIEW_WORDS = {"accept": "accepted", "edit": "edited", "reject": "rejected"}
+
+
 def summary_table(records: list[Any], truth: dict[int, dict[str, Any]] | None, limit: int = 64) -> Table:
     """One line of numbers per feature; the label takes whatever width the terminal has left."""
     table = Table(title="features", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_lines=False)
@@ -163,20 +166,32 @@ def summary_table(records: list[Any], truth: dict[int, dict[str, Any]] | None, l
     table.add_column("label", ratio=1, min_width=12, overflow="fold")
     table.add_column("conf", justify="right", no_wrap=True)
     table.add_column("rounds/\nprobes", justify="right", no_wrap=True)
+    reviewed = any(getattr(r, "review", None) is not None for r in records[:limit])
+    if reviewed:
+        table.add_column("review", no_wrap=True)
     if truth:
         table.add_column("ground truth", no_wrap=True)
         table.add_column("named", no_wrap=True)
     for r in records[:limit]:
         row = [str(r.feature), r.status, r.final_label or (r.error or "")[:60],
                "" if r.confidence is None else f"{r.confidence:.2f}", f"{r.rounds}/{r.n_probes}"]
+        decision = r.review.decision if getattr(r, "review", None) is not None else None
+        if reviewed:
+            row.append(REVIEW_WORDS.get(decision or "", decision or ""))
         if truth:
             t = truth.get(r.feature)
-            hit = names_truth(r.final_explanation if r.status == "done" else None, t)
+            # a rejected explanation is nobody's answer: it names nothing
+            hit = names_truth(r.final_explanation if r.status == "done" and decision != "reject" else None, t)
             purity = f"{float(t.get('purity', 0)):.2f}".removeprefix("0") if t else ""
             row += [f"{t['family']}={t['value']} {purity}" if t and t.get("value") else "",
                     "" if hit is None else ("yes" if hit else "no")]
         table.add_row(*(plain(cell) for cell in row))  # a label is the judge's text: never markup
     caption = "rounds/probes: judge rounds and probes run for the feature; conf: the judge's confidence"
+    if reviewed:
+        caption += "; review: a person's decision (the label shown is the edited one)"
+    if truth:
+        caption += ("; ground truth: the attribute value the feature's top scenes share, and its purity; named: "
+                    "whether the explanation (not a rejected one) names it")
     if len(records) > limit:
         caption += f"\n{len(records) - limit} more not shown; see --export"
     table.caption = caption

@@ -138,3 +138,20 @@ def test_probe_prints_the_model_s_words_literally(tiny_world: tuple[Path, Path],
     out = capsys.readouterr().out
     assert rc == 0
     assert MARKUP in out and "red \ufffd thing\ufffd" in out and "\x1b[2J" not in out
+
+
+def test_the_summary_table_shows_review_state_and_a_rejected_explanation_names_nothing() -> None:
+    from agent.store.records import Review
+
+    truth = {f: {"family": "colour", "value": "red", "purity": 1.0} for f in range(3)}
+    said = "Steering this feature makes the model describe red."
+    records = [FeatureRecord(f, "done", explanation=said, label="the colour red", confidence=0.8) for f in range(3)]
+    records[1].review = Review("reject", "tester", "2026-12-07T00:00:00Z", note="red is filled in")
+    records[2].review = Review("edit", "tester", "2026-12-07T00:00:00Z", explanation="Red things.", label="red things")
+    console, out = terminal(160)
+    console.print(summary_table(records, truth))
+    rows = {line.split()[0]: line for line in out.getvalue().splitlines() if line.strip()[:1].isdigit()}
+    assert "rejected" in rows["1"] and rows["1"].rstrip().endswith("no")
+    assert "edited" in rows["2"] and "red things" in rows["2"] and rows["2"].rstrip().endswith("yes")
+    assert rows["0"].rstrip().endswith("yes")
+    assert "named: whether the explanation" in out.getvalue()
