@@ -218,18 +218,25 @@ def truth_gate(m: Mapping[str, Any]) -> str | None:
             f"{'n/a' if v is None else f'{v:.3f}'}, bar >= {bar if bar is not None else '?'}: {met}.")
 
 
-def scored_line(m: Mapping[str, Any]) -> str | None:
-    """How many features the truth scores and which it leaves out for too little support."""
+def scored_line(m: Mapping[str, Any], limit: int | None = EXCLUDED_SHOWN) -> str | None:
+    """How many features the truth scores, and which it leaves out and why (the first ``limit``; None: all)."""
     w = _d(m.get("world"))
     if "scored" not in w and "excluded" not in w:
         return None
     from steering.toy.claims import MIN_SUPPORT
 
     excluded = list(w.get("excluded") or [])
-    shown = ", ".join(map(str, excluded[:EXCLUDED_SHOWN]))
-    more = f" (and {len(excluded) - EXCLUDED_SHOWN} more)" if len(excluded) > EXCLUDED_SHOWN else ""
-    out = f"Scored: {w.get('scored', '?')} features active on at least {MIN_SUPPORT} eval scenes; "
-    out += (f"{len(excluded)} left out for less support: {shown}{more}." if excluded else "none left out.")
+    why = _d(w.get("excluded_why"))
+    listed = excluded if limit is None else excluded[:limit]
+    shown = ", ".join(f"{f} ({why[str(f)]})" if str(f) in why else str(f) for f in listed)
+    more = f" (and {len(excluded) - len(listed)} more)" if len(excluded) > len(listed) else ""
+    if m.get("planted_seeds") is not None or m.get("planted_seed") is not None:
+        out = f"Scored: {w.get('scored', '?')} planted features (true by construction: no support needed); "
+    else:
+        out = (f"Scored: {w.get('scored', '?')} features with a true claim beyond the scene kind, active on at "
+               f"least {MIN_SUPPORT} eval scenes; ")
+    reasons = "" if not why else " (support: too few active scenes; kind only: the truth names only field or object)"
+    out += (f"{len(excluded)} left out{reasons}: {shown}{more}." if excluded else "none left out.")
     if isinstance(w.get("truth_auroc"), (int, float)):
         out += f" The true claims' simulation AUROC over the scored features: {w['truth_auroc']:.3f}."
     return out
@@ -316,7 +323,7 @@ def bench_section(m: dict[str, Any]) -> list[str]:
     sizes = ", ".join(f"{k} {v}" for k, v in _d(b.get("split_sizes")).items())
     L += [f"{b.get('n', '?')} features{_kinds(b)}" + (f"; split sizes: {sizes}" if sizes else "")
           + f". Everything tunable was chosen on dev: {_chosen(_d(b.get('chosen_on_dev')))}.", ""]
-    L += [x for line in (pooled_line(m), scored_line(m)) if line for x in (line, "")]
+    L += [x for line in (pooled_line(m), scored_line(m, limit=None)) if line for x in (line, "")]
     if seeds := seed_table(m):
         L += md_table(seeds) + [""]
     L += [x for line in (standing(b), truth_gate(m)) if line for x in (line, "")]

@@ -52,7 +52,7 @@ async def test_the_screen_shows_the_agents_standing_under_readable_names(store: 
         assert (f"The agent against the best no-follow-up method (picked on dev: {BENCH_NAMES[d['baseline']]}): "
                 f"{d['f1']['verdict']}. F1 difference {100 * d['f1']['mean']:+.1f} points") in notes
         assert "Test split: these figures are for the closing note" in notes and "Truth-AUROC gate" in notes
-        assert "30 left out for less support" in notes
+        assert "30 left out: 100" in notes
 
         # The same figures as report.md, mode by mode; no table names a mode by its id.
         report = {r[0]: r for r in table_with(render_markdown(m), "causal F1 [95% CI]")[1:]}

@@ -158,8 +158,8 @@ def test_the_report_shows_the_version_3_figures() -> None:
     assert (f"Truth-AUROC gate (the true claims' mean simulation AUROC over the scored features): "
             f"{gate['value']:.3f}, bar >= 0.85: {'met' if gate['met'] else 'NOT met'}.") in text
     scored = next(x for x in text.splitlines() if x.startswith("Scored: "))
-    assert "32 features active on at least 50 eval scenes; 30 left out for less support: 100, 101," in scored
-    assert "119 (and 10 more)." in scored and "120" not in scored
+    assert "32 features with a true claim beyond the scene kind, active on at least 50 eval scenes; 30 left out: 100, 101," in scored
+    assert "129." in scored and "more)" not in scored  # the report lists every feature left out
 
     fams = table_with(text, "colour (n=")
     assert fams[0][1:] == [f"colour (n={n})" for n in [b["modes"]["agent"]["recall_by_family"]["colour"]["n"]]] + \
@@ -243,3 +243,12 @@ def test_the_standing_says_the_verdict_plainly(agent: str, verdict: str) -> None
         f"strength): **{verdict}**.")
     assert standing(b, md=False).count("**") == 0
     assert standing({**b, "diffs": {}}) is None
+
+
+def test_the_scored_line_says_why_each_feature_is_left_out_and_planted_needs_no_support() -> None:
+    from agent.eval.report_bench import scored_line
+
+    sae = scored_line({"world": {"scored": 2, "excluded": [7, 9], "excluded_why": {"7": "support", "9": "kind only"}}})
+    assert "7 (support), 9 (kind only)" in sae and "active on at least 50" in sae
+    planted = scored_line({"planted_seeds": [0, 1], "world": {"scored": 80, "excluded": []}})
+    assert "80 planted features" in planted and "eval scenes" not in planted
