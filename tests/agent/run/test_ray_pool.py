@@ -18,8 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 FEATURES = list(range(32))
-VOLATILE = ("seconds", "created_at", "run_id")
-"""Export fields that differ between any two runs (timings and ids)."""
+VOLATILE = ("seconds", "created_at", "run_id", "store_id")
+"""Export fields that differ between any two runs (timings and ids, the store's own id)."""
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed: pip install -e '.[ray]'")
 
