@@ -78,6 +78,7 @@ def test_toy_fast_equals_hf(toy_world, min_new) -> None:
 
 
 @TOY
+@pytest.mark.slow  # the longest of the fast-path checks (the default suite keeps fast_equals_hf): CI's second stage
 def test_toy_repetition_penalty_fast_equals_hf(toy_world, monkeypatch) -> None:
     """A checkpoint's repetition penalty (Qwen2.5-VL's ship one): both paths apply it, after the KL's recorder."""
     vlm, sae = toy_world

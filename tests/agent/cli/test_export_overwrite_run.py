@@ -59,6 +59,7 @@ def test_a_run_does_not_replace_a_bigger_export(tiny_world, tmp_path: Path) -> N
     assert out.read_text() == before and not store.exists()  # refused before anything ran or was created
 
 
+@pytest.mark.slow  # three runs in real processes: CI's second stage
 def test_a_run_does_not_replace_an_export_of_another_store(tiny_world, tmp_path: Path) -> None:
     out, store = tmp_path / "x.jsonl", tmp_path / "store"
     with Store(make_store(tmp_path / "old", [0, 1])) as old:
