@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     from agent.session import Session
     from agent.world import WorldSpec
     from steering.toy import DATA_DIR
-    from steering.toy.claims import scored_features
+    from steering.toy.claims import pure_enough, scored_features
     from steering.toy.gates import split
 
     torch.set_num_threads(args.threads)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         world = f"planted features, seed {args.planted_seed}"
     truth = load_truth(sae_dir)
     features = [f for f in scored_features(truth, sorted(truth))[0]
-                if "counts" in truth[f] or float(truth[f].get("purity", 1.0)) >= args.purity]
+                if pure_enough(truth[f], args.purity)]
     if images is not None and not set(features) <= set().union(*(set(t) for t in images.values())):
         print(f"error: {args.images} has no image descriptions for some of these features: pass the metrics of "
               "an eval of the same world (docs/eval/metrics.json for SAE features)", file=sys.stderr)

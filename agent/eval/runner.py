@@ -26,7 +26,7 @@ from agent.eval.metrics import (
 )
 from agent.eval.world import families_of
 from steering.text import degenerate
-from steering.toy.claims import MIN_SUPPORT, scored_features, why_excluded
+from steering.toy.claims import MIN_SUPPORT, pure_enough, scored_features, why_excluded
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
     if truth:
         features, excluded = scored_features(truth, inp.features)
         # a truth file without v3 counts (a user's own) still says how pure each value is: --purity applies
-        features = [f for f in features if "counts" in truth[f] or float(truth[f].get("purity", 1.0)) >= cfg.purity]
+        features = [f for f in features if pure_enough(truth[f], cfg.purity)]
     else:
         features = list(inp.features)
     if not features:

@@ -187,6 +187,12 @@ def scored_features(truth: Mapping[int, Mapping[str, Any]], features: Iterable[i
     return scored, excluded
 
 
+def pure_enough(t: Mapping[str, Any], purity: float) -> bool:
+    """A truth record's purity rule for files without version-3 counts (a user's own): its value at least
+    ``purity`` pure; a version-3 record always passes (its Wilson bound already decides)."""
+    return "counts" in t or float(t.get("purity", 1.0)) >= purity
+
+
 def why_excluded(t: Mapping[str, Any], min_support: int = MIN_SUPPORT) -> str:
     """Why ``scored_features`` leaves an excluded record out: "support" (active on fewer than ``min_support``
     scenes), "kind only" (its true claims name only field or object) or "bound" (pure under the 90% rule,

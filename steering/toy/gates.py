@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from steering.text import degenerate
-from steering.toy.claims import Claim, comparable, kind_of, named, parse_claims, scored_features, score_claims, truth_claims
+from steering.toy.claims import (
+    Claim,
+    comparable,
+    kind_of,
+    named,
+    parse_claims,
+    pure_enough,
+    score_claims,
+    scored_features,
+    truth_claims,
+)
 
 Texts = Mapping[int, "str | None"]
 GATES = {"best_global_strength_hit": ("<=", 0.70), "oracle_hit": (">=", 0.85), "onset_spread": (">=", 4.0),
@@ -119,7 +129,7 @@ def world_gates(engine: Any, truth: dict[int, dict[str, Any]], purity: float = 0
     from steering.probes import SWEEP_MULTIPLES, Probe
 
     features = [f for f in scored_features(truth, sorted(truth))[0]
-                if "counts" in truth[f] or float(truth[f].get("purity", 1.0)) >= purity]
+                if pure_enough(truth[f], purity)]
     norm = float(engine.hidden_norm("white"))
     strengths = [round(m * norm, 2) for m in SWEEP_MULTIPLES]
     probes = [Probe(feature=None, seed=seed)] + [Probe(feature=f, strength=s, seed=seed)
