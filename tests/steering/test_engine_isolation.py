@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -78,12 +76,14 @@ def test_the_probe_service_fails_only_the_broken_probe(tiny_engine, monkeypatch)
     assert isinstance(good, list) and isinstance(other, list) and len(good[0].texts) == 1
 
 
-def test_probe_cli_with_an_image_token_question(tiny_world) -> None:
+def test_probe_cli_with_an_image_token_question(tiny_world, capsys) -> None:
+    from agent.cli.main import main
+
     model, sae = map(str, tiny_world)
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "probe", "--model", model, "--sae", sae, "--feature", "0",
-                          "--strengths", "0,8", "--question", "<image_soft_token>", "--max-new-tokens", "4", "--json"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    code = main(["probe", "--model", model, "--sae", sae, "--feature", "0", "--strengths", "0,8", "--question",
+                 "<image_soft_token>", "--max-new-tokens", "4", "--json"])
+    out = capsys.readouterr()
+    assert code == 0 and "Traceback" not in out.err, out.err
 
 
 def test_vectors_are_what_the_hook_adds(tiny_engine) -> None:

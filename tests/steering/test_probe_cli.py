@@ -29,12 +29,17 @@ def test_probe_json(tiny_world) -> None:
     assert rows[0]["kl_first"] == 0.0 < rows[2]["kl_first"]
 
 
-def test_probe_table_with_samples_and_question(tiny_world) -> None:
+def test_probe_table_with_samples_and_question(tiny_world, capsys, monkeypatch) -> None:
+    """In this process (the subprocess path is test_probe_json's): the table with samples and a question."""
+    from agent.cli.main import main
+
+    monkeypatch.setenv("COLUMNS", "200")
     model, sae = map(str, tiny_world)
-    out = _run("--model", model, "--sae", sae, "--feature", "1", "--strengths", "16", "--samples", "2",
-               "--question", "What colour is the highlighted element?", "--max-new-tokens", "6")
-    assert out.returncode == 0, out.stderr
-    assert "feature 1" in out.stdout and "What colour" in out.stdout
+    code = main(["probe", "--model", model, "--sae", sae, "--feature", "1", "--strengths", "16", "--samples", "2",
+                 "--question", "What colour is the highlighted element?", "--max-new-tokens", "6"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "feature 1" in out.out and "What colour" in out.out
 
 
 @pytest.mark.slow  # a dozen subprocesses

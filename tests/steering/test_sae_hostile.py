@@ -169,13 +169,12 @@ def test_fuzzed_sae_files_end_in_one_line_errors_or_clean_loads(tmp_path) -> Non
             assert all(bool(torch.isfinite(t).all()) for t in (sae.W_dec, sae.W_enc, sae.b_dec, sae.b_enc))
 
 
-def test_the_cli_exits_2_with_one_line_on_a_damaged_sae(tiny_world, tmp_path) -> None:
-    import subprocess
-    import sys
+def test_the_cli_exits_2_with_one_line_on_a_damaged_sae(tiny_world, tmp_path, capsys) -> None:
+    from agent.cli.main import main
 
     bad = tmp_path / "dec.safetensors"
     bad.write_bytes(b"garbage")
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "probe", "--model", str(tiny_world[0]), "--sae", str(bad),
-                          "--feature", "0", "--strengths", "0"], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 2 and "damaged or not safetensors" in out.stderr, out.stderr
-    assert out.stderr.strip().count("\n") == 0, out.stderr
+    code = main(["probe", "--model", str(tiny_world[0]), "--sae", str(bad), "--feature", "0", "--strengths", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "damaged or not safetensors" in err, err
+    assert err.strip().count("\n") == 0, err
