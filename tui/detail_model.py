@@ -13,6 +13,15 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.judges.evidence import STOPWORDS, words
+from agent.site.feature import (
+    CHANGE_HELP,
+    KL_HELP,
+    Activation,
+    FeaturePage,
+    ImageEntry,
+    ProbeEntry,
+    feature_page,
+)
 
 CHANGED = "bold #ff9e3d"
 """Style of a word the baseline does not have."""
@@ -125,46 +134,147 @@ def _cell(texts: list[str], base: set[str], numbered: bool) -> Text:
     return Text("\n").join(lines)
 
 
+def cite(number: int) -> Text:
+    """``#N`` as a link: clicking it shows probe N in the Evidence tab."""
+    return Text.from_markup(f"[@click=screen.show_probe({number})]#{number}[/]", style="underline cyan")
+
+
+def measures(e: ProbeEntry) -> Text:
+    """The probe's first-token KL and how much its whole answer changed."""
+    kl = "—" if e.kl_first is None else f"{e.kl_first:.2f}"
+    change = "—" if e.change is None else f"{e.change:.2f}"
+    return Text(f"first-token KL {kl} · answer change {change}", style="dim")
+
+
+def _answers(entries: list[ProbeEntry], base: set[str]) -> Text:
+    if not entries:
+        return Text("—", style="dim")
+    parts = []
+    for e in entries:
+        head = cite(e.id) + Text(" ") + _cell(e.texts, base, True)
+        parts.append(head if e.role == "baseline" else head + Text("\n") + measures(e))
+    return Text("\n").join(parts)
+
+
+def sweep_table(sweep: Any) -> Table:
+    """strength | steered | random-direction control, the baseline on top; every answer under its probe number."""
+    base = {w for e in sweep.baseline for t in e.texts for w in words(t)}
+    table = Table(expand=True, show_lines=True, pad_edge=False, title_justify="left",
+                  title=None if sweep.base_image == "white" else f"on a {sweep.base_image} image")
+    table.add_column("strength", justify="right", no_wrap=True, width=8)
+    table.add_column("steered", ratio=3)
+    table.add_column("random control", ratio=2)
+    table.add_row(Text("baseline", style="bold"), _answers(sweep.baseline, base), Text("—", style="dim"))
+    for row in sweep.rows:
+        table.add_row(Text(f"{row.strength:g}"), _answers(row.steered, base), _answers(row.controls, base))
+    return table
+
+
 def grid_table(grid: Grid) -> Table:
-    """strength | steered samples | random-direction control, the baseline on top."""
+    """strength | steered samples | random-direction control, the baseline on top (no probe numbers)."""
     base = {w for t in grid.baseline for w in words(t)}
     table = Table(expand=True, show_lines=True, pad_edge=False, title_justify="left",
                   title=None if grid.base_image == "white" else f"on a {grid.base_image} image")
     table.add_column("strength", justify="right", no_wrap=True, width=9)
     table.add_column("steered (samples)", ratio=3)
     table.add_column("random control", ratio=2)
-    table.add_row(Text("baseline", style="bold"), _cell(grid.baseline, set(words(" ".join(grid.baseline))), True),
-                  Text("—", style="dim"))
+    table.add_row(Text("baseline", style="bold"), _cell(grid.baseline, base, True), Text("—", style="dim"))
     for row in grid.rows:
         head = Text(f"{row.strength:g}")
         if row.kl is not None:
-            head.append(f"\nKL {row.kl:.2f}", style="dim")
+            head.append(f"\nfirst-token KL {row.kl:.2f}", style="dim")
         table.add_row(head, _cell(row.texts, base, True), _cell(row.controls, base, True))
     return table
 
 
 def descriptions(record: Any) -> RenderableType:
-    parts: list[RenderableType] = []
-    gs = grids(record)
-    if not gs:
+    page = feature_page(record)
+    if not page.sweeps:
         return Text("No steered descriptions were stored for this feature.", style="dim")
-    parts.append(Text.assemble(("Words not in the baseline are ", "dim"), ("highlighted", CHANGED), (".", "dim")))
-    parts.extend(grid_table(g) for g in gs)
-    qs = questions(record)
-    if qs:
+    parts: list[RenderableType] = [Text.assemble(
+        ("Words not in the baseline are ", "dim"), ("highlighted", CHANGED),
+        ("; #N is the probe's number as the judge cites it (click it, or press g).", "dim"))]
+    parts.extend(sweep_table(s) for s in page.sweeps)
+    if page.questions:
         table = Table(expand=True, show_lines=True, title="questions", title_justify="left")
-        table.add_column("strength", justify="right", width=9)
+        table.add_column("probe", width=10)
         table.add_column("question", ratio=2)
         table.add_column("answers", ratio=3)
         base_answers: dict[str, set[str]] = defaultdict(set)
-        for q in qs:
-            if q.strength == 0:
-                base_answers[q.question].update(w for t in q.texts for w in words(t))
-        for q in qs:
-            head = Text("baseline" if q.strength == 0 else f"{q.strength:g}" + (" ctrl" if q.control else ""))
-            table.add_row(head, Text(q.question), _cell(q.texts, base_answers[q.question], True))
+        for q in page.questions:
+            if q.role == "baseline":
+                base_answers[q.question or ""].update(w for t in q.texts for w in words(t))
+        for q in page.questions:
+            head = cite(q.id) + Text(" baseline" if q.role == "baseline" else f" s={q.strength:g}"
+                                     + (" ctrl" if q.role == "control" else ""))
+            table.add_row(head, Text(q.question or ""), _cell(q.texts, base_answers[q.question or ""], True))
         parts.append(table)
+    parts.append(Text(f"{KL_HELP}.\n{CHANGE_HELP}.", style="dim"))
     return Group(*parts)
+
+
+# ----------------------------------------------------------------------------- the overview and the evidence
+
+
+def overview(page: FeaturePage) -> RenderableType:
+    """Scores, the explanations side by side and what the final verdict cites (the answer itself is in the
+    screen's header)."""
+    out: list[RenderableType] = []
+    if page.cited:
+        line = Text("The final verdict cites ", style="bold")
+        for i, n in enumerate(page.cited):
+            line += (Text(", ") if i else Text()) + cite(n)
+        out.append(line + Text("  (click one, or press g and its number)", style="dim"))
+    scores = Table(title="scores", title_justify="left", expand=True, box=None, pad_edge=False)
+    scores.add_column("score", no_wrap=True, style="bold")
+    scores.add_column("value", no_wrap=True)
+    scores.add_column("note", style="dim", ratio=1)
+    for s in page.scores:
+        scores.add_row(s.name, s.value, s.note)
+    out.append(scores)
+    side = Table(title="explanations side by side", title_justify="left", expand=True, show_lines=True)
+    side.add_column("by", no_wrap=True, width=12)
+    side.add_column("explanation", ratio=1)
+    side.add_row("steering", Text(page.judge_explanation or "—"))
+    for i in page.images:
+        side.add_row(Text(f"{i.mode}{f' s={i.strength:g}' if i.mode == 'hybrid' else ''} ") + cite(i.id),
+                     Text(i.text))
+    out.append(side)
+    if not page.images:
+        out.append(Text("No top-k or hybrid description in this store: run with --evidence all after "
+                        "steer-agent topk.", style="dim"))
+    return Group(*out)
+
+
+def activation_view(act: Activation | None, why: str = "") -> RenderableType:
+    """Density and a histogram of the patch activations on the kept top images, as text bars."""
+    if act is None:
+        return Text(why or "no top-k collection", style="dim")
+    lines = [Text("activations ", style="bold") + Text(act.density_line)]
+    top = max((c for _, _, c in act.histogram), default=0)
+    if top:
+        lines.append(Text(f"histogram of the patch activations > 0 on the {len(act.top)} top images kept "
+                          f"(the collection keeps no others):", style="dim"))
+        lines += [Text(f"{lo:>7.3g}–{hi:<7.3g} ") + Text("█" * round(30 * c / top), style="cyan") + Text(f" {c}")
+                  for lo, hi, c in act.histogram]
+    else:
+        lines.append(Text("it never fired on the collection's images", style="dim"))
+    return Text("\n").join(lines)
+
+
+def evidence_entry(e: ProbeEntry | ImageEntry) -> Text:
+    """One numbered item of the judge's evidence, as the Evidence tab lists it."""
+    if isinstance(e, ImageEntry):
+        head = Text(f"#{e.id} {e.mode} description of the top images", style="bold")
+        return head + Text("\n  ") + Text(e.text)
+    out = Text(e.title, style="bold")
+    if e.role != "baseline":
+        out += Text("  ") + measures(e)
+    if e.reason:
+        out += Text(f"\n  why: {e.reason}", style="italic dim")
+    for t in e.texts or ["(no answer)"]:
+        out += Text(f"\n  {t}")
+    return out
 
 
 # ----------------------------------------------------------------------------- response vs strength
@@ -211,7 +321,7 @@ def series_table(s: Series) -> Table:
     """The series as numbers with bars (the fallback where no plot library is installed)."""
     table = Table(expand=True, title_justify="left")
     table.add_column("strength", justify="right")
-    table.add_column("KL", justify="right")
+    table.add_column("first-token KL", justify="right")
     table.add_column("label words", ratio=1)
     top = max(s.kl, default=0.0) or 1.0
     for x, k, f in zip(s.strengths, s.kl, s.label_share):
@@ -266,7 +376,10 @@ def transcript(record: Any) -> RenderableType:
                 lines.append(Text("  label: ", style="dim") + Text(str(e.get("label", "")), style="bold"))
                 lines.append(Text("  explanation: ", style="dim") + Text(str(e.get("explanation", ""))))
                 if e.get("evidence"):
-                    lines.append(Text(f"  evidence: #{', #'.join(str(i) for i in e['evidence'])}", style="dim"))
+                    cited = Text("  evidence: ", style="dim")
+                    for i, n in enumerate(e["evidence"]):
+                        cited += (Text(", ") if i else Text()) + cite(int(n))
+                    lines.append(cited)
         elif kind == "images":
             lines.append(Text("top-activating images", style="bold"))
             lines.extend(image_lines(record))
@@ -323,7 +436,7 @@ def manual_probes(entries: list[dict[str, Any]]) -> RenderableType:
         q = f" {p['question']!r}" if p.get("question") else ""
         ctrl = " control" if p.get("direction") == "random" else ""
         kl = r.get("kl_first")
-        kl_text = f" (KL {float(kl):.2f})" if kl is not None else ""
+        kl_text = f" (first-token KL {float(kl):.2f})" if kl is not None else ""
         head = Text(f"s={float(p.get('strength', 0)):g}{ctrl} on {p.get('base_image', 'white')}{q}{kl_text}",
                     style="bold")
         head.append(f"  {e.get('by', '?')}, {when(e.get('at'))}", style="dim")
@@ -360,6 +473,8 @@ def summary(record: Any) -> Text:
         if rv.note:  # the reviewer's reason, where the decision is shown
             out.append(": ", style="bold magenta")
             out.append(f"“{rv.note}”", style="magenta")
+    elif record.status == "done":
+        out.append("  unreviewed", style="dim")
     out.append("\n")
     if record.status == "done":
         out.append(record.final_explanation or "")

@@ -121,13 +121,15 @@ def same_world(report: dict[str, Any] | None, store: dict[str, Any] | None) -> b
     """Whether a report and a store are about the same SAE (unknown counts as the same), by the rule
     agent.world.same_world and Store.bind_world apply (world_differences), over what both record.
 
-    A report moved between machines keeps its absolute paths, so an SAE folder of the same name
-    counts as the store's; what the report does not record (the model, the SAE's fingerprint)
+    A report names a local SAE without its machine's absolute path (relative to the repository, or by its last
+    folders; older reports kept the path): where both record the SAE's content fingerprint (``sae_revision``)
+    that decides, else an SAE folder of the same name counts as the store's. What the report does not record
     is left open.
     """
     if not report or not store:
         return True
-    want = {k: report.get(k) if store.get(k) is not None else None for k in ("sae", "revision", "layer")}
+    want = {k: report.get(k) if store.get(k) is not None else None
+            for k in ("sae", "sae_revision", "revision", "layer")}
     if want["sae"] is not None and Path(str(want["sae"])).name == Path(str(store["sae"])).name:
         want["sae"] = store["sae"]
     return not world_differences(store, want, wildcards=True)

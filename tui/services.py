@@ -223,14 +223,29 @@ class Services:
         return topk_dir(self.store, self.topk_dir)
 
     def topk_views(self, feature: int, n: int | None = None) -> list[tuple[Any, str]]:
-        """(image, caption) of the feature's top images, all the collection kept unless ``n``, masked to where
-        it fires (loads torch; call in a worker)."""
-        from agent.topk import feature_views
+        """(image, caption) of the feature's top images, all the collection kept unless ``n``, drawn as heatmaps
+        of where it fires, captioned with their rank, mean and peak activation (loads torch; call in a worker)."""
+        from agent.site.feature import activation
 
         root = self.topk_source()
         if root is None:
             return []
-        return [(v.image, v.caption) for v in feature_views(root, feature, n or 10_000, "masked")]
+        act = activation(root, feature, pictures=n or 10_000)
+        return [(i.picture, i.caption) for i in act.top if i.picture is not None]
+
+    def activation(self, feature: int) -> Any:
+        """The feature's density and activation histogram on the collection (agent.site.feature.Activation), or
+        None without a readable collection."""
+        from agent.site.feature import activation
+
+        root = self.topk_source()
+        if root is None:
+            return None
+        try:
+            return activation(root, feature)
+        except Exception as exc:  # noqa: BLE001 - the page shows what else it has
+            log.debug("no activations for feature %d: %s", feature, exc)
+            return None
 
     def topk_stats(self, feature: int) -> dict[str, float] | None:
         """How often the feature fires on the collection (image and patch frequency, largest activation)."""

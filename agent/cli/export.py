@@ -23,15 +23,20 @@ def _session(args: argparse.Namespace) -> Session:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    e = sub.add_parser("export", help="write the store's records as JSON lines",
-                       description="Write one JSON object per feature (explanation, label, review, ground truth...). "
-                       "Corrupt records are named on stderr and skipped (exit 1); requested features the store "
-                       "does not hold are counted (exit 0).")
+    e = sub.add_parser("export", help="write the store's records as JSON lines, or as a static HTML site",
+                       description="Write one JSON object per feature (explanation, label, review, ground truth...), "
+                       "or with --html a self-contained site to open in a browser (index, one page per feature, "
+                       "the run's settings). Corrupt records are named on stderr and skipped (exit 1); requested "
+                       "features the store does not hold are counted (exit 0).")
     e.add_argument("--store", type=Path, help="store folder (default: the toy world's / the given model's)")
-    e.add_argument("--out", required=True, type=output_file, help="output .jsonl file, or - for stdout")
+    where = e.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=output_file, help="output .jsonl file, or - for stdout")
+    where.add_argument("--html", type=Path, metavar="DIR",
+                       help="write a static site into DIR (open DIR/index.html; no server or network needed)")
     e.add_argument("--overwrite", action="store_true",
                    help="replace --out whatever it holds (default: only an export of this store that this one "
-                        "holds all of)")
+                        "holds all of); with --html, write into a folder that is not an earlier HTML export of "
+                        "this store")
     e.add_argument("--features", help="only these features (e.g. 0-63)")
     add_world_options(e)
     e.set_defaults(func=export)
@@ -69,6 +74,8 @@ def export(args: argparse.Namespace) -> int:
     except (FeatureSpecError, ChoiceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.html is not None:
+        return export_html(session, args, features)
     with session:
         try:  # a file there is replaced only when this export holds all of it (same store, no feature dropped)
             result = export_store(session.store, args.out, features, keep=None if args.overwrite else "--out")
@@ -79,6 +86,25 @@ def export(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     print(result.summary(args.out), file=sys.stderr if args.out == "-" else sys.stdout)
     return 1 if result.corrupt else 0  # missing features are reported, not failed: a store may be partial
+
+
+def export_html(session: Session, args: argparse.Namespace, features: list[int] | None) -> int:
+    from agent.site.html import write_site
+    from agent.store.export import ExportRefused
+
+    with session:
+        try:
+            result = write_site(session.store, args.html, features, overwrite=args.overwrite)
+        except ExportRefused as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"error: cannot write {args.html}: {exc.strerror or exc}: choose a writable folder", file=sys.stderr)
+            return 2
+    for line in [f"warning: {w}" for w in result.warnings] + [f"error: {exc}" for exc in result.corrupt]:
+        print(line, file=sys.stderr)
+    print(result.summary())
+    return 1 if result.corrupt else 0
 
 
 def review(args: argparse.Namespace) -> int:

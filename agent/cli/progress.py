@@ -10,11 +10,12 @@ from typing import Any
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
 from agent.run.events import FeatureFinished, RunError, RunEvent, RunPhase, RunPlanned, RunStarted, RunStats
+from agent.run.phases import clock, eta_text, phase_line, step_title
 from agent.groundtruth import names_truth
 from agent.judges.redact import printable
 
@@ -48,12 +49,21 @@ def say(out: Console, line: object, *, soft_wrap: bool | None = None) -> None:
     out.print(plain(line), soft_wrap=soft_wrap)
 
 
+def probes_words(s: RunStats, room: int = 80) -> str:
+    """Probes run so far and their pace (no total: the judge's follow-ups are not known in advance), and those
+    queued in the engine when ``room`` characters allow."""
+    rate = s.probes_done / s.elapsed if s.elapsed > 0 else 0.0
+    waiting = max(0, s.probes_queued - s.probes_done)
+    words = f"probes {s.probes_done} run ({rate:.1f}/s)"
+    queued = f" +{waiting} queued" if waiting else ""
+    return words + queued if len(words + queued) <= room else words
+
+
 def stats_lines(s: RunStats) -> list[str]:
     """The live statistics as short lines (each fits 80 columns for any plausible numbers)."""
     cost = f" ${s.cost_usd:.4f}" if s.cost_usd is not None else ""
-    rate = s.probes_done / s.elapsed if s.elapsed > 0 else 0.0
-    probes = f"probes {s.probes_done}/{s.probes_queued} done ({rate:.1f}/s)"
-    first = f"{in_flight_words(s)} | {probes}"
+    flight = in_flight_words(s)
+    first = f"{flight} | {probes_words(s, 80 - len(flight) - 3)}"
     second = f"judge {s.judge_calls} calls, {s.tokens:,} tok{cost}"
     if s.failed:
         second += f" | {s.failed} failed"
@@ -90,18 +100,21 @@ class RichProgress:
         self.live_display = enabled and self.console.is_terminal
         self.enabled = enabled
         self.verbose = verbose
-        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description:<8}"), BarColumn(bar_width=24),
-                                  MofNCompleteColumn(), TimeElapsedColumn(), console=self.console, transient=False)
-        self._features = self._progress.add_task("features", total=None)
-        self._probes = self._progress.add_task("probes", total=None)
+        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description:<13}"), BarColumn(bar_width=20),
+                                  MofNCompleteColumn(), TextColumn("{task.fields[note]}"), console=self.console,
+                                  transient=False)
+        self._step = self._progress.add_task("starting", total=None, note="")
+        self._features = self._progress.add_task("features", total=None, note="finished")
         self._phase = Text("starting", style="bold", no_wrap=True, overflow="ellipsis")
+        self._phases = Text("", style="dim", no_wrap=True, overflow="ellipsis")
         self._line = Text("", no_wrap=True, overflow="ellipsis")
         self._live: Live | None = None
         self.errors: list[str] = []
 
     def __enter__(self) -> RichProgress:
         if self.live_display:
-            self._live = Live(Group(self._phase, self._progress, self._line), console=self.console,
+            hint = Text("  what these words mean: steer-agent run --help", style="dim", no_wrap=True)
+            self._live = Live(Group(self._phase, self._progress, self._phases, self._line, hint), console=self.console,
                               refresh_per_second=4, transient=True)
             self._live.__enter__()
         return self
@@ -115,6 +128,7 @@ class RichProgress:
         s = event.stats
         if isinstance(event, RunPlanned):
             self._progress.update(self._features, total=max(1, len(event.to_run)), completed=0)
+            self._progress.update(self._step, description="loading")
         elif isinstance(event, RunPhase):
             self._set_phase(event.message)
         elif isinstance(event, RunStarted):
@@ -126,8 +140,23 @@ class RichProgress:
             self.errors.append(event.message)
             if self.verbose or event.fatal or not self.live_display:
                 self._print(f"error: {event.message}", prefix_style="red" if self.live_display else "")
-        self._progress.update(self._features, completed=s.finished_features)
-        self._progress.update(self._probes, total=max(s.probes_queued, 1), completed=s.probes_done)
+        self.show(s)
+
+    def show(self, s: RunStats) -> None:
+        """Draw the bars and lines for ``s``: the phase in progress (done/total, elapsed, ETA), the features
+        finished, every phase so far on one line, then the statistics."""
+        counts = s.phases
+        step = counts.current()
+        if step is not None:
+            self._progress.update(self._step, description=step_title(step), total=max(1, counts.total(step)),
+                                  completed=counts.done(step), note=f"{clock(s.elapsed)} {eta_text(counts)}")
+        elif counts.features:  # every step taken: the last features are being stored
+            self._progress.update(self._step, description="finishing", total=1, completed=1,
+                                  note=clock(s.elapsed))
+        if counts.features:
+            self._progress.update(self._features, total=counts.features, completed=counts.ended)
+        width = max(20, min(self.console.width, 80) - 2)
+        self._phases.plain = "  " + phase_line(counts, width) if counts.rows() else ""
         lines = stats_lines(s) + ([printable(self.extra())] if self.extra is not None else [])
         self._line.plain = "\n".join(lines)
 

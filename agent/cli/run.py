@@ -21,6 +21,7 @@ from agent.cli.args import (
     world_spec,
 )
 from agent.run.config import DEFAULT_KL_TARGETS, EVIDENCE_MODES, HYBRID_MULTIPLE, RunConfig, SweepConfig
+from agent.run.phases import LEGEND
 from agent.session import ChoiceError, PreparedRun, RunRequest, check_features
 from agent.session import Session
 
@@ -94,9 +95,13 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--table-limit", type=int, default=64, help="rows of the summary table (default 64)")
 
 
+PROGRESS_LEGEND = "The live display. " + LEGEND
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="explain features (the default command)",
-                       description="Explain SAE features: sweep, judge, store; resumes by default.")
+                       description="Explain SAE features: sweep, judge, store; resumes by default.",
+                       epilog=PROGRESS_LEGEND)
     add_run_options(p)
     return p
 
@@ -284,6 +289,28 @@ def execute(prepared: PreparedRun, args: argparse.Namespace, err: Any, live: Any
     return code
 
 
+def next_steps(prepared: PreparedRun) -> list[str]:
+    """What to do after a run, as commands to paste: review in the TUI, then export."""
+    import shlex
+    from pathlib import Path
+
+    path = Path(prepared.store.path)
+    try:
+        where = str(path.resolve().relative_to(Path.cwd().resolve())) or "."
+    except ValueError:  # a store outside the working folder keeps its full path
+        where = str(path)
+    words = ["--store", where]
+    world = prepared.world
+    for flag, value in (("--model", getattr(world, "model", None)), ("--revision", getattr(world, "revision", None)),
+                        ("--sae", getattr(world, "sae", None)), ("--layer", getattr(world, "layer", None))):
+        if value is not None:
+            words += [flag, str(value)]
+    store_args = " ".join(shlex.quote(w) for w in words)
+    share = (f"      then share them: steer-agent export --store {shlex.quote(where)} --html site "
+             "(or --out explanations.jsonl)")
+    return [f"next: review the explanations: steer-tui {store_args}", share]
+
+
 def report(prepared: PreparedRun, summary: Any, records: list[Any], truth: dict[int, Any] | None,
            exported: int | None, args: argparse.Namespace, err: Any) -> int:
     """Print the summary table and lines of a finished run; the exit code."""
@@ -325,6 +352,9 @@ def report(prepared: PreparedRun, summary: Any, records: list[Any], truth: dict[
     if exported is not None:
         say(out, f"exported {exported} records to {args.export}")
     say(out, f"store: {store.path}")
+    if counts["done"] + counts["skipped-done"] + counts["skipped-reviewed"] and summary.stop_reason != "interrupted":
+        for line in next_steps(prepared):
+            say(out, line, soft_wrap=True)
     if summary.stop_reason in ("quota", "judge", "budget"):
         say(err, f"stopped: {summary.fatal_error}")
     elif summary.stop_reason == "interrupted":

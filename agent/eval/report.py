@@ -160,6 +160,42 @@ def short_path(p: Any) -> str:
     return "/".join(path.parts[-2:]) or s
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The repository (the folder holding agent/ and steering/): a report names local folders inside it relative to it."""
+
+
+def portable_path(p: Any) -> Any:
+    """A model or SAE as a report records it: a hub id or a relative path unchanged, a local folder inside the
+    repository relative to it (``steering/toy/data/sae``), any other absolute path by its last two components.
+    An absolute path names only the machine that ran the evaluation; a report is read on others (the world is
+    matched by its content fingerprints, ``revision`` and ``sae_revision``, not by this name)."""
+    if p is None:
+        return None
+    s = str(p)
+    path = Path(s).expanduser()
+    if not path.is_absolute():
+        return s
+    try:
+        return path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return short_path(s)
+
+
+def portable_world(world: dict[str, Any]) -> dict[str, Any]:
+    """``world`` with its model and SAE as ``portable_path`` writes them."""
+    return {**world, **{k: portable_path(world[k]) for k in ("model", "sae") if world.get(k) is not None}}
+
+
+def recorded_folder(p: Any) -> Path | None:
+    """The folder a report's model or SAE names on this machine: an absolute path (older reports) as it is, a
+    relative one under the repository; None for a hub id or a folder that is not here."""
+    if not p:
+        return None
+    path = Path(str(p)).expanduser()
+    path = path if path.is_absolute() else REPO_ROOT / path
+    return path if path.is_dir() else None
+
+
 def bundled_world(w: dict[str, Any], seeds: list[int] | None = None, code: str = "`") -> str | None:
     """The world's readable name when it is planted features or the bundled toy world; None otherwise."""
     layer = w.get("layer")
@@ -169,7 +205,8 @@ def bundled_world(w: dict[str, Any], seeds: list[int] | None = None, code: str =
     try:
         from steering import toy
 
-        if toy.is_available() and w.get("sae") and Path(str(w["sae"])).resolve() == toy.sae_dir().resolve():
+        here = recorded_folder(w.get("sae"))
+        if toy.is_available() and here is not None and here.resolve() == toy.sae_dir().resolve():
             return f"the bundled toy world ({code}{toy.MODEL_ID}{code}, SAE layer {layer})"
     except Exception:  # noqa: BLE001 - a title is no reason to fail
         log.debug("cannot tell whether this is the toy world", exc_info=True)
@@ -198,6 +235,7 @@ def scrub_command(command: str, m: dict[str, Any]) -> str:
         return command
     world = m.get("world") or {}
     paths = {str(world[k]) for k in ("model", "sae") if world.get(k) and short_path(world[k]) != str(world[k])}
+    paths |= {w for w in words if Path(w).is_absolute()}  # what the user typed, whatever the world records
     out: list[str] = []
     skip = False
     for i, word in enumerate(words):
@@ -207,7 +245,7 @@ def scrub_command(command: str, m: dict[str, Any]) -> str:
         if planted_seeds(m) and word == "--sae" and i + 1 < len(words):
             skip = True
             continue
-        out.append(f".../{short_path(word)}" if word in paths else word)
+        out.append(portable_path(word) if word in paths else word)
     return " ".join(shlex.quote(x) for x in out)
 
 

@@ -15,6 +15,7 @@ from agent.eval.bench_run import add_bench
 from agent.eval.cache import EvalCache, digest
 from agent.eval.config import EvalConfig
 from agent.eval.embeddings import Embedder, embedding_hits
+from agent.eval.report import portable_world
 from agent.eval.metrics import (
     Scored,
     derangement,
@@ -141,7 +142,8 @@ def evaluate(inp: Inputs, cfg: EvalConfig) -> dict[str, Any]:
     if inp.embedder is not None and getattr(inp.embedder, "disk", False) is None:
         inp.embedder.disk = inp.cache.embeddings  # type: ignore[union-attr]
     fp = engine.fingerprint()
-    world = {k: fp.get(k) for k in ("model", "revision", "sae", "layer")}
+    # no absolute paths: the report is read on other machines, and matched to a store by content fingerprints
+    world = portable_world({k: fp.get(k) for k in ("model", "revision", "sae", "sae_revision", "layer")})
     excluded: list[int] = []
     if truth:
         features, excluded = scored_features(truth, inp.features)

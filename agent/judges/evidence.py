@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.probes import Probe, ProbeResult
+from steering.activation_tests import ActivationTestResult
 
 ROLES = ("baseline", "steered", "control")
 
@@ -115,16 +116,53 @@ class ImageItem:
         return cls(id=int(d["id"]), round=int(d["round"]), result=ImageEvidence.from_dict(d["image"]))
 
 
+@dataclass(frozen=True)
+class TestItem:
+    """One activation test (steering.activation_tests) as the judge sees it, numbered like the probes."""
+
+    __test__ = False  # not a pytest class
+
+    id: int
+    round: int
+    result: ActivationTestResult
+    reason: str = ""
+
+    @property
+    def role(self) -> str:
+        return "test"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "round": self.round, "role": self.role, "reason": self.reason,
+                "test": self.result.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TestItem:
+        return cls(id=int(d["id"]), round=int(d["round"]), result=ActivationTestResult.from_dict(d["test"]),
+                   reason=str(d.get("reason", "")))
+
+
 @dataclass
 class Evidence:
-    """All results gathered for one feature, numbered in arrival order (probes and image descriptions
-    share one numbering, so a verdict can cite either)."""
+    """All results gathered for one feature, numbered in arrival order (probes, image descriptions and
+    activation tests share one numbering, so a verdict can cite any)."""
 
     items: list[EvidenceItem] = field(default_factory=list)
     images: list[ImageItem] = field(default_factory=list)
+    tests: list[TestItem] = field(default_factory=list)
 
     def _next_id(self) -> int:
-        return 1 + max((i.id for i in (*self.items, *self.images)), default=0)
+        return 1 + max((i.id for i in (*self.items, *self.images, *self.tests)), default=0)
+
+    def add_tests(self, results: Iterable[ActivationTestResult], round: int,
+                  reasons: Iterable[str] | None = None) -> list[int]:
+        reasons = list(reasons) if reasons is not None else None
+        ids = []
+        for i, r in enumerate(results):
+            item = TestItem(id=self._next_id(), round=round, result=r,
+                            reason=reasons[i] if reasons is not None else "")
+            self.tests.append(item)
+            ids.append(item.id)
+        return ids
 
     def add(self, results: Iterable[ProbeResult], round: int, reasons: Iterable[str] | None = None) -> list[int]:
         reasons = list(reasons) if reasons is not None else None
@@ -159,7 +197,7 @@ class Evidence:
 
     @property
     def ids(self) -> set[int]:
-        return {i.id for i in self.items} | {i.id for i in self.images}
+        return {i.id for i in self.items} | {i.id for i in self.images} | {i.id for i in self.tests}
 
     def baseline_texts(self, prompt: str = "describe", question: str | None = None) -> list[str]:
         return [t for i in self.by_role("baseline") if i.probe.prompt == prompt and i.probe.question == question

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from agent.judges.evidence import Evidence, words
@@ -18,10 +18,12 @@ from agent.judges.labels import make_label
 from agent.judges.base import JudgeContext, JudgeTurn, Usage
 from agent.judges.notes import answered_line, asked, note_questions
 from agent.probes import OBJECT_BASES, ProbeResult
-from agent.judges.verdicts import MAX_EXPLANATION_CHARS, ProbeRequest, Verdict
+from agent.judges import hypotheses
+from agent.judges.verdicts import MAX_EXPLANATION_CHARS, ProbeRequest, TestRequest, Verdict
+from steering.activation_tests import EDITS, RENDER_FAMILIES
 from steering.text import degenerate
 
-VERSION = 3
+VERSION = 4
 NOT_AN_LLM = "offline judge (deterministic word statistics, not an LLM)"
 QUOTE_CHARS = 120
 """Longest description quoted in an explanation (the Verdict schema caps explanations)."""
@@ -84,6 +86,11 @@ class WordScore:
     """Share of the top-k / hybrid descriptions that contain it (0 without image evidence)."""
 
 
+EDIT_NEEDS = {"desaturate": "colour", "hue": "their hue", "blur": "fine texture", "rescale": "their size",
+              "mask": "the context around where it fires"}
+"""What an edit removes, as the explanation says it."""
+
+
 @dataclass
 class OfflineParams:
     """Thresholds of the offline judge (part of its identity in records)."""
@@ -131,6 +138,13 @@ class OfflineParams:
     equal weight (agent F1 on SAE / planted features; one-shot 75.2 / 36.2, no transfer test 73.0 / 37.3):
     keep 0.3 pool 0.3: 71.5 / 48.7 (chosen); keep 0.15: 71.0 / 46.7 and keep 0.5: 68.8 / 47.5 (pool as the
     consensus); keep 0.5 pool 0.3: 69.5 / 50.2; keep 0.7: 66.6 / 44.0; pool 0.6: 70.4 / 47.7."""
+    tests: bool = True
+    """Ask for activation tests where the world offers them (agent.judges.hypotheses): render tests decide the
+    claims, edit tests add what the top images need."""
+    test_rule: hypotheses.TestRule = field(default_factory=hypotheses.TestRule)
+    edit_drop: float = 0.5
+    """An edit that takes away at least this share of the top images' activation says the feature needs what it
+    removed."""
 
 
 def _said(result: ProbeResult) -> list[set[str]]:
@@ -310,7 +324,15 @@ class OfflineJudge:
         asking = self._note_probes(ctx)
         if asking is not None:
             return asking
-        verdict = self._assess_evidence(ctx)
+        kinds = ctx.world.get("tests") or []
+        if self.params.tests and ("render" in kinds or any(i.result.test.kind == "render" for i in ctx.evidence.tests)):
+            # The tests decide; steering's own answer (no follow-up probes) is the fallback and the anchor of a
+            # feature no rendered scene activates.
+            verdict = self._test_verdict(ctx, self._assess_evidence(replace(ctx, force_final=True)))
+        elif self.params.tests and ("edit" in kinds or ctx.evidence.tests):
+            verdict = self._edit_verdict(ctx, self._assess_evidence(replace(ctx, force_final=True)))
+        else:
+            verdict = self._assess_evidence(ctx)
         extra = answered_line(ctx.evidence, ctx.note)
         if verdict.action != "final" or not extra or not verdict.explanation:
             return verdict
@@ -318,6 +340,73 @@ class OfflineJudge:
         explanation = f"{_clip(verdict.explanation, room)} {extra}" if room > 80 else verdict.explanation
         return verdict.model_copy(update={"explanation": explanation,
                                           "notes": f"{verdict.notes} | reviewer's note: {ctx.note}. {extra}"})
+
+    # ------------------------------------------------------------------ hypothesis tests
+
+    def _test_verdict(self, ctx: JudgeContext, steering: Verdict) -> Verdict:
+        """Render tests (agent.judges.hypotheses): open, then the anchor held, then the claims they support."""
+        reading = hypotheses.read_tests(ctx.evidence)
+        can_ask = (not ctx.force_final and ctx.round < ctx.max_rounds
+                   and "render" in (ctx.world.get("tests") or []))
+        if not reading.open:
+            if not can_ask:
+                return steering
+            return Verdict(hypothesis=f"{steering.hypothesis}; testing which values make it fire",
+                           confidence=min(steering.confidence, 0.5), action="probe", notes=NOT_AN_LLM,
+                           tests=[TestRequest(kind="render", family=f, reason=f"which {f} makes it fire, nothing held")
+                                  for f in RENDER_FAMILIES])
+        anchor = (hypotheses.steering_anchor(steering.explanation) if reading.silent
+                  else hypotheses.strongest(reading.open))
+        if reading.anchor is None and anchor is not None and can_ask:
+            held = f"{anchor[0]} {anchor[1]}"
+            return Verdict(hypothesis=f"{steering.hypothesis}; anchor: {held}", confidence=min(steering.confidence, 0.6),
+                           action="probe", notes=NOT_AN_LLM,
+                           tests=[TestRequest(kind="render", family=f, hold=[anchor],
+                                              reason=f"what else it needs, {held} held")
+                                  for f in RENDER_FAMILIES if f != anchor[0]])
+        found = hypotheses.claims(reading, self.params.test_rule)
+        if not found:
+            return steering
+        what = hypotheses.phrase(found)
+        figures = hypotheses.evidence_line(reading.items, found)
+        explanation = _clip(f"This feature fires on {what}: in rendered scenes that differ in one attribute only, "
+                            f"{figures}.", MAX_EXPLANATION_CHARS)
+        values = [v for fam, v in found if fam != "kind"]
+        field = ("kind", "field") in found
+        label = make_label(values, explanation, field=field) if values else ("fills the image" if field else "objects")
+        shares = [min(r.top_share.get(v, 0.0), r.wins.get(v, 0.0)) for fam, v in found
+                  for r in [reading.held.get(fam) or reading.open.get(fam)] if r is not None]
+        confidence = round(min(0.95, sum(shares) / len(shares)), 2) if shares else 0.5
+        cited = sorted({i.id for i in reading.items if any(i.result.test.family == fam for fam, _ in found)})[:12]
+        return Verdict(hypothesis=f"tests: {what}; steering: {steering.hypothesis}"[:600], confidence=confidence,
+                       action="final", explanation=explanation, label=label, evidence=cited,
+                       notes=f"{NOT_AN_LLM}; steering alone said: {steering.explanation}")
+
+    def _edit_verdict(self, ctx: JudgeContext, steering: Verdict) -> Verdict:
+        """Edit tests on the feature's top images (worlds that cannot render): which kind of information its
+        activation needs, said beside steering's answer."""
+        edits = [i for i in ctx.evidence.tests if i.result.test.kind == "edit" and i.result.error is None]
+        can_ask = not ctx.force_final and ctx.round < ctx.max_rounds and "edit" in (ctx.world.get("tests") or [])
+        if not edits:
+            if not can_ask:
+                return steering
+            return Verdict(hypothesis=f"{steering.hypothesis}; testing what its top images need",
+                           confidence=min(steering.confidence, 0.5), action="probe", notes=NOT_AN_LLM,
+                           tests=[TestRequest(kind="edit", edit=e, reason="does its activation need this?")
+                                  for e in EDITS])
+        needed = []
+        for i in edits:
+            before, after = i.result.values.get("before", 0.0), i.result.values.get("after", 0.0)
+            if before > 0 and after < (1 - self.params.edit_drop) * before:
+                needed.append(f"{EDIT_NEEDS[str(i.result.test.edit)]} ({(after - before) / before:+.0%}, #{i.id})")
+        if not needed or steering.explanation is None:
+            return steering
+        extra = f" Its top images lose most of their activation without {', '.join(needed)}."
+        room = MAX_EXPLANATION_CHARS - len(extra)
+        if room < 80:
+            return steering
+        return steering.model_copy(update={"explanation": _clip(steering.explanation, room) + extra,
+                                           "evidence": steering.evidence + [i.id for i in edits][:4]})
 
     def _note_probes(self, ctx: JudgeContext) -> Verdict | None:
         """Probes asking the questions of the reviewer's note not asked yet (None: nothing to ask)."""

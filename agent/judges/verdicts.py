@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from agent.probes import BASE_IMAGES
 from steering.image_names import named_bases
 from agent.run.strengths import MAX_STRENGTH
+from steering.activation_tests import EDITS, RENDER_FAMILIES, family_values
 
 LABEL_WORDS = (2, 5)
 MAX_EXPLANATION_CHARS = 400
@@ -53,6 +54,59 @@ class ProbeRequest(BaseModel):
         if cap is not None and v > cap:
             raise ValueError(f"at most {cap} samples per probe")
         return v
+
+
+class TestRequest(BaseModel):
+    """One activation test the judge asks for (steering.activation_tests): ``render`` scenes where
+    ``family`` takes each of its values, the ``hold`` values fixed (worlds that render their scenes), or
+    ``edit`` the feature's top images and read its activation before and after."""
+
+    model_config = ConfigDict(extra="ignore")
+    __test__ = False  # not a pytest class
+
+    kind: Literal["render", "edit"] = "render"
+    family: Literal[RENDER_FAMILIES] | None = None  # type: ignore[valid-type]
+    hold: list[tuple[str, str]] = Field(default_factory=list,
+                                        description="render: [family, value] pairs held fixed while family varies")
+    edit: Literal[EDITS] | None = None  # type: ignore[valid-type]
+    reason: str = ""
+
+    @field_validator("hold", mode="before")
+    @classmethod
+    def _hold(cls, v: Any) -> Any:
+        """``{"colour": "red"}``, ``[["colour", "red"]]`` or ``[{"family": "colour", "value": "red"}]``."""
+        if v is None:
+            return []
+        if isinstance(v, dict):
+            return sorted(v.items())
+        if isinstance(v, list):
+            return [(x.get("family"), x.get("value")) if isinstance(x, dict) else x for x in v]
+        return v
+
+
+def bad_test_request(request: dict[str, Any]) -> str | None:
+    """Why a test request cannot run, in one line meant for the judge, or None (wrong types are left to the
+    schema)."""
+    kind = request.get("kind", "render")
+    if kind == "edit":
+        edit = request.get("edit")
+        return None if edit in EDITS else f"edit {_shown(edit)} is not one of {', '.join(EDITS)}"
+    if kind != "render":
+        return f"test kind {_shown(kind)} is not render or edit"
+    family = request.get("family")
+    if family not in RENDER_FAMILIES:
+        return f"family {_shown(family)} is not one of {', '.join(RENDER_FAMILIES)}"
+    try:
+        hold = TestRequest._hold(request.get("hold"))
+    except (AttributeError, TypeError):
+        return "hold must be a list of [family, value] pairs"
+    for pair in hold or []:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            return "hold must be a list of [family, value] pairs"
+        f, v = pair
+        if f not in RENDER_FAMILIES or f == family or v not in family_values(str(f)):
+            return f"cannot hold {_shown(f)} = {_shown(v)} while {family} varies"
+    return None
 
 
 def _shown(value: Any) -> str:
@@ -148,6 +202,8 @@ class Verdict(BaseModel):
             return v / 100
         return v
     probes: list[ProbeRequest] = Field(default_factory=list)
+    tests: list[TestRequest] = Field(default_factory=list)
+    """Activation tests asked for (the input side: what makes the feature fire)."""
     dropped: list[DroppedProbe] = Field(default_factory=list, exclude=True)
     """Requested probes left out because a value is out of bounds (set here, never read from a reply; not
     dumped, so a verdict's JSON is what the judge wrote): the loop runs the others and the judge reads why
@@ -163,11 +219,22 @@ class Verdict(BaseModel):
         if not isinstance(data, dict):
             return data
         data = {k: v for k, v in data.items() if k != "dropped"}  # ours to fill, whatever a reply says
+        dropped: list[DroppedProbe] = []
+        if isinstance(data.get("tests"), list):
+            tests: list[Any] = []
+            for n, item in enumerate(data["tests"], 1):
+                request = item.model_dump() if isinstance(item, TestRequest) else item
+                problem = bad_test_request(request) if isinstance(request, dict) else None
+                if problem is None:
+                    tests.append(item)
+                else:
+                    dropped.append(DroppedProbe(asked=f"test {n} ({_shown(request.get('kind', 'render'))})",
+                                                problem=problem))
+            data = {**data, "tests": tests}
         if not isinstance(data.get("probes"), list):
-            return data
+            return {**data, "dropped": dropped}
         cap = (info.context or {}).get("max_samples")
         kept: list[Any] = []
-        dropped: list[DroppedProbe] = []
         for n, item in enumerate(data["probes"], 1):
             request = item.model_dump() if isinstance(item, ProbeRequest) else item
             problem = request_problem(request, cap) if isinstance(request, dict) else None
@@ -183,10 +250,10 @@ class Verdict(BaseModel):
         if self.action == "probe":
             if ctx.get("force_final"):
                 raise ValueError("the probe budget is spent: action must be 'final' with an explanation and label")
-            if not self.probes and self.dropped:
+            if not self.probes and not self.tests and self.dropped:
                 return self  # every request was out of bounds: the judge reads why next round
-            if not self.probes:
-                raise ValueError("action 'probe' needs at least one entry in 'probes'")
+            if not self.probes and not self.tests:
+                raise ValueError("action 'probe' needs at least one entry in 'probes' or 'tests'")
             cap = ctx.get("max_probes")
             if cap is not None and len(self.probes) > cap:
                 raise ValueError(f"at most {cap} probes may be requested now, got {len(self.probes)}")
@@ -225,6 +292,18 @@ _PROBE_SCHEMA: dict[str, Any] = {
     },
     "required": ["strength", "samples", "question", "base_image", "control", "reason"],
 }
+_TEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "kind": {"type": "string", "enum": ["render", "edit"]},
+        "family": {"type": ["string", "null"], "enum": [*RENDER_FAMILIES, None]},
+        "hold": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+        "edit": {"type": ["string", "null"], "enum": [*EDITS, None]},
+        "reason": {"type": "string"},
+    },
+    "required": ["kind", "family", "hold", "edit", "reason"],
+}
 VERDICT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -233,11 +312,12 @@ VERDICT_SCHEMA: dict[str, Any] = {
         "confidence": {"type": "number"},
         "action": {"type": "string", "enum": ["probe", "final"]},
         "probes": {"type": "array", "items": _PROBE_SCHEMA},
+        "tests": {"type": "array", "items": _TEST_SCHEMA},
         "explanation": {"type": ["string", "null"]},
         "label": {"type": ["string", "null"]},
         "evidence": {"type": "array", "items": {"type": "integer"}},
     },
-    "required": ["hypothesis", "confidence", "action", "probes", "explanation", "label", "evidence"],
+    "required": ["hypothesis", "confidence", "action", "probes", "tests", "explanation", "label", "evidence"],
 }
 
 
@@ -257,7 +337,8 @@ _COMMON = {"hypothesis": _TEXT, "confidence": {"type": "number", "minimum": 0, "
 CONSTRAINED_SCHEMA: dict[str, Any] = {"oneOf": [
     {"type": "object", "additionalProperties": False,
      "properties": {**_COMMON, "action": {"const": "probe"},
-                    "probes": {"type": "array", "items": _CONSTRAINED_PROBE, "minItems": 1, "maxItems": 3}},
+                    "probes": {"type": "array", "items": _CONSTRAINED_PROBE, "minItems": 1, "maxItems": 3},
+                    "tests": {"type": "array", "items": _TEST_SCHEMA, "maxItems": 5}},
      "required": ["hypothesis", "confidence", "action", "probes"]},
     {"type": "object", "additionalProperties": False,
      "properties": {**_COMMON, "action": {"const": "final"},

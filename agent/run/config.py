@@ -98,6 +98,8 @@ class RunConfig:
     """Probes per feature the judge may request on top of the sweep."""
     max_probe_samples: int = 4
     """Cap on the samples of one requested probe."""
+    max_tests: int = 16
+    """Activation tests per feature the judge may request (steering.activation_tests); 0: none."""
     max_feature_tokens: int | None = 40_000
     """Judge tokens per feature; when spent the next round is a forced final."""
     budget_tokens: int | None = None

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from agent.run.phases import PhaseCounts
+
 if TYPE_CHECKING:
     from agent.store.records import FeatureRecord
 
@@ -55,6 +57,8 @@ class RunStats:
     last_error: str | None = None
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    phases: PhaseCounts = field(default_factory=PhaseCounts)
+    """Done and total of each phase (agent.run.phases), each total fixed when its phase starts."""
 
     @property
     def tokens(self) -> int:
@@ -73,7 +77,7 @@ class RunStats:
         return self.done + self.failed
 
     def snapshot(self) -> RunStats:
-        return replace(self, in_flight=dict(self.in_flight))
+        return replace(self, in_flight=dict(self.in_flight), phases=self.phases.copy())
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,15 @@ class RunPhase(RunEvent):
     """The run moved to another step (loading the model, measuring the hidden-state norm, probing)."""
 
     message: str
+
+
+@dataclass(frozen=True)
+class PhaseProgressed(RunEvent):
+    """A phase moved on: a run-wide phase began or advanced (``feature`` None), or a feature took a step."""
+
+    phase: str
+    feature: int | None = None
+    round: int = 0
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,10 @@ from agent.probes import ProbeResult, describe_probe
 from agent.store.records import FeatureRecord
 from agent.run.batcher import EngineFailed
 from agent.run.images import ImageEvidenceService
+from agent.run.activation import ActivationService
 from agent.run.probes import ProbeService
 from agent.run.sweep import calibrate, requested_probe, sweep_probes
+from steering.activation_tests import ActivationTest
 from steering.probes import EvidenceRequest
 
 
@@ -63,6 +65,10 @@ class LoopContext:
     topk_images: int = 5
     judge_images: bool = False
     """Attach the masked top images to the judge's first message."""
+    activation: ActivationService | None = None
+    """Activation tests (None: the judge cannot ask for them: a pool of remote engines, or --max-tests 0)."""
+    on_step: Callable[[int, str, int], None] | None = None
+    """(feature, phase, round): the feature took a step of agent.run.phases.PHASES (for progress)."""
 
 
 def _verdict_entry(round: int, turn: Any) -> dict[str, Any]:
@@ -104,6 +110,7 @@ async def explain_feature(feature: int, lc: LoopContext) -> FeatureRecord:
         await loop.opening()
     except EngineFailed as exc:
         return loop.finish(status="failed", error=str(exc))
+    loop.step("sweep")
     await loop.read_background()
     return await loop.judge_rounds()
 
@@ -131,6 +138,7 @@ class _FeatureLoop:
         self.background: list[ProbeResult] = []
         self.history: list[PastTurn] = []
         self.probes_used = 0
+        self.tests_used = 0
 
     def finish(self, **fields: Any) -> FeatureRecord:
         record = self.record
@@ -139,6 +147,7 @@ class _FeatureLoop:
         record.transcript = self.transcript
         record.evidence = [i.to_dict() for i in self.evidence.items]
         record.image_evidence = [i.to_dict() for i in self.evidence.images]
+        record.test_evidence = [i.to_dict() for i in self.evidence.tests]
         record.usage = self.usage.to_dict()
         if self.replayed.total_tokens:  # a replay keeps the stored cost instead of writing 0 over it
             total = Usage(**{**self.usage.__dict__})
@@ -148,6 +157,10 @@ class _FeatureLoop:
         self.timings["total"] = time.perf_counter() - self.t0
         record.timings = {k: round_s(v) for k, v in self.timings.items()}
         return record
+
+    def step(self, phase: str, rnd: int = 0) -> None:
+        if self.lc.on_step is not None:
+            self.lc.on_step(self.feature, phase, rnd)
 
     async def run_probes(self, probes: list[Any]) -> list[ProbeResult]:
         return await _timed(self.lc.probes.run(probes), self.timings, "probes")
@@ -223,9 +236,18 @@ class _FeatureLoop:
             feature=self.feature, round=rnd, max_rounds=cfg.max_rounds, evidence=self.evidence, history=self.history,
             background=self.background, strengths=self.strengths, force_final=force,
             probes_left=max(0, cfg.max_probes - self.probes_used), max_samples=cfg.max_probe_samples,
-            note=lc.notes.get(self.feature, cfg.note), world={**lc.world, "base_image": cfg.sweep.base_image},
+            note=lc.notes.get(self.feature, cfg.note),
+            world={**lc.world, "base_image": cfg.sweep.base_image, "tests": self.test_kinds(),
+                   "tests_left": max(0, cfg.max_tests - self.tests_used)},
             cache=lc.cache, read_cache=not (cfg.force or cfg.rejudge), pictures=self.pictures,
         )
+
+    def test_kinds(self) -> list[str]:
+        """The activation tests the judge may ask for now (none once its budget is spent)."""
+        lc = self.lc
+        if lc.activation is None or self.tests_used >= lc.config.max_tests:
+            return []
+        return lc.activation.kinds()
 
     async def ask(self, ctx: JudgeContext) -> Any:
         """One judge turn (within the run's judge slots), counted and written to the transcript."""
@@ -247,6 +269,7 @@ class _FeatureLoop:
             stats=stats, feature=self.feature, round=rnd, action=v.action if v else None,
             hypothesis=v.hypothesis if v else None, confidence=v.confidence if v else None,
             tokens=turn.usage.total_tokens, cached=turn.cached, attempts=turn.attempts))
+        self.step("judge", rnd)
         return turn
 
     def conclude(self, rnd: int, turn: Any, force: bool) -> FeatureRecord | None:
@@ -273,15 +296,26 @@ class _FeatureLoop:
         requests = v.probes[: cfg.max_probes - self.probes_used]
         max_strength = max(self.strengths, default=1.0) * 16
         new = [requested_probe(self.feature, r, cfg.sweep, rnd, max_strength) for r in requests]
+        kinds = self.test_kinds()
+        asked = [t for t in v.tests if t.kind in kinds][: max(0, cfg.max_tests - self.tests_used)]
+        tests = [ActivationTest(self.feature, t.kind, t.family if t.kind == "render" else None,
+                                t.edit if t.kind == "edit" else None,
+                                tuple(sorted(t.hold)) if t.kind == "render" else ()) for t in asked]
         try:
             results = await self.run_probes(new) if new else []
+            read = await _timed(self.lc.activation.run(tests), self.timings, "tests") if tests else []  # type: ignore[union-attr]
         except EngineFailed as exc:
             return self.finish(status="failed", rounds=rnd, hypothesis=v.hypothesis, error=str(exc))
         self.evidence.add(results, round=rnd + 1, reasons=[r.reason for r in requests])
+        self.evidence.add_tests(read, round=rnd + 1, reasons=[t.reason for t in asked])
+        self.tests_used += len(tests)
         entry: dict[str, Any] = {"round": rnd, "kind": "probes", "probes": [describe_probe(p) for p in new]}
+        if tests:
+            entry["tests"] = [t.name() for t in tests]
         if v.dropped:
             entry["dropped"] = [d.line() for d in v.dropped]
         self.transcript.append(entry)
         self.probes_used += len(new)
         self.history.append(PastTurn(round=rnd, verdict=v, raw=turn.raw))
+        self.step("followup", rnd)
         return None

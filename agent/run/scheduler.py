@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.run.config import RunConfig
-from agent.run.events import FeatureStarted, RunPlanned, RunStarted
+from agent.run.events import FeatureStarted, PhaseProgressed, RunPlanned, RunStarted
 from agent.judges.base import Judge, JudgeFatalError, JudgeQuotaError
 from agent.store.leases import FeatureLeases
 from agent.store.records import FeatureRecord
@@ -21,12 +21,14 @@ from agent.run.images import (
     describer_for,
     reference_hybrid_strength,
 )
+from agent.run.activation import ActivationService
 from agent.run.loop import LoopContext, TokenBudget, explain_feature
 from agent.run.probes import Engine, ProbeService
 from agent.run.state import EventCallback, Run, RunControl, RunSummary
 from agent.run.sweep import background_probes
 from agent.run.strengths import Norms, resolve_strengths
 from agent.world import world_of
+from steering.activation_tests import Tester, engine_tester
 from agent.store.store import RecordUnreadable, Store, StoreError, StoreUnwritable
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,9 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
                            stop=lambda: run.control.cancelled)
     images: ImageEvidenceService | None = None
     try:
+        run.stats.phases.begin("baseline", 1)  # shown by RunStarted's statistics (RunPhase names it meanwhile)
         strengths, source = await _strengths(loaded, cfg, norms, service, run.phase)
+        run.stats.phases.advance("baseline")
         run.summary.strengths, run.summary.strength_source = strengths, source
         if cfg.image_modes:
             if describer is None:
@@ -93,7 +97,11 @@ async def arun_features(engine: EngineSource, judge: Judge, store: Store | None,
         _started(run, judge, store, to_run, strengths)
         if not run.control.cancelled:  # a Ctrl-C while measuring starts no batch
             run.phase(f"probing {len(to_run)} features x {len(strengths)} strengths")
-            await _run_loops(run, _loop_context(run, judge, store, service, world, images), store, to_run)
+            lc = _loop_context(run, judge, store, service, world, images)
+            lc.activation = await _activation(loaded, cfg, store, service, topk_root)
+            if lc.activation is not None:
+                lc.fingerprint["tests"] = lc.activation.kinds()
+            await _run_loops(run, lc, store, to_run)
     finally:
         await _close(service, images, judge, cut=run.stop.is_set() or run.control.cancelled)
     run.stats.probes_cached = service.cached_hits
@@ -213,6 +221,31 @@ async def _image_evidence(engine: Engine, cfg: RunConfig, store: Store | None, s
     return service_, info
 
 
+async def _activation(engine: Engine, cfg: RunConfig, store: Store | None, service: ProbeService,
+                      topk_root: Path | None) -> ActivationService | None:
+    """The activation tests this engine can run (render on the toy world, edit with a top-k collection), or
+    None: --max-tests 0, or an engine without a local model (a pool of remote engines)."""
+    if cfg.max_tests <= 0 or not (hasattr(engine, "vlm") and hasattr(engine, "sae")):
+        return None
+
+    def make() -> Tester | None:
+        topk = None
+        if topk_root is not None:
+            from steering.topk.result import load_topk
+
+            topk = load_topk(topk_root)
+        try:
+            return engine_tester(engine, topk)
+        except Exception as exc:  # noqa: BLE001 - a tower top-k cannot read (flat encoders): no tests, said once
+            log.info("no activation tests on this model: %s", exc)
+            return None
+
+    tester = await service.call(make)
+    if tester is None or not tester.kinds():
+        return None
+    return ActivationService(tester, engine.fingerprint(), service.submit, store, read_cache=not cfg.force)
+
+
 def _loop_context(run: Run, judge: Judge, store: Store | None, service: ProbeService, world: dict[str, Any],
                   images: ImageEvidenceService | None) -> LoopContext:
     """What every feature loop of ``run`` shares; starts the background probes an offline judge reads."""
@@ -221,7 +254,7 @@ def _loop_context(run: Run, judge: Judge, store: Store | None, service: ProbeSer
     d_sae = getattr(getattr(engine, "sae", None), "d_sae", None)
     shared = background_probes(strengths, cfg.sweep, d_sae)
     if not getattr(judge, "is_llm", True) and shared:
-        background = asyncio.get_running_loop().create_task(service.run(shared))
+        background = asyncio.get_running_loop().create_task(_background(run, service, shared))
     fingerprint = {"engine": engine.fingerprint(), "sweep": cfg.sweep.to_dict(), "judge": judge.describe(),
                    "max_rounds": cfg.max_rounds, "max_probes": cfg.max_probes,
                    "prompts": list(engine.fingerprint().get("prompts", []))
@@ -237,16 +270,50 @@ def _loop_context(run: Run, judge: Judge, store: Store | None, service: ProbeSer
                        strengths=strengths, world=world, fingerprint=fingerprint, budget=TokenBudget(cfg.budget_tokens),
                        emit=run.emit, cache=store, background=background, run_id=run.run_id, on_round=run.on_round,
                        on_usage=run.on_usage, images=images, image_requests=image_requests,
-                       topk_images=cfg.topk_images, judge_images=cfg.judge_images and getattr(judge, "is_llm", True))
+                       topk_images=cfg.topk_images, judge_images=cfg.judge_images and getattr(judge, "is_llm", True),
+                       on_step=_stepper(run))
+
+
+def _run_phase(run: Run, key: str, *, total: int | None = None, advance: int = 0) -> None:
+    """A run-wide phase (agent.run.phases) begins with ``total`` units, or ``advance``s; reported."""
+    if total is not None:
+        run.stats.phases.begin(key, total)
+    if advance:
+        run.stats.phases.advance(key, advance)
+    run.emit(lambda stats: PhaseProgressed(stats=stats, phase=key))
+
+
+def _stepper(run: Run) -> Callable[[int, str, int], None]:
+    """LoopContext.on_step: count a feature's step and report it."""
+    def step(feature: int, phase: str, rnd: int = 0) -> None:
+        run.stats.phases.step(feature, phase, rnd)
+        run.emit(lambda stats: PhaseProgressed(stats=stats, phase=phase, feature=feature, round=rnd))
+    return step
+
+
+async def _background(run: Run, service: ProbeService, probes: list[Any]) -> list[Any]:
+    """The shared background probes, each counted as it finishes (they still share engine batches)."""
+    _run_phase(run, "background", total=len(probes))
+
+    async def one(probe: Any) -> Any:
+        result = (await service.run([probe]))[0]
+        _run_phase(run, "background", advance=1)
+        return result
+
+    return list(await asyncio.gather(*(one(p) for p in probes)))
 
 
 async def _run_loops(run: Run, lc: LoopContext, store: Store | None, to_run: list[int]) -> None:
     """Keep up to ``in_flight`` feature loops going until every feature is done or the run halts."""
     loop = asyncio.get_running_loop()
+    run.stats.phases.plan(len(to_run), run.config.max_rounds)
     queue = list(reversed(to_run))
     # concurrent runs on one store share the work: a feature another run finishes meanwhile counts as done
-    leases = (FeatureLeases(store, run.run_id, on_done_elsewhere=lambda f: run.skipped(f, "skipped-done", "done"))
-              if store is not None else None)
+    def done_elsewhere(f: int) -> None:
+        run.stats.phases.end(f)
+        run.skipped(f, "skipped-done", "done")
+
+    leases = FeatureLeases(store, run.run_id, on_done_elsewhere=done_elsewhere) if store is not None else None
     workers = [loop.create_task(_worker(run, lc, store, queue, leases), name=f"feature-worker-{i}")
                for i in range(max(1, min(run.config.in_flight, len(to_run))))]
     renewer = loop.create_task(leases.keep_alive(), name="run-leases") if leases is not None else None
@@ -340,6 +407,7 @@ async def _explain_and_store(run: Run, lc: LoopContext, store: Store | None, f: 
                                judge=lc.judge.describe(), world=lc.world, fingerprint=lc.fingerprint,
                                run_id=lc.run_id)
     run.stats.in_flight.pop(f, None)
+    run.stats.phases.end(f)
     if record.status == "failed" and run.control.cancelled:
         return  # its batch was cut short by the cancel: left not started, not stored as failed
     written = True

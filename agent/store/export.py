@@ -62,9 +62,18 @@ def export_row(rec: FeatureRecord, truth: dict[int, dict[str, Any]] | None,
         "ground_truth": ({k: gt.get(k) for k in ("family", "value", "purity")} if gt else None),
         "names_ground_truth": names_truth(explanation, gt) if gt else None,
         "image_descriptions": [image_row(i) for i in rec.image_evidence if isinstance(i, dict) and "image" in i],
+        "activation_tests": [test_row(i) for i in getattr(rec, "test_evidence", []) if isinstance(i, dict) and "test" in i],
         "manual_probes": [manual_row(m) for m in rec.manual],
         "store_id": store_id,
     }
+
+
+def test_row(item: dict[str, Any]) -> dict[str, Any]:
+    """An activation test the judge asked for: what it varied and the activations it read."""
+    t = item["test"]
+    return {"id": item.get("id"), "round": item.get("round"), **t.get("test", {}), "values": t.get("values"),
+            "top_share": t.get("top_share"), "wins": t.get("wins"), "n_images": t.get("n_images"),
+            "error": t.get("error"), "reason": item.get("reason", "")}
 
 
 def image_row(item: dict[str, Any]) -> dict[str, Any]:

@@ -78,6 +78,8 @@ class FeatureRecord:
     """Every probe result the judge saw (EvidenceItem dicts), in order."""
     image_evidence: list[dict[str, Any]] = field(default_factory=list)
     """Top-k and hybrid descriptions the judge saw (ImageItem dicts), numbered with the probes."""
+    test_evidence: list[dict[str, Any]] = field(default_factory=list)
+    """Activation tests the judge asked for (TestItem dicts), numbered with the probes."""
     usage: dict[str, Any] = field(default_factory=dict)
     """Judge tokens and estimated cost."""
     timings: dict[str, float] = field(default_factory=dict)
@@ -135,7 +137,7 @@ RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "created_at": (str,), "run_id": (str,),
 }
 """Every field a schema-1 record has always been written with, and the JSON types it may hold."""
-OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"image_evidence": (list,), "note": _TEXT}
+OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"image_evidence": (list,), "test_evidence": (list,), "note": _TEXT}
 """Fields added later: absent in older records."""
 
 
@@ -152,7 +154,7 @@ def record_problem(d: Any) -> str | None:
         value = d[name]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             return f"field {name!r} holds {type(value).__name__}"
-    for name in ("transcript", "evidence", "image_evidence"):
+    for name in ("transcript", "evidence", "image_evidence", "test_evidence"):
         if not all(isinstance(item, dict) for item in d.get(name, [])):
             return f"field {name!r} holds an entry that is not an object"
     if d["status"] not in STATUSES:

@@ -48,6 +48,7 @@ from agent.store.errors import (  # noqa: F401 - re-exported
 from agent.store.sqlite import open_caches
 from agent.world import WORLD_KEYS as WORLD_KEYS  # re-exported: the keys a store is bound by
 from agent.world import world_differences
+from steering.activation_tests import ActivationTestResult
 from steering.revisions import is_local_revision
 
 log = logging.getLogger(__name__)
@@ -381,6 +382,22 @@ class Store:
 
     @db_errors
     def put_image_evidence(self, key: str, result: ImageEvidence) -> None:
+        self._keep(self._images, key, result.to_dict())
+
+    # ------------------------------------------------------------------ activation tests
+
+    @db_errors
+    def get_activation_test(self, key: str) -> ActivationTestResult | None:
+        """A cached activation test (kept beside the top-k descriptions: both are per-world image evidence)."""
+        try:
+            data = self._load(self._images, key)
+            return None if data is None else ActivationTestResult.from_dict(data)
+        except (RecordUnreadable, KeyError, TypeError, ValueError) as exc:
+            log.warning("store %s: cached activation test %s unreadable (%s); recomputing it", self.path, key, exc)
+            return None
+
+    @db_errors
+    def put_activation_test(self, key: str, result: ActivationTestResult) -> None:
         self._keep(self._images, key, result.to_dict())
 
     # ------------------------------------------------------------------ judge calls

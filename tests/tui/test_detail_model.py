@@ -117,7 +117,7 @@ def test_manual_probes_render_oldest_first_with_who_and_when() -> None:
                 "result": ProbeResult(Probe(0, strength=30.0, question="what colour?", prompt="ask"),
                                       ("It is red.",), kl_first=1.25).to_dict()}]
     text = render(dm.manual_probes(entries))
-    assert "s=30 on white 'what colour?' (KL 1.25)  ann, 2026-01-31 14:05 UTC" in text and "1. It is red." in text
+    assert "s=30 on white 'what colour?' (first-token KL 1.25)  ann, 2026-01-31 14:05 UTC" in text and "1. It is red." in text
     assert "No manual probes" in render(dm.manual_probes([]))
 
 

@@ -1,4 +1,5 @@
-"""One feature in full: final answer, description grid, response plot, judge transcript, pictures."""
+"""One feature in full: the answer and its scores, description grid, response plot, judge transcript, pictures,
+and every probe numbered as the judge cites it (a citation jumps to its probe)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from tui.evaluation import same_world
 from tui.messages import FeatureChanged
 from tui.screens.actions import REVIEW_BINDINGS, FeatureActions
 from tui.screens.host import host
+from tui.screens.probe_number import ProbeNumberModal
 from tui.widgets.picture import Picture
 from tui.widgets.plot import ResponsePlot
 
-TABS = ("descriptions", "response", "judge", "images", "probes")
+TABS = ("descriptions", "response", "judge", "images", "probes", "evidence")
 
 
 class DetailScreen(FeatureActions):
@@ -31,13 +33,21 @@ class DetailScreen(FeatureActions):
         Binding("escape", "back", "back", show=False),
         Binding("left_square_bracket", "step(-1)", "prev"),
         Binding("right_square_bracket", "step(1)", "next"),
+        Binding("g", "ask_probe", "go to #", tooltip="show the probe the judge cites as #N (Evidence tab)"),
+        Binding("0", "tab('overview')", "overview tab", show=False),
         *[Binding(str(i), f"tab('{t}')", f"{t} tab", show=False) for i, t in enumerate(TABS, 1)],
     ]
+    DEFAULT_CSS = """
+    DetailScreen #evidence-list > Static { margin-bottom: 1; }
+    DetailScreen #evidence-list > Static.-cited { background: $warning 25%; }
+    DetailScreen #activation { margin-top: 1; }
+    """
 
     def __init__(self, feature: int) -> None:
         super().__init__()
         self.feature = feature
         self.record: Any = None
+        self.page: dm.FeaturePage | None = None
         self._generation = 0
         self._pictures_for: int | None = None
 
@@ -49,7 +59,10 @@ class DetailScreen(FeatureActions):
         yield Header()
         yield Static(Text(f"#{self.feature} loading…"), id="summary")
         yield Static("", id="verdict")
-        with TabbedContent(id="tabs"):
+        with TabbedContent(id="tabs", initial="overview"):
+            with TabPane("Overview", id="overview"), VerticalScroll():
+                yield Static(id="overview-body")
+                yield Static("", id="activation")
             with TabPane("Descriptions", id="descriptions"), VerticalScroll():
                 yield Static(id="grid")
             with TabPane("Response", id="response"):
@@ -62,6 +75,8 @@ class DetailScreen(FeatureActions):
                 yield Horizontal(id="topk-pictures", classes="pictures")
             with TabPane("Probes", id="probes"), VerticalScroll():
                 yield Static(id="manual")
+            with TabPane("Evidence", id="evidence"):
+                yield VerticalScroll(id="evidence-list")
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -93,6 +108,10 @@ class DetailScreen(FeatureActions):
             feature, views, stats = w.result
             if feature == self.feature:
                 self.show_topk(views, stats)
+        elif w.group == "activation" and event.state == WorkerState.SUCCESS:
+            feature, act = w.result
+            if feature == self.feature:
+                self.query_one("#activation", Static).update(dm.activation_view(act, self._no_activation()))
         elif w.group == "pictures" and event.state == WorkerState.ERROR:
             self.query_one("#topk-status", Static).update(Text(f"top-k images unavailable: {w.error}", style="red"))
 
@@ -110,19 +129,71 @@ class DetailScreen(FeatureActions):
             row = host(self).main_screen.rows.get(self.feature)
             status = row.status_text if row else "unknown"
             summary.update(Text(f"#{self.feature} {status}: no record yet", style="dim"))
-            for name in ("#grid", "#transcript"):
+            for name in ("#grid", "#transcript", "#overview-body"):
                 self.query_one(name, Static).update(Text("nothing stored yet", style="dim"))
+            self.page = None
         else:
+            self.page = dm.feature_page(record, host(self).services.ground_truth(self.feature))
+            self.query_one("#overview-body", Static).update(dm.overview(self.page))
             summary.update(dm.summary(record))
             self.query_one("#grid", Static).update(dm.descriptions(record))
             self.query_one("#transcript", Static).update(dm.transcript(record))
             pane = self.query_one("#plot-pane", VerticalScroll)
             pane.remove_children()
             pane.mount(ResponsePlot(dm.series(record)))
+        self.show_evidence()
+        self.show_activation()
         self.show_base_image(record)
         self.query_one("#manual", Static).update(dm.manual_probes(manual or []))
         if self.query_one(TabbedContent).active == "images":
             self.load_pictures()
+
+    def show_evidence(self) -> None:
+        """Every numbered item the judge saw, one widget each (class ``probe-N``: the old list may not be gone
+        yet), so a citation can scroll to it."""
+        box = self.query_one("#evidence-list", VerticalScroll)
+        box.remove_children()
+        page = self.page
+        entries = sorted([*page.probes, *page.images], key=lambda e: e.id) if page else []
+        if not entries:
+            box.mount(Static(Text("No numbered evidence was stored for this feature.", style="dim")))
+            return
+        legend = Text(f"Numbered as the judge cites them (g jumps to one).\n{dm.KL_HELP}.\n{dm.CHANGE_HELP}.",
+                      style="dim")
+        box.mount_all([Static(legend), *(Static(dm.evidence_entry(e), classes=f"probe-{e.id}") for e in entries)])
+
+    def _no_activation(self) -> str:
+        return ("No top-k collection for this store, so no activations: collect one with steer-agent topk "
+                "--store DIR, or start steer-tui with --topk DIR.")
+
+    def show_activation(self) -> None:
+        box = self.query_one("#activation", Static)
+        if host(self).services.topk_source() is None:
+            box.update(Text(self._no_activation(), style="dim"))
+            return
+        box.update(Text("loading activations…", style="dim"))
+        self._activation(self.feature)
+
+    @work(thread=True, exclusive=True, group="activation", exit_on_error=False)
+    def _activation(self, feature: int) -> tuple[int, Any]:
+        return feature, host(self).services.activation(feature)
+
+    def action_ask_probe(self) -> None:
+        known = {e.id for e in [*self.page.probes, *self.page.images]} if self.page else set()
+        self.app.push_screen(ProbeNumberModal(known), lambda n: self.action_show_probe(n) if n is not None else None)
+
+    def action_show_probe(self, number: int) -> None:
+        """Show evidence item ``number`` (a citation's target) in the Evidence tab, marked."""
+        self.query_one(TabbedContent).active = "evidence"
+        for old in self.query("#evidence-list > .-cited"):
+            old.remove_class("-cited")
+        found = self.query(f"#evidence-list > .probe-{int(number)}")
+        if not found:
+            self.notify(f"#{number} is not in this feature's evidence", severity="warning")
+            return
+        target = found.last()  # a list being replaced may still hold the old one
+        target.add_class("-cited")
+        self.call_after_refresh(target.scroll_visible, top=True, animate=False)
 
     def show_verdict(self, _new_report: Any = None) -> None:
         """The evaluation's ground truth and verdict for this feature, when a loaded report has it
@@ -188,8 +259,8 @@ class DetailScreen(FeatureActions):
         if not views:
             status.update("This feature has no top-activating images (it never fired on the collection)" + density)
             return
-        status.update(f"the {len(views)} top-activating images collected (black: patches where the feature is "
-                      f"silent){density}")
+        status.update(f"the {len(views)} top-activating images collected, as heatmaps of where the feature fires "
+                      f"(caption: rank, mean activation, peak patch){density}")
         box.mount_all(Picture(img, caption, cells=16) for img, caption in views)
 
     # ------------------------------------------------------------------ actions

@@ -15,6 +15,7 @@ from tui.screens.actions import APP_BINDINGS, REVIEW_BINDINGS
 from tui.screens.detail import DetailScreen
 from tui.screens.evaluation import EvaluationScreen
 from tui.screens.main import MainScreen
+from tui.widgets.run_panel import RUN_TERMS
 
 EXTRA = [
     ("feature table", "enter", "open the feature"),
@@ -28,13 +29,20 @@ EXTRA = [
 TERMS = [
     ("conf", "the judge's confidence in its explanation, 0 to 1 (the offline judge: how consistent and "
              "specific the recurring words are)"),
-    ("KL", "first-token KL divergence of the steered model from the unsteered one: how much steering changes "
-           "its answer (0: not at all)"),
-    ("response plot", "x: steering strength; KL (left axis) and the share of answers that name the label's "
-                      "words (right axis); the table below it holds the same numbers"),
+    ("first-token KL", "KL divergence of the first answer token's distribution, steered against unsteered: 0 "
+                       "means that token's odds did not move, not that the answer did not change"),
+    ("answer change", "how much the whole answer changed: 1 - word Jaccard of its content words against the "
+                      "baseline answer (same image and prompt); 0 the same words, 1 none in common"),
+    ("#N", "an evidence number as the judge cites it: click it, or press g and the number, to see that probe"),
+    ("density", "the share of the top-k collection's images where the feature fires (Overview tab)"),
+    ("response plot", "x: steering strength; first-token KL (left axis) and the share of answers that name the "
+                      "label's words (right axis); the table below it holds the same numbers"),
     ("rounds / probes", "judge rounds used, and steering probes run for the feature"),
     ("review", "accepted / edited / rejected by a person; u withdraws; v goes to the next undecided feature"),
 ]
+
+
+TERMS += RUN_TERMS  # the run lines' words, kept beside the widget that draws them
 
 
 def terms_table() -> Table:

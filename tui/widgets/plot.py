@@ -39,7 +39,7 @@ class ResponsePlot(Vertical):
             return
         s = self.series
         plt = self.query_one(PlotextPlot).plt
-        plt.plot(s.strengths, s.kl, label="KL", marker="braille")
+        plt.plot(s.strengths, s.kl, label="first-token KL", marker="braille")
         plt.plot(s.strengths, s.label_share, label="label words", marker="braille", yside="right")
         plt.xlabel("strength")
         plt.title("response vs strength")

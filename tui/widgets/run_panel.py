@@ -1,8 +1,8 @@
-"""The live line of a run (features, rounds, probes/s, tokens and cost), and the run it shows."""
+"""The live lines of a run (the phase in progress and its bar, features finished, ETA, every phase so far,
+probes/s, tokens and cost), and the run it shows. Each line fits 80 columns."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -13,36 +13,68 @@ from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
 from agent.run.events import RunPhase, RunPlanned
+from agent.run.phases import clock, eta_text, legend_lines, phase_line, step_title
 from agent.run import RunControl
 from tui.messages import RunEnded, RunFailed, RunProgress
 from tui.services import PreparedRun, Services
 
 
+RUN_TERMS = [
+    ("run line", ("the phase the run is in, its done/total (fixed when the phase starts; it shrinks when features "
+                  "finish early) and bar; features finished of those the run works on; ETA: time left from the pace "
+                  "so far (≤: no feature has finished yet, each counted at its most rounds)")),
+    ("run phases", "the second run line: ✓ before the phases finished, done/total after the others; "
+                   + "; ".join(legend_lines())),
+    ("in flight", "features being worked on now; kept: features a run skipped (finished or reviewed before)"),
+]
+"""The run lines' words, for the help screen."""
+
+WIDTH = 78
+"""Characters a run line may take (80 columns less the panel's padding)."""
+
+
+def bar(done: int, total: int, width: int = 12) -> Text:
+    filled = round(width * done / total) if total else width
+    return Text("━" * filled, style="green") + Text("━" * (width - filled), style="dim")
+
+
 def stats_text(state: str, title: str, s: Any, workers: list[str] | tuple[str, ...] = ()) -> Text:
-    """The run line, and under it a Ray pool's per-worker lines (rows, rows/s, chunk size, deaths)."""
+    """The run lines: the phase in progress with its bar, features finished and ETA; every phase so far and the
+    elapsed time; in flight, probes/s, tokens and cost. Under them a Ray pool's per-worker lines."""
     if s is None:
         if state == "idle":
             return Text("no run yet · s: new run", style="dim")
         return Text(f"{title}: {state} (the model loads first if needed)", style="dim")
-    out = Text()
-    out.append(f"{title} ", style="bold")
-    done = s.done + s.failed
-    out.append(f"{done}/{max(s.to_run, 1)} ")
-    if s.failed:
-        out.append(f"({s.failed} failed) ", style="red")
-    if s.skipped:
-        out.append(f"+{s.skipped} kept ", style="dim")
-    if s.in_flight:
-        rounds = Counter(s.in_flight.values())
-        spread = " ".join(f"r{r}:{n}" for r, n in sorted(rounds.items()))
-        out.append(f"· {len(s.in_flight)} in flight" + (f" ({spread})" if len(rounds) <= 2 else "") + " ")
-    rate = s.probes_done / s.elapsed if s.elapsed > 0 else 0.0
-    out.append(f"· {s.rounds} rounds · {rate:.1f} probes/s · {s.tokens:,} tok")
-    if s.cost_usd is not None:
-        out.append(f" · ${s.cost_usd:.4f}")
-    out.append(f" · {s.elapsed:.0f}s")
+    counts = s.phases
+    out = Text(no_wrap=True, overflow="ellipsis")
+    out.append(f"{title[:14]}: ", style="bold")
+    step = counts.current()
+    if step is not None:
+        done, total = counts.done(step), counts.total(step)
+        out.append(f"{step_title(step)} {done}/{total} ")
+        out.append_text(bar(done, total))
+    elif counts.features:
+        out.append("finishing")
+    else:
+        out.append(state if state != "running" else "starting")
+    features = counts.features or s.to_run
+    out.append(f" · {counts.ended}/{max(features, 1)} features")
+    if counts.features:
+        out.append(f" · {eta_text(counts)}")
     if state not in ("idle", "running"):
         out.append(f" · {state}", style="bold yellow")
+    rows = counts.rows()
+    out.append("\n" + (phase_line(counts, WIDTH - 16) + " · " if rows else "") + f"{clock(s.elapsed)} elapsed",
+               style="dim")
+    rate = s.probes_done / s.elapsed if s.elapsed > 0 else 0.0
+    third = f"{len(s.in_flight)} in flight · {rate:.1f} probes/s · {s.tokens:,} tok"
+    if s.cost_usd is not None:
+        third += f" · ${s.cost_usd:.4f}"
+    out.append("\n" + third)
+    if s.failed:
+        out.append(f" · {s.failed} failed", style="red")
+    if s.skipped:
+        out.append(f" · {s.skipped} kept", style="dim")
     if s.last_error:
         out.append(f"\nlast error: {s.last_error}", style="red")
     for line in workers:
@@ -57,7 +89,7 @@ class RunPanel(Widget):
     and calls ``finished`` once it has.
     """
 
-    stats: reactive[Any] = reactive(None, always_update=True)
+    stats: reactive[Any] = reactive(None, always_update=True, layout=True)  # its lines come and go
     state: reactive[str] = reactive("idle")
     run_title: reactive[str] = reactive("run")
     running: var[bool] = var(False)

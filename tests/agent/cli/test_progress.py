@@ -52,7 +52,8 @@ def test_run_says_what_it_does_and_fits_80_columns(tiny_world: tuple[Path, Path]
     assert "loading the model" in screen
     assert "measuring the hidden-state norm" in screen
     assert "probing 8 features x 7 strengths" in screen
-    assert re.search(r"probes \d+/\d+ done", screen), screen  # probes counted as they finish
+    assert re.search(r"probes \d+ run", screen), screen  # probes counted as they finish (no total that grows)
+    assert re.search(r"sweep +\S* *\d+/8", screen), screen  # a phase bar whose total is known from the start
     assert "r0:" not in screen  # rounds in words, not a code
     assert "rounds/probes: judge rounds and probes run" in screen  # the table's 1/9 column explained
     too_wide = [line for line in lines if len(line.rstrip()) > 80 and not line.startswith("store: ")]

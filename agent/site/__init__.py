@@ -1,0 +1,1 @@
+"""Feature pages and the static HTML site (steer-agent export --html)."""
