@@ -39,13 +39,15 @@ EDIT_MEANING = {
     "rescale": "shrunk to half its size on white (size changed)",
     "mask": "everything outside the feature's heatmap whitened (context removed)",
 }
-BASE_SCENES = 64
+BASE_SCENES = 128
 """Base scenes per render test: each is rendered once per value of the family."""
 TOP_SHARE_N = 20
 """How many of the pool's best scenes the top shares count (as the toy world's truth counts its top 20)."""
 SEED = 91_000
 """Seed stream of the base scenes (apart from every build and eval stream)."""
-RENDER_VERSION = 1
+SHAPE_AREA = {"square": 1.0, "circle": math.pi / 4, "triangle": 0.5, "cross": 2 / 2.6 - 1 / 2.6 ** 2}
+"""Each shape's area as a share of the square of its extent (steering.toy.scenes.shape_mask)."""
+RENDER_VERSION = 2
 EDIT_VERSION = 1
 
 
@@ -76,7 +78,7 @@ class ActivationTest:
 
     def key(self, fingerprint: dict[str, Any]) -> str:
         """The cache key: the test, its version and what the activation depends on (model, SAE, layer)."""
-        world = {k: fingerprint.get(k) for k in ("model", "revision", "dtype", "sae", "sae_revision", "layer")}
+        world = {k: fingerprint.get(k) for k in ("model", "revision", "dtype", "sae", "sae_revision", "layer", "tests")}
         version = RENDER_VERSION if self.kind == "render" else EDIT_VERSION
         text = json.dumps({"test": self.spec(), "version": version, "world": world}, sort_keys=True, default=str)
         return "test:" + hashlib.sha256(text.encode()).hexdigest()
@@ -187,6 +189,16 @@ def variant(scene: Any, family: str, value: str) -> Any:
         return replace(scene, kind="object", shape="square", size="large", cx=0.5, cy=0.5, extent=(lo + hi) / 2)
     if scene.kind != "object" and family in ("shape", "size"):
         return scene
+    if family == "shape":
+        if scene.shape == value:
+            return scene
+        # The same area as the base scene's shape (a cross or a triangle covers less than a square of the same
+        # extent, and a feature's mean activation grows with the area it fires on): only the outline changes.
+        extent = scene.extent * math.sqrt(SHAPE_AREA[scene.shape] / SHAPE_AREA[value])
+        extent = min(extent, 0.95)
+        margin = extent / 2 + 0.02
+        cx, cy = (min(max(c, margin), 1 - margin) for c in (scene.cx, scene.cy))
+        return replace(scene, shape=value, extent=extent, cx=cx, cy=cy)
     if family == "size":
         if scene.size == value:
             return scene
@@ -297,8 +309,15 @@ class Tester:
         self.top_images = top_images
         """feature -> (its top images, their heatmaps [g, g]); None: the world has no top-k collection."""
         self.base_scenes_n = base_scenes_n
+        self.topk_identity: str | None = None
+        """The top-k collection the edit tests read (its fingerprint), for the cache key."""
         self._pools: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[list[str], np.ndarray]] = {}
         """(family, hold) -> (carried values, mean activation [pool, d_sae]) of every feature."""
+
+    def settings(self) -> dict[str, Any]:
+        """What changes a result besides the test and the world (part of the cache key)."""
+        return {"base_scenes": self.base_scenes_n, "seed": SEED, "top": TOP_SHARE_N, "side": self.image_side,
+                "render": RENDER_VERSION, "edit": EDIT_VERSION, "topk": self.topk_identity}
 
     def kinds(self) -> list[str]:
         """The test kinds this world can run."""
@@ -321,8 +340,8 @@ class Tester:
         for t in tests:
             try:
                 out.append(self._run_one(t))
-            except ValueError as exc:
-                out.append(ActivationTestResult(test=t, error=str(exc)))
+            except Exception as exc:  # noqa: BLE001 - one test fails alone, in one line (an unreadable image)
+                out.append(ActivationTestResult(test=t, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
         return out
 
     def _run_one(self, t: ActivationTest) -> ActivationTestResult:
@@ -404,7 +423,10 @@ def engine_tester(engine: Any, topk: Any | None = None, n_top_images: int = 5) -
             tops = topk.top(feature, n_top_images)
             return [topk.image(t.id) for t in tops], [t.map.numpy() for t in tops]
 
-    return Tester(encode, can_render=is_toy_model(engine.vlm), top_images=top_images)
+    tester = Tester(encode, can_render=is_toy_model(engine.vlm), top_images=top_images)
+    if topk is not None:
+        tester.topk_identity = f"{topk.fingerprint()}:{n_top_images}"
+    return tester
 
 
 def is_toy_model(vlm: Any) -> bool:

@@ -16,11 +16,14 @@ from agent.judges.evidence import STOPWORDS, words
 from agent.site.feature import (
     CHANGE_HELP,
     KL_HELP,
+    TEST_HELP,
     Activation,
     FeaturePage,
     ImageEntry,
     ProbeEntry,
+    TestEntry,
     feature_page,
+    test_entries,
 )
 
 CHANGED = "bold #ff9e3d"
@@ -243,7 +246,22 @@ def overview(page: FeaturePage) -> RenderableType:
     if not page.images:
         out.append(Text("No top-k or hybrid description in this store: run with --evidence all after "
                         "steer-agent topk.", style="dim"))
+    if page.tests:
+        out.append(Text("activation tests", style="italic"))
+        out.extend(test_line(e) for e in page.tests)
     return Group(*out)
+
+
+def evidence_legend(page: FeaturePage) -> Text:
+    """What the Evidence tab's numbers and measures mean (the tests' words only where there are tests)."""
+    helps = [KL_HELP, CHANGE_HELP] + ([TEST_HELP] if page.tests else [])
+    return Text("\n".join(["Numbered as the judge cites them (g jumps to one).", *(f"{h}." for h in helps)]),
+                style="dim")
+
+
+def test_line(e: TestEntry) -> Text:
+    """``#6 render colour: highest on red: mean 0.25, top 100%, wins 100%`` (the overview's line of a test)."""
+    return cite(e.id) + Text(f" {e.name}: ") + Text(e.summary, style="red" if e.error else "")
 
 
 def activation_view(act: Activation | None, why: str = "") -> RenderableType:
@@ -262,8 +280,37 @@ def activation_view(act: Activation | None, why: str = "") -> RenderableType:
     return Text("\n").join(lines)
 
 
-def evidence_entry(e: ProbeEntry | ImageEntry) -> Text:
+def test_table(e: TestEntry) -> RenderableType:
+    """A render test's values (mean activation with a bar, top share, wins), or an edit's before and after."""
+    if e.error:
+        return Text(f"  not run: {e.error}", style="red")
+    if e.kind == "edit":
+        change = "n/a" if e.change is None else f"{e.change:+.0%}"
+        before = "—" if e.before is None else f"{e.before:.3g}"
+        after = "—" if e.after is None else f"{e.after:.3g}"
+        return Text.assemble(f"  mean activation {before} -> {after} ", (f"({change})", "bold"),
+                             (f" {e.scope}\n  edit: {e.meaning}", "dim"))
+    table = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False)
+    table.add_column("  value", no_wrap=True)
+    table.add_column("mean act.", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    table.add_column("top", justify="right", no_wrap=True)
+    table.add_column("wins", justify="right", no_wrap=True)
+    top = max((v.mean for v in e.values), default=0.0)
+    for v in e.values:
+        bar = "█" * round(10 * v.mean / top) if top > 0 else ""
+        table.add_row(f"  {v.value}", f"{v.mean:.3g}", Text(bar, style="cyan"),
+                      "—" if v.top_share is None else f"{v.top_share:.0%}", f"{v.wins:.0%}")
+    return Group(Text(f"  {e.scope}", style="dim"), table)
+
+
+def evidence_entry(e: ProbeEntry | ImageEntry | TestEntry) -> RenderableType:
     """One numbered item of the judge's evidence, as the Evidence tab lists it."""
+    if isinstance(e, TestEntry):
+        head = Text(f"{e.title} (activation test)", style="bold")
+        if e.reason:
+            head += Text(f"\n  why: {e.reason}", style="italic dim")
+        return Group(head, test_table(e))
     if isinstance(e, ImageEntry):
         head = Text(f"#{e.id} {e.mode} description of the top images", style="bold")
         return head + Text("\n  ") + Text(e.text)
@@ -348,8 +395,30 @@ def _probe_request(p: dict[str, Any]) -> Text:
     return out
 
 
+def _test_request(q: dict[str, Any]) -> Text:
+    """A test the judge asked for, as the transcript lists it under its round."""
+    if q.get("kind") == "edit":
+        what = f"edit {q.get('edit')}"
+    else:
+        held = ", ".join(f"{p[0]} {p[1]}" for p in q.get("hold") or [] if isinstance(p, (list, tuple)) and len(p) == 2)
+        what = f"render {q.get('family')}" + (f" holding {held}" if held else "")
+    out = Text(f"    → test {what}", style="cyan")
+    if q.get("reason"):
+        out.append(f"  {q['reason']}", style="italic")
+    return out
+
+
+def _ran_tests(tests: list[TestEntry], rnd: Any) -> Text:
+    """``  tests: #6 render colour, #7 edit desaturate``: the tests that ran after round ``rnd``, numbered."""
+    out = Text("  tests: ", style="dim")
+    for i, e in enumerate(t for t in tests if t.round == (rnd or 0) + 1):
+        out += (Text(", ") if i else Text()) + cite(e.id) + Text(f" {e.name}", style="dim")
+    return out
+
+
 def transcript(record: Any) -> RenderableType:
     lines: list[Text] = []
+    tests = test_entries(record)
     if getattr(record, "note", None):
         lines.append(Text.assemble(("reviewer's note to the judge: ", "bold magenta"), str(record.note)))
     for e in record.transcript or []:
@@ -372,6 +441,8 @@ def transcript(record: Any) -> RenderableType:
             lines.append(Text("  hypothesis: ", style="dim") + Text(str(e.get("hypothesis", ""))))
             for p in e.get("probes") or []:
                 lines.append(_probe_request(p))
+            for q in e.get("tests") or []:
+                lines.append(_test_request(q))
             if final:
                 lines.append(Text("  label: ", style="dim") + Text(str(e.get("label", "")), style="bold"))
                 lines.append(Text("  explanation: ", style="dim") + Text(str(e.get("explanation", ""))))
@@ -384,7 +455,10 @@ def transcript(record: Any) -> RenderableType:
             lines.append(Text("top-activating images", style="bold"))
             lines.extend(image_lines(record))
         elif kind == "probes":
-            lines.append(Text(f"  ran: {'; '.join(e.get('probes', []))}", style="dim"))
+            if e.get("probes"):
+                lines.append(Text(f"  ran: {'; '.join(e.get('probes', []))}", style="dim"))
+            if e.get("tests"):
+                lines.append(_ran_tests(tests, rnd))
         elif kind == "invalid":
             extra = f" ({call_meta(e)})" if call_meta(e) else ""
             lines.append(Text(f"round {rnd} invalid reply after {e.get('attempts', 1)} tries{extra}: {e.get('error')}",

@@ -10,9 +10,9 @@ import sys
 from typing import NoReturn
 
 from agent.cli import eval as eval_command
-from agent.cli import export, judge_check, probe, run, topk
+from agent.cli import export, judge_check, probe, run, topk, world
 
-COMMANDS = ("run", "probe", "export", "review", "eval", "topk", "judge-check")
+COMMANDS = ("run", "probe", "export", "review", "eval", "topk", "judge-check", "world")
 
 
 class Parser(argparse.ArgumentParser):
@@ -27,13 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="steer-agent", description="Explain SAE features by steering a VLM.",
         epilog="Without a command, runs the agent: steer-agent --features 0-63 [--judge openai ...]")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", metavar="{run,probe,export,review,eval,topk,judge-check}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,probe,export,review,eval,topk,judge-check,world}")
     run.add_parser(sub)
     probe.add_parser(sub)
     export.add_parsers(sub)
     eval_command.add_parser(sub)
     topk.add_parser(sub)
     judge_check.add_parser(sub)
+    world.add_parser(sub)
     return parser
 
 

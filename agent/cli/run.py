@@ -73,6 +73,10 @@ def _add_budget_options(p: argparse.ArgumentParser) -> None:
     b = p.add_argument_group("budgets and scheduling")
     b.add_argument("--max-rounds", type=positive_int, default=4, help="judge rounds per feature (default 4)")
     b.add_argument("--max-probes", type=int, default=24, help="extra probes per feature (default 24)")
+    b.add_argument("--max-tests", type=int, default=16,
+                   help="activation tests per feature the judge may ask for: scenes rendered with one attribute "
+                        "changed (the toy world), or the top images edited (with a top-k collection); 0: none "
+                        "(default 16)")
     b.add_argument("--max-feature-tokens", type=positive_int, default=40_000, help="judge tokens per feature")
     b.add_argument("--budget-tokens", type=positive_int, help="judge tokens for the whole run")
     b.add_argument("--concurrency", type=positive_int, default=4, help="judge calls in flight (default 4)")
@@ -111,6 +115,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
                         kl_targets=tuple(args.kl_targets), samples=args.samples, controls=max(0, args.controls),
                         base_image=args.base_image, seed=args.seed)
     return RunConfig(sweep=sweep, max_rounds=args.max_rounds, max_probes=max(0, args.max_probes),
+                     max_tests=max(0, args.max_tests),
                      max_feature_tokens=args.max_feature_tokens, budget_tokens=args.budget_tokens,
                      concurrency=args.concurrency, in_flight=args.in_flight, force=args.force, rejudge=args.rejudge,
                      overwrite_reviewed=args.overwrite_reviewed, note=args.note, evidence=args.evidence,

@@ -34,6 +34,11 @@ class TestRule:
     held_top: float = 0.5
     """The same two shares under the held anchor."""
     held_wins: float = 0.8
+    steer_top: float = 1.1
+    """A value steering names, in a family the tests leave without a claim, is claimed when it fills at least
+    this share of the open pool's top scenes..."""
+    steer_wins: float = 1.1
+    """...and wins at least this share of its paired scenes (the tests lean its way)."""
 
 
 @dataclass
@@ -86,6 +91,12 @@ def value_of_word(word: str) -> Claim | None:
     return None
 
 
+def steering_claims(explanation: str | None) -> list[Claim]:
+    """Every renderable value the steering explanation names, in its order."""
+    found = [c for c in (value_of_word(w) for w in words(explanation or "")) if c is not None]
+    return list(dict.fromkeys(found))
+
+
 def steering_anchor(explanation: str | None) -> Claim | None:
     """The first renderable value the steering explanation names (the kind family last)."""
     found = [c for c in (value_of_word(w) for w in words(explanation or "")) if c is not None]
@@ -93,8 +104,9 @@ def steering_anchor(explanation: str | None) -> Claim | None:
     return found[0] if found else None
 
 
-def claims(reading: TestReading, rule: TestRule) -> list[Claim]:
-    """The values the tests support (see the module's strategy), in family order."""
+def claims(reading: TestReading, rule: TestRule, steering: Sequence[Claim] = ()) -> list[Claim]:
+    """The values the tests support (see the module's strategy), in family order; ``steering``: the values
+    steering named, kept in a family the tests leave open where they lean its way."""
     out: dict[str, list[str]] = {}
 
     def take(r: ActivationTestResult | None, top: float, wins: float) -> None:
@@ -115,6 +127,12 @@ def claims(reading: TestReading, rule: TestRule) -> list[Claim]:
         if anchor_test is not None and anchor_test.wins.get(v, 0.0) >= rule.held_wins:
             if v not in out.get(fam, []):
                 out.setdefault(fam, []).append(v)
+    for fam, v in steering:
+        r = reading.open.get(fam)
+        if fam in out or fam == "kind" or r is None or r.peak <= 0:
+            continue
+        if r.top_share.get(v, 0.0) >= rule.steer_top and r.wins.get(v, 0.0) >= rule.steer_wins:
+            out[fam] = [v]
     if "kind" in out and len(out["kind"]) > 1:
         del out["kind"]  # fires on both: kind says nothing
     return [(fam, v) for fam in RENDER_FAMILIES for v in out.get(fam, [])]

@@ -364,7 +364,7 @@ class OfflineJudge:
                            tests=[TestRequest(kind="render", family=f, hold=[anchor],
                                               reason=f"what else it needs, {held} held")
                                   for f in RENDER_FAMILIES if f != anchor[0]])
-        found = hypotheses.claims(reading, self.params.test_rule)
+        found = hypotheses.claims(reading, self.params.test_rule, hypotheses.steering_claims(steering.explanation))
         if not found:
             return steering
         what = hypotheses.phrase(found)

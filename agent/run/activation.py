@@ -23,7 +23,8 @@ class ActivationService:
     def __init__(self, tester: Tester, fingerprint: dict[str, Any], submit: Submit,
                  cache: ActivationCache | None = None, *, read_cache: bool = True,
                  on_done: Callable[[int], None] | None = None) -> None:
-        self.tester, self.fingerprint, self.submit = tester, fingerprint, submit
+        self.tester, self.submit = tester, submit
+        self.fingerprint = {**fingerprint, "tests": tester.settings()}
         self.cache, self.read_cache, self.on_done = cache, read_cache, on_done
         self.cached_hits = 0
 

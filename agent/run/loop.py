@@ -19,7 +19,7 @@ from agent.run.images import ImageEvidenceService
 from agent.run.activation import ActivationService
 from agent.run.probes import ProbeService
 from agent.run.sweep import calibrate, requested_probe, sweep_probes
-from steering.activation_tests import ActivationTest
+from steering.activation_tests import ActivationTest, ActivationTestResult
 from steering.probes import EvidenceRequest
 
 
@@ -297,16 +297,21 @@ class _FeatureLoop:
         max_strength = max(self.strengths, default=1.0) * 16
         new = [requested_probe(self.feature, r, cfg.sweep, rnd, max_strength) for r in requests]
         kinds = self.test_kinds()
-        asked = [t for t in v.tests if t.kind in kinds][: max(0, cfg.max_tests - self.tests_used)]
+        asked = v.tests[: max(0, cfg.max_tests - self.tests_used)]
         tests = [ActivationTest(self.feature, t.kind, t.family if t.kind == "render" else None,
                                 t.edit if t.kind == "edit" else None,
                                 tuple(sorted(t.hold)) if t.kind == "render" else ()) for t in asked]
+        offered = [t for t in tests if t.kind in kinds]
         try:
             results = await self.run_probes(new) if new else []
-            read = await _timed(self.lc.activation.run(tests), self.timings, "tests") if tests else []  # type: ignore[union-attr]
+            ran = await _timed(self.lc.activation.run(offered), self.timings, "tests") if offered else []  # type: ignore[union-attr]
         except EngineFailed as exc:
             return self.finish(status="failed", rounds=rnd, hypothesis=v.hypothesis, error=str(exc))
         self.evidence.add(results, round=rnd + 1, reasons=[r.reason for r in requests])
+        by_test = dict(zip(offered, ran))
+        offer = ", ".join(kinds) or "none"
+        read = [by_test.get(t) or ActivationTestResult(test=t, error=f"this world offers no {t.kind} tests now (it "
+                                                                      f"offers: {offer})") for t in tests]
         self.evidence.add_tests(read, round=rnd + 1, reasons=[t.reason for t in asked])
         self.tests_used += len(tests)
         entry: dict[str, Any] = {"round": rnd, "kind": "probes", "probes": [describe_probe(p) for p in new]}
@@ -318,4 +323,5 @@ class _FeatureLoop:
         self.probes_used += len(new)
         self.history.append(PastTurn(round=rnd, verdict=v, raw=turn.raw))
         self.step("followup", rnd)
+        self.step("tests", rnd)
         return None

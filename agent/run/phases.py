@@ -47,6 +47,9 @@ PHASES: tuple[Phase, ...] = (
           "judge round N: features whose judge has answered round N, of those that may still need it"),
     Phase("followup", "fu", "follow-ups", "round", "features",
           "follow-up probes of round N: features whose requested probes have run"),
+    Phase("tests", "t", "tests", "round", "features",
+          "activation tests of round N: features whose requested activation tests have run (what makes the "
+          "feature fire; a feature that asked for none passes it)"),
 )
 
 BY_KEY = {p.key: p for p in PHASES}

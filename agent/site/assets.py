@@ -21,6 +21,8 @@ svg.hist rect { fill: #7a7ad0; } svg.hist text { font-size: 10px; fill: #555; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f7f7f7; padding: .4rem; }
 .filters { display: flex; flex-wrap: wrap; gap: .6rem 1.2rem; align-items: center; margin-bottom: .6rem; }
 .legend { font-size: 12px; color: #555; }
+table.test { width: auto; } table.test td, table.test th { padding: .1rem .4rem; font-size: 12px; }
+.bar { display: inline-block; height: .7em; background: #7a7ad0; }
 """
 
 INDEX_JS = """

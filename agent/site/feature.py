@@ -11,6 +11,7 @@ from typing import Any
 
 from agent.groundtruth import names_truth
 from agent.judges.evidence import words
+from steering.activation_tests import EDIT_MEANING, ActivationTestResult, family_values
 
 CHANGE_NAME = "answer change"
 CHANGE_HELP = ("answer change: 1 - word Jaccard between the steered answer and the baseline answer (same image and "
@@ -68,6 +69,92 @@ class ImageEntry:
 
 
 @dataclass
+class TestValue:
+    """One value of a render test's family: what the feature read on the scenes carrying it."""
+
+    value: str
+    mean: float
+    """Mean activation over the pool's scenes that carry the value."""
+    top_share: float | None
+    """Share of the pool's most activating scenes that carry it (None: nothing in the pool fired)."""
+    wins: float
+    """Share of the decisive base scenes where this value gives the highest activation."""
+
+
+@dataclass
+class TestEntry:
+    """An activation test the judge asked for (steering.activation_tests), numbered with the probes."""
+
+    __test__ = False  # not a pytest class
+
+    id: int
+    round: int
+    kind: str
+    """``render`` (scenes that vary one family) or ``edit`` (the top images before and after an edit)."""
+    name: str
+    """``render colour holding shape circle``, ``edit desaturate``."""
+    reason: str = ""
+    values: list[TestValue] = field(default_factory=list)
+    """Render: every value of the family, the highest mean activation first."""
+    before: float | None = None
+    """Edit: mean activation of the top images as they are, then edited."""
+    after: float | None = None
+    meaning: str = ""
+    """Edit: what the edit removes."""
+    n_images: int = 0
+    n_top: int = 0
+    peak: float = 0.0
+    error: str | None = None
+    """Why the test did not run (one line), else None."""
+
+    @property
+    def title(self) -> str:
+        return f"#{self.id} {self.name}"
+
+    @property
+    def change(self) -> float | None:
+        """Edit: the relative change of the mean activation (None without a positive before)."""
+        if self.before is None or self.after is None or self.before <= 0:
+            return None
+        return (self.after - self.before) / self.before
+
+    @property
+    def scope(self) -> str:
+        """What the figures are over, in a few words."""
+        if self.kind == "edit":
+            return f"over {self.n_images} top images"
+        top = f"top share of the {self.n_top} most active" if self.n_top else "no scene fired"
+        return f"over {self.n_images} scenes, peak {self.peak:.3g}; {top}"
+
+    @property
+    def summary(self) -> str:
+        """The result in one line (the overview's)."""
+        if self.error:
+            return f"not run: {self.error}"
+        if self.kind == "edit":
+            change = "n/a" if self.change is None else f"{self.change:+.0%}"
+            return f"mean activation {_g(self.before)} -> {_g(self.after)} ({change}), {self.meaning or 'edited'}"
+        if not self.values or self.peak <= 0:
+            return "it never fired on these scenes"
+        best = self.values[0]
+        return f"most on {best.value} (mean {best.mean:.3g}, top {_pct(best.top_share)}, wins {_pct(best.wins)})"
+
+
+def _g(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3g}"
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.0%}"
+
+
+TEST_HELP = ("activation tests read the feature's activation (mean over the patch grid): render tests draw scenes "
+             "that differ in one family only (mean: over the scenes carrying the value; top: share of the most "
+             "active scenes that carry it; wins: share of the base scenes where the value fires most); edit tests "
+             "compare the top images before and after an edit")
+
+
+@dataclass
 class StrengthRow:
     strength: float
     steered: list[ProbeEntry] = field(default_factory=list)
@@ -111,6 +198,8 @@ class FeaturePage:
     questions: list[ProbeEntry]
     cited: list[int]
     """The evidence numbers the final verdict rests on."""
+    tests: list[TestEntry] = field(default_factory=list)
+    """The activation tests the judge asked for."""
 
     @property
     def review_state(self) -> str:
@@ -118,8 +207,12 @@ class FeaturePage:
         decision = (self.review or {}).get("decision")
         return {"accept": "accepted", "edit": "edited", "reject": "rejected"}.get(decision, "unreviewed")
 
-    def entry(self, number: int) -> ProbeEntry | ImageEntry | None:
-        return next((e for e in [*self.probes, *self.images] if e.id == number), None)
+    def entry(self, number: int) -> ProbeEntry | ImageEntry | TestEntry | None:
+        return next((e for e in self.numbered() if e.id == number), None)
+
+    def numbered(self) -> list[ProbeEntry | ImageEntry | TestEntry]:
+        """Every item the judge saw, in the order of its numbers."""
+        return sorted([*self.probes, *self.images, *self.tests], key=lambda e: e.id)
 
 
 def answer_change(texts: list[str], baseline: list[str]) -> float | None:
@@ -167,6 +260,41 @@ def _image_entries(record: Any) -> list[ImageEntry]:
             out.append(ImageEntry(item["id"], str(r.get("mode", "?")), float(r.get("strength") or 0.0),
                                   [str(t) for t in r.get("texts") or []], [str(n) for n in r.get("image_names") or []],
                                   str(r.get("note") or "")))
+    return out
+
+
+def _family_rank(family: str, value: str) -> int:
+    """Where ``value`` stands in its family (ties of a render test's table keep the family's order: a stored
+    result's values come back sorted by name)."""
+    try:
+        values = family_values(family)
+    except (KeyError, ImportError):
+        return 0
+    return values.index(value) if value in values else len(values)
+
+
+def test_entries(record: Any) -> list[TestEntry]:
+    """The record's activation tests, in the order they ran (a malformed item is left out)."""
+    out = []
+    for item in getattr(record, "test_evidence", None) or []:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), int) or not isinstance(item.get("test"), dict):
+            continue
+        try:
+            r = ActivationTestResult.from_dict(item["test"])
+        except (KeyError, TypeError, ValueError):  # a malformed item is left out, as a malformed probe is
+            continue
+        t = r.test
+        entry = TestEntry(id=item["id"], round=int(item.get("round") or 0), kind=t.kind, name=t.name(),
+                          reason=str(item.get("reason") or ""), n_images=r.n_images, n_top=r.n_top, peak=r.peak,
+                          error=r.error)
+        if t.kind == "edit":
+            entry.before, entry.after = r.values.get("before"), r.values.get("after")
+            entry.meaning = EDIT_MEANING.get(str(t.edit), "")
+        else:
+            order = sorted(r.values, key=lambda v: (-r.values[v], _family_rank(str(t.family), v)))
+            entry.values = [TestValue(v, r.values[v], r.top_share.get(v) if r.n_top else None, r.wins.get(v, 0.0))
+                            for v in order]
+        out.append(entry)
     return out
 
 
@@ -224,7 +352,7 @@ def feature_page(record: Any, truth: dict[str, Any] | None = None) -> FeaturePag
                                         "note": rv.note},
         judge_label=record.label, judge_explanation=record.explanation, error=record.error,
         scores=scores(record, truth), probes=probes, images=_image_entries(record), sweeps=sweeps(probes, first),
-        questions=[e for e in probes if e.prompt == "ask"], cited=cited(record))
+        questions=[e for e in probes if e.prompt == "ask"], cited=cited(record), tests=test_entries(record))
 
 
 # ----------------------------------------------------------------------------- activations (top-k collection)

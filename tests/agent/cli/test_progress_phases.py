@@ -110,10 +110,11 @@ def test_counts_of_steps_features_take() -> None:
     c.end(0)  # a final answer in round 1: no follow-ups of round 1, no round 2
     c.step(1, "judge", 1)
     c.step(1, "followup", 1)
-    assert [(c.done(s), c.total(s)) for s in [(1, 1), (1, 2), (2, 1)]] == [(2, 4), (1, 3), (0, 3)]
+    c.step(1, "tests", 1)
+    assert [(c.done(s), c.total(s)) for s in [(1, 1), (1, 2), (1, 3), (2, 1)]] == [(2, 4), (1, 3), (1, 3), (0, 3)]
     c.step(2, "judge", 2)  # a step passed over (round 1 for feature 2) counts as taken
-    assert (c.done((1, 1)), c.done((1, 2)), c.done((2, 1))) == (3, 2, 1)
-    assert phase_line(c) == "✓ sweep · r1 3/4 · fu1 2/3 · r2 1/3"
+    assert (c.done((1, 1)), c.done((1, 2)), c.done((1, 3)), c.done((2, 1))) == (3, 2, 2, 1)
+    assert phase_line(c) == "✓ sweep · r1 3/4 · fu1 2/3 · t1 2/3 · r2 1/3"
     for f in (1, 2, 3):
         c.end(f)
     assert c.ended == 4 and c.current() is None
@@ -121,7 +122,7 @@ def test_counts_of_steps_features_take() -> None:
 
 def test_every_abbreviation_has_a_legend() -> None:
     shown = {p.short for p in PHASES}
-    assert {"base", "bg", "sweep", "r", "fu"} <= shown
+    assert {"base", "bg", "sweep", "r", "fu", "t"} <= shown
     for line in legend_lines():
         assert line.split(":")[0].rstrip("N") in shown
         assert line.split(":")[0] in LEGEND
@@ -134,7 +135,7 @@ def test_the_run_help_explains_the_display(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for words in ("fuN: follow-up probes", "rN: judge round N", "bg:", "base:", "sweep:", "ETA", "tok:"):
+    for words in ("fuN: follow-up probes", "tN: activation tests", "rN: judge round N", "bg:", "base:", "sweep:", "ETA", "tok:"):
         assert words in text, words
 
 

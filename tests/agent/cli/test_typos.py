@@ -15,7 +15,7 @@ from steering.images import check_base_image
     (["exprot", "--out", "x"], "error: unknown command 'exprot': did you mean export?"),
     (["-v", "judgecheck"], "error: unknown command 'judgecheck': did you mean judge-check?"),
     (["reveiw", "3", "accept"], "error: unknown command 'reveiw': did you mean review?"),
-    (["zzz"], "error: unknown command 'zzz' (commands: run, probe, export, review, eval, topk, judge-check; "
+    (["zzz"], "error: unknown command 'zzz' (commands: run, probe, export, review, eval, topk, judge-check, world; "
               "see steer-agent --help)"),
 ])
 def test_a_misspelt_command_is_named_with_the_nearest_command(argv: list[str], line: str,
