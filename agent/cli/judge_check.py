@@ -28,17 +28,23 @@ def add_parser(sub: Any) -> None:
 
 
 def tiny_context() -> Any:
-    """One feature's opening evidence, small enough for any context window."""
+    """One feature's opening evidence and one activation test, small enough for any context window (a forced
+    final round: the reply is short, and no test is offered)."""
     from agent.judges.evidence import Evidence
     from agent.judges import JudgeContext
     from agent.probes import Probe, ProbeResult
+    from steering.activation_tests import ActivationTest, ActivationTestResult
 
     ev = Evidence()
     ev.add([ProbeResult(Probe(None), ("nothing, the image is empty and white.",)),
             ProbeResult(Probe(3, strength=40.0), ("a red circle",), kl_first=1.2),
             ProbeResult(Probe(3, strength=80.0), ("the colour red filling the image",), kl_first=2.5)], round=1)
+    ev.add_tests([ActivationTestResult(ActivationTest(3, "render", "colour"), values={"red": 2.0, "blue": 0.0},
+                                       top_share={"red": 1.0, "blue": 0.0}, wins={"red": 1.0, "blue": 0.0},
+                                       n_images=128, n_top=20, peak=3.0)], round=1)
     return JudgeContext(feature=3, round=1, max_rounds=2, evidence=ev, strengths=[40.0, 80.0], probes_left=2,
-                        force_final=True, world={"model": "a VLM", "sae": "an SAE", "layer": 8})
+                        force_final=True, world={"model": "a VLM", "sae": "an SAE", "layer": 8,
+                                                 "tests": ["render"], "tests_left": 4})
 
 
 def say(line: str, file: Any = None) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.probes import Probe, ProbeResult
+from agent.probes import Probe, ProbeResult, describe_probe
 from steering.activation_tests import ActivationTestResult
 
 ROLES = ("baseline", "steered", "control")
@@ -202,3 +202,22 @@ class Evidence:
     def baseline_texts(self, prompt: str = "describe", question: str | None = None) -> list[str]:
         return [t for i in self.by_role("baseline") if i.probe.prompt == prompt and i.probe.question == question
                 for t in i.result.texts]
+
+
+def item_view(item: EvidenceItem) -> dict[str, Any]:
+    """One probe result as a judge prompt shows it (title, texts, first-token KL)."""
+    p = item.probe
+    if item.role == "baseline":
+        title = "baseline (strength 0)"
+    elif item.role == "control":
+        title = f"control: random direction, strength {p.strength:g}"
+    else:
+        title = f"steered, strength {p.strength:g}"
+    if p.samples > 1:
+        title += f", {p.samples} samples"
+    if p.base_image != "white":
+        title += f", {p.base_image} base image"
+    if p.prompt == "ask":
+        title += f", asked {p.question!r}"
+    return {"id": item.id, "title": title, "texts": list(item.result.texts), "reason": item.reason,
+            "kl": None if item.role == "baseline" else f"{item.result.kl_first:.3f}", "name": describe_probe(p)}

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import prompts
-from agent.judges.evidence import EvidenceItem, ImageItem
+from agent.judges.evidence import EvidenceItem, ImageItem, TestItem, item_view  # noqa: F401 - item_view re-exported
+from agent.judges.examples import example_for, examples_ref, reply_json
 from agent.judges.base import JudgeCallError, JudgeContext, JudgeError, JudgeTurn, Usage
 from agent.judges.redact import redact
-from agent.probes import describe_probe
 from agent.judges.verdicts import (
     CONSTRAINED_SCHEMA,
     MINIMAL_EXAMPLE,
@@ -22,6 +22,7 @@ from agent.judges.verdicts import (
     constrained_schema,
     parse_verdict,
 )
+from steering.activation_tests import EDIT_MEANING, EDITS, RENDER_FAMILIES
 
 log = logging.getLogger(__name__)
 
@@ -104,25 +105,7 @@ class ChatBackend(Protocol):
 
 
 def prompt_refs() -> list[str]:
-    return [prompts.load(n).ref for n in PROMPT_NAMES]
-
-
-def item_view(item: EvidenceItem) -> dict[str, Any]:
-    p = item.probe
-    if item.role == "baseline":
-        title = "baseline (strength 0)"
-    elif item.role == "control":
-        title = f"control: random direction, strength {p.strength:g}"
-    else:
-        title = f"steered, strength {p.strength:g}"
-    if p.samples > 1:
-        title += f", {p.samples} samples"
-    if p.base_image != "white":
-        title += f", {p.base_image} base image"
-    if p.prompt == "ask":
-        title += f", asked {p.question!r}"
-    return {"id": item.id, "title": title, "texts": list(item.result.texts), "reason": item.reason,
-            "kl": None if item.role == "baseline" else f"{item.result.kl_first:.3f}", "name": describe_probe(p)}
+    return [prompts.load(n).ref for n in PROMPT_NAMES] + [examples_ref()]
 
 
 def image_view(item: ImageItem) -> dict[str, Any]:
@@ -139,6 +122,25 @@ def image_view(item: ImageItem) -> dict[str, Any]:
     elif not texts:
         title += " (the model's answer was empty)"
     return {"id": item.id, "title": title, "texts": texts}
+
+
+def result_view(item: TestItem) -> dict[str, Any]:
+    """An activation test's result in one line (ActivationTestResult.line), under its number."""
+    return {"id": item.id, "line": item.result.line(), "reason": item.reason}
+
+
+def tests_offered(ctx: JudgeContext) -> list[str]:
+    """The test kinds the judge may ask for in this round (none in a forced final round)."""
+    if ctx.force_final or not ctx.world.get("tests_left", 1):
+        return []
+    return [k for k in ("render", "edit") if k in (ctx.world.get("tests") or [])]
+
+
+def _example(kinds: list[str]) -> dict[str, Any] | None:
+    example = example_for(kinds)
+    if example is None:
+        return None
+    return {**example, "ask_json": reply_json(example["ask"]), "final_json": reply_json(example["final"])}
 
 
 def shrink_view(view: dict[str, Any], level: int) -> dict[str, Any]:
@@ -162,11 +164,14 @@ def build_messages(ctx: JudgeContext, json_mode: str, *, instructions: str = "sy
     """
     world = ctx.world
     modes = sorted({i.role for i in ctx.evidence.images}, key=["topk", "hybrid"].index)
+    kinds = tests_offered(ctx)
     system = prompts.load("judge_system").render(
         model=world.get("model", "?"), sae=world.get("sae", "?"), layer=world.get("layer", "?"),
         base_image=world.get("base_image", "white"), max_rounds=ctx.max_rounds, max_samples=ctx.max_samples,
         json_mode=json_mode, image_modes=modes,
         n_images=max((i.result.n_images for i in ctx.evidence.images), default=0), pictures=bool(ctx.pictures),
+        tests=kinds, tests_left=world.get("tests_left"), families=list(RENDER_FAMILIES),
+        edits=[{"name": e, "meaning": EDIT_MEANING[e]} for e in EDITS], example=_example(kinds),
     )
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if instructions == "system" else []
     replies = {t.round: t.raw if shrink < 2 else _summary(t) for t in ctx.history}
@@ -175,6 +180,7 @@ def build_messages(ctx: JudgeContext, json_mode: str, *, instructions: str = "sy
         last = r == ctx.round
         items = [shrink_view(item_view(i), shrink) for i in ctx.evidence.in_round(r)]
         images = [shrink_view(image_view(i), shrink) for i in ctx.evidence.images_in_round(r)]
+        tests = [result_view(i) for i in ctx.evidence.tests if i.round == r]
         user = prompts.load("judge_round").render(
             round=r, max_rounds=ctx.max_rounds, feature=ctx.feature, items=items, images=images,
             pictures=bool(ctx.pictures) and r == 1,
@@ -182,6 +188,7 @@ def build_messages(ctx: JudgeContext, json_mode: str, *, instructions: str = "sy
             dropped=dropped.get(r, []),
             force_final=ctx.force_final if last else False,
             probes_left=ctx.probes_left if last else 0,
+            tests=tests, tests_left=world.get("tests_left", 0) if last and kinds else 0,
         )
         if r == 1 and instructions != "system":
             user = f"{system}\n\n{user}"
@@ -200,8 +207,16 @@ def _summary(turn: Any) -> str:
     """An earlier round's reply in one line (when the full transcript does not fit the context)."""
     v = turn.verdict
     asked = ", ".join(f"strength {p.strength:g}" for p in v.probes)
+    tests = ", ".join(_test_name(t) for t in v.tests)
     return json.dumps({"hypothesis": v.hypothesis[:120], "confidence": v.confidence, "action": v.action,
-                       "probes": f"(asked for {asked})"})
+                       "probes": f"(asked for {asked})", **({"tests": f"(asked for {tests})"} if tests else {})})
+
+
+def _test_name(t: Any) -> str:
+    if t.kind == "edit":
+        return f"edit {t.edit}"
+    held = ", ".join(f"{f} {v}" for f, v in t.hold)
+    return f"render {t.family}" + (f" holding {held}" if held else "")
 
 
 def trimmed(text: str, n: int = REPLY_SHOWN) -> str:
@@ -369,7 +384,7 @@ class LLMJudge:
                     mode: str) -> tuple[Completion, bool, str]:
         schema = SCHEMAS.get(mode)
         if mode == "json_object":  # a grammar can enforce this round's own limits too
-            schema = constrained_schema(ctx.max_samples, ctx.force_final, ctx.evidence.ids)
+            schema = constrained_schema(ctx.max_samples, ctx.force_final, ctx.evidence.ids, tests_offered(ctx))
         key = request_key(self.backend.describe(), messages, schema)
         if ctx.cache is not None and ctx.read_cache:
             hit = ctx.cache.get_judge_call(key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -354,11 +354,33 @@ MAX_ENUM_IDS = 256
 """Evidence numbers listed as an enum in the constrained schema up to this many (a longer list keeps a range)."""
 
 
+MAX_TESTS_ASKED = 5
+"""Activation tests one constrained reply may ask for (the offline judge asks for at most five a round)."""
+
+
+def constrained_test(kinds: Sequence[str]) -> dict[str, Any]:
+    """A test request a grammar can follow: only the ``kinds`` offered now, a held pair of two known words."""
+    hold_words = [*RENDER_FAMILIES, *dict.fromkeys(v for f in RENDER_FAMILIES for v in family_values(f))]
+    pair = {"type": "array", "items": {"type": "string", "enum": hold_words}, "minItems": 2, "maxItems": 2}
+    props = {**_TEST_SCHEMA["properties"], "kind": {"type": "string", "enum": list(kinds)},
+             "hold": {"type": "array", "items": pair, "maxItems": 2},
+             "reason": {"type": "string", "maxLength": 80}}
+    if "render" not in kinds:
+        props["family"] = {"type": "null"}
+    if "edit" not in kinds:
+        props["edit"] = {"type": "null"}
+    return {**_TEST_SCHEMA, "properties": props}
+
+
 def constrained_schema(max_samples: int = 4, force_final: bool = False,
-                       evidence_ids: Iterable[int] | None = None) -> dict[str, Any]:
+                       evidence_ids: Iterable[int] | None = None, tests: Sequence[str] = ()) -> dict[str, Any]:
     """CONSTRAINED_SCHEMA for one round: samples one of 1..``max_samples`` and cited evidence one of this
     round's ``evidence_ids``, both as enums (grammar converters honour enums everywhere; llama.cpp's ignores
-    an integer's minimum and maximum, so a 270M model asked for 5 samples); only the final branch when forced."""
+    an integer's minimum and maximum, so a 270M model asked for 5 samples); only the final branch when forced.
+
+    ``tests``: the activation test kinds offered now. None: a probe reply has no "tests" key. Some: a probe
+    reply asks for probes (and perhaps tests), or for tests only (an empty or absent probe list), two
+    branches that never overlap."""
     probe_branch, final_branch = (dict(b) for b in CONSTRAINED_SCHEMA["oneOf"])
     ids = sorted(set(evidence_ids or ()))
     if ids and len(ids) <= MAX_ENUM_IDS:
@@ -370,8 +392,18 @@ def constrained_schema(max_samples: int = 4, force_final: bool = False,
                                                  "samples": {"type": "integer",
                                                              "enum": list(range(1, max(1, max_samples) + 1))}}}
     probes = {**probe_branch["properties"]["probes"], "items": item}
-    probe_branch["properties"] = {**probe_branch["properties"], "probes": probes}
-    return {"oneOf": [probe_branch, final_branch]}
+    props = {k: v for k, v in probe_branch["properties"].items() if k != "tests"}
+    probe_branch["properties"] = {**props, "probes": probes}
+    kinds = [k for k in ("render", "edit") if k in tests]
+    if not kinds:
+        return {"oneOf": [probe_branch, final_branch]}
+    asked = {"type": "array", "items": constrained_test(kinds), "maxItems": MAX_TESTS_ASKED}
+    probe_branch["properties"] = {**probe_branch["properties"], "tests": asked}
+    tests_only = {**probe_branch, "properties": {**probe_branch["properties"],
+                                                 "probes": {**probes, "minItems": 0, "maxItems": 0},
+                                                 "tests": {**asked, "minItems": 1}},
+                  "required": ["hypothesis", "confidence", "action", "tests"]}
+    return {"oneOf": [probe_branch, tests_only, final_branch]}
 
 MINIMAL_EXAMPLE = ('{"hypothesis": "the colour red", "confidence": 0.8, "action": "final", "probes": [], '
                    '"explanation": "The feature makes the model describe red things.", "label": "the colour red", '

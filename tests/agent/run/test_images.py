@@ -167,7 +167,7 @@ def _image_ctx(pictures: list[str] | None = None) -> JudgeContext:
 
 
 def test_judge_prompts_are_versioned_and_explain_the_image_evidence() -> None:
-    assert prompts.load("judge_system").ref == "judge_system@v5" and prompts.load("judge_round").ref == "judge_round@v3"
+    assert prompts.load("judge_system").ref == "judge_system@v6" and prompts.load("judge_round").ref == "judge_round@v4"
     messages = build_messages(_image_ctx(), "text")
     system = messages[0]["content"]
     assert 'the "top-k" description; in the "hybrid" description' in system and "Black in these images is the mask" in system
