@@ -22,8 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -311,6 +313,11 @@ class Tester:
         self.base_scenes_n = base_scenes_n
         self.topk_identity: str | None = None
         """The top-k collection the edit tests read (its fingerprint), for the cache key."""
+        self.pool_dir: Path | None = None
+        """Where render pools are kept between runs (one .npy of activations per family and held values, named
+        by the world and the pool settings); None: in memory only."""
+        self.world_key = ""
+        """The world's identity in pool file names (model, SAE, layer and their revisions)."""
         self._pools: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[list[str], np.ndarray]] = {}
         """(family, hold) -> (carried values, mean activation [pool, d_sae]) of every feature."""
 
@@ -330,10 +337,42 @@ class Tester:
             from steering.toy import scenes
 
             pool, carried = render_pool(family, self.base_scenes_n, hold=hold)
-            images = [Image.fromarray(scenes.render(s, self.image_side)) for s in pool]
-            codes = self.encode(images, None)  # every feature: [images, patches, d_sae]
-            self._pools[(family, hold)] = (carried, np.asarray(codes).mean(axis=1))
+            acts = self._read_pool(family, hold, len(pool))
+            if acts is None:
+                images = [Image.fromarray(scenes.render(s, self.image_side)) for s in pool]
+                acts = np.asarray(self.encode(images, None)).mean(axis=1).astype(np.float32)  # [images, d_sae]
+                self._write_pool(family, hold, acts)
+            self._pools[(family, hold)] = (carried, acts)
         return self._pools[(family, hold)]
+
+    def _pool_file(self, family: str, hold: tuple[tuple[str, str], ...]) -> Path | None:
+        if self.pool_dir is None:
+            return None
+        text = json.dumps({"world": self.world_key, "settings": self.settings(), "family": family, "hold": hold},
+                          sort_keys=True, default=str)
+        return self.pool_dir / f"pool-{hashlib.sha256(text.encode()).hexdigest()[:24]}.npy"
+
+    def _read_pool(self, family: str, hold: tuple[tuple[str, str], ...], n: int) -> np.ndarray | None:
+        path = self._pool_file(family, hold)
+        if path is None or not path.is_file():
+            return None
+        try:
+            acts = np.load(path, allow_pickle=False)  # a data file: never unpickled
+        except (OSError, ValueError):
+            return None
+        return acts if acts.ndim == 2 and acts.shape[0] == n else None
+
+    def _write_pool(self, family: str, hold: tuple[tuple[str, str], ...], acts: np.ndarray) -> None:
+        path = self._pool_file(family, hold)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+            np.save(tmp, acts, allow_pickle=False)
+            os.replace(tmp, path)
+        except OSError:  # a full or read-only cache: the pool stays in memory
+            pass
 
     def run(self, tests: Sequence[ActivationTest]) -> list[ActivationTestResult]:
         out = []
@@ -391,7 +430,8 @@ def wilson_share_ok(share: float, n: int, lower: float) -> bool:
 ENCODE_BATCH = 64
 
 
-def engine_tester(engine: Any, topk: Any | None = None, n_top_images: int = 5) -> Tester:
+def engine_tester(engine: Any, topk: Any | None = None, n_top_images: int = 5,
+                  pool_dir: str | Path | None = None) -> Tester:
     """The tester of a steering engine's (encoder, SAE, layer): render tests where the engine's model is the
     toy world's (it draws the scenes it was trained on), edit tests where ``topk`` (a TopKResult of this
     world) is given."""
@@ -426,6 +466,11 @@ def engine_tester(engine: Any, topk: Any | None = None, n_top_images: int = 5) -
     tester = Tester(encode, can_render=is_toy_model(engine.vlm), top_images=top_images)
     if topk is not None:
         tester.topk_identity = f"{topk.fingerprint()}:{n_top_images}"
+    if pool_dir is not None:
+        fp = engine.fingerprint()
+        tester.pool_dir = Path(pool_dir)
+        tester.world_key = json.dumps({k: fp.get(k) for k in ("model", "revision", "dtype", "sae", "sae_revision",
+                                                               "layer")}, sort_keys=True, default=str)
     return tester
 
 

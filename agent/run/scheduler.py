@@ -234,8 +234,10 @@ async def _activation(engine: Engine, cfg: RunConfig, store: Store | None, servi
             from steering.topk.result import load_topk
 
             topk = load_topk(topk_root)
+        from agent.store.store import cache_root
+
         try:
-            return engine_tester(engine, topk)
+            return engine_tester(engine, topk, pool_dir=cache_root() / "render-pools")
         except Exception as exc:  # noqa: BLE001 - a tower top-k cannot read (flat encoders): no tests, said once
             log.info("no activation tests on this model: %s", exc)
             return None

@@ -267,7 +267,7 @@ def test_the_loop_runs_the_tests_an_llm_judge_asks_for_and_shows_their_results(t
     from tests.agent.fakes import FakeEngine
 
     tester = Tester(encode, can_render=True, image_side=16, base_scenes_n=12)
-    monkeypatch.setattr(scheduler, "engine_tester", lambda engine, topk=None: tester)
+    monkeypatch.setattr(scheduler, "engine_tester", lambda engine, topk=None, pool_dir=None: tester)
     engine = FakeEngine()
     engine.vlm = object()  # a local model: the run may test activations
 

@@ -247,6 +247,27 @@ def test_the_tester_finds_red_winning_the_colour_pool_with_one_encoder_pass() ->
     assert encode.calls == 2 and max(kind.values, key=kind.values.get) == "field"  # a field is all ink
 
 
+def test_render_pools_are_kept_on_disk_for_the_next_run_and_a_damaged_file_is_encoded_again(tmp_path) -> None:
+    first, second, third = Counting(), Counting(), Counting()
+    a = at.Tester(first, can_render=True, base_scenes_n=6)
+    a.pool_dir, a.world_key = tmp_path, "toy"
+    (r1,) = a.run([ActivationTest(0, "render", "colour")])
+    b = at.Tester(second, can_render=True, base_scenes_n=6)  # a later run of the same world
+    b.pool_dir, b.world_key = tmp_path, "toy"
+    (r2,) = b.run([ActivationTest(0, "render", "colour")])
+    assert first.calls == 1 and second.calls == 0 and r2.to_dict() == r1.to_dict()
+    other = at.Tester(Counting(), can_render=True, base_scenes_n=6)  # another world: its own file
+    other.pool_dir, other.world_key = tmp_path, "another"
+    other.run([ActivationTest(0, "render", "colour")])
+    assert other.encode.calls == 1 and len(list(tmp_path.glob("pool-*.npy"))) == 2
+    for f in tmp_path.glob("pool-*.npy"):
+        f.write_bytes(b"not a numpy file")
+    c = at.Tester(third, can_render=True, base_scenes_n=6)
+    c.pool_dir, c.world_key = tmp_path, "toy"
+    (r3,) = c.run([ActivationTest(0, "render", "colour")])
+    assert third.calls == 1 and r3.to_dict() == r1.to_dict()
+
+
 def test_the_tester_says_what_it_cannot_run_in_one_line() -> None:
     tester = at.Tester(Counting(), can_render=False)
     assert tester.kinds() == []

@@ -72,7 +72,7 @@ def counter(monkeypatch: pytest.MonkeyPatch) -> Counter:
     for feature 0 only."""
     counter = Counter()
 
-    def engine_tester(engine: Any, topk: Any = None) -> at.Tester:
+    def engine_tester(engine: Any, topk: Any = None, pool_dir: Any = None) -> at.Tester:
         counter.testers += 1
         tester = at.Tester(red_encoder(counter, engine.sae.d_sae), can_render=counter.can_render,
                            top_images=lambda f: ([RED_FIELD] * 2, [np.ones((2, 2))] * 2) if f == 0 else ([], []),
