@@ -25,15 +25,25 @@ ADJECTIVE_ORDER = ("size", "colour", "pattern")
 
 @dataclass(frozen=True)
 class TestRule:
-    """When a rendered family's value is claimed (chosen on the benchmark's dev split)."""
+    """When a rendered family's value is claimed. Chosen on the benchmark's dev split (SAE features and five
+    planted seeds pooled; the test split never read for it), maximising the smaller of the two margins over the
+    best method that does not follow up (the claim filter with top-k and hybrid descriptions: 81.1 and 63.8 F1
+    on dev). Open 0.4 / 0.9 with the anchor held for shape and size at 0.7 / 0.6 gave 87.8 / 70.5; open only:
+    85.7 / 72.5; held for every family (0.5 / 0.8): 87.0 / 68.9; adding the values steering names where the
+    tests lean their way changed nothing."""
+
+    __test__ = False  # not a pytest class
 
     open_top: float = 0.4
     """Share of the open pool's top scenes the value must fill..."""
-    open_wins: float = 0.8
+    open_wins: float = 0.9
     """...and share of the decisive base scenes it must win."""
-    held_top: float = 0.5
+    held_top: float = 0.7
     """The same two shares under the held anchor."""
-    held_wins: float = 0.8
+    held_wins: float = 0.6
+    held_families: tuple[str, ...] = ("shape", "size")
+    """The families tested with the anchor held: an object's outline and size, which the world's mix of scenes
+    (fields have neither) hides in the open test."""
     steer_top: float = 1.1
     """A value steering names, in a family the tests leave without a claim, is claimed when it fills at least
     this share of the open pool's top scenes..."""
@@ -120,7 +130,8 @@ def claims(reading: TestReading, rule: TestRule, steering: Sequence[Claim] = ())
 
     for fam in RENDER_FAMILIES:
         take(reading.open.get(fam), rule.open_top, rule.open_wins)
-        take(reading.held.get(fam), rule.held_top, rule.held_wins)
+        if fam in rule.held_families:
+            take(reading.held.get(fam), rule.held_top, rule.held_wins)
     if reading.anchor is not None and not reading.silent:
         fam, v = reading.anchor
         anchor_test = reading.open.get(fam)

@@ -357,13 +357,14 @@ class OfflineJudge:
                                   for f in RENDER_FAMILIES])
         anchor = (hypotheses.steering_anchor(steering.explanation) if reading.silent
                   else hypotheses.strongest(reading.open))
-        if reading.anchor is None and anchor is not None and can_ask:
+        held_families = [f for f in self.params.test_rule.held_families if f != anchor[0]] if anchor else []
+        if reading.anchor is None and held_families and can_ask:
             held = f"{anchor[0]} {anchor[1]}"
             return Verdict(hypothesis=f"{steering.hypothesis}; anchor: {held}", confidence=min(steering.confidence, 0.6),
                            action="probe", notes=NOT_AN_LLM,
                            tests=[TestRequest(kind="render", family=f, hold=[anchor],
                                               reason=f"what else it needs, {held} held")
-                                  for f in RENDER_FAMILIES if f != anchor[0]])
+                                  for f in held_families])
         found = hypotheses.claims(reading, self.params.test_rule, hypotheses.steering_claims(steering.explanation))
         if not found:
             return steering
