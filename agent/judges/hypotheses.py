@@ -41,6 +41,10 @@ class TestRule:
     held_top: float = 0.7
     """The same two shares under the held anchor."""
     held_wins: float = 0.6
+    shape_top: float | None = None
+    """The shape family's own thresholds (None: the open ones): an outline moves a patch-level feature less than a
+    colour or a texture does..."""
+    shape_wins: float | None = None
     held_families: tuple[str, ...] = ("shape", "size")
     """The families tested with the anchor held: an object's outline and size, which the world's mix of scenes
     (fields have neither) hides in the open test."""
@@ -129,7 +133,10 @@ def claims(reading: TestReading, rule: TestRule, steering: Sequence[Claim] = ())
                     vals.append(v)
 
     for fam in RENDER_FAMILIES:
-        take(reading.open.get(fam), rule.open_top, rule.open_wins)
+        if fam == "shape" and rule.shape_top is not None and rule.shape_wins is not None:
+            take(reading.open.get(fam), rule.shape_top, rule.shape_wins)
+        else:
+            take(reading.open.get(fam), rule.open_top, rule.open_wins)
         if fam in rule.held_families:
             take(reading.held.get(fam), rule.held_top, rule.held_wins)
     if reading.anchor is not None and not reading.silent:
