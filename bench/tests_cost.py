@@ -2,7 +2,7 @@
 
     python bench/tests_cost.py [--features 0-63]
 
-Runs ``steer-agent --features ...`` on two fresh stores in one process each: ``--max-tests 0`` (the judge of
+Runs ``steer-agent --features ...`` on two fresh stores (and fresh cache folders) in one process each: ``--max-tests 0`` (the judge of
 before the tests: steering only, with its transfer probes) and the default (the judge asks for activation
 tests). Prints, for each, wall time, probes and activation tests per feature, and the ratio of wall times.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,9 +20,11 @@ from pathlib import Path
 
 
 def run(features: str, store: Path, extra: list[str]) -> dict[str, float]:
+    # a cache folder of its own: the render pools a run keeps for the next are computed here, not read
+    env = dict(os.environ, STEER_INTERP_CACHE=str(store.parent / f"cache-{store.name}"))
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "agent.cli", "--features", features, "--store", str(store), *extra],
-                         capture_output=True, text=True, check=False)
+                         capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - t0
     if out.returncode != 0:
         raise SystemExit(f"steer-agent failed ({out.returncode}): {out.stderr.strip()[-400:]}")

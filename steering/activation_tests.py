@@ -318,6 +318,9 @@ class Tester:
         by the world and the pool settings); None: in memory only."""
         self.world_key = ""
         """The world's identity in pool file names (model, SAE, layer and their revisions)."""
+        self.encode_arrays: Callable[[list[np.ndarray]], np.ndarray] | None = None
+        """Rendered uint8 arrays -> codes of every feature, skipping PIL and the processor (the toy world, whose
+        processor only rescales: checked equal when set); None: through ``encode``."""
         self._pools: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[list[str], np.ndarray]] = {}
         """(family, hold) -> (carried values, mean activation [pool, d_sae]) of every feature."""
 
@@ -339,8 +342,10 @@ class Tester:
             pool, carried = render_pool(family, self.base_scenes_n, hold=hold)
             acts = self._read_pool(family, hold, len(pool))
             if acts is None:
-                images = [Image.fromarray(scenes.render(s, self.image_side)) for s in pool]
-                acts = np.asarray(self.encode(images, None)).mean(axis=1).astype(np.float32)  # [images, d_sae]
+                arrays = [scenes.render(s, self.image_side) for s in pool]
+                codes = (self.encode_arrays(arrays) if self.encode_arrays is not None
+                         else self.encode([Image.fromarray(a) for a in arrays], None))
+                acts = np.asarray(codes).mean(axis=1).astype(np.float32)  # [images, d_sae]
                 self._write_pool(family, hold, acts)
             self._pools[(family, hold)] = (carried, acts)
         return self._pools[(family, hold)]
@@ -464,6 +469,8 @@ def engine_tester(engine: Any, topk: Any | None = None, n_top_images: int = 5,
             return [topk.image(t.id) for t in tops], [t.map.numpy() for t in tops]
 
     tester = Tester(encode, can_render=is_toy_model(engine.vlm), top_images=top_images)
+    if tester.can_render:
+        tester.encode_arrays = _array_encoder(spec, engine, param)
     if topk is not None:
         tester.topk_identity = f"{topk.fingerprint()}:{n_top_images}"
     if pool_dir is not None:
@@ -472,6 +479,39 @@ def engine_tester(engine: Any, topk: Any | None = None, n_top_images: int = 5,
         tester.world_key = json.dumps({k: fp.get(k) for k in ("model", "revision", "dtype", "sae", "sae_revision",
                                                                "layer")}, sort_keys=True, default=str)
     return tester
+
+
+def _array_encoder(spec: Any, engine: Any, param: Any) -> Callable[[list[np.ndarray]], np.ndarray] | None:
+    """Codes of rendered arrays already at the model's size, normalised as the toy processor does (x / 127.5 - 1),
+    or None when the processor does something else to a probe image (then PIL and the processor it is)."""
+    import torch
+    from PIL import Image
+
+    from steering.topk.encode import layer_output
+
+    def pixels(arrays: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+    probe = (np.arange(64 * 64 * 3) % 251).astype(np.uint8).reshape(64, 64, 3)
+    try:
+        same = torch.allclose(spec.preprocess([Image.fromarray(probe)]).float(), pixels([probe]), atol=1e-5)
+    except Exception:  # noqa: BLE001 - another size or processor: the general path
+        same = False
+    if not same:
+        return None
+
+    @torch.no_grad()
+    def encode(arrays: list[np.ndarray]) -> np.ndarray:
+        out = []
+        for i in range(0, len(arrays), ENCODE_BATCH):
+            pv = pixels(arrays[i:i + ENCODE_BATCH]).to(device=param.device, dtype=param.dtype)
+            hidden = layer_output(spec.tower, spec.layers, spec.layer, pv)
+            if spec.has_cls:
+                hidden = hidden[:, 1:]
+            out.append(engine.sae.encode(hidden.to(engine.sae.W_enc.dtype)).float().cpu().numpy())
+        return np.concatenate(out)
+
+    return encode
 
 
 def is_toy_model(vlm: Any) -> bool:

@@ -358,6 +358,9 @@ class OfflineJudge:
         anchor = (hypotheses.steering_anchor(steering.explanation) if reading.silent
                   else hypotheses.strongest(reading.open))
         held_families = [f for f in self.params.test_rule.held_families if f != anchor[0]] if anchor else []
+        opened = hypotheses.TestReading(open=reading.open, held={}, anchor=None, items=[])
+        if ("kind", "field") in hypotheses.claims(opened, self.params.test_rule):
+            held_families = []  # a field has no shape or size to hold a value for (the same dev scores, fewer pools)
         if reading.anchor is None and held_families and can_ask:
             held = f"{anchor[0]} {anchor[1]}"
             return Verdict(hypothesis=f"{steering.hypothesis}; anchor: {held}", confidence=min(steering.confidence, 0.6),

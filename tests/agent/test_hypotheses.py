@@ -87,7 +87,7 @@ def decide(evidence: Evidence, rnd: int, **kw: Any) -> Any:
     return asyncio.run(OfflineJudge().decide(ctx(evidence, rnd, **kw))).verdict
 
 
-def test_the_offline_judge_opens_every_family_then_holds_the_anchor_for_shape_and_size_then_concludes() -> None:
+def test_the_offline_judge_opens_every_family_then_holds_the_anchor_for_size_then_concludes() -> None:
     ev = Evidence()
     first = decide(ev, 1)
     assert first.action == "probe" and not first.probes
@@ -96,8 +96,7 @@ def test_the_offline_judge_opens_every_family_then_holds_the_anchor_for_shape_an
     ids = ev.add_tests(list(opened.values()), round=2)
     second = decide(ev, 2)
     assert second.action == "probe"
-    assert [(t.family, t.hold) for t in second.tests] == [("shape", [("colour", "blue")]),
-                                                          ("size", [("colour", "blue")])]
+    assert [(t.family, t.hold) for t in second.tests] == [("size", [("colour", "blue")])]
     ev.add_tests([result("shape", {}, hold=(("colour", "blue"),)),
                   result("size", {"large": (0.9, 0.8)}, hold=(("colour", "blue"),))], round=3)
     final = decide(ev, 3)
