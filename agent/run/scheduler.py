@@ -225,8 +225,21 @@ async def _activation(engine: Engine, cfg: RunConfig, store: Store | None, servi
                       topk_root: Path | None) -> ActivationService | None:
     """The activation tests this engine can run (render on the toy world, edit with a top-k collection), or
     None: --max-tests 0, or an engine without a local model (a pool of remote engines)."""
-    if cfg.max_tests <= 0 or not (hasattr(engine, "vlm") and hasattr(engine, "sae")):
+    if cfg.max_tests <= 0:
         return None
+    local: Any = engine
+    if not (hasattr(engine, "vlm") and hasattr(engine, "sae")):
+        # A pool of remote engines: the bundled toy world (the one world that renders its scenes) is small
+        # enough to load here too, so a run on Ray asks the same tests as one in a single process.
+        spec = getattr(engine, "spec", None)
+        if spec is None or spec.model is not None or spec.sae is not None:
+            log.info("no activation tests on Ray for this world: edit tests need the model in this process")
+            return None
+        from dataclasses import replace
+
+        from agent.world import load_engine
+
+        local = await service.call(load_engine, replace(spec, device="cpu"))
 
     def make() -> Tester | None:
         topk = None
@@ -237,7 +250,7 @@ async def _activation(engine: Engine, cfg: RunConfig, store: Store | None, servi
         from agent.store.store import cache_root
 
         try:
-            return engine_tester(engine, topk, pool_dir=cache_root() / "render-pools")
+            return engine_tester(local, topk, pool_dir=cache_root() / "render-pools")
         except Exception as exc:  # noqa: BLE001 - a tower top-k cannot read (flat encoders): no tests, said once
             log.info("no activation tests on this model: %s", exc)
             return None

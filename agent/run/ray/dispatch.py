@@ -67,6 +67,8 @@ class RayActorPool:
         import ray
 
         self.options = options or RayOptions()
+        self.spec = spec
+        """The world the actors load (the driver loads the toy world itself for activation tests)."""
         self.started_ray = connect(self.options)
         self._closed = threading.Event()
         self._lock = threading.Lock()
