@@ -126,15 +126,17 @@ def test_review_in_the_real_app_shows_in_export(tmp_path: Path) -> None:
         tmux.wait_for("8 of 8 features", timeout=60)  # how fast it opens is bench/ matter, not a test's
         tmux.keys("Enter")  # open feature 0
         tmux.wait_for("Descriptions")
-        tmux.wait_for("baseline")
+        tmux.wait_for("forced choice")  # the feature page's overview, once its record is read
         tmux.keys("a")
         tmux.wait_for(f"accepted by {REVIEWER}")
         tmux.keys("Escape")
         tmux.wait_for("8 of 8 features")
         tmux.keys("Down", "e")
         tmux.wait_for("Edit feature #1")
+        # the explanation is a multi-line editor holding the old text, the cursor at its start: delete it all
+        subprocess.run([*tmux.base, "send-keys", "-t", "tui", "-N", "600", "Delete"], check=True)
         tmux.keys("Edited by a person in tmux.", literal=True)
-        tmux.keys("Enter")
+        tmux.keys("Tab", "End", "C-u")  # to the label, cleared
         tmux.keys("tmux label", literal=True)
         tmux.keys("Enter", "Enter")  # the label, then an empty reason
         tmux.wait_for("edited")
@@ -174,14 +176,14 @@ def test_review_flow_at_80x24(tmp_path: Path) -> None:
         tmux.wait_for("8 of 8 features", timeout=60)
         tmux.keys("Enter")  # open the first feature
         tmux.wait_for("Descriptions")
-        tmux.wait_for("baseline")
+        tmux.wait_for("forced choice")  # the feature page's overview, once its record is read
         first = shown()
 
         tmux.keys("a")  # accept: the view moves on to the next undecided feature
         tmux.wait_for(f"feature {first} accepted by {REVIEWER}")
         rejected = int(tmux.wait_match(rf"feature #(?!{first}\b)(\d+)", first_line=True).group(1))
         tmux.wait_for(f"#{rejected} ")
-        tmux.wait_for("baseline")
+        tmux.wait_for("forced choice")  # the feature page's overview, once its record is read
 
         tmux.keys("r")  # reject, with a reason
         tmux.wait_for(f"Reject feature #{rejected}")
@@ -193,7 +195,7 @@ def test_review_flow_at_80x24(tmp_path: Path) -> None:
 
         tmux.keys("v")  # the next undecided feature
         rerun = int(tmux.wait_match(rf"feature #(?!(?:{first}|{rejected})\b)(\d+)", first_line=True).group(1))
-        tmux.wait_for("baseline")
+        tmux.wait_for("forced choice")  # the feature page's overview, once its record is read
         tmux.keys("n")  # re-run with a note to the judge
         tmux.wait_for(f"Re-run feature #{rerun}")
         tmux.keys(note, literal=True)
