@@ -153,26 +153,23 @@ class Evidence:
     def _next_id(self) -> int:
         return 1 + max((i.id for i in (*self.items, *self.images, *self.tests)), default=0)
 
-    def add_tests(self, results: Iterable[ActivationTestResult], round: int,
-                  reasons: Iterable[str] | None = None) -> list[int]:
+    def _append(self, into: list[Any], make: Any, results: Iterable[Any], round: int,
+                reasons: Iterable[str] | None) -> list[int]:
+        """Number ``results`` on from the last id (one numbering for every kind) and append them to ``into``."""
         reasons = list(reasons) if reasons is not None else None
         ids = []
         for i, r in enumerate(results):
-            item = TestItem(id=self._next_id(), round=round, result=r,
-                            reason=reasons[i] if reasons is not None else "")
-            self.tests.append(item)
+            item = make(id=self._next_id(), round=round, result=r, reason=reasons[i] if reasons is not None else "")
+            into.append(item)
             ids.append(item.id)
         return ids
 
+    def add_tests(self, results: Iterable[ActivationTestResult], round: int,
+                  reasons: Iterable[str] | None = None) -> list[int]:
+        return self._append(self.tests, TestItem, results, round, reasons)
+
     def add(self, results: Iterable[ProbeResult], round: int, reasons: Iterable[str] | None = None) -> list[int]:
-        reasons = list(reasons) if reasons is not None else None
-        ids = []
-        for i, r in enumerate(results):
-            item = EvidenceItem(id=self._next_id(), round=round, result=r,
-                                reason=reasons[i] if reasons is not None else "")
-            self.items.append(item)
-            ids.append(item.id)
-        return ids
+        return self._append(self.items, EvidenceItem, results, round, reasons)
 
     def add_images(self, results: Iterable[ImageEvidence], round: int) -> list[int]:
         ids = []

@@ -167,14 +167,24 @@ class NoteModal(Dialog):
 class JumpModal(Dialog):
     """Ask for a feature id that the store has; returns it or None."""
 
+    TITLE = "Jump to feature"
+    PLACEHOLDER = "feature id"
+    EMPTY = "type a feature id (escape cancels)"
+
     def __init__(self, known: set[int]) -> None:
         super().__init__()
         self.known = known
 
+    def miss(self, number: int) -> str:
+        """Why ``number`` is not one of ``known``, in one line."""
+        lo, hi = (min(self.known), max(self.known)) if self.known else (None, None)
+        where = f"it has {len(self.known)} features, {lo}-{hi}" if self.known else "it has no features yet"
+        return f"feature {number} is not in this store ({where})"
+
     def compose(self) -> ComposeResult:
         with Vertical(classes="box"):
-            yield Label("Jump to feature", classes="title")
-            yield Input(placeholder="feature id", type="integer", id="feature")
+            yield Label(self.TITLE, classes="title")
+            yield Input(placeholder=self.PLACEHOLDER, type="integer", id="number")
             yield Static("", classes="error")
 
     def on_mount(self) -> None:
@@ -185,15 +195,13 @@ class JumpModal(Dialog):
     def _go(self, event: Input.Submitted) -> None:
         text = event.value.strip()
         if not text:
-            self.error("type a feature id (escape cancels)")
+            self.error(self.EMPTY)
             return
-        feature = int(text)
-        if feature not in self.known:
-            lo, hi = (min(self.known), max(self.known)) if self.known else (None, None)
-            where = f"it has {len(self.known)} features, {lo}-{hi}" if self.known else "it has no features yet"
-            self.error(f"feature {feature} is not in this store ({where})")
+        number = int(text)
+        if number not in self.known:
+            self.error(self.miss(number))
             return
-        self.dismiss(feature)
+        self.dismiss(number)
 
 
 class PathDialog(Dialog):
