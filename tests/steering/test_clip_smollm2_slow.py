@@ -4,7 +4,6 @@ folder with the project's loader and steer it. Slow and online: never in the def
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 
 import pytest
@@ -43,9 +42,8 @@ def test_fetch_assembles_a_checked_folder_and_a_second_run_only_checks_hashes(as
         assert onnx["linear_layers"] == 73 and onnx["worst_relative_error"] < 1e-4
     assert checks["sanity"]["max_cosine_between_images"] < 0.98
     assert "Paris" in checks["lm_answer"]["answer"]
-    t0 = time.perf_counter()
     again = assemble(cache)
-    assert not again.fresh and again.folder == done.folder and time.perf_counter() - t0 < 10
+    assert not again.fresh and again.folder == done.folder  # how fast: bench/ matter, not a test's
 
 
 def test_the_projects_loader_takes_the_folder_and_steering_changes_the_answer(assembled, tmp_path: Path) -> None:
